@@ -1,0 +1,128 @@
+package compress
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+func gunzip(t *testing.T, b []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("gzip.NewReader: %v", err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("gunzip: %v", err)
+	}
+	return out
+}
+
+func TestAppendGzipRoundTripsAndKeepsPrefix(t *testing.T) {
+	for _, in := range []string{"", "x", `{"now":1763700123,"buckets":[]}`, strings.Repeat(`{"t":1,"c":{"love":3}},`, 200)} {
+		out := AppendGzip([]byte("prefix"), []byte(in))
+		if !bytes.HasPrefix(out, []byte("prefix")) {
+			t.Fatalf("AppendGzip lost dst's prefix")
+		}
+		if got := gunzip(t, out[len("prefix"):]); string(got) != in {
+			t.Fatalf("round trip = %q; want %q", got, in)
+		}
+	}
+}
+
+func TestAppendGzipIsDeterministicAcrossPooledWriters(t *testing.T) {
+	in := []byte(strings.Repeat(`{"t":1763700121,"c":{"love":1200,"haha":40}},`, 10))
+	want := AppendGzip(nil, in)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				if got := AppendGzip(nil, in); !bytes.Equal(got, want) {
+					t.Error("equal inputs encoded to different bytes")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestNewBodyETags(t *testing.T) {
+	a := NewBody([]byte(`{"now":1}`))
+	a2 := NewBody([]byte(`{"now":1}`))
+	b := NewBody([]byte(`{"now":2}`))
+	if !bytes.Equal(a.PlainETag, a2.PlainETag) || !bytes.Equal(a.GzipETag, a2.GzipETag) {
+		t.Errorf("equal bodies got different ETags: %s %s vs %s %s", a.PlainETag, a.GzipETag, a2.PlainETag, a2.GzipETag)
+	}
+	if bytes.Equal(a.PlainETag, b.PlainETag) {
+		t.Errorf("different bodies share ETag %s", a.PlainETag)
+	}
+	if bytes.Equal(a.PlainETag, a.GzipETag) {
+		t.Errorf("plain and gzip representations share strong ETag %s", a.PlainETag)
+	}
+	for _, tag := range [][]byte{a.PlainETag, a.GzipETag} {
+		if len(tag) < 3 || tag[0] != '"' || tag[len(tag)-1] != '"' || bytes.Contains(tag[1:len(tag)-1], []byte(`"`)) {
+			t.Errorf("ETag %s is not a quoted strong validator", tag)
+		}
+	}
+	if got := gunzip(t, a.Gzip); !bytes.Equal(got, a.Plain) {
+		t.Errorf("Gzip decodes to %q; want %q", got, a.Plain)
+	}
+}
+
+func TestCacheGenerations(t *testing.T) {
+	c := NewCache(4)
+	b1, b2 := NewBody([]byte("1")), NewBody([]byte("2"))
+	if got := c.Get(10, 0); got != nil {
+		t.Fatalf("Get on empty cache = %v; want nil", got)
+	}
+	if got := c.Put(10, 0, b1); got != b1 {
+		t.Fatalf("first Put returned another body")
+	}
+	if got := c.Put(10, 0, b2); got != b1 {
+		t.Fatalf("second Put for the same slot replaced the first body")
+	}
+	if got := c.Get(10, 0); got != b1 {
+		t.Fatalf("Get = %v; want the first body", got)
+	}
+	if got := c.Get(10, 1); got != nil {
+		t.Fatalf("Get of an unfilled slot = %v; want nil", got)
+	}
+	if got := c.Put(11, 3, b2); got != b2 || c.Get(11, 3) != b2 {
+		t.Fatalf("Put for a new generation did not store")
+	}
+	if c.Get(10, 0) != nil {
+		t.Fatalf("old generation still served after moving on")
+	}
+	if got := c.Put(10, 1, b1); got != b1 || c.Get(10, 1) != nil || c.Get(11, 3) != b2 {
+		t.Fatalf("a Put for a stale generation changed the cache")
+	}
+}
+
+func TestCacheConcurrentPutsAgreeOnOneBody(t *testing.T) {
+	c := NewCache(2)
+	var wg sync.WaitGroup
+	got := make([]*Body, 16)
+	for i := range got {
+		wg.Go(func() { got[i] = c.Put(7, 1, NewBody([]byte{byte(i)})) })
+	}
+	wg.Wait()
+	for _, b := range got {
+		if b != got[0] {
+			t.Fatal("concurrent Puts returned different bodies")
+		}
+	}
+}
+
+func TestCacheGetDoesNotAllocate(t *testing.T) {
+	c := NewCache(62)
+	c.Put(5, 3, NewBody([]byte("x")))
+	if allocs := testing.AllocsPerRun(1000, func() { _ = c.Get(5, 3) }); allocs != 0 {
+		t.Fatalf("Get allocates %.1f times; want 0", allocs)
+	}
+}
