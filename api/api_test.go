@@ -1,0 +1,128 @@
+package api
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestValidID(t *testing.T) {
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{
+		{"launch-2026", true}, {"u12345", true}, {"A.b_c-9", true}, {strings.Repeat("a", 64), true},
+		{"", false}, {strings.Repeat("a", 65), false}, {"a b", false}, {"a/b", false}, {"é", false},
+		{"a\x00", false}, {"a%20", false}, {"ａ", false}, {"a\u200bb", false},
+	} {
+		if got := ValidID([]byte(tc.id)); got != tc.want {
+			t.Errorf("ValidID(%q) = %v; want %v", tc.id, got, tc.want)
+		}
+	}
+}
+
+func TestAppendJSONString(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain", `"plain"`},
+		{`a"b\c`, `"a\"b\\c"`},
+		{"line\nbreak\ttab\r", `"line\nbreak\ttab\r"`},
+		{"\x00\x1f", `"\u0000\u001f"`},
+		{"emoji 🔥 ok", `"emoji 🔥 ok"`},
+		{"js\u2028sep\u2029", `"js\u2028sep\u2029"`},
+		{"bad\xffutf8", `"bad\ufffdutf8"`},
+	} {
+		if got := string(AppendJSONString(nil, tc.in)); got != tc.want {
+			t.Errorf("AppendJSONString(%q) = %s; want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"", "x", `"\`, "\x00\n", "🔥", "\u2028", "\xff\xfe", "a\xe2\x80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := AppendJSONString(nil, s)
+		var back string
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("AppendJSONString(%q) = %s, not valid JSON: %v", s, out, err)
+		}
+		if utf8.ValidString(s) && back != s {
+			t.Fatalf("round trip of %q = %q", s, back)
+		}
+	})
+}
+
+func TestParsePath(t *testing.T) {
+	for _, tc := range []struct {
+		path   string
+		route  Route
+		stream string
+	}{
+		{"/v1/streams/launch-2026/reactions", RouteReactions, "launch-2026"},
+		{"/v1/streams/s/watch", RouteWatch, "s"},
+		{"/v1/streams/s/comments", RouteComments, "s"},
+		{"/v1/streams//reactions", RouteReactions, ""},
+		{"/v1/streams/a/b/reactions", RouteReactions, "a/b"},
+		{"/v1/streams/s/likes", RouteUnknown, ""},
+		{"/v1/streams/s", RouteUnknown, ""},
+		{"/v1/emojis", RouteEmojis, ""},
+		{"/healthz", RouteHealthz, ""},
+		{"/readyz", RouteReadyz, ""},
+		{"/metrics", RouteMetrics, ""},
+		{"/", RouteIndex, ""},
+		{"/static/app.js", RouteIndex, ""},
+		{"/v2/emojis", RouteUnknown, ""},
+		{"", RouteUnknown, ""},
+	} {
+		route, stream := ParsePath([]byte(tc.path))
+		if route != tc.route || string(stream) != tc.stream {
+			t.Errorf("ParsePath(%q) = %v, %q; want %v, %q", tc.path, route, stream, tc.route, tc.stream)
+		}
+	}
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for _, tc := range []struct {
+		ae   string
+		want bool
+	}{
+		{"gzip", true}, {"gzip, deflate, br", true}, {"br;q=1.0, gzip;q=0.8", true}, {"GZIP", true},
+		{"x-gzip", true}, {"*", true}, {"identity", false}, {"", false}, {"gzip;q=0", false},
+		{"gzip; q=0.000", false}, {"gzip;q=0.001", true}, {"gzipx", false}, {"deflate, *;q=0", false},
+	} {
+		if got := AcceptsGzip([]byte(tc.ae)); got != tc.want {
+			t.Errorf("AcceptsGzip(%q) = %v; want %v", tc.ae, got, tc.want)
+		}
+	}
+}
+
+func TestETagMatches(t *testing.T) {
+	etag := []byte(`"abc-gz"`)
+	for _, tc := range []struct {
+		inm  string
+		want bool
+	}{
+		{`"abc-gz"`, true}, {`W/"abc-gz"`, true}, {`"x", "abc-gz"`, true}, {`*`, true},
+		{`"abc"`, false}, {`abc-gz`, false}, {``, false}, {`"abc-gz`, false},
+	} {
+		if got := ETagMatches([]byte(tc.inm), etag); got != tc.want {
+			t.Errorf("ETagMatches(%q) = %v; want %v", tc.inm, got, tc.want)
+		}
+	}
+}
+
+func TestErrorBodiesAreJSON(t *testing.T) {
+	for _, e := range []*Error{ErrInvalidStream, ErrInvalidBody, ErrRateLimited, ErrUnavailable} {
+		var v struct {
+			Error struct{ Code, Message string }
+		}
+		if err := json.Unmarshal(e.Body(), &v); err != nil {
+			t.Fatalf("%s body %s: %v", e.Code, e.Body(), err)
+		}
+		if v.Error.Code != e.Code || v.Error.Message != e.Message {
+			t.Errorf("body %s decodes to %+v", e.Body(), v)
+		}
+	}
+}

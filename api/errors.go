@@ -1,0 +1,93 @@
+package api
+
+import (
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Error is an API error: an HTTP status, a snake_case code and a sentence for
+// humans. Its JSON body is encoded once, when it is declared.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	body    []byte
+}
+
+// NewError declares an API error.
+func NewError(status int, code, message string) *Error {
+	e := &Error{Status: status, Code: code, Message: message}
+	b := append([]byte(`{"error":{"code":`), AppendJSONString(nil, code)...)
+	b = append(b, `,"message":`...)
+	b = AppendJSONString(b, message)
+	e.body = append(b, "}}"...)
+	return e
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Body returns the error's JSON body. Callers must not modify it.
+func (e *Error) Body() []byte { return e.body }
+
+// The errors of API.md.
+var (
+	ErrInvalidStream    = NewError(fasthttp.StatusBadRequest, "invalid_stream", "stream id must be 1 to 64 characters of A-Z a-z 0-9 _ - .")
+	ErrInvalidUser      = NewError(fasthttp.StatusBadRequest, "invalid_user", "user id must be 1 to 64 characters of A-Z a-z 0-9 _ - .")
+	ErrInvalidEmoji     = NewError(fasthttp.StatusBadRequest, "invalid_emoji", "emoji must be one of the ids listed by GET /v1/emojis")
+	ErrInvalidSince     = NewError(fasthttp.StatusBadRequest, "invalid_since", "since must be a Unix second, at most 300 s in the future")
+	ErrInvalidCount     = NewError(fasthttp.StatusBadRequest, "invalid_count", "count must be an integer from 1 to 20")
+	ErrInvalidBody      = NewError(fasthttp.StatusBadRequest, "invalid_body", "body must be one JSON object with string fields emoji and user and an integer count, each at most once")
+	ErrUnauthorized     = NewError(fasthttp.StatusUnauthorized, "unauthorized", "a valid token for this stream is required: send Authorization: Bearer <token from watch>")
+	ErrNotFound         = NewError(fasthttp.StatusNotFound, "not_found", "no such endpoint; see API.md")
+	ErrMethodNotAllowed = NewError(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "this endpoint does not support that method; see the Allow header")
+	ErrBodyTooLarge     = NewError(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "request body must be at most 1024 bytes")
+	ErrUnsupportedMedia = NewError(fasthttp.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+	ErrRateLimited      = NewError(fasthttp.StatusTooManyRequests, "rate_limited", "too many requests; retry after the number of seconds in Retry-After")
+	ErrOverloaded       = NewError(fasthttp.StatusServiceUnavailable, "overloaded", "the server is over its load budget; retry after the number of seconds in Retry-After")
+	ErrUnavailable      = NewError(fasthttp.StatusServiceUnavailable, "unavailable", "the server is shutting down or not ready; retry after the number of seconds in Retry-After")
+	ErrHeadersTooLarge  = NewError(fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "request headers are too large")
+	ErrBadRequest       = NewError(fasthttp.StatusBadRequest, "bad_request", "the request is not valid HTTP/1.1")
+	ErrRequestTimeout   = NewError(fasthttp.StatusRequestTimeout, "request_timeout", "the request was not received in time")
+)
+
+var (
+	headerRetryAfter = []byte("Retry-After")
+	headerAllow      = []byte("Allow")
+	contentTypeJSON  = []byte("application/json")
+	cacheNoStore     = []byte("no-store")
+	headerCache      = []byte("Cache-Control")
+)
+
+// WriteError writes e as the response.
+func WriteError(ctx *fasthttp.RequestCtx, e *Error) {
+	ctx.Response.Header.SetStatusCode(e.Status)
+	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
+	ctx.Response.Header.SetCanonical(headerCache, cacheNoStore)
+	ctx.Response.SetBodyRaw(e.body)
+}
+
+// WriteRetry writes e with a Retry-After header of the given whole seconds
+// (at least 1), for 429 and 503 answers.
+func WriteRetry(ctx *fasthttp.RequestCtx, e *Error, seconds int64) {
+	WriteError(ctx, e)
+	if seconds < 1 {
+		seconds = 1
+	}
+	var buf [20]byte
+	ctx.Response.Header.SetCanonical(headerRetryAfter, strconv.AppendInt(buf[:0], seconds, 10))
+}
+
+// WriteMethodNotAllowed writes 405 with the Allow header listing allow.
+func WriteMethodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
+	WriteError(ctx, ErrMethodNotAllowed)
+	ctx.Response.Header.SetCanonical(headerAllow, []byte(allow))
+}
+
+// WriteJSON writes a 2xx JSON answer that must not be cached.
+func WriteJSON(ctx *fasthttp.RequestCtx, status int, body []byte) {
+	ctx.Response.Header.SetStatusCode(status)
+	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
+	ctx.Response.Header.SetCanonical(headerCache, cacheNoStore)
+	ctx.Response.SetBodyRaw(body)
+}
