@@ -1,0 +1,147 @@
+package ratelimit
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+const sec = int64(time.Second)
+
+func TestBurstThenSteadyRate(t *testing.T) {
+	l := New(10, 20, 1000)
+	key := []byte("u1")
+	now := 100 * sec
+	for i := range 20 {
+		if w := l.Allow(key, 1, now); w != 0 {
+			t.Fatalf("tap %d of the burst refused, wait %v", i+1, w)
+		}
+	}
+	w := l.Allow(key, 1, now)
+	if w != 100*time.Millisecond {
+		t.Fatalf("tap 21 wait = %v; want 100ms", w)
+	}
+	// After a second, exactly 10 more taps fit.
+	now += sec
+	for i := range 10 {
+		if w := l.Allow(key, 1, now); w != 0 {
+			t.Fatalf("tap %d after 1 s refused, wait %v", i+1, w)
+		}
+	}
+	if w := l.Allow(key, 1, now); w == 0 {
+		t.Fatal("11th tap after 1 s allowed; want refused")
+	}
+}
+
+func TestCountTakesThatManyTokens(t *testing.T) {
+	l := New(10, 20, 1000)
+	key := []byte("u1")
+	now := 100 * sec
+	if w := l.Allow(key, 15, now); w != 0 {
+		t.Fatalf("count 15 refused: %v", w)
+	}
+	if w := l.Allow(key, 6, now); w != 100*time.Millisecond {
+		t.Fatalf("count 6 with 5 left: wait %v; want 100ms", w)
+	}
+	if w := l.Allow(key, 5, now); w != 0 {
+		t.Fatalf("count 5 with 5 left refused: %v", w)
+	}
+	if w := l.Allow([]byte("u2"), 21, now); w == 0 {
+		t.Fatal("a count above the burst was allowed")
+	}
+}
+
+func TestRefusedEventsDoNotConsume(t *testing.T) {
+	l := New(1, 1, 1000)
+	key := []byte("k")
+	now := 10 * sec
+	l.Allow(key, 1, now)
+	for range 100 {
+		l.Allow(key, 1, now+sec/2)
+	}
+	if w := l.Allow(key, 1, now+sec); w != 0 {
+		t.Fatalf("refused attempts consumed tokens: wait %v", w)
+	}
+}
+
+func TestKeysAreIndependent(t *testing.T) {
+	l := New(1, 1, 1000)
+	now := 10 * sec
+	if l.Allow([]byte("a"), 1, now) != 0 || l.Allow([]byte("b"), 1, now) != 0 {
+		t.Fatal("first event of a fresh key refused")
+	}
+	if l.Allow([]byte("a"), 1, now) == 0 {
+		t.Fatal("second event of a within its interval allowed")
+	}
+}
+
+func TestFloodOfKeysStaysBounded(t *testing.T) {
+	const bound = 6400
+	l := New(10, 20, bound)
+	now := 10 * sec
+	for i := range 200_000 {
+		if w := l.Allow(fmt.Appendf(nil, "user-%d", i), 1, now); w != 0 {
+			t.Fatalf("fresh key %d refused", i)
+		}
+	}
+	if n := l.Len(); n > l.MaxKeys() || l.MaxKeys() > bound {
+		t.Fatalf("limiter holds %d keys, bound %d (asked %d)", n, l.MaxKeys(), bound)
+	}
+	if l.Evicted() == 0 {
+		t.Fatal("flood of active keys evicted nothing")
+	}
+}
+
+func TestExpiredKeysAreForgottenFirst(t *testing.T) {
+	l := New(10, 20, 64*64)
+	now := 10 * sec
+	active := []byte("active")
+	for range 20 {
+		l.Allow(active, 1, now)
+	}
+	// Many keys that refill within a second, then a flood long after.
+	for i := range 20_000 {
+		l.Allow(fmt.Appendf(nil, "old-%d", i), 1, now)
+	}
+	later := now + 5*sec
+	before := l.Evicted()
+	for i := range 100 {
+		l.Allow(fmt.Appendf(nil, "new-%d", i), 1, later)
+	}
+	if l.Evicted() != before {
+		t.Fatalf("evicted %d refilling keys while full ones could be forgotten", l.Evicted()-before)
+	}
+}
+
+func TestConcurrentAllow(t *testing.T) {
+	l := New(10, 20, 1000)
+	now := 10 * sec
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	allowed := 0
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				if l.Allow([]byte("shared"), 1, now) == 0 {
+					mu.Lock()
+					allowed++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if allowed != 20 {
+		t.Fatalf("%d concurrent events allowed; want exactly the burst, 20", allowed)
+	}
+}
+
+func TestAllowDoesNotAllocateForKnownKeys(t *testing.T) {
+	l := New(1e9, 1e9, 1000)
+	key := []byte("u1")
+	l.Allow(key, 1, 1)
+	if a := testing.AllocsPerRun(1000, func() { l.Allow(key, 1, 2) }); a != 0 {
+		t.Fatalf("Allow allocates %.1f times for a known key; want 0", a)
+	}
+}
