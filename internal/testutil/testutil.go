@@ -1,0 +1,46 @@
+// Package testutil holds helpers shared by emojicast's tests: waiting for a
+// condition with a deadline, free ports, and allocation checks that know
+// about the race detector.
+package testutil
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// Eventually polls cond every few milliseconds until it returns true or
+// timeout passes, then fails the test with msg.
+func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for: %s", timeout, msg)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("cannot find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// NoAllocs fails the test if f allocates, unless the race detector is on
+// (it makes sync.Pool drop items, so pooled paths allocate under it).
+func NoAllocs(t testing.TB, what string, f func()) {
+	t.Helper()
+	if RaceEnabled {
+		return
+	}
+	if allocs := testing.AllocsPerRun(1000, f); allocs != 0 {
+		t.Fatalf("%s allocates %.1f times per call; want 0", what, allocs)
+	}
+}
