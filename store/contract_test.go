@@ -1,0 +1,215 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/emojicast/emojicast/clock"
+)
+
+// contractT0 is a second boundary; tests move the clock from there.
+var contractT0 = time.Unix(1_763_700_000, 0)
+
+// newStoreFunc makes an empty store whose sealing follows clk.
+type newStoreFunc func(t *testing.T, clk clock.Clock) Store
+
+// runContract runs the contract every Store implementation must meet.
+func runContract(t *testing.T, newStore newStoreFunc) {
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, s Store, clk *clock.Manual)
+	}{
+		{"SealedSecondsAreCollected", contractSealedSecondsAreCollected},
+		{"OpenSecondsAreNotCollected", contractOpenSecondsAreNotCollected},
+		{"CountsAccumulate", contractCountsAccumulate},
+		{"LateCountsAreCarriedOnce", contractLateCountsAreCarriedOnce},
+		{"CursorsFilterAndGroup", contractCursorsFilterAndGroup},
+		{"WindowBoundsBackfill", contractWindowBoundsBackfill},
+		{"SealedSecondsNeverChange", contractSealedSecondsNeverChange},
+		{"RetriedBatchesCountOnce", contractRetriedBatchesCountOnce},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
+			tc.run(t, newStore(t, clk), clk)
+		})
+	}
+}
+
+var ctx = context.Background()
+
+var batchSeq int
+
+func mustAdd(t *testing.T, s Store, deltas ...Delta) {
+	t.Helper()
+	batchSeq++
+	mustAddBatch(t, s, Batch{ID: fmt.Sprintf("test-%d", batchSeq), Deltas: deltas})
+}
+
+func mustAddBatch(t *testing.T, s Store, b Batch) {
+	t.Helper()
+	if err := s.Add(ctx, b); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+}
+
+func mustCollect(t *testing.T, s Store, cursors ...Cursor) Collection {
+	t.Helper()
+	c, err := s.Collect(ctx, cursors)
+	if err != nil {
+		t.Fatalf("Collect: %v", err)
+	}
+	for i := range c.Seconds {
+		slices.SortFunc(c.Seconds[i].Counts, func(a, b Count) int {
+			if a.Emoji < b.Emoji {
+				return -1
+			}
+			if a.Emoji > b.Emoji {
+				return 1
+			}
+			return 0
+		})
+	}
+	return c
+}
+
+// sealThrough moves the clock until second sec is sealed.
+func sealThrough(clk *clock.Manual, sec int64) {
+	clk.Set(time.Unix(sec+1, 0).Add(DefaultSealDelay + time.Millisecond))
+}
+
+func describe(secs []Second) string {
+	out := ""
+	for _, s := range secs {
+		out += fmt.Sprintf("%s@%d%v ", s.Stream, s.Second, s.Counts)
+	}
+	return out
+}
+
+func contractSealedSecondsAreCollected(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	mustAdd(t, s, Delta{"a", t0, "love", 3}, Delta{"a", t0, "haha", 1}, Delta{"a", t0 + 2, "love", 5})
+	sealThrough(clk, t0+2)
+	c := mustCollect(t, s, Cursor{"a", t0 - 1})
+	if c.Horizon != t0+2 {
+		t.Fatalf("Horizon = %d; want %d", c.Horizon, t0+2)
+	}
+	want := []Second{
+		{"a", t0, []Count{{"haha", 1}, {"love", 3}}},
+		{"a", t0 + 2, []Count{{"love", 5}}},
+	}
+	if !reflect.DeepEqual(c.Seconds, want) {
+		t.Fatalf("Seconds = %s; want %s", describe(c.Seconds), describe(want))
+	}
+}
+
+func contractOpenSecondsAreNotCollected(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	mustAdd(t, s, Delta{"a", t0, "love", 3})
+	// Half a second after t0 ends, within the seal delay: still open.
+	clk.Set(time.Unix(t0+1, 0).Add(DefaultSealDelay / 2))
+	c := mustCollect(t, s, Cursor{"a", t0 - 10})
+	if c.Horizon != t0-1 || len(c.Seconds) != 0 {
+		t.Fatalf("Collect before the seal = horizon %d, %s; want horizon %d and nothing", c.Horizon, describe(c.Seconds), t0-1)
+	}
+}
+
+func contractCountsAccumulate(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	for range 10 {
+		mustAdd(t, s, Delta{"a", t0, "clap", 2})
+	}
+	sealThrough(clk, t0)
+	c := mustCollect(t, s, Cursor{"a", t0 - 1})
+	if len(c.Seconds) != 1 || !reflect.DeepEqual(c.Seconds[0].Counts, []Count{{"clap", 20}}) {
+		t.Fatalf("Seconds = %s; want clap 20 at %d", describe(c.Seconds), t0)
+	}
+}
+
+func contractLateCountsAreCarriedOnce(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	mustAdd(t, s, Delta{"a", t0, "love", 1})
+	sealThrough(clk, t0+3)
+	first := mustCollect(t, s, Cursor{"a", t0 - 1})
+	// A delta for t0 arrives after t0 was sealed and published.
+	mustAdd(t, s, Delta{"a", t0, "love", 7})
+	sealThrough(clk, t0+5)
+	next := mustCollect(t, s, Cursor{"a", first.Horizon})
+	want := []Second{{"a", first.Horizon + 1, []Count{{"love", 7}}}}
+	if !reflect.DeepEqual(next.Seconds, want) {
+		t.Fatalf("after a late delta: %s; want it carried into %s", describe(next.Seconds), describe(want))
+	}
+	all := mustCollect(t, s, Cursor{"a", t0 - 1})
+	total := int64(0)
+	for _, sec := range all.Seconds {
+		for _, c := range sec.Counts {
+			total += c.N
+		}
+	}
+	if total != 8 {
+		t.Fatalf("total over all seconds = %d; want 8 (no loss, no double count): %s", total, describe(all.Seconds))
+	}
+}
+
+func contractCursorsFilterAndGroup(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	mustAdd(t, s,
+		Delta{"b", t0 + 1, "wow", 1}, Delta{"a", t0 + 1, "like", 1},
+		Delta{"a", t0, "like", 1}, Delta{"b", t0, "wow", 2}, Delta{"a", t0 + 2, "like", 4},
+	)
+	sealThrough(clk, t0+2)
+	c := mustCollect(t, s, Cursor{"b", t0 - 1}, Cursor{"nobody", 0}, Cursor{"a", t0})
+	want := []Second{
+		{"b", t0, []Count{{"wow", 2}}},
+		{"b", t0 + 1, []Count{{"wow", 1}}},
+		{"a", t0 + 1, []Count{{"like", 1}}},
+		{"a", t0 + 2, []Count{{"like", 4}}},
+	}
+	if !reflect.DeepEqual(c.Seconds, want) {
+		t.Fatalf("Seconds = %s; want %s", describe(c.Seconds), describe(want))
+	}
+}
+
+func contractWindowBoundsBackfill(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	for i := int64(0); i < 90; i++ {
+		mustAdd(t, s, Delta{"a", t0 + i, "fire", i + 1})
+		clk.Set(time.Unix(t0+i+1, 0))
+	}
+	sealThrough(clk, t0+89)
+	c := mustCollect(t, s, Cursor{"a", 0})
+	if len(c.Seconds) != Window || c.Seconds[0].Second != t0+30 || c.Seconds[Window-1].Second != t0+89 {
+		t.Fatalf("backfill from cursor 0 returned %d seconds from %d; want the last %d ending at %d",
+			len(c.Seconds), c.Seconds[0].Second, Window, t0+89)
+	}
+}
+
+func contractSealedSecondsNeverChange(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	mustAdd(t, s, Delta{"a", t0, "sad", 2})
+	sealThrough(clk, t0)
+	before := mustCollect(t, s, Cursor{"a", t0 - 1})
+	mustAdd(t, s, Delta{"a", t0, "sad", 5}, Delta{"a", t0 - 3, "sad", 1})
+	after := mustCollect(t, s, Cursor{"a", t0 - 1})
+	if !reflect.DeepEqual(before.Seconds, after.Seconds) {
+		t.Fatalf("sealed second changed: %s then %s", describe(before.Seconds), describe(after.Seconds))
+	}
+}
+
+func contractRetriedBatchesCountOnce(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	b := Batch{ID: "node-1/42", Deltas: []Delta{{"a", t0, "love", 3}, {"b", t0, "love", 1}}}
+	for range 3 {
+		mustAddBatch(t, s, b)
+	}
+	mustAddBatch(t, s, Batch{ID: "node-1/43", Deltas: []Delta{{"a", t0, "love", 1}}})
+	sealThrough(clk, t0)
+	c := mustCollect(t, s, Cursor{"a", t0 - 1}, Cursor{"b", t0 - 1})
+	want := []Second{{"a", t0, []Count{{"love", 4}}}, {"b", t0, []Count{{"love", 1}}}}
+	if !reflect.DeepEqual(c.Seconds, want) {
+		t.Fatalf("after retrying a batch: %s; want %s", describe(c.Seconds), describe(want))
+	}
+}

@@ -1,0 +1,177 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/emojicast/emojicast/clock"
+)
+
+// MemoryOptions configures a Memory store. The zero value works.
+type MemoryOptions struct {
+	// Clock decides what is sealed. Default: the system clock.
+	Clock clock.Clock
+	// SealDelay is how long after a second ends it is sealed.
+	// Default: DefaultSealDelay.
+	SealDelay time.Duration
+	// Retention is how many seconds of counts are kept. Default: 2 * Window.
+	Retention int64
+	// MaxStreams bounds the streams held; past it the streams written
+	// longest ago are dropped and counted. Default: 100,000.
+	MaxStreams int
+}
+
+func (o *MemoryOptions) fillDefaults() {
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.SealDelay <= 0 {
+		o.SealDelay = DefaultSealDelay
+	}
+	if o.Retention <= 0 {
+		o.Retention = 2 * Window
+	}
+	if o.MaxStreams <= 0 {
+		o.MaxStreams = 100_000
+	}
+}
+
+// Memory is a Store in process memory: the embedded default of a single
+// process deployment.
+type Memory struct {
+	opts      MemoryOptions
+	mu        sync.Mutex
+	streams   map[string]*memStream
+	batches   map[string]time.Time // IDs of added batches, for DedupeWindow
+	lastSweep int64
+}
+
+type memStream struct {
+	seconds map[int64]map[string]int64
+	newest  int64 // newest second written, for eviction
+}
+
+var _ Store = (*Memory)(nil)
+
+// NewMemory returns an empty Memory store.
+func NewMemory(opts MemoryOptions) *Memory {
+	opts.fillDefaults()
+	return &Memory{opts: opts, streams: make(map[string]*memStream), batches: make(map[string]time.Time)}
+}
+
+// Add implements Store.
+func (m *Memory) Add(_ context.Context, batch Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.opts.Clock.Now()
+	horizon := Horizon(now, m.opts.SealDelay)
+	m.sweep(horizon)
+	if _, dup := m.batches[batch.ID]; dup {
+		return nil
+	}
+	m.batches[batch.ID] = now
+	for _, d := range batch.Deltas {
+		sec := d.Second
+		if sec <= horizon {
+			sec = horizon + 1
+			lateCarried.Add(float64(d.Count))
+		}
+		st := m.streams[d.Stream]
+		if st == nil {
+			if len(m.streams) >= m.opts.MaxStreams {
+				m.evictOldest()
+			}
+			st = &memStream{seconds: make(map[int64]map[string]int64)}
+			m.streams[d.Stream] = st
+		}
+		counts := st.seconds[sec]
+		if counts == nil {
+			counts = make(map[string]int64, 4)
+			st.seconds[sec] = counts
+		}
+		counts[d.Emoji] += d.Count
+		st.newest = max(st.newest, sec)
+	}
+	return nil
+}
+
+// Collect implements Store.
+func (m *Memory) Collect(_ context.Context, cursors []Cursor) (Collection, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	horizon := Horizon(m.opts.Clock.Now(), m.opts.SealDelay)
+	m.sweep(horizon)
+	c := Collection{Horizon: horizon}
+	for _, cur := range cursors {
+		st := m.streams[cur.Stream]
+		if st == nil {
+			continue
+		}
+		first := max(cur.After, horizon-Window) + 1
+		start := len(c.Seconds)
+		for sec, counts := range st.seconds {
+			if sec < first || sec > horizon || len(counts) == 0 {
+				continue
+			}
+			s := Second{Stream: cur.Stream, Second: sec, Counts: make([]Count, 0, len(counts))}
+			for e, n := range counts {
+				s.Counts = append(s.Counts, Count{Emoji: e, N: n})
+			}
+			c.Seconds = append(c.Seconds, s)
+		}
+		slices.SortFunc(c.Seconds[start:], func(a, b Second) int { return cmp.Compare(a.Second, b.Second) })
+	}
+	return c, nil
+}
+
+// sweep drops seconds older than the retention, at most once a second, the
+// way keys with a TTL expire in Redis.
+func (m *Memory) sweep(horizon int64) {
+	if horizon == m.lastSweep {
+		return
+	}
+	m.lastSweep = horizon
+	for id, added := range m.batches {
+		if m.opts.Clock.Now().Sub(added) > DedupeWindow {
+			delete(m.batches, id)
+		}
+	}
+	oldest := horizon - m.opts.Retention
+	for id, st := range m.streams {
+		for sec := range st.seconds {
+			if sec < oldest {
+				delete(st.seconds, sec)
+			}
+		}
+		if len(st.seconds) == 0 {
+			delete(m.streams, id)
+		}
+	}
+}
+
+// evictOldest drops the eighth of the streams written longest ago, so a
+// flood of new streams costs amortized O(log n) per stream.
+func (m *Memory) evictOldest() {
+	type aged struct {
+		id     string
+		newest int64
+	}
+	all := make([]aged, 0, len(m.streams))
+	for id, st := range m.streams {
+		all = append(all, aged{id, st.newest})
+	}
+	slices.SortFunc(all, func(a, b aged) int { return cmp.Compare(a.newest, b.newest) })
+	for _, a := range all[:max(1, len(all)/8)] {
+		delete(m.streams, a.id)
+		evictedStreams.Inc()
+	}
+}
+
+// Ping implements Store; memory is always reachable.
+func (m *Memory) Ping(context.Context) error { return nil }
+
+// Close implements Store.
+func (m *Memory) Close() error { return nil }

@@ -1,0 +1,17 @@
+package store
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	lateCarried = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_store_late_reactions_carried_total",
+		Help: "Reactions that reached the store after their second was sealed and were carried into the oldest unsealed second.",
+	})
+	evictedStreams = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_store_streams_evicted_total",
+		Help: "Streams dropped from the in-memory store because it held its maximum number of streams.",
+	})
+)
