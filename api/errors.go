@@ -37,7 +37,7 @@ var (
 	ErrInvalidEmoji     = NewError(fasthttp.StatusBadRequest, "invalid_emoji", "emoji must be one of the ids listed by GET /v1/emojis")
 	ErrInvalidSince     = NewError(fasthttp.StatusBadRequest, "invalid_since", "since must be a Unix second, at most 300 s in the future")
 	ErrInvalidCount     = NewError(fasthttp.StatusBadRequest, "invalid_count", "count must be an integer from 1 to 20")
-	ErrInvalidBody      = NewError(fasthttp.StatusBadRequest, "invalid_body", "body must be one JSON object with string fields emoji and user and an integer count, each at most once")
+	ErrInvalidBody      = NewError(fasthttp.StatusBadRequest, "invalid_body", "body must be one JSON object in which every key appears at most once")
 	ErrUnauthorized     = NewError(fasthttp.StatusUnauthorized, "unauthorized", "a valid token for this stream is required: send Authorization: Bearer <token from watch>")
 	ErrNotFound         = NewError(fasthttp.StatusNotFound, "not_found", "no such endpoint; see API.md")
 	ErrMethodNotAllowed = NewError(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "this endpoint does not support that method; see the Allow header")
@@ -84,10 +84,11 @@ func WriteMethodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 	ctx.Response.Header.SetCanonical(headerAllow, []byte(allow))
 }
 
-// WriteJSON writes a 2xx JSON answer that must not be cached.
+// WriteJSON writes a 2xx JSON answer that must not be cached. body is
+// copied, so it may live on the caller's stack.
 func WriteJSON(ctx *fasthttp.RequestCtx, status int, body []byte) {
 	ctx.Response.Header.SetStatusCode(status)
 	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
 	ctx.Response.Header.SetCanonical(headerCache, cacheNoStore)
-	ctx.Response.SetBodyRaw(body)
+	ctx.Response.SetBody(body)
 }

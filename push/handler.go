@@ -1,0 +1,113 @@
+package push
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/emojicast/emojicast/api"
+)
+
+// MaxBody is the largest send body (API.md: at most 1 KiB).
+const MaxBody = 1024
+
+var (
+	bearerPrefix = []byte("Bearer ")
+	mediaJSON    = []byte("application/json")
+)
+
+// HandleReactions serves POST /v1/streams/{stream}/reactions. stream is a
+// valid stream id.
+func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
+	if !isJSON(ctx.Request.Header.ContentType()) {
+		api.WriteError(ctx, api.ErrUnsupportedMedia)
+		return
+	}
+	body := ctx.Request.Body()
+	if len(body) > MaxBody {
+		api.WriteError(ctx, api.ErrBodyTooLarge)
+		return
+	}
+	parser := parsers.Get()
+	defer parsers.Put(parser)
+	r, aerr := parseReaction(parser, body, p.opts.Emojis)
+	if aerr != nil {
+		api.WriteError(ctx, aerr)
+		return
+	}
+	now := p.opts.Clock.Now()
+	var userBuf [64]byte
+	user, aerr := p.authenticate(ctx, userBuf[:0], stream, r.user, now)
+	if aerr != nil {
+		api.WriteError(ctx, aerr)
+		return
+	}
+	if wait := p.users.Allow(user, int(r.count), now.UnixNano()); wait > 0 {
+		rateLimited.Inc()
+		api.WriteRetry(ctx, api.ErrRateLimited, ceilSeconds(wait))
+		return
+	}
+	k := p.opts.Sampler.Divisor(stream)
+	if err := p.agg.add(stream, now.Unix(), r.emoji, r.count*k); err != nil {
+		if errors.Is(err, errTooManyStreams) {
+			overloaded.Inc()
+			api.WriteRetry(ctx, api.ErrOverloaded, 1)
+			return
+		}
+		panic("BUG: unexpected aggregator error: " + err.Error())
+	}
+	tapsAccepted.Add(float64(r.count))
+	reactionsCounted.Add(float64(r.count * k))
+	writeAccepted(ctx, k)
+}
+
+// authenticate returns the user a send is from: from the token when tokens
+// are on, else from the body.
+func (p *Push) authenticate(ctx *fasthttp.RequestCtx, dst, stream, bodyUser []byte, now time.Time) ([]byte, *api.Error) {
+	if p.opts.Signer == nil {
+		if bodyUser == nil {
+			return nil, api.ErrInvalidUser
+		}
+		return bodyUser, nil
+	}
+	tok, ok := bytes.CutPrefix(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), bearerPrefix)
+	if !ok {
+		return nil, api.ErrUnauthorized
+	}
+	user, err := p.opts.Signer.Verify(dst, bytes.TrimSpace(tok), stream, now)
+	if err != nil {
+		return nil, api.ErrUnauthorized
+	}
+	return user, nil
+}
+
+// isJSON reports whether a Content-Type is application/json, with or
+// without parameters.
+func isJSON(contentType []byte) bool {
+	media, _, _ := bytes.Cut(contentType, []byte{';'})
+	return bytes.EqualFold(bytes.TrimSpace(media), mediaJSON)
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// writeAccepted writes 202 {"status":"accepted","sample":1/k}.
+func writeAccepted(ctx *fasthttp.RequestCtx, k int64) {
+	var buf [64]byte
+	b := append(buf[:0], `{"status":"accepted","sample":`...)
+	b = AppendSample(b, k)
+	b = append(b, '}')
+	api.WriteJSON(ctx, fasthttp.StatusAccepted, b)
+}
+
+// AppendSample appends the sample rate 1/k as a short JSON number.
+func AppendSample(dst []byte, k int64) []byte {
+	if k <= 1 {
+		return append(dst, '1')
+	}
+	return strconv.AppendFloat(dst, 1/float64(k), 'g', 6, 64)
+}

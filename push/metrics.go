@@ -1,0 +1,66 @@
+package push
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	tapsAccepted = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_taps_accepted_total",
+		Help: "Taps accepted (a send with count n is n taps).",
+	})
+	reactionsCounted = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_reactions_counted_total",
+		Help: "Reactions added to the counts: accepted taps weighted by 1/sample.",
+	})
+	rateLimited = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_rate_limited_total",
+		Help: "Sends refused with 429 because the user exceeded their rate.",
+	})
+	overloaded = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_overloaded_total",
+		Help: "Sends refused with 503 because the node was over a limit.",
+	})
+	droppedReactions = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_reactions_dropped_total",
+		Help: "Accepted reactions dropped because a store was unreachable for longer than the backlog holds.",
+	})
+	flushErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_flush_errors_total",
+		Help: "Failed writes of a batch to a store (the batch stays in the backlog).",
+	})
+	flushDuration = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "emojicast_push_flush_duration_seconds",
+		Help:    "Time to write one batch to a store.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
+	})
+)
+
+// nodes holds the live push nodes of this process, for the gauges.
+var nodes sync.Map // *Push -> struct{}
+
+func init() {
+	promauto.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "emojicast_push_backlog_deltas",
+		Help: "Per-second counts waiting to be written to the stores.",
+	}, func() float64 {
+		n := 0
+		nodes.Range(func(k, _ any) bool { n += k.(*Push).Backlog(); return true })
+		return float64(n)
+	})
+	promauto.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "emojicast_push_active_streams",
+		Help: "Streams with sums waiting for the next flush.",
+	}, func() float64 {
+		n := 0
+		nodes.Range(func(k, _ any) bool { n += k.(*Push).agg.len(); return true })
+		return float64(n)
+	})
+}
+
+func registerGauges(p *Push) { nodes.Store(p, struct{}{}) }
+
+func unregisterGauges(p *Push) { nodes.Delete(p) }

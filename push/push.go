@@ -1,0 +1,245 @@
+// Package push is the send side of emojicast: it validates taps, limits each
+// user's rate, sums accepted taps per stream, second and emoji in memory, and
+// flushes the sums to the store several times a second, so the store sees a
+// write per stream and emoji per flush, never one per tap.
+package push
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emojicast/emojicast/clock"
+	"github.com/emojicast/emojicast/emoji"
+	"github.com/emojicast/emojicast/ratelimit"
+	"github.com/emojicast/emojicast/store"
+	"github.com/emojicast/emojicast/token"
+)
+
+// Sampler tells the sample rate advertised for a stream, as its divisor k:
+// clients forward each tap with probability 1/k, and each accepted tap
+// counts k times. Keeping k an integer keeps counts exact integers.
+type Sampler interface {
+	Divisor(stream []byte) int64
+}
+
+// Unsampled is the Sampler of a node without adaptive sampling: every tap is
+// forwarded and counts once.
+type Unsampled struct{}
+
+// Divisor returns 1.
+func (Unsampled) Divisor([]byte) int64 { return 1 }
+
+// Target is a store the node writes its sums to. A node may write to several
+// (one per region); each has its own backlog.
+type Target struct {
+	Name  string
+	Store store.Store
+}
+
+// Options configures a Push node. Zero fields take the default in their comment.
+type Options struct {
+	// Targets are the stores to write to. Required: at least one.
+	Targets []Target
+	// Emojis is the accepted emoji set. Default: emoji.Default().
+	Emojis *emoji.Set
+	// Clock assigns taps to seconds. Default: the system clock.
+	Clock clock.Clock
+	// Signer checks viewer tokens; nil means open mode (user in the body).
+	Signer *token.Signer
+	// Sampler gives each stream's sample rate. Default: Unsampled.
+	Sampler Sampler
+	// FlushInterval is how often sums are written to the store.
+	// Default: 250ms. It must stay well under store.DefaultSealDelay.
+	FlushInterval time.Duration
+	// FlushTimeout bounds one write to a store. Default: 2s.
+	FlushTimeout time.Duration
+	// UserRate is the taps per second each user may send. Default: 10.
+	UserRate float64
+	// UserBurst is the taps a user may send at once. Default: 20; at least MaxCount.
+	UserBurst int
+	// MaxUsers bounds the users whose rate is remembered. Default: 1,000,000.
+	MaxUsers int
+	// MaxStreams bounds the streams summed between flushes; sends for new
+	// streams past it get 503. Default: 100,000.
+	MaxStreams int
+	// MaxBacklog bounds the deltas waiting per target while its store is
+	// unreachable; the oldest seconds are dropped past it. Default: 1,000,000.
+	MaxBacklog int
+	// Logger receives operational messages. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) fillDefaults() error {
+	if len(o.Targets) == 0 {
+		return errors.New("push: at least one store target is required")
+	}
+	if o.Emojis == nil {
+		o.Emojis = emoji.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Sampler == nil {
+		o.Sampler = Unsampled{}
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = 250 * time.Millisecond
+	}
+	if o.FlushTimeout <= 0 {
+		o.FlushTimeout = 2 * time.Second
+	}
+	if o.UserRate <= 0 {
+		o.UserRate = 10
+	}
+	if o.UserBurst <= 0 {
+		o.UserBurst = 20
+	}
+	if o.UserBurst < MaxCount {
+		return fmt.Errorf("push: user burst %d is below the largest count %d, so such sends could never pass", o.UserBurst, MaxCount)
+	}
+	if o.MaxUsers <= 0 {
+		o.MaxUsers = 1_000_000
+	}
+	if o.MaxStreams <= 0 {
+		o.MaxStreams = 100_000
+	}
+	if o.MaxBacklog <= 0 {
+		o.MaxBacklog = 1_000_000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Push is a push node. Create it with New, serve Handle, Start its flusher,
+// and Stop it to flush what it accepted.
+type Push struct {
+	opts    Options
+	agg     *aggregator
+	users   *ratelimit.Limiter
+	targets []*target
+	nodeID  string
+	seq     atomic.Uint64
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	loopDone chan struct{}
+	started  atomic.Bool
+}
+
+// New returns a Push node.
+func New(opts Options) (*Push, error) {
+	if err := opts.fillDefaults(); err != nil {
+		return nil, err
+	}
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	p := &Push{
+		opts:     opts,
+		agg:      newAggregator(opts.MaxStreams),
+		users:    ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers),
+		nodeID:   hex.EncodeToString(id[:]),
+		stop:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+	}
+	for i, t := range opts.Targets {
+		name := t.Name
+		if name == "" {
+			name = "store" + strconv.Itoa(i)
+		}
+		p.targets = append(p.targets, newTarget(name, t.Store, opts.FlushTimeout, opts.MaxBacklog, opts.Logger))
+	}
+	registerGauges(p)
+	return p, nil
+}
+
+// Start starts the flusher. finalFlush bounds the flush Stop does; it is
+// the context Stop waits on for the last writes.
+func (p *Push) Start(finalFlush context.Context) {
+	if p.started.Swap(true) {
+		panic("BUG: push.Start called twice")
+	}
+	for _, t := range p.targets {
+		go t.run(p.stop, finalFlush)
+	}
+	go p.flushLoop()
+}
+
+func (p *Push) flushLoop() {
+	defer close(p.loopDone)
+	tick := time.NewTicker(p.opts.FlushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			p.Flush()
+		case <-p.stop:
+			p.Flush()
+			return
+		}
+	}
+}
+
+// maxBatch bounds the deltas of one batch, so one store write stays small.
+const maxBatch = 4096
+
+// Flush moves the sums accepted so far into every target's queue and wakes
+// the senders. The flusher calls it every FlushInterval.
+func (p *Push) Flush() {
+	idleBefore := p.opts.Clock.Now().Unix() - 5
+	deltas := p.agg.drain(nil, p.opts.Emojis, idleBefore)
+	for len(deltas) > 0 {
+		n := min(len(deltas), maxBatch)
+		b := store.Batch{ID: p.nodeID + "-" + strconv.FormatUint(p.seq.Add(1), 10), Deltas: deltas[:n:n]}
+		for _, t := range p.targets {
+			t.enqueue(b)
+		}
+		deltas = deltas[n:]
+	}
+}
+
+// Stop stops accepting work into the store queues, flushes the sums and
+// writes the backlogs until they are empty or the context given to Start is
+// done. Call it after the HTTP server stopped taking requests. It is
+// idempotent.
+func (p *Push) Stop() {
+	p.stopOnce.Do(func() {
+		defer unregisterGauges(p)
+		close(p.stop)
+		if !p.started.Load() {
+			return
+		}
+		<-p.loopDone
+		for _, t := range p.targets {
+			<-t.done
+		}
+	})
+}
+
+// Ready reports whether every target's store answers or has backlog room.
+func (p *Push) Ready() (bool, string) {
+	for _, t := range p.targets {
+		if !t.ready() {
+			return false, "store " + t.name + " is unreachable and its backlog is full"
+		}
+	}
+	return true, ""
+}
+
+// Backlog returns the deltas waiting to be written, summed over targets.
+func (p *Push) Backlog() int {
+	n := 0
+	for _, t := range p.targets {
+		n += t.backlog()
+	}
+	return n
+}

@@ -1,0 +1,171 @@
+package push
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emojicast/emojicast/store"
+)
+
+// target is one store the push node writes to, with its own backlog and its
+// own sender goroutine, so a slow or dead store delays no other.
+//
+// The backlog is a queue of whole batches in flush order. A batch keeps its
+// ID across retries, so a batch whose write had an unknown outcome is
+// retried without being counted twice. Past maxBacklog deltas the oldest
+// batches, which hold the oldest seconds, are dropped and counted.
+type target struct {
+	name       string
+	store      store.Store
+	timeout    time.Duration
+	maxBacklog int
+	log        *slog.Logger
+
+	mu       sync.Mutex
+	queue    []store.Batch
+	inflight *store.Batch // taken from the queue's head while being written
+	deltas   int          // deltas in queue and inflight
+
+	wake    chan struct{}
+	healthy atomic.Bool
+	done    chan struct{}
+}
+
+func newTarget(name string, s store.Store, timeout time.Duration, maxBacklog int, log *slog.Logger) *target {
+	t := &target{
+		name: name, store: s, timeout: timeout, maxBacklog: maxBacklog, log: log,
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	t.healthy.Store(true)
+	return t
+}
+
+// enqueue adds a batch and wakes the sender.
+func (t *target) enqueue(b store.Batch) {
+	t.mu.Lock()
+	t.queue = append(t.queue, b)
+	t.deltas += len(b.Deltas)
+	for t.deltas > t.maxBacklog && len(t.queue) > 0 {
+		t.dropOldestLocked()
+	}
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (t *target) dropOldestLocked() {
+	old := t.queue[0]
+	t.queue[0] = store.Batch{}
+	t.queue = t.queue[1:]
+	t.deltas -= len(old.Deltas)
+	var n int64
+	for _, d := range old.Deltas {
+		n += d.Count
+	}
+	droppedReactions.Add(float64(n))
+	t.log.Warn("push backlog full: dropped the oldest batch", "target", t.name, "batch", old.ID, "reactions", n)
+}
+
+// backlog returns the number of deltas waiting, including one being written.
+func (t *target) backlog() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.deltas
+}
+
+// ready reports whether the target can take more: its store answers, or its
+// backlog has room.
+func (t *target) ready() bool {
+	return t.healthy.Load() || t.backlog() < t.maxBacklog*9/10
+}
+
+// run sends queued batches until stop is closed, then sends what is left
+// until the queue is empty or final is done.
+func (t *target) run(stop <-chan struct{}, final context.Context) {
+	defer close(t.done)
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
+	backoff := minBackoff
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		select {
+		case <-t.wake:
+		case <-retry.C:
+		case <-stop:
+			t.drainFinal(final)
+			return
+		}
+		if t.sendQueued(context.Background()) {
+			backoff = minBackoff
+			continue
+		}
+		retry.Reset(backoff)
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+func (t *target) drainFinal(ctx context.Context) {
+	for !t.sendQueued(ctx) {
+		select {
+		case <-ctx.Done():
+			if n := t.backlog(); n > 0 {
+				t.log.Error("push stopped with an unwritten backlog", "target", t.name, "deltas", n)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// sendQueued writes batches oldest first and reports whether the queue was
+// emptied; it stops at the first failure.
+func (t *target) sendQueued(ctx context.Context) bool {
+	for {
+		t.mu.Lock()
+		if len(t.queue) == 0 {
+			t.mu.Unlock()
+			return true
+		}
+		b := t.queue[0]
+		t.queue[0] = store.Batch{}
+		t.queue = t.queue[1:]
+		t.inflight = &b
+		t.mu.Unlock()
+
+		err := t.send(ctx, b)
+
+		t.mu.Lock()
+		t.inflight = nil
+		if err != nil {
+			// Back at the head: it is still the oldest, so it is the first to
+			// go if the backlog overflows meanwhile.
+			t.queue = append([]store.Batch{b}, t.queue...)
+			t.mu.Unlock()
+			if t.healthy.Swap(false) {
+				t.log.Warn("push cannot write to the store; keeping a backlog", "target", t.name, "err", err)
+			}
+			flushErrors.Inc()
+			return false
+		}
+		t.deltas -= len(b.Deltas)
+		t.mu.Unlock()
+		if !t.healthy.Swap(true) {
+			t.log.Info("push store is back; writing the backlog", "target", t.name)
+		}
+	}
+}
+
+func (t *target) send(ctx context.Context, b store.Batch) error {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	start := time.Now()
+	err := t.store.Add(ctx, b)
+	flushDuration.Observe(time.Since(start).Seconds())
+	return err
+}
