@@ -2,15 +2,18 @@ package compress
 
 import "sync/atomic"
 
-// Cache holds the encoded bodies of one generation in a fixed number of
-// slots. A generation is whatever makes bodies stale when it changes; pull
-// uses one Cache per stream, the second it has complete as the generation and
-// the cursor's distance from it as the slot. Moving to a new generation drops
-// the old one's bodies all at once, so a Cache never holds more than its
-// slots. Get and Put never lock; Get never allocates.
+// Cache holds the encoded bodies of the two newest generations in a fixed
+// number of slots each. A generation is whatever makes bodies stale when it
+// changes; pull uses one Cache per stream, the second it has complete as the
+// generation and the cursor's distance from it as the slot. Keeping the
+// previous generation lets a request that read the generation just before
+// it moved still get the bytes its peers got. Moving on drops the oldest
+// generation whole, so a Cache never holds more than twice its slots. Get
+// and Put never lock; Get never allocates.
 type Cache struct {
 	slots int
-	gen   atomic.Pointer[generation]
+	cur   atomic.Pointer[generation]
+	prev  atomic.Pointer[generation]
 }
 
 type generation struct {
@@ -26,34 +29,46 @@ func NewCache(slots int) *Cache {
 	return &Cache{slots: slots}
 }
 
+func (c *Cache) find(gen int64) *generation {
+	if g := c.cur.Load(); g != nil && g.id == gen {
+		return g
+	}
+	if g := c.prev.Load(); g != nil && g.id == gen {
+		return g
+	}
+	return nil
+}
+
 // Get returns the body stored for slot of generation gen, or nil.
 func (c *Cache) Get(gen int64, slot int) *Body {
-	g := c.gen.Load()
-	if g == nil || g.id != gen {
-		return nil
+	if g := c.find(gen); g != nil {
+		return g.bodies[slot].Load()
 	}
-	return g.bodies[slot].Load()
+	return nil
 }
 
 // Put stores b for slot of generation gen unless a body is already there, and
 // returns the stored body, so that concurrent builders all serve the same
-// bytes. A Put for a generation older than the current one returns b without
-// storing it; a newer generation replaces the current one.
+// bytes. A Put for a generation older than the two kept returns b without
+// storing it; a newer generation becomes the current one.
 func (c *Cache) Put(gen int64, slot int, b *Body) *Body {
 	for {
-		g := c.gen.Load()
-		switch {
-		case g != nil && g.id == gen:
+		if g := c.find(gen); g != nil {
 			if g.bodies[slot].CompareAndSwap(nil, b) {
 				return b
 			}
 			return g.bodies[slot].Load()
-		case g != nil && g.id > gen:
-			return b
+		}
+		cur := c.cur.Load()
+		if cur != nil && cur.id > gen {
+			return b // older than both kept generations
 		}
 		fresh := &generation{id: gen, bodies: make([]atomic.Pointer[Body], c.slots)}
 		fresh.bodies[slot].Store(b)
-		if c.gen.CompareAndSwap(g, fresh) {
+		if c.cur.CompareAndSwap(cur, fresh) {
+			// Readers may briefly miss cur while prev catches up; they rebuild
+			// a body and the CAS above keeps the first one stored.
+			c.prev.Store(cur)
 			return b
 		}
 	}

@@ -96,11 +96,19 @@ func TestCacheGenerations(t *testing.T) {
 	if got := c.Put(11, 3, b2); got != b2 || c.Get(11, 3) != b2 {
 		t.Fatalf("Put for a new generation did not store")
 	}
-	if c.Get(10, 0) != nil {
-		t.Fatalf("old generation still served after moving on")
+	// The previous generation is still served and still takes bodies.
+	if c.Get(10, 0) != b1 {
+		t.Fatalf("previous generation lost after one step")
 	}
-	if got := c.Put(10, 1, b1); got != b1 || c.Get(10, 1) != nil || c.Get(11, 3) != b2 {
-		t.Fatalf("a Put for a stale generation changed the cache")
+	if got := c.Put(10, 1, b2); got != b2 || c.Get(10, 1) != b2 {
+		t.Fatalf("Put for the previous generation did not store")
+	}
+	c.Put(12, 0, b1)
+	if c.Get(10, 0) != nil || c.Get(11, 3) != b2 {
+		t.Fatalf("after two steps: generation 10 must be gone and 11 kept")
+	}
+	if got := c.Put(10, 2, b1); got != b1 || c.Get(10, 2) != nil {
+		t.Fatalf("a Put for a generation older than both kept changed the cache")
 	}
 }
 

@@ -95,7 +95,10 @@ func contractSealedSecondsAreCollected(t *testing.T, s Store, clk *clock.Manual)
 	sealThrough(clk, t0+2)
 	c := mustCollect(t, s, Cursor{"a", t0 - 1})
 	if c.Horizon != t0+2 {
-		t.Fatalf("Horizon = %d; want %d", c.Horizon, t0+2)
+		t.Fatalf("Collect's Horizon = %d; want %d", c.Horizon, t0+2)
+	}
+	if h, err := s.Horizon(ctx); err != nil || h != t0+2 {
+		t.Fatalf("Horizon() = %d, %v; want %d", h, err, t0+2)
 	}
 	want := []Second{
 		{"a", t0, []Count{{"haha", 1}, {"love", 3}}},

@@ -98,6 +98,11 @@ func (m *Memory) Add(_ context.Context, batch Batch) error {
 	return nil
 }
 
+// Horizon implements Store.
+func (m *Memory) Horizon(context.Context) (int64, error) {
+	return Horizon(m.opts.Clock.Now(), m.opts.SealDelay), nil
+}
+
 // Collect implements Store.
 func (m *Memory) Collect(_ context.Context, cursors []Cursor) (Collection, error) {
 	m.mu.Lock()
@@ -110,10 +115,9 @@ func (m *Memory) Collect(_ context.Context, cursors []Cursor) (Collection, error
 		if st == nil {
 			continue
 		}
-		first := max(cur.After, horizon-Window) + 1
-		start := len(c.Seconds)
-		for sec, counts := range st.seconds {
-			if sec < first || sec > horizon || len(counts) == 0 {
+		for sec := max(cur.After, horizon-Window) + 1; sec <= horizon; sec++ {
+			counts := st.seconds[sec]
+			if len(counts) == 0 {
 				continue
 			}
 			s := Second{Stream: cur.Stream, Second: sec, Counts: make([]Count, 0, len(counts))}
@@ -122,7 +126,6 @@ func (m *Memory) Collect(_ context.Context, cursors []Cursor) (Collection, error
 			}
 			c.Seconds = append(c.Seconds, s)
 		}
-		slices.SortFunc(c.Seconds[start:], func(a, b Second) int { return cmp.Compare(a.Second, b.Second) })
 	}
 	return c, nil
 }

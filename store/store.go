@@ -81,6 +81,9 @@ type Store interface {
 	// within DedupeWindow. After an error some of its streams may have been
 	// added; retrying the batch adds the rest.
 	Add(ctx context.Context, batch Batch) error
+	// Horizon returns the newest sealed second. It is cheap, so pull nodes
+	// call it often and Collect only when it moves.
+	Horizon(ctx context.Context) (int64, error)
 	// Collect returns the sealed, non-empty seconds the cursors ask for.
 	Collect(ctx context.Context, cursors []Cursor) (Collection, error)
 	// Ping reports whether the store is reachable.
