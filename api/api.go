@@ -4,7 +4,10 @@
 // push, pull or the store.
 package api
 
-import "unicode/utf8"
+import (
+	"strconv"
+	"unicode/utf8"
+)
 
 // MaxIDLen is the longest stream or user id.
 const MaxIDLen = 64
@@ -89,4 +92,13 @@ func AppendJSONString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// AppendSample appends the sample rate 1/divisor as a short JSON number:
+// 1, 0.5, 0.05, 0.00333333. Clients recover the divisor as round(1/sample).
+func AppendSample(dst []byte, divisor int64) []byte {
+	if divisor <= 1 {
+		return append(dst, '1')
+	}
+	return strconv.AppendFloat(dst, 1/float64(divisor), 'g', 6, 64)
 }

@@ -3,7 +3,6 @@ package push
 import (
 	"bytes"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -99,15 +98,7 @@ func ceilSeconds(d time.Duration) int64 {
 func writeAccepted(ctx *fasthttp.RequestCtx, k int64) {
 	var buf [64]byte
 	b := append(buf[:0], `{"status":"accepted","sample":`...)
-	b = AppendSample(b, k)
+	b = api.AppendSample(b, k)
 	b = append(b, '}')
 	api.WriteJSON(ctx, fasthttp.StatusAccepted, b)
-}
-
-// AppendSample appends the sample rate 1/k as a short JSON number.
-func AppendSample(dst []byte, k int64) []byte {
-	if k <= 1 {
-		return append(dst, '1')
-	}
-	return strconv.AppendFloat(dst, 1/float64(k), 'g', 6, 64)
 }

@@ -130,10 +130,12 @@ type Push struct {
 	nodeID  string
 	seq     atomic.Uint64
 
-	stopOnce sync.Once
-	stop     chan struct{}
-	loopDone chan struct{}
-	started  atomic.Bool
+	stopOnce    sync.Once
+	stop        chan struct{} // stops the flush loop
+	loopDone    chan struct{}
+	stopTargets chan struct{}   // closed after the loop's last flush
+	final       context.Context // bounds the last writes; set before stopTargets closes
+	started     atomic.Bool
 }
 
 // New returns a Push node.
@@ -144,12 +146,13 @@ func New(opts Options) (*Push, error) {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	p := &Push{
-		opts:     opts,
-		agg:      newAggregator(opts.MaxStreams),
-		users:    ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers),
-		nodeID:   hex.EncodeToString(id[:]),
-		stop:     make(chan struct{}),
-		loopDone: make(chan struct{}),
+		opts:        opts,
+		agg:         newAggregator(opts.MaxStreams),
+		users:       ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers),
+		nodeID:      hex.EncodeToString(id[:]),
+		stop:        make(chan struct{}),
+		loopDone:    make(chan struct{}),
+		stopTargets: make(chan struct{}),
 	}
 	for i, t := range opts.Targets {
 		name := t.Name
@@ -162,14 +165,13 @@ func New(opts Options) (*Push, error) {
 	return p, nil
 }
 
-// Start starts the flusher. finalFlush bounds the flush Stop does; it is
-// the context Stop waits on for the last writes.
-func (p *Push) Start(finalFlush context.Context) {
+// Start starts the flusher.
+func (p *Push) Start() {
 	if p.started.Swap(true) {
 		panic("BUG: push.Start called twice")
 	}
 	for _, t := range p.targets {
-		go t.run(p.stop, finalFlush)
+		go t.run(p.stopTargets, func() context.Context { return p.final })
 	}
 	go p.flushLoop()
 }
@@ -207,18 +209,21 @@ func (p *Push) Flush() {
 	}
 }
 
-// Stop stops accepting work into the store queues, flushes the sums and
-// writes the backlogs until they are empty or the context given to Start is
-// done. Call it after the HTTP server stopped taking requests. It is
+// Stop flushes the sums and writes the backlogs until they are empty or ctx
+// is done. Call it after the HTTP server stopped taking requests. It is
 // idempotent.
-func (p *Push) Stop() {
+func (p *Push) Stop(ctx context.Context) {
 	p.stopOnce.Do(func() {
 		defer unregisterGauges(p)
 		close(p.stop)
 		if !p.started.Load() {
 			return
 		}
+		// The loop flushes once more on its way out; only then may the
+		// targets write their last batches and stop.
 		<-p.loopDone
+		p.final = ctx
+		close(p.stopTargets)
 		for _, t := range p.targets {
 			<-t.done
 		}

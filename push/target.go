@@ -85,8 +85,8 @@ func (t *target) ready() bool {
 }
 
 // run sends queued batches until stop is closed, then sends what is left
-// until the queue is empty or final is done.
-func (t *target) run(stop <-chan struct{}, final context.Context) {
+// until the queue is empty or the context final returns is done.
+func (t *target) run(stop <-chan struct{}, final func() context.Context) {
 	defer close(t.done)
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
 	backoff := minBackoff
@@ -98,7 +98,7 @@ func (t *target) run(stop <-chan struct{}, final context.Context) {
 		case <-t.wake:
 		case <-retry.C:
 		case <-stop:
-			t.drainFinal(final)
+			t.drainFinal(final())
 			return
 		}
 		if t.sendQueued(context.Background()) {

@@ -33,7 +33,7 @@ type Limiter struct {
 type shard struct {
 	mu  sync.Mutex
 	tat map[string]*int64 // a pointer so a known key updates without a map write
-	_   [40]byte // keep neighbouring shards' locks off one cache line
+	_   [40]byte          // keep neighbouring shards' locks off one cache line
 }
 
 // New returns a Limiter that allows rate events per second per key with

@@ -1,0 +1,60 @@
+package pull
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	bodiesEncoded = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_pull_bodies_encoded_total",
+		Help: "Poll bodies encoded and gzipped (cache misses); every other poll is served from stored bytes.",
+	})
+	notModified = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_pull_not_modified_total",
+		Help: "Polls answered 304 Not Modified.",
+	})
+	pollsRefused = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_pull_streams_refused_total",
+		Help: "Polls and watches refused with 503 because the node serves its maximum number of streams.",
+	})
+	secondsPublished = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_pull_seconds_published_total",
+		Help: "Non-empty stream seconds published into rings.",
+	})
+	streamsEvicted = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_pull_streams_evicted_total",
+		Help: "Streams dropped because nobody polled them for the idle time.",
+	})
+	unknownEmojis = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_pull_unknown_emoji_counts_total",
+		Help: "Counts from the store for emojis not in this node's set (nodes configured with different sets).",
+	})
+	syncErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_pull_sync_errors_total",
+		Help: "Syncs with the store that failed.",
+	})
+	syncDuration = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "emojicast_pull_sync_duration_seconds",
+		Help:    "Time of one sync with the store.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
+	})
+)
+
+var nodes sync.Map // *Pull -> struct{}
+
+func init() {
+	promauto.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "emojicast_pull_active_streams",
+		Help: "Streams this node keeps rings for.",
+	}, func() float64 {
+		n := 0
+		nodes.Range(func(k, _ any) bool { n += k.(*Pull).streams.len(); return true })
+		return float64(n)
+	})
+}
+
+func registerGauges(p *Pull)   { nodes.Store(p, struct{}{}) }
+func unregisterGauges(p *Pull) { nodes.Delete(p) }

@@ -1,0 +1,209 @@
+// Package pull is the poll side of emojicast. A pull node keeps a 60-slot
+// ring of one-second buckets for each stream its viewers ask about; one
+// syncer goroutine moves newly sealed seconds from the store into the rings,
+// and polls are answered from the rings through a cache of encoded, gzipped
+// bodies, so the request path touches only memory and, for a popular
+// (stream, cursor, second), serves stored bytes.
+package pull
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emojicast/emojicast/clock"
+	"github.com/emojicast/emojicast/emoji"
+	"github.com/emojicast/emojicast/store"
+	"github.com/emojicast/emojicast/token"
+)
+
+// Options configures a Pull node. Zero fields take the default in their comment.
+type Options struct {
+	// Store is where sealed seconds come from. Required.
+	Store store.Store
+	// Emojis is the emoji set. Default: emoji.Default().
+	Emojis *emoji.Set
+	// Clock is used for "now" in limits and staleness. Default: system clock.
+	Clock clock.Clock
+	// Signer issues viewer tokens from watch; nil means open mode.
+	Signer *token.Signer
+	// PullURL and PushURL are the base URLs (scheme://host[:port]) watch
+	// hands to viewers. Default: http:// and the request's Host header.
+	PullURL, PushURL string
+	// SyncInterval is how often the syncer asks the store for new seconds.
+	// Default: 100ms.
+	SyncInterval time.Duration
+	// SyncTimeout bounds one sync. Default: 2s.
+	SyncTimeout time.Duration
+	// StaleAfter is how long without a successful sync before the node
+	// reports not ready. Default: 5s.
+	StaleAfter time.Duration
+	// MaxStreams bounds the streams served; polls for new streams past it
+	// get 503. Default: 100,000.
+	MaxStreams int
+	// IdleAfter is how long a stream nobody polls is kept. Default: 60s.
+	IdleAfter time.Duration
+	// BurstThreshold is the count at which an emoji's second is listed in
+	// the bucket's burst. Default: 20.
+	BurstThreshold int64
+	// BusyNextMS is next_ms for a stream with recent reactions. Default: 1000.
+	BusyNextMS int64
+	// QuietNextMS is next_ms for a stream without reactions for QuietAfter.
+	// Default: 5000.
+	QuietNextMS int64
+	// QuietAfter is how long without reactions makes a stream quiet.
+	// Default: 10s.
+	QuietAfter time.Duration
+	// Logger receives operational messages. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// unsyncedNextMS is next_ms for a stream the node has not synced yet: the
+// syncer fills it within a tick, so the viewer should come back soon.
+const unsyncedNextMS = 250
+
+func (o *Options) fillDefaults() error {
+	if o.Store == nil {
+		return errors.New("pull: a store is required")
+	}
+	if o.Emojis == nil {
+		o.Emojis = emoji.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	setDefault(&o.SyncInterval, 100*time.Millisecond)
+	setDefault(&o.SyncTimeout, 2*time.Second)
+	setDefault(&o.StaleAfter, 5*time.Second)
+	setDefault(&o.MaxStreams, 100_000)
+	setDefault(&o.IdleAfter, 60*time.Second)
+	setDefault(&o.BurstThreshold, 20)
+	setDefault(&o.BusyNextMS, 1000)
+	setDefault(&o.QuietNextMS, 5000)
+	setDefault(&o.QuietAfter, 10*time.Second)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+func setDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Pull is a pull node. Create it with New, serve its handlers, Start the
+// syncer and Stop it on shutdown.
+type Pull struct {
+	opts    Options
+	streams *registry
+	initial *control // shared by new streams until their first sync
+
+	horizon  atomic.Int64 // newest second published to the rings
+	lastSync atomic.Int64 // Unix nanoseconds of the last successful sync
+	wake     chan struct{}
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+	started  atomic.Bool
+}
+
+// New returns a Pull node.
+func New(opts Options) (*Pull, error) {
+	if err := opts.fillDefaults(); err != nil {
+		return nil, err
+	}
+	p := &Pull{
+		opts:    opts,
+		streams: newRegistry(opts.MaxStreams),
+		initial: &control{nextMS: opts.BusyNextMS, divisor: 1},
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	registerGauges(p)
+	return p, nil
+}
+
+// Start starts the syncer.
+func (p *Pull) Start() {
+	if p.started.Swap(true) {
+		panic("BUG: pull.Start called twice")
+	}
+	go p.syncLoop()
+}
+
+// Stop stops the syncer. It is idempotent.
+func (p *Pull) Stop() {
+	p.stopOnce.Do(func() {
+		defer unregisterGauges(p)
+		close(p.stop)
+		if p.started.Load() {
+			<-p.done
+		}
+	})
+}
+
+// Ready reports whether the node synced recently enough to serve fresh data.
+func (p *Pull) Ready() (bool, string) {
+	last := p.lastSync.Load()
+	if last == 0 {
+		return false, "pull has not synced with its store yet"
+	}
+	if age := p.opts.Clock.Now().Sub(time.Unix(0, last)); age > p.opts.StaleAfter {
+		return false, "pull has not synced with its store for " + age.Round(time.Second).String()
+	}
+	return true, ""
+}
+
+// Horizon returns the newest second the node has published.
+func (p *Pull) Horizon() int64 { return p.horizon.Load() }
+
+// wakeSyncer asks for a sync now, for a stream that was just added.
+func (p *Pull) wakeSyncer() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Pull) syncLoop() {
+	defer close(p.done)
+	tick := time.NewTicker(p.opts.SyncInterval)
+	defer tick.Stop()
+	var scratch syncScratch
+	for {
+		select {
+		case <-tick.C:
+		case <-p.wake:
+		case <-p.stop:
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), p.opts.SyncTimeout)
+		start := time.Now()
+		err := p.sync(ctx, &scratch)
+		cancel()
+		syncDuration.Observe(time.Since(start).Seconds())
+		if err != nil {
+			syncErrors.Inc()
+			p.logSyncError(err)
+		}
+	}
+}
+
+// logSyncError logs at most one sync error per StaleAfter, so an outage
+// does not flood the log ten times a second.
+func (p *Pull) logSyncError(err error) {
+	now := time.Now().UnixNano()
+	if last := lastSyncErrorLog.Load(); now-last < int64(p.opts.StaleAfter) || !lastSyncErrorLog.CompareAndSwap(last, now) {
+		return
+	}
+	p.opts.Logger.Warn("pull cannot sync with its store; serving what it has", "err", err)
+}
+
+var lastSyncErrorLog atomic.Int64

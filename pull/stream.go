@@ -1,0 +1,138 @@
+package pull
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/emojicast/emojicast/compress"
+	"github.com/emojicast/emojicast/ringbuffer"
+)
+
+// bodySlots is the number of distinct poll bodies per stream and second:
+// one per cursor distance 0..60 from now, and one for cursors older than the
+// window (the gap body).
+const (
+	bodySlots = ringbuffer.Size + 2
+	gapSlot   = bodySlots - 1
+)
+
+// bucket is one published second of a stream, already encoded as the JSON
+// object the poll body lists.
+type bucket struct {
+	json  []byte
+	total int64 // reactions in the second, for the control rules
+}
+
+// control is what the server tells a stream's viewers besides the buckets.
+// The syncer replaces it once per second; bodies are built from one value.
+type control struct {
+	nextMS  int64
+	divisor int64 // sample = 1/divisor
+	viewers int64
+}
+
+// stream is what a pull node keeps for one stream its viewers poll.
+type stream struct {
+	id     string
+	ring   ringbuffer.Ring[bucket]
+	bodies *compress.Cache
+	ctl    atomic.Pointer[control]
+
+	lastSeen atomic.Int64 // Unix second of the last poll or watch
+	polls    atomic.Int64 // polls since the syncer last counted
+
+	// Owned by the syncer goroutine.
+	lastActive int64   // newest second that had reactions
+	pollRate   float64 // smoothed polls per second
+}
+
+func newStream(id string, ctl *control, now int64) *stream {
+	st := &stream{id: id, bodies: compress.NewCache(bodySlots)}
+	st.ctl.Store(ctl)
+	st.lastSeen.Store(now)
+	return st
+}
+
+// synced reports whether the syncer has filled the stream's ring at least
+// once; before that the node does not know what the stream holds.
+func (st *stream) synced() bool { return st.ring.Tail() != 0 }
+
+const registryShards = 64
+
+// registry is the bounded set of streams a pull node serves.
+type registry struct {
+	seed  maphash.Seed
+	max   int64
+	count atomic.Int64
+	shard [registryShards]struct {
+		mu sync.RWMutex
+		m  map[string]*stream
+		_  [32]byte
+	}
+}
+
+func newRegistry(max int) *registry {
+	r := &registry{seed: maphash.MakeSeed(), max: int64(max)}
+	for i := range r.shard {
+		r.shard[i].m = make(map[string]*stream)
+	}
+	return r
+}
+
+// get returns the stream with the given id, creating it with ctl if it is
+// new and there is room; nil if it is new and the registry is full.
+func (r *registry) get(id []byte, ctl *control, now int64) *stream {
+	sh := &r.shard[maphash.Bytes(r.seed, id)%registryShards]
+	sh.mu.RLock()
+	st := sh.m[string(id)]
+	sh.mu.RUnlock()
+	if st != nil {
+		return st
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if st = sh.m[string(id)]; st != nil {
+		return st
+	}
+	if r.count.Load() >= r.max {
+		return nil
+	}
+	st = newStream(string(id), ctl, now)
+	sh.m[st.id] = st
+	r.count.Add(1)
+	return st
+}
+
+// snapshot appends every stream to dst.
+func (r *registry) snapshot(dst []*stream) []*stream {
+	for i := range r.shard {
+		sh := &r.shard[i]
+		sh.mu.RLock()
+		for _, st := range sh.m {
+			dst = append(dst, st)
+		}
+		sh.mu.RUnlock()
+	}
+	return dst
+}
+
+// evictIdle removes streams nobody polled since before, and returns how many.
+func (r *registry) evictIdle(before int64) int {
+	n := 0
+	for i := range r.shard {
+		sh := &r.shard[i]
+		sh.mu.Lock()
+		for id, st := range sh.m {
+			if st.lastSeen.Load() < before {
+				delete(sh.m, id)
+				n++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	r.count.Add(int64(-n))
+	return n
+}
+
+func (r *registry) len() int { return int(r.count.Load()) }

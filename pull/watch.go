@@ -1,0 +1,82 @@
+package pull
+
+import (
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/emojicast/emojicast/api"
+)
+
+// HandleWatch serves GET /v1/streams/{stream}/watch?user=U: the seed's
+// watch_stream. It registers the stream so the syncer fills its ring before
+// the viewer's first poll, and tells the viewer where to poll and send, its
+// token, the cursor to start from and the emoji set.
+func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
+	user := ctx.QueryArgs().Peek("user")
+	if !api.ValidID(user) {
+		api.WriteError(ctx, api.ErrInvalidUser)
+		return
+	}
+	now := p.opts.Clock.Now()
+	st := p.streams.get(id, p.initial, now.Unix())
+	if st == nil {
+		pollsRefused.Inc()
+		api.WriteRetry(ctx, api.ErrOverloaded, 1)
+		return
+	}
+	st.lastSeen.Store(now.Unix())
+	since := st.ring.Tail()
+	if !st.synced() {
+		p.wakeSyncer()
+		since = p.horizon.Load()
+	}
+	ctl := st.ctl.Load()
+	host := ctx.Host()
+	b := make([]byte, 0, 512+len(p.opts.Emojis.JSON()))
+	b = append(b, `{"stream":`...)
+	b = api.AppendJSONString(b, string(id))
+	b = append(b, `,"user":`...)
+	b = api.AppendJSONString(b, string(user))
+	b = append(b, `,"pull":`...)
+	b = api.AppendJSONString(b, p.streamURL(p.opts.PullURL, host, id))
+	b = append(b, `,"push":`...)
+	b = api.AppendJSONString(b, p.streamURL(p.opts.PushURL, host, id))
+	b = append(b, `,"token":`...)
+	tok := ""
+	if p.opts.Signer != nil {
+		tok = p.opts.Signer.Issue(string(user), string(id), now)
+	}
+	b = api.AppendJSONString(b, tok)
+	b = append(b, `,"since":`...)
+	b = strconv.AppendInt(b, since, 10)
+	b = appendControl(b, ctl)
+	b = append(b, `,"emojis":`...)
+	b = p.opts.Emojis.AppendJSON(b)
+	b = append(b, '}')
+	api.WriteJSON(ctx, fasthttp.StatusOK, b)
+}
+
+// streamURL returns base + /v1/streams/{id}/reactions, with base defaulting
+// to http:// and the Host the viewer used, when that Host is a plain
+// host[:port] (anything else could be a forged header).
+func (p *Pull) streamURL(base string, host, id []byte) string {
+	if base == "" {
+		if validHost(host) {
+			base = "http://" + string(host)
+		}
+	}
+	return base + "/v1/streams/" + string(id) + "/reactions"
+}
+
+func validHost(h []byte) bool {
+	if len(h) == 0 || len(h) > 255 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,69 @@
+package server
+
+import (
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/emojicast/emojicast/api"
+)
+
+var (
+	requests = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "emojicast_http_requests_total",
+		Help: "HTTP requests by route and status.",
+	}, []string{"route", "status"})
+	latency = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "emojicast_http_request_duration_seconds",
+		Help:    "Time to handle an HTTP request, by route and status, from parsed request to response ready.",
+		Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+	}, []string{"route", "status"})
+	bytesSent = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "emojicast_http_response_body_bytes_total",
+		Help: "Response body bytes sent, by route.",
+	}, []string{"route"})
+	parseErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_http_unreadable_requests_total",
+		Help: "Requests fasthttp could not read: malformed, too large or too slow.",
+	})
+)
+
+// routeStatus holds the resolved metrics of one (route, status), so the
+// request path does not hash label values.
+type routeStatus struct {
+	count prometheus.Counter
+	dur   prometheus.Observer
+}
+
+var (
+	resolved  [api.NumRoutes][600]atomic.Pointer[routeStatus]
+	routeSent [api.NumRoutes]prometheus.Counter
+)
+
+func init() {
+	for r := range api.NumRoutes {
+		routeSent[r] = bytesSent.WithLabelValues(api.Route(r).String())
+	}
+}
+
+func observe(route api.Route, status int, d time.Duration, bodyLen int) {
+	if status < 100 || status >= 600 {
+		status = 599
+	}
+	slot := &resolved[route][status]
+	rs := slot.Load()
+	if rs == nil {
+		code := strconv.Itoa(status)
+		rs = &routeStatus{
+			count: requests.WithLabelValues(route.String(), code),
+			dur:   latency.WithLabelValues(route.String(), code),
+		}
+		slot.Store(rs)
+	}
+	rs.count.Inc()
+	rs.dur.Observe(d.Seconds())
+	routeSent[route].Add(float64(bodyLen))
+}

@@ -1,0 +1,138 @@
+package server
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/emojicast/emojicast/api"
+)
+
+var metricsHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.Handler())
+
+var (
+	bodyOK          = []byte(`{"status":"ok"}`)
+	bodyReady       = []byte(`{"status":"ready"}`)
+	cacheEmojis     = []byte("public, max-age=300")
+	headerCache     = []byte("Cache-Control")
+	contentTypeJSON = []byte("application/json")
+)
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	route, stream := api.ParsePath(ctx.Path())
+	s.dispatch(ctx, route, stream)
+	observe(route, ctx.Response.StatusCode(), time.Since(start), len(ctx.Response.Body()))
+}
+
+func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []byte) {
+	if s.draining.Load() && route != api.RouteHealthz && route != api.RouteReadyz && route != api.RouteMetrics {
+		api.WriteRetry(ctx, api.ErrUnavailable, 1)
+		ctx.SetConnectionClose()
+		return
+	}
+	get := ctx.IsGet() || ctx.IsHead()
+	switch route {
+	case api.RouteReactions:
+		s.reactions(ctx, stream, get)
+	case api.RouteWatch:
+		if s.opts.Pull == nil {
+			api.WriteError(ctx, api.ErrNotFound)
+		} else if s.allow(ctx, get, "GET, HEAD") && s.validStream(ctx, stream) {
+			s.opts.Pull.HandleWatch(ctx, stream)
+		}
+	case api.RouteEmojis:
+		if s.allow(ctx, get, "GET, HEAD") {
+			api.WriteJSON(ctx, fasthttp.StatusOK, s.opts.Emojis.JSON())
+			ctx.Response.Header.SetCanonical(headerCache, cacheEmojis)
+		}
+	case api.RouteHealthz:
+		if s.allow(ctx, get, "GET, HEAD") {
+			api.WriteJSON(ctx, fasthttp.StatusOK, bodyOK)
+		}
+	case api.RouteReadyz:
+		if s.allow(ctx, get, "GET, HEAD") {
+			s.readyz(ctx)
+		}
+	case api.RouteMetrics:
+		if s.allow(ctx, get, "GET, HEAD") {
+			metricsHandler(ctx)
+		}
+	case api.RouteIndex:
+		if s.opts.Index == nil {
+			api.WriteError(ctx, api.ErrNotFound)
+		} else if s.allow(ctx, get, "GET, HEAD") {
+			s.opts.Index(ctx)
+		}
+	default:
+		api.WriteError(ctx, api.ErrNotFound)
+	}
+}
+
+// reactions routes /v1/streams/{stream}/reactions: GET polls on a pull node,
+// POST sends on a push node.
+func (s *Server) reactions(ctx *fasthttp.RequestCtx, stream []byte, get bool) {
+	switch {
+	case get && s.opts.Pull != nil:
+		if s.validStream(ctx, stream) {
+			s.opts.Pull.HandlePoll(ctx, stream)
+		}
+	case ctx.IsPost() && s.opts.Push != nil:
+		if s.validStream(ctx, stream) {
+			s.opts.Push.HandleReactions(ctx, stream)
+		}
+	default:
+		switch {
+		case s.opts.Pull != nil && s.opts.Push != nil:
+			api.WriteMethodNotAllowed(ctx, "GET, HEAD, POST")
+		case s.opts.Pull != nil:
+			api.WriteMethodNotAllowed(ctx, "GET, HEAD")
+		case s.opts.Push != nil:
+			api.WriteMethodNotAllowed(ctx, "POST")
+		default:
+			api.WriteError(ctx, api.ErrNotFound)
+		}
+	}
+}
+
+// allow answers 405 with allow unless ok.
+func (s *Server) allow(ctx *fasthttp.RequestCtx, ok bool, allow string) bool {
+	if !ok {
+		api.WriteMethodNotAllowed(ctx, allow)
+	}
+	return ok
+}
+
+func (s *Server) validStream(ctx *fasthttp.RequestCtx, stream []byte) bool {
+	if !api.ValidID(stream) {
+		api.WriteError(ctx, api.ErrInvalidStream)
+		return false
+	}
+	return true
+}
+
+// readyz is 200 when every role of the process can do its job.
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+	reason := ""
+	switch {
+	case s.draining.Load():
+		reason = "shutting down"
+	case s.opts.Push != nil:
+		if ok, why := s.opts.Push.Ready(); !ok {
+			reason = why
+		}
+	}
+	if reason == "" && s.opts.Pull != nil {
+		if ok, why := s.opts.Pull.Ready(); !ok {
+			reason = why
+		}
+	}
+	if reason != "" {
+		e := api.NewError(fasthttp.StatusServiceUnavailable, "unavailable", reason)
+		api.WriteRetry(ctx, e, 1)
+		return
+	}
+	api.WriteJSON(ctx, fasthttp.StatusOK, bodyReady)
+}

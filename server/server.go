@@ -1,0 +1,172 @@
+// Package server puts push and pull nodes behind one fasthttp listener: it
+// routes API.md's endpoints to whichever roles the process runs, serves the
+// operations endpoints (/healthz, /readyz, /metrics), answers every error in
+// the API's JSON form, applies timeouts and size limits, and drains
+// gracefully on shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/emoji"
+	"github.com/emojicast/emojicast/pull"
+	"github.com/emojicast/emojicast/push"
+)
+
+// Options configures a Server. Zero fields take the default in their comment.
+type Options struct {
+	// Addr is the address to listen on. Default: ":8080".
+	Addr string
+	// Push serves sends when set.
+	Push *push.Push
+	// Pull serves polls and watches when set.
+	Pull *pull.Pull
+	// Index serves the web viewer (GET / and /static/...) when set.
+	Index fasthttp.RequestHandler
+	// Emojis is the set GET /v1/emojis lists. Default: emoji.Default().
+	Emojis *emoji.Set
+	// ReadTimeout bounds reading one request, headers and body. Default: 5s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response. Default: 5s.
+	WriteTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its next
+	// request. Default: 30s.
+	IdleTimeout time.Duration
+	// MaxConns bounds concurrent connections. Default: 16,000 (below the
+	// 20,000 open files these machines allow).
+	MaxConns int
+	// MaxConnsPerIP bounds concurrent connections from one address.
+	// Default: 0, no limit (a CDN or NAT puts many viewers behind one).
+	MaxConnsPerIP int
+	// MaxHeaderBytes bounds a request's headers. Default: 8 KiB.
+	MaxHeaderBytes int
+	// Logger receives operational messages. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// maxBodyRead is what the server reads of a body before refusing it. It is
+// above push.MaxBody so the handler, not fasthttp, answers 413 in the API's
+// JSON form for bodies a little too large.
+const maxBodyRead = 64 << 10
+
+func (o *Options) fillDefaults() {
+	if o.Addr == "" {
+		o.Addr = ":8080"
+	}
+	if o.Emojis == nil {
+		o.Emojis = emoji.Default()
+	}
+	setDefault(&o.ReadTimeout, 5*time.Second)
+	setDefault(&o.WriteTimeout, 5*time.Second)
+	setDefault(&o.IdleTimeout, 30*time.Second)
+	setDefault(&o.MaxConns, 16_000)
+	setDefault(&o.MaxHeaderBytes, 8<<10)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Server is one HTTP listener of an emojicast process.
+type Server struct {
+	opts     Options
+	srv      *fasthttp.Server
+	ln       net.Listener
+	draining atomic.Bool
+	served   chan error
+}
+
+// New returns a Server; call Listen, then Serve.
+func New(opts Options) *Server {
+	opts.fillDefaults()
+	s := &Server{opts: opts, served: make(chan error, 1)}
+	s.srv = &fasthttp.Server{
+		Handler:               s.handle,
+		ErrorHandler:          writeParseError,
+		ReadTimeout:           opts.ReadTimeout,
+		WriteTimeout:          opts.WriteTimeout,
+		IdleTimeout:           opts.IdleTimeout,
+		Concurrency:           opts.MaxConns,
+		MaxConnsPerIP:         opts.MaxConnsPerIP,
+		ReadBufferSize:        opts.MaxHeaderBytes,
+		MaxRequestBodySize:    maxBodyRead,
+		NoDefaultServerHeader: true,
+		NoDefaultDate:         true,
+		NoDefaultContentType:  true,
+		CloseOnShutdown:       true,
+		TCPKeepalive:          true,
+		Logger:                fasthttpLogger{opts.Logger},
+	}
+	return s
+}
+
+// Listen binds the listening socket, so that Addr is known before Serve.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Serve serves until Shutdown, in the background; Wait returns its error.
+func (s *Server) Serve() {
+	go func() { s.served <- s.srv.Serve(s.ln) }()
+}
+
+// Shutdown drains the server: /readyz turns 503 at once so load balancers
+// stop sending, new requests get 503 unavailable with Connection: close,
+// and requests under way finish until ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	err := s.srv.ShutdownWithContext(ctx)
+	if serveErr := <-s.served; serveErr != nil && err == nil {
+		err = serveErr
+	}
+	return err
+}
+
+// StartDraining turns /readyz to 503 and refuses new requests while the
+// listener stays open, so load balancers notice before connections close.
+func (s *Server) StartDraining() { s.draining.Store(true) }
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug("fasthttp", "msg", format, "args", args)
+}
+
+// writeParseError answers requests fasthttp could not read, in the API's
+// JSON error form.
+func writeParseError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		api.WriteError(ctx, api.ErrBodyTooLarge)
+	case errors.As(err, &small):
+		api.WriteError(ctx, api.ErrHeadersTooLarge)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		api.WriteError(ctx, api.ErrRequestTimeout)
+	default:
+		api.WriteError(ctx, api.ErrBadRequest)
+	}
+	parseErrors.Inc()
+}
