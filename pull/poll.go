@@ -148,7 +148,7 @@ func appendControl(out []byte, ctl *control) []byte {
 // short next_ms. Such an answer is not cacheable.
 func (p *Pull) writeUnsynced(ctx *fasthttp.RequestCtx, since int64, hasSince bool) {
 	if !hasSince {
-		since = p.horizon.Load() - defaultBack
+		since = p.horizonEstimate() - defaultBack
 	}
 	var buf [160]byte
 	out := append(buf[:0], `{"now":`...)

@@ -164,6 +164,16 @@ func (p *Pull) Ready() (bool, string) {
 // Horizon returns the newest second the node has published.
 func (p *Pull) Horizon() int64 { return p.horizon.Load() }
 
+// horizonEstimate is Horizon, or before the first sync a guess from the
+// clock that errs to the past: a cursor a little old only costs a few
+// buckets, a cursor in the future would skip seconds.
+func (p *Pull) horizonEstimate() int64 {
+	if h := p.horizon.Load(); h != 0 {
+		return h
+	}
+	return p.opts.Clock.Now().Unix() - 3
+}
+
 // wakeSyncer asks for a sync now, for a stream that was just added.
 func (p *Pull) wakeSyncer() {
 	select {

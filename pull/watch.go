@@ -29,7 +29,7 @@ func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
 	since := st.ring.Tail()
 	if !st.synced() {
 		p.wakeSyncer()
-		since = p.horizon.Load()
+		since = p.horizonEstimate()
 	}
 	ctl := st.ctl.Load()
 	host := ctx.Host()

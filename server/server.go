@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -87,6 +88,9 @@ type Server struct {
 	ln       net.Listener
 	draining atomic.Bool
 	served   chan error
+
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // New returns a Server; call Listen, then Serve.
@@ -133,14 +137,17 @@ func (s *Server) Serve() {
 
 // Shutdown drains the server: /readyz turns 503 at once so load balancers
 // stop sending, new requests get 503 unavailable with Connection: close,
-// and requests under way finish until ctx is done.
+// and requests under way finish until ctx is done. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.draining.Store(true)
-	err := s.srv.ShutdownWithContext(ctx)
-	if serveErr := <-s.served; serveErr != nil && err == nil {
-		err = serveErr
-	}
-	return err
+	s.shutdownOnce.Do(func() {
+		s.draining.Store(true)
+		err := s.srv.ShutdownWithContext(ctx)
+		if serveErr := <-s.served; serveErr != nil && err == nil {
+			err = serveErr
+		}
+		s.shutdownErr = err
+	})
+	return s.shutdownErr
 }
 
 // StartDraining turns /readyz to 503 and refuses new requests while the

@@ -1,0 +1,209 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emojicast/emojicast/token"
+)
+
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// checkError asserts a JSON error answer with the given status and code.
+func checkError(t *testing.T, r response, status int, code string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d; want %d (body %s)", r.status, status, r.body)
+	}
+	var e apiError
+	if err := json.Unmarshal(r.body, &e); err != nil {
+		t.Fatalf("error body is not JSON: %v: %q", err, r.body)
+	}
+	if e.Error.Code != code || e.Error.Message == "" {
+		t.Fatalf("error = %+v; want code %q with a message", e.Error, code)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("error Content-Type %q", ct)
+	}
+}
+
+const jsonCT = "application/json"
+
+// TestErrorsOfTheAPI covers every error of API.md with its status and code.
+func TestErrorsOfTheAPI(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) { c.maxStreams = 3 })
+	n.step()
+	ct := map[string]string{"Content-Type": jsonCT}
+	future := strconv.FormatInt(n.clk.Now().Unix()+301, 10)
+	long := strings.Repeat("s", 65)
+	cases := []struct {
+		name         string
+		method, path string
+		body         string
+		headers      map[string]string
+		status       int
+		code         string
+	}{
+		{"stream with a bad character", "GET", "/v1/streams/bad!id/reactions", "", nil, 400, "invalid_stream"},
+		{"stream too long", "POST", "/v1/streams/" + long + "/reactions", `{"emoji":"love","user":"u"}`, ct, 400, "invalid_stream"},
+		{"stream with a space", "GET", "/v1/streams/a%20b/watch?user=u", "", nil, 400, "invalid_stream"},
+		{"empty stream segment (paths are normalized)", "GET", "/v1/streams//watch?user=u", "", nil, 404, "not_found"},
+		{"unicode stream", "GET", "/v1/streams/%C3%A9t%C3%A9/reactions", "", nil, 400, "invalid_stream"},
+		{"send without user in open mode", "POST", "/v1/streams/s/reactions", `{"emoji":"love"}`, ct, 400, "invalid_user"},
+		{"send with bad user", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"a b"}`, ct, 400, "invalid_user"},
+		{"watch without user", "GET", "/v1/streams/s/watch", "", nil, 400, "invalid_user"},
+		{"watch with bad user", "GET", "/v1/streams/s/watch?user=%00", "", nil, 400, "invalid_user"},
+		{"unknown emoji", "POST", "/v1/streams/s/reactions", `{"emoji":"poop","user":"u"}`, ct, 400, "invalid_emoji"},
+		{"missing emoji", "POST", "/v1/streams/s/reactions", `{"user":"u"}`, ct, 400, "invalid_emoji"},
+		{"since not a number", "GET", "/v1/streams/s/reactions?since=abc", "", nil, 400, "invalid_since"},
+		{"since a fraction", "GET", "/v1/streams/s/reactions?since=1.5", "", nil, 400, "invalid_since"},
+		{"since empty", "GET", "/v1/streams/s/reactions?since=", "", nil, 400, "invalid_since"},
+		{"since too far ahead", "GET", "/v1/streams/s/reactions?since=" + future, "", nil, 400, "invalid_since"},
+		{"since huge", "GET", "/v1/streams/s/reactions?since=99999999999999999999999", "", nil, 400, "invalid_since"},
+		{"count zero", "POST", "/v1/streams/s/reactions", `{"emoji":"love","count":0,"user":"u"}`, ct, 400, "invalid_count"},
+		{"count 21", "POST", "/v1/streams/s/reactions", `{"emoji":"love","count":21,"user":"u"}`, ct, 400, "invalid_count"},
+		{"count as string", "POST", "/v1/streams/s/reactions", `{"emoji":"love","count":"2","user":"u"}`, ct, 400, "invalid_count"},
+		{"body not JSON", "POST", "/v1/streams/s/reactions", `emoji=love`, ct, 400, "invalid_body"},
+		{"body an array", "POST", "/v1/streams/s/reactions", `[{"emoji":"love"}]`, ct, 400, "invalid_body"},
+		{"duplicate key", "POST", "/v1/streams/s/reactions", `{"emoji":"like","emoji":"love","user":"u"}`, ct, 400, "invalid_body"},
+		{"unknown path", "GET", "/nope", "", nil, 404, "not_found"},
+		{"unknown stream action", "GET", "/v1/streams/s/likes", "", nil, 404, "not_found"},
+		{"comments not served yet", "POST", "/v1/streams/s/comments", `{"text":"hi"}`, ct, 404, "not_found"},
+		{"delete reactions", "DELETE", "/v1/streams/s/reactions", "", nil, 405, "method_not_allowed"},
+		{"post emojis", "POST", "/v1/emojis", "{}", ct, 405, "method_not_allowed"},
+		{"put watch", "PUT", "/v1/streams/s/watch", "", nil, 405, "method_not_allowed"},
+		{"body over 1 KiB", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u","pad":"` + strings.Repeat("x", 1100) + `"}`, ct, 413, "body_too_large"},
+		{"body far over the read limit", "POST", "/v1/streams/s/reactions", strings.Repeat("x", 200<<10), ct, 413, "body_too_large"},
+		{"text/plain body", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u"}`, map[string]string{"Content-Type": "text/plain"}, 415, "unsupported_media_type"},
+		{"form body", "POST", "/v1/streams/s/reactions", `emoji=love`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"},
+		{"no content type", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u"}`, nil, 415, "unsupported_media_type"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := n.do(tc.method, tc.path, tc.body, tc.headers)
+			checkError(t, r, tc.status, tc.code)
+			if tc.status == 405 && r.header.Get("Allow") == "" {
+				t.Fatal("405 without an Allow header")
+			}
+		})
+	}
+	t.Run("Allow lists the methods", func(t *testing.T) {
+		r := n.do("DELETE", "/v1/streams/s/reactions", "", nil)
+		if got := r.header.Get("Allow"); got != "GET, HEAD, POST" {
+			t.Fatalf("Allow = %q", got)
+		}
+	})
+	t.Run("charset parameter is fine", func(t *testing.T) {
+		r := n.do("POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u"}`, map[string]string{"Content-Type": "application/json; charset=utf-8"})
+		if r.status != http.StatusAccepted {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+	})
+	t.Run("rate limited", func(t *testing.T) {
+		for range 2 {
+			if got := n.send("s", "tapper", "love", 10); got != http.StatusAccepted {
+				t.Fatalf("burst of 20 refused: %d", got)
+			}
+		}
+		r := n.do("POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"tapper"}`, ct)
+		checkError(t, r, 429, "rate_limited")
+		if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 {
+			t.Fatalf("Retry-After = %q", r.header.Get("Retry-After"))
+		}
+		n.clk.Add(time.Second)
+		if got := n.send("s", "tapper", "love", 10); got != http.StatusAccepted {
+			t.Fatalf("after a second, 10 taps refused: %d", got)
+		}
+	})
+	t.Run("overloaded", func(t *testing.T) {
+		// maxStreams is 3: fill the pull node's streams, then one more.
+		for i := range 3 {
+			n.do("GET", fmt.Sprintf("/v1/streams/full-%d/reactions", i), "", nil)
+		}
+		r := n.do("GET", "/v1/streams/one-too-many/reactions", "", nil)
+		checkError(t, r, 503, "overloaded")
+		if r.header.Get("Retry-After") == "" {
+			t.Fatal("503 without Retry-After")
+		}
+	})
+	t.Run("headers too large", func(t *testing.T) {
+		r := n.do("GET", "/healthz", "", map[string]string{"X-Pad": strings.Repeat("x", 16<<10)})
+		checkError(t, r, 431, "headers_too_large")
+	})
+	t.Run("server keeps serving", func(t *testing.T) {
+		if r := n.do("GET", "/healthz", "", nil); r.status != 200 {
+			t.Fatalf("healthz after the hostile requests: %d", r.status)
+		}
+	})
+}
+
+func TestTokens(t *testing.T) {
+	secret := []byte("a-secret-of-at-least-16-bytes")
+	signer, err := token.NewSigner(secret, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, func(c *nodeConfig) { c.signer = signer })
+	n.step()
+	w := n.watch("s", "u1")
+	if w.Token == "" {
+		t.Fatal("watch issued no token with tokens on")
+	}
+	other := n.watch("other", "u1")
+	send := func(tok string) response {
+		h := map[string]string{"Content-Type": jsonCT}
+		if tok != "" {
+			h["Authorization"] = "Bearer " + tok
+		}
+		return n.do("POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"someone-else"}`, h)
+	}
+	if r := send(w.Token); r.status != http.StatusAccepted {
+		t.Fatalf("send with the watch token: %d %s", r.status, r.body)
+	}
+	forger, _ := token.NewSigner([]byte("not-the-server-secret!"), nil, time.Hour)
+	for name, tok := range map[string]string{
+		"missing":      "",
+		"garbage":      "not-a-token",
+		"forged":       forger.Issue("u1", "s", n.clk.Now()),
+		"other stream": other.Token,
+		"truncated":    w.Token[:len(w.Token)-4],
+	} {
+		t.Run(name, func(t *testing.T) { checkError(t, send(tok), 401, "unauthorized") })
+	}
+	t.Run("expired", func(t *testing.T) {
+		n.clk.Add(2 * time.Hour)
+		checkError(t, send(w.Token), 401, "unauthorized")
+	})
+}
+
+// TestDrainingAnswersUnavailable: while the server drains, readyz is 503
+// and new requests get 503 unavailable with Retry-After.
+func TestDrainingAnswersUnavailable(t *testing.T) {
+	n := startNode(t)
+	n.srv.StartDraining()
+	r := n.do("GET", "/v1/streams/s/reactions", "", nil)
+	checkError(t, r, 503, "unavailable")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+	checkError(t, n.do("GET", "/readyz", "", nil), 503, "unavailable")
+	if r := n.do("GET", "/healthz", "", nil); r.status != 200 {
+		t.Fatalf("healthz while draining: %d; want 200, the process still runs", r.status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}

@@ -1,0 +1,255 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emojicast/emojicast/clock"
+	"github.com/emojicast/emojicast/internal/testutil"
+	"github.com/emojicast/emojicast/pull"
+	"github.com/emojicast/emojicast/push"
+	"github.com/emojicast/emojicast/store"
+	"github.com/emojicast/emojicast/token"
+)
+
+// t0 is half a second into a second, so tests step whole seconds without
+// touching boundaries.
+var t0 = time.Unix(1_763_700_000, 500_000_000)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// node is one emojicast process (push, pull, server, memory store) started
+// in the test on a loopback port, on a clock the test moves.
+type node struct {
+	t    *testing.T
+	url  string
+	clk  *clock.Manual
+	push *push.Push
+	pull *pull.Pull
+	srv  *Server
+}
+
+type nodeConfig struct {
+	signer     *token.Signer
+	maxStreams int
+	userRate   float64
+}
+
+func startNode(t *testing.T, mods ...func(*nodeConfig)) *node {
+	t.Helper()
+	cfg := nodeConfig{}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	clk := clock.NewManual(t0)
+	st := store.NewMemory(store.MemoryOptions{Clock: clk})
+	pu, err := push.New(push.Options{
+		Targets: []push.Target{{Name: "memory", Store: st}}, Clock: clk, Signer: cfg.signer,
+		MaxStreams: cfg.maxStreams, UserRate: cfg.userRate, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := pull.New(pull.Options{
+		Store: st, Clock: clk, Signer: cfg.signer, MaxStreams: cfg.maxStreams,
+		SyncInterval: 10 * time.Millisecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(Options{Addr: "127.0.0.1:0", Push: pu, Pull: pl, Logger: quiet})
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	pu.Start()
+	pl.Start()
+	srv.Serve()
+	n := &node{t: t, url: "http://" + srv.Addr(), clk: clk, push: pu, pull: pl, srv: srv}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		pu.Stop(ctx)
+		pl.Stop()
+	})
+	return n
+}
+
+// step writes what push accepted to the store, then moves the clock one
+// second and waits until pull published every second up to the one before
+// the new now.
+func (n *node) step() {
+	n.t.Helper()
+	n.flush()
+	now := n.clk.Add(time.Second)
+	n.waitPublished(store.Horizon(now, store.DefaultSealDelay))
+}
+
+// flush hands push's sums to the store and waits for the write.
+func (n *node) flush() {
+	n.t.Helper()
+	n.push.Flush()
+	testutil.Eventually(n.t, 5*time.Second, "push backlog written", func() bool { return n.push.Backlog() == 0 })
+}
+
+func (n *node) waitPublished(sec int64) {
+	n.t.Helper()
+	testutil.Eventually(n.t, 5*time.Second, "pull publishes second "+strconv.FormatInt(sec, 10), func() bool {
+		return n.pull.Horizon() >= sec
+	})
+}
+
+// send posts one reaction and returns the status code.
+func (n *node) send(stream, user, emoji string, count int) int {
+	n.t.Helper()
+	body := `{"emoji":"` + emoji + `","count":` + strconv.Itoa(count) + `,"user":"` + user + `"}`
+	resp := n.do("POST", "/v1/streams/"+stream+"/reactions", body, map[string]string{"Content-Type": "application/json"})
+	return resp.status
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// rawTransport leaves Accept-Encoding and the body as they are: Go's default
+// transport would ask for gzip on its own and unzip behind the test's back.
+var rawTransport = &http.Transport{DisableCompression: true}
+
+// do makes one HTTP request and reads the whole answer.
+func (n *node) do(method, path, body string, headers map[string]string) response {
+	n.t.Helper()
+	req, err := http.NewRequest(method, n.url+path, strings.NewReader(body))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := rawTransport.RoundTrip(req)
+	if err != nil {
+		n.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// pollBody is the JSON of a poll answer.
+type pollBody struct {
+	Now     int64   `json:"now"`
+	NextMS  int64   `json:"next_ms"`
+	Sample  float64 `json:"sample"`
+	Viewers int64   `json:"viewers"`
+	Gap     bool    `json:"gap"`
+	Buckets []struct {
+		T     int64            `json:"t"`
+		C     map[string]int64 `json:"c"`
+		Burst []string         `json:"burst"`
+	} `json:"buckets"`
+}
+
+// poll asks for the reactions since cursor (nil: no cursor), uncompressed.
+func (n *node) poll(stream string, since *int64) (pollBody, response) {
+	n.t.Helper()
+	path := "/v1/streams/" + stream + "/reactions"
+	if since != nil {
+		path += "?since=" + strconv.FormatInt(*since, 10)
+	}
+	resp := n.do("GET", path, "", nil)
+	if resp.status != http.StatusOK {
+		n.t.Fatalf("poll %s: status %d: %s", path, resp.status, resp.body)
+	}
+	var pb pollBody
+	if err := json.Unmarshal(resp.body, &pb); err != nil {
+		n.t.Fatalf("poll %s: %v: %s", path, err, resp.body)
+	}
+	return pb, resp
+}
+
+// watchBody is the JSON of a watch answer.
+type watchBody struct {
+	Stream string  `json:"stream"`
+	User   string  `json:"user"`
+	Pull   string  `json:"pull"`
+	Push   string  `json:"push"`
+	Token  string  `json:"token"`
+	Since  int64   `json:"since"`
+	NextMS int64   `json:"next_ms"`
+	Sample float64 `json:"sample"`
+	Emojis []struct {
+		ID    string `json:"id"`
+		Glyph string `json:"glyph"`
+	} `json:"emojis"`
+}
+
+func (n *node) watch(stream, user string) watchBody {
+	n.t.Helper()
+	resp := n.do("GET", "/v1/streams/"+stream+"/watch?user="+user, "", nil)
+	if resp.status != http.StatusOK {
+		n.t.Fatalf("watch: status %d: %s", resp.status, resp.body)
+	}
+	var w watchBody
+	if err := json.Unmarshal(resp.body, &w); err != nil {
+		n.t.Fatalf("watch: %v: %s", err, resp.body)
+	}
+	return w
+}
+
+// viewer polls like a client: it keeps cursor = max(cursor, now), ignores
+// buckets at or before its cursor, and sums what it sees per second.
+type viewer struct {
+	n      *node
+	stream string
+	cursor int64
+	seen   map[int64]map[string]int64
+	bursts map[int64][]string
+	gaps   int
+}
+
+func (n *node) newViewer(stream string) *viewer {
+	w := n.watch(stream, "viewer")
+	// The first poll must not race the syncer filling the new stream's ring.
+	testutil.Eventually(n.t, 5*time.Second, "stream synced", func() bool {
+		pb, resp := n.poll(stream, &w.Since)
+		return resp.header.Get("Cache-Control") != "no-store" && pb.Now >= w.Since
+	})
+	return &viewer{n: n, stream: stream, cursor: w.Since, seen: map[int64]map[string]int64{}, bursts: map[int64][]string{}}
+}
+
+func (v *viewer) poll() pollBody {
+	v.n.t.Helper()
+	cursor := v.cursor
+	pb, _ := v.n.poll(v.stream, &cursor)
+	last := int64(-1)
+	for _, b := range pb.Buckets {
+		if b.T <= last {
+			v.n.t.Fatalf("buckets out of order: %d after %d", b.T, last)
+		}
+		last = b.T
+		if b.T <= v.cursor {
+			continue
+		}
+		if v.seen[b.T] != nil {
+			v.n.t.Fatalf("second %d delivered twice", b.T)
+		}
+		v.seen[b.T] = b.C
+		v.bursts[b.T] = b.Burst
+	}
+	if pb.Gap {
+		v.gaps++
+	}
+	v.cursor = max(v.cursor, pb.Now)
+	return pb
+}
