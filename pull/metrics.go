@@ -36,6 +36,10 @@ var (
 		Name: "emojicast_pull_sync_errors_total",
 		Help: "Syncs with the store that failed.",
 	})
+	controlErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_pull_control_errors_total",
+		Help: "Control steps that could not read or report the fleet's viewer and sample figures.",
+	})
 	syncDuration = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "emojicast_pull_sync_duration_seconds",
 		Help:    "Time of one sync with the store.",

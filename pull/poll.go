@@ -32,7 +32,8 @@ var (
 // valid stream id. On a body cache hit it does not allocate.
 func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
 	since, hasSince, ok := parseSince(ctx.QueryArgs().Peek("since"))
-	wall := p.opts.Clock.Now().Unix()
+	nowMS := p.opts.Clock.Now().UnixMilli()
+	wall := nowMS / 1000
 	if !ok || hasSince && since > wall+MaxFuture {
 		api.WriteError(ctx, api.ErrInvalidSince)
 		return
@@ -46,12 +47,13 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
 	if st.lastSeen.Load() != wall {
 		st.lastSeen.Store(wall)
 	}
-	st.polls.Add(1)
 	if !st.synced() {
+		st.presence.poll(nowMS, unsyncedNextMS)
 		p.wakeSyncer()
 		p.writeUnsynced(ctx, since, hasSince)
 		return
 	}
+	st.presence.poll(nowMS, st.ctl.Load().nextMS)
 	now := st.ring.Tail()
 	if !hasSince {
 		since = now - defaultBack

@@ -8,7 +8,10 @@ package pull
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
+	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/store"
 	"github.com/emojicast/emojicast/token"
 )
@@ -57,6 +61,16 @@ type Options struct {
 	// QuietAfter is how long without reactions makes a stream quiet.
 	// Default: 10s.
 	QuietAfter time.Duration
+	// MinNextMS and MaxNextMS bound every next_ms. Default: 500 and 30000.
+	MinNextMS, MaxNextMS int64
+	// Load stretches next_ms when the process is over its budget; nil never does.
+	Load *load.Meter
+	// TargetSends is the forwarded taps per second per stream the push
+	// fleet should receive; sample is chosen to keep it there. Default: 2000.
+	TargetSends int64
+	// NodeID names this node in the viewer reports it shares.
+	// Default: a random id.
+	NodeID string
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -84,6 +98,21 @@ func (o *Options) fillDefaults() error {
 	setDefault(&o.BusyNextMS, 1000)
 	setDefault(&o.QuietNextMS, 5000)
 	setDefault(&o.QuietAfter, 10*time.Second)
+	setDefault(&o.MinNextMS, 500)
+	setDefault(&o.MaxNextMS, 30_000)
+	setDefault(&o.TargetSends, 2000)
+	if o.MaxNextMS > maxNextMS {
+		return fmt.Errorf("pull: the longest next_ms is %d, above the %d the viewer count can follow", o.MaxNextMS, maxNextMS)
+	}
+	if o.MinNextMS > o.MaxNextMS || o.BusyNextMS < o.MinNextMS || o.QuietNextMS > o.MaxNextMS {
+		return fmt.Errorf("pull: next_ms bounds [%d, %d] must hold the busy (%d) and quiet (%d) intervals",
+			o.MinNextMS, o.MaxNextMS, o.BusyNextMS, o.QuietNextMS)
+	}
+	if o.NodeID == "" {
+		var id [6]byte
+		_, _ = rand.Read(id[:])
+		o.NodeID = "pull-" + hex.EncodeToString(id[:])
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

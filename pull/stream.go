@@ -40,11 +40,9 @@ type stream struct {
 	ctl    atomic.Pointer[control]
 
 	lastSeen atomic.Int64 // Unix second of the last poll or watch
-	polls    atomic.Int64 // polls since the syncer last counted
+	presence presence     // viewers arriving and due to leave, for the estimate
 
-	// Owned by the syncer goroutine.
-	lastActive int64   // newest second that had reactions
-	pollRate   float64 // smoothed polls per second
+	ctlState streamControl // owned by the syncer goroutine
 }
 
 func newStream(id string, ctl *control, now int64) *stream {

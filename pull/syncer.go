@@ -2,7 +2,6 @@ package pull
 
 import (
 	"context"
-	"math"
 	"strconv"
 
 	"github.com/emojicast/emojicast/api"
@@ -40,8 +39,13 @@ func (p *Pull) sync(ctx context.Context, sc *syncScratch) error {
 		if err != nil {
 			return err
 		}
-		p.publish(sc.behind, coll)
+		ctls, cerr := p.control(ctx, sc.behind, coll)
+		p.publish(sc.behind, coll, ctls)
 		horizon = coll.Horizon
+		if cerr != nil {
+			controlErrors.Inc()
+			p.logSyncError(cerr)
+		}
 	}
 	if horizon > p.horizon.Load() {
 		p.horizon.Store(horizon)
@@ -53,24 +57,23 @@ func (p *Pull) sync(ctx context.Context, sc *syncScratch) error {
 	return nil
 }
 
-// publish writes the collected seconds into the rings. Seconds come grouped
-// by stream in cursor order, so one pass over both finds each stream's.
-func (p *Pull) publish(behind []*stream, coll store.Collection) {
+// publish writes the collected seconds into the rings, each stream's new
+// control first, so that a reader who sees the new tail sees its control.
+// Seconds come grouped by stream in cursor order, so one pass finds each
+// stream's.
+func (p *Pull) publish(behind []*stream, coll store.Collection, ctls []*control) {
 	secs := coll.Seconds
-	for _, st := range behind {
-		var mine []store.Second
-		for len(secs) > 0 && secs[0].Stream == st.id {
-			mine = append(mine, secs[0])
-			secs = secs[1:]
+	for i, st := range behind {
+		if ctls[i] != st.ctl.Load() {
+			st.ctl.Store(ctls[i])
 		}
-		// Control first: a reader that sees the new tail sees its control.
-		p.updateControl(st, mine, coll.Horizon)
-		for _, s := range mine {
-			b := p.encodeBucket(s)
-			if err := st.ring.Publish(&ringbuffer.Bucket[bucket]{Second: s.Second, Value: b}); err != nil {
+		for len(secs) > 0 && secs[0].Stream == st.id {
+			b := &ringbuffer.Bucket[bucket]{Second: secs[0].Second, Value: p.encodeBucket(secs[0])}
+			if err := st.ring.Publish(b); err != nil {
 				panic("BUG: publishing a second at or before the tail: " + err.Error())
 			}
 			secondsPublished.Inc()
+			secs = secs[1:]
 		}
 		st.ring.Advance(coll.Horizon)
 	}
@@ -127,31 +130,4 @@ func (p *Pull) encodeBucket(s store.Second) bucket {
 	}
 	b = append(b, '}')
 	return bucket{json: b, total: total}
-}
-
-// updateControl recomputes a stream's next_ms, sample and viewer estimate
-// from the polls it got and the reactions it had since the last sync.
-func (p *Pull) updateControl(st *stream, secs []store.Second, horizon int64) {
-	elapsed := horizon - st.ring.Tail()
-	if st.ring.Tail() == 0 || elapsed <= 0 {
-		elapsed = 1
-	}
-	polls := float64(st.polls.Swap(0)) / float64(elapsed)
-	// Smooth over a few seconds: clients poll every next_ms with jitter,
-	// so one second's count is noisy.
-	const alpha = 0.3
-	st.pollRate += alpha * (polls - st.pollRate)
-	if len(secs) > 0 {
-		st.lastActive = secs[len(secs)-1].Second
-	}
-	old := st.ctl.Load()
-	next := p.opts.QuietNextMS
-	if st.lastActive >= horizon-int64(p.opts.QuietAfter.Seconds()) {
-		next = p.opts.BusyNextMS
-	}
-	// Each viewer polls once per next_ms, so viewers = polls/s * interval.
-	viewers := int64(math.Round(st.pollRate * float64(old.nextMS) / 1000))
-	if next != old.nextMS || viewers != old.viewers {
-		st.ctl.Store(&control{nextMS: next, divisor: old.divisor, viewers: viewers})
-	}
 }

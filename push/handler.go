@@ -3,6 +3,8 @@ package push
 import (
 	"bytes"
 	"errors"
+	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -21,6 +23,11 @@ var (
 // HandleReactions serves POST /v1/streams/{stream}/reactions. stream is a
 // valid stream id.
 func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
+	if wait, shed := p.shed(); shed {
+		overloaded.Inc()
+		api.WriteRetry(ctx, api.ErrOverloaded, wait)
+		return
+	}
 	if !isJSON(ctx.Request.Header.ContentType()) {
 		api.WriteError(ctx, api.ErrUnsupportedMedia)
 		return
@@ -49,7 +56,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 		api.WriteRetry(ctx, api.ErrRateLimited, ceilSeconds(wait))
 		return
 	}
-	k := p.opts.Sampler.Divisor(stream)
+	k, current := p.divisors.weight(stream, r.divisor, now.Unix())
 	if err := p.agg.add(stream, now.Unix(), r.emoji, r.count*k); err != nil {
 		if errors.Is(err, errTooManyStreams) {
 			overloaded.Inc()
@@ -60,7 +67,22 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 	}
 	tapsAccepted.Add(float64(r.count))
 	reactionsCounted.Add(float64(r.count * k))
-	writeAccepted(ctx, k)
+	writeAccepted(ctx, current)
+}
+
+// shed decides whether to refuse a send because the process is over its
+// load budget: at factor f it refuses a share 1-1/f of sends, so the
+// accepted rate stays at the budget instead of collapsing, and tells the
+// client to come back in about f seconds.
+func (p *Push) shed() (retryAfter int64, refuse bool) {
+	if p.opts.Load == nil {
+		return 0, false
+	}
+	f := p.opts.Load.Factor()
+	if f <= 1 || rand.Float64() >= 1-1/f {
+		return 0, false
+	}
+	return min(int64(math.Ceil(f)), 10), true
 }
 
 // authenticate returns the user a send is from: from the token when tokens

@@ -22,7 +22,7 @@ var (
 	})
 	overloaded = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_overloaded_total",
-		Help: "Sends refused with 503 because the node was over a limit.",
+		Help: "Sends refused with 503 because the node was over its load budget or its stream limit.",
 	})
 	droppedReactions = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_reactions_dropped_total",
@@ -31,6 +31,10 @@ var (
 	flushErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_flush_errors_total",
 		Help: "Failed writes of a batch to a store (the batch stays in the backlog).",
+	})
+	divisorErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_divisor_refresh_errors_total",
+		Help: "Failed reads of the streams' sample divisors from the store (the last known ones stay in use).",
 	})
 	flushDuration = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "emojicast_push_flush_duration_seconds",

@@ -18,24 +18,11 @@ import (
 
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
+	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/ratelimit"
 	"github.com/emojicast/emojicast/store"
 	"github.com/emojicast/emojicast/token"
 )
-
-// Sampler tells the sample rate advertised for a stream, as its divisor k:
-// clients forward each tap with probability 1/k, and each accepted tap
-// counts k times. Keeping k an integer keeps counts exact integers.
-type Sampler interface {
-	Divisor(stream []byte) int64
-}
-
-// Unsampled is the Sampler of a node without adaptive sampling: every tap is
-// forwarded and counts once.
-type Unsampled struct{}
-
-// Divisor returns 1.
-func (Unsampled) Divisor([]byte) int64 { return 1 }
 
 // Target is a store the node writes its sums to. A node may write to several
 // (one per region); each has its own backlog.
@@ -54,8 +41,9 @@ type Options struct {
 	Clock clock.Clock
 	// Signer checks viewer tokens; nil means open mode (user in the body).
 	Signer *token.Signer
-	// Sampler gives each stream's sample rate. Default: Unsampled.
-	Sampler Sampler
+	// Load sheds sends with 503 when the process is over its budget; nil
+	// never sheds.
+	Load *load.Meter
 	// FlushInterval is how often sums are written to the store.
 	// Default: 250ms. It must stay well under store.DefaultSealDelay.
 	FlushInterval time.Duration
@@ -86,9 +74,6 @@ func (o *Options) fillDefaults() error {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
-	}
-	if o.Sampler == nil {
-		o.Sampler = Unsampled{}
 	}
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = 250 * time.Millisecond
@@ -123,12 +108,17 @@ func (o *Options) fillDefaults() error {
 // Push is a push node. Create it with New, serve Handle, Start its flusher,
 // and Stop it to flush what it accepted.
 type Push struct {
-	opts    Options
-	agg     *aggregator
-	users   *ratelimit.Limiter
-	targets []*target
-	nodeID  string
-	seq     atomic.Uint64
+	opts     Options
+	agg      *aggregator
+	divisors *divisors
+	users    *ratelimit.Limiter
+	targets  []*target
+	nodeID   string
+	seq      atomic.Uint64
+
+	flushMu      sync.Mutex // serializes Flush; guards the fields below
+	refreshedSec int64
+	refreshedAt  time.Time
 
 	stopOnce    sync.Once
 	stop        chan struct{} // stops the flush loop
@@ -148,6 +138,7 @@ func New(opts Options) (*Push, error) {
 	p := &Push{
 		opts:        opts,
 		agg:         newAggregator(opts.MaxStreams),
+		divisors:    newDivisors(opts.MaxStreams),
 		users:       ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers),
 		nodeID:      hex.EncodeToString(id[:]),
 		stop:        make(chan struct{}),
@@ -191,12 +182,37 @@ func (p *Push) flushLoop() {
 	}
 }
 
+// divisorRefresh is how often the sample divisors are read from the store
+// at least. Pull nodes write a new divisor a second before they advertise
+// it, so push nodes also read them as soon as a new second starts.
+const divisorRefresh = 500 * time.Millisecond
+
+// refreshDivisors reads the sample divisors from the first target, the
+// node's own region, whose pull nodes advertise them to its viewers, when
+// a new second started or divisorRefresh passed since the last read.
+func (p *Push) refreshDivisors() {
+	now := p.opts.Clock.Now()
+	if now.Unix() == p.refreshedSec && time.Since(p.refreshedAt) < divisorRefresh {
+		return
+	}
+	p.refreshedSec, p.refreshedAt = now.Unix(), time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.FlushTimeout)
+	defer cancel()
+	if err := p.divisors.refresh(ctx, p.targets[0].store, now.Unix()); err != nil {
+		divisorErrors.Inc()
+	}
+}
+
 // maxBatch bounds the deltas of one batch, so one store write stays small.
 const maxBatch = 4096
 
-// Flush moves the sums accepted so far into every target's queue and wakes
-// the senders. The flusher calls it every FlushInterval.
+// Flush moves the sums accepted so far into every target's queue, wakes
+// the senders and refreshes the sample divisors when due. The flusher calls
+// it every FlushInterval; it is safe to call from other goroutines too.
 func (p *Push) Flush() {
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
+	defer p.refreshDivisors()
 	idleBefore := p.opts.Clock.Now().Unix() - 5
 	deltas := p.agg.drain(nil, p.opts.Emojis, idleBefore)
 	for len(deltas) > 0 {

@@ -2,6 +2,7 @@ package push
 
 import (
 	"bytes"
+	"math"
 
 	"github.com/valyala/fastjson"
 
@@ -15,9 +16,10 @@ const MaxCount = 20
 // reaction is a parsed send. user aliases the parser's memory: it is valid
 // until the parser is reused.
 type reaction struct {
-	emoji int
-	count int64
-	user  []byte
+	emoji   int
+	count   int64
+	user    []byte
+	divisor int64 // 1/sample the client says it applied; 0 when it did not say
 }
 
 var parsers fastjson.ParserPool
@@ -35,7 +37,7 @@ func parseReaction(p *fastjson.Parser, body []byte, emojis *emoji.Set) (reaction
 	if err != nil {
 		return r, api.ErrInvalidBody
 	}
-	var seenEmoji, seenCount, seenUser bool
+	var seenEmoji, seenCount, seenUser, seenSample bool
 	var fail *api.Error
 	obj.Visit(func(key []byte, v *fastjson.Value) {
 		if fail != nil {
@@ -56,6 +58,11 @@ func parseReaction(p *fastjson.Parser, body []byte, emojis *emoji.Set) (reaction
 			fail = once(&seenUser)
 			if fail == nil {
 				r.user, fail = parseUser(v)
+			}
+		case bytes.Equal(key, []byte("sample")):
+			fail = once(&seenSample)
+			if fail == nil {
+				r.divisor, fail = parseSample(v)
 			}
 		}
 	})
@@ -106,3 +113,23 @@ func parseUser(v *fastjson.Value) ([]byte, *api.Error) {
 	}
 	return b, nil
 }
+
+// parseSample reads the optional sample a client applied to its taps, which
+// must be 1/k for a whole k (the only rates the server advertises), and
+// returns k.
+func parseSample(v *fastjson.Value) (int64, *api.Error) {
+	f, err := v.Float64()
+	if err != nil || v.Type() != fastjson.TypeNumber || !(f > 0 && f <= 1) {
+		return 0, api.ErrInvalidSample
+	}
+	inv := 1 / f
+	k := math.Round(inv)
+	if k > maxDivisor || math.Abs(inv-k) > k*1e-3 {
+		return 0, api.ErrInvalidSample
+	}
+	return int64(k), nil
+}
+
+// maxDivisor bounds the divisor a client may claim: a sample of one in a
+// billion is not one the server would advertise.
+const maxDivisor = 1e9

@@ -49,6 +49,13 @@ func TestParseReaction(t *testing.T) {
 		{`{"emoji":"love","user":"a b"}`, api.ErrInvalidUser, 0, 0, ""},
 		{`{"emoji":"love","user":7}`, api.ErrInvalidUser, 0, 0, ""},
 		{`{"emoji":"love","user":"` + strings.Repeat("u", 65) + `"}`, api.ErrInvalidUser, 0, 0, ""},
+		{`{"emoji":"love","sample":0}`, api.ErrInvalidSample, 0, 0, ""},
+		{`{"emoji":"love","sample":1.5}`, api.ErrInvalidSample, 0, 0, ""},
+		{`{"emoji":"love","sample":-0.5}`, api.ErrInvalidSample, 0, 0, ""},
+		{`{"emoji":"love","sample":0.3}`, api.ErrInvalidSample, 0, 0, ""},
+		{`{"emoji":"love","sample":"0.5"}`, api.ErrInvalidSample, 0, 0, ""},
+		{`{"emoji":"love","sample":1e-12}`, api.ErrInvalidSample, 0, 0, ""},
+		{`{"emoji":"love","sample":0.5,"sample":1}`, api.ErrInvalidBody, 0, 0, ""},
 	} {
 		var p fastjson.Parser
 		r, err := parseReaction(&p, []byte(tc.body), emojis)
@@ -65,7 +72,7 @@ func TestParseReaction(t *testing.T) {
 func FuzzParseReaction(f *testing.F) {
 	for _, s := range []string{
 		`{"emoji":"love","count":3,"user":"u1"}`, `{"emoji":"love","emoji":"love"}`, `{"count":1e308}`,
-		`{"a":[[[[[[]]]]]]}`, `{"emoji":"\ud800"}`, `{}`, `nul`,
+		`{"a":[[[[[[]]]]]]}`, `{"emoji":"\ud800"}`, `{}`, `nul`, `{"emoji":"love","sample":0.05}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -76,11 +83,31 @@ func FuzzParseReaction(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r.emoji < 0 || r.emoji >= emojis.Len() || r.count < 1 || r.count > MaxCount {
+		if r.emoji < 0 || r.emoji >= emojis.Len() || r.count < 1 || r.count > MaxCount || r.divisor < 0 || r.divisor > maxDivisor {
 			t.Fatalf("accepted %q as emoji %d count %d", body, r.emoji, r.count)
 		}
 		if r.user != nil && !api.ValidID(r.user) {
 			t.Fatalf("accepted %q with invalid user %q", body, r.user)
 		}
 	})
+}
+
+func TestParseReactionSample(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want int64
+	}{
+		{`{"emoji":"love"}`, 0},
+		{`{"emoji":"love","sample":1}`, 1},
+		{`{"emoji":"love","sample":0.5}`, 2},
+		{`{"emoji":"love","sample":0.05}`, 20},
+		{`{"emoji":"love","sample":0.333333}`, 3},
+		{`{"emoji":"love","sample":0.00333333}`, 300},
+	} {
+		var p fastjson.Parser
+		r, err := parseReaction(&p, []byte(tc.body), emoji.Default())
+		if err != nil || r.divisor != tc.want {
+			t.Errorf("parseReaction(%s): divisor %d, %v; want %d", tc.body, r.divisor, err, tc.want)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/internal/testutil"
+	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/pull"
 	"github.com/emojicast/emojicast/push"
 	"github.com/emojicast/emojicast/store"
@@ -39,7 +40,19 @@ type node struct {
 type nodeConfig struct {
 	signer     *token.Signer
 	maxStreams int
-	userRate   float64
+	// store and clk are shared by the nodes of a fleet; nil makes new ones.
+	store *store.Memory
+	clk   *clock.Manual
+	// load is the node's load meter, counting its requests; nil: none.
+	load *load.Meter
+	// pullOpts and pushOpts adjust the roles' options before they start.
+	pullOpts func(*pull.Options)
+	pushOpts func(*push.Options)
+}
+
+// inFleet makes a node share a store and a clock with others.
+func inFleet(st *store.Memory, clk *clock.Manual) func(*nodeConfig) {
+	return func(c *nodeConfig) { c.store, c.clk = st, clk }
 }
 
 func startNode(t *testing.T, mods ...func(*nodeConfig)) *node {
@@ -48,23 +61,36 @@ func startNode(t *testing.T, mods ...func(*nodeConfig)) *node {
 	for _, m := range mods {
 		m(&cfg)
 	}
-	clk := clock.NewManual(t0)
-	st := store.NewMemory(store.MemoryOptions{Clock: clk})
-	pu, err := push.New(push.Options{
+	if cfg.clk == nil {
+		cfg.clk = clock.NewManual(t0)
+	}
+	if cfg.store == nil {
+		cfg.store = store.NewMemory(store.MemoryOptions{Clock: cfg.clk})
+	}
+	clk, st := cfg.clk, cfg.store
+	pushOpts := push.Options{
 		Targets: []push.Target{{Name: "memory", Store: st}}, Clock: clk, Signer: cfg.signer,
-		MaxStreams: cfg.maxStreams, UserRate: cfg.userRate, Logger: quiet,
-	})
+		MaxStreams: cfg.maxStreams, Load: cfg.load, Logger: quiet,
+	}
+	if cfg.pushOpts != nil {
+		cfg.pushOpts(&pushOpts)
+	}
+	pu, err := push.New(pushOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl, err := pull.New(pull.Options{
+	pullOpts := pull.Options{
 		Store: st, Clock: clk, Signer: cfg.signer, MaxStreams: cfg.maxStreams,
-		SyncInterval: 10 * time.Millisecond, Logger: quiet,
-	})
+		SyncInterval: 10 * time.Millisecond, Load: cfg.load, Logger: quiet,
+	}
+	if cfg.pullOpts != nil {
+		cfg.pullOpts(&pullOpts)
+	}
+	pl, err := pull.New(pullOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Options{Addr: "127.0.0.1:0", Push: pu, Pull: pl, Logger: quiet})
+	srv := New(Options{Addr: "127.0.0.1:0", Push: pu, Pull: pl, Load: cfg.load, Logger: quiet})
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}

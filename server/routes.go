@@ -22,6 +22,9 @@ var (
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	if s.opts.Load != nil {
+		s.opts.Load.Request()
+	}
 	route, stream := api.ParsePath(ctx.Path())
 	s.dispatch(ctx, route, stream)
 	observe(route, ctx.Response.StatusCode(), time.Since(start), len(ctx.Response.Body()))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/emojicast/emojicast/api"
 	"github.com/emojicast/emojicast/emoji"
+	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/pull"
 	"github.com/emojicast/emojicast/push"
 )
@@ -34,6 +35,8 @@ type Options struct {
 	Index fasthttp.RequestHandler
 	// Emojis is the set GET /v1/emojis lists. Default: emoji.Default().
 	Emojis *emoji.Set
+	// Load counts every request against the process's budget when set.
+	Load *load.Meter
 	// ReadTimeout bounds reading one request, headers and body. Default: 5s.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds writing one response. Default: 5s.

@@ -31,6 +31,7 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"WindowBoundsBackfill", contractWindowBoundsBackfill},
 		{"SealedSecondsNeverChange", contractSealedSecondsNeverChange},
 		{"RetriedBatchesCountOnce", contractRetriedBatchesCountOnce},
+		{"ControlSumsFreshNodeReports", contractControlSumsFreshNodeReports},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
@@ -214,5 +215,43 @@ func contractRetriedBatchesCountOnce(t *testing.T, s Store, clk *clock.Manual) {
 	want := []Second{{"a", t0, []Count{{"love", 4}}}, {"b", t0, []Count{{"love", 1}}}}
 	if !reflect.DeepEqual(c.Seconds, want) {
 		t.Fatalf("after retrying a batch: %s; want %s", describe(c.Seconds), describe(want))
+	}
+}
+
+func mustReport(t *testing.T, s Store, node string, reports ...ControlReport) {
+	t.Helper()
+	if err := s.ReportControl(ctx, node, reports); err != nil {
+		t.Fatalf("ReportControl: %v", err)
+	}
+}
+
+func mustControl(t *testing.T, s Store, streams ...string) []Control {
+	t.Helper()
+	c, err := s.Control(ctx, streams)
+	if err != nil {
+		t.Fatalf("Control: %v", err)
+	}
+	return c
+}
+
+func contractControlSumsFreshNodeReports(t *testing.T, s Store, clk *clock.Manual) {
+	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Control{{Viewers: 0, Divisor: 1}}) {
+		t.Fatalf("Control of an unknown stream = %+v; want 0 viewers, divisor 1", got)
+	}
+	mustReport(t, s, "pull-1", ControlReport{"a", 1200, 4}, ControlReport{"b", 7, 0})
+	mustReport(t, s, "pull-2", ControlReport{"a", 800, 0})
+	// A node's new report replaces its old one.
+	mustReport(t, s, "pull-2", ControlReport{"a", 900, 0})
+	want := []Control{{Viewers: 2100, Divisor: 4}, {Viewers: 7, Divisor: 1}, {Viewers: 0, Divisor: 1}}
+	if got := mustControl(t, s, "a", "b", "c"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Control = %+v; want %+v", got, want)
+	}
+	// pull-1 stops reporting: its viewers drop out after the TTL, the
+	// divisor it chose stays.
+	clk.Add(ControlTTL - time.Second)
+	mustReport(t, s, "pull-2", ControlReport{"a", 900, 0})
+	clk.Add(2 * time.Second)
+	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Control{{Viewers: 900, Divisor: 4}}) {
+		t.Fatalf("after pull-1 went quiet: %+v; want 900 viewers, divisor 4", got)
 	}
 }

@@ -19,8 +19,9 @@ type MemoryOptions struct {
 	SealDelay time.Duration
 	// Retention is how many seconds of counts are kept. Default: 2 * Window.
 	Retention int64
-	// MaxStreams bounds the streams held; past it the streams written
-	// longest ago are dropped and counted. Default: 100,000.
+	// MaxStreams bounds the streams held, for counts and for control
+	// figures each; past it the streams written longest ago are dropped and
+	// counted. Default: 100,000.
 	MaxStreams int
 }
 
@@ -47,6 +48,9 @@ type Memory struct {
 	streams   map[string]*memStream
 	batches   map[string]time.Time // IDs of added batches, for DedupeWindow
 	lastSweep int64
+
+	control          map[string]*memControl
+	lastControlSweep int64
 }
 
 type memStream struct {
@@ -59,7 +63,12 @@ var _ Store = (*Memory)(nil)
 // NewMemory returns an empty Memory store.
 func NewMemory(opts MemoryOptions) *Memory {
 	opts.fillDefaults()
-	return &Memory{opts: opts, streams: make(map[string]*memStream), batches: make(map[string]time.Time)}
+	return &Memory{
+		opts:    opts,
+		streams: make(map[string]*memStream),
+		batches: make(map[string]time.Time),
+		control: make(map[string]*memControl),
+	}
 }
 
 // Add implements Store.

@@ -75,7 +75,25 @@ type Collection struct {
 	Seconds []Second
 }
 
-// Store keeps per-second reaction counts.
+// ControlTTL is how long a pull node's control report counts: a node that
+// stopped reporting (it died, or its viewers left) drops out of the totals.
+const ControlTTL = 5 * time.Second
+
+// ControlReport is one pull node's view of one stream, reported every second.
+type ControlReport struct {
+	Stream  string
+	Viewers int64 // this node's estimate of the stream's concurrent viewers
+	Divisor int64 // the sample divisor chosen from the fleet's figures; 0 keeps the current one
+}
+
+// Control is what the fleet shares about a stream besides its counts.
+type Control struct {
+	Viewers int64 // sum of the pull nodes' fresh viewer reports
+	Divisor int64 // the sample divisor last chosen; 1 when none was
+}
+
+// Store keeps per-second reaction counts and the per-stream control figures
+// the fleet shares.
 type Store interface {
 	// Add adds a batch's deltas, unless a batch with the same ID was added
 	// within DedupeWindow. After an error some of its streams may have been
@@ -86,6 +104,11 @@ type Store interface {
 	Horizon(ctx context.Context) (int64, error)
 	// Collect returns the sealed, non-empty seconds the cursors ask for.
 	Collect(ctx context.Context, cursors []Cursor) (Collection, error)
+	// ReportControl records node's reports, each replacing that node's
+	// previous report for the stream; reports expire after ControlTTL.
+	ReportControl(ctx context.Context, node string, reports []ControlReport) error
+	// Control returns the fleet's figures for each stream, in order.
+	Control(ctx context.Context, streams []string) ([]Control, error)
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emojicast/emojicast/emoji"
+	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/pull"
 	"github.com/emojicast/emojicast/push"
 	"github.com/emojicast/emojicast/server"
@@ -34,6 +35,11 @@ type serveFlags struct {
 	burstThreshold  int64
 	busyNextMS      int64
 	quietNextMS     int64
+	minNextMS       int64
+	maxNextMS       int64
+	targetSends     int64
+	maxRPS          float64
+	maxCPU          float64
 	maxStreams      int
 	readTimeout     time.Duration
 	writeTimeout    time.Duration
@@ -58,6 +64,11 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.Int64Var(&f.burstThreshold, "burst-threshold", 20, "count at which an emoji's second is shown as one burst (confetti)")
 	fs.Int64Var(&f.busyNextMS, "busy-next-ms", 1000, "poll interval told to viewers of a stream with recent reactions, in ms")
 	fs.Int64Var(&f.quietNextMS, "quiet-next-ms", 5000, "poll interval told to viewers of a quiet stream, in ms")
+	fs.Int64Var(&f.minNextMS, "min-next-ms", 500, "shortest poll interval ever told to viewers, in ms")
+	fs.Int64Var(&f.maxNextMS, "max-next-ms", 30_000, "longest poll interval ever told to viewers (also under overload), in ms")
+	fs.Int64Var(&f.targetSends, "target-sends", 2000, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
+	fs.Float64Var(&f.maxRPS, "max-rps", 0, "requests per second this process is sized for; over it, next_ms grows and sends are shed with 503 (0: no request budget)")
+	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of all CPU cores this process may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
 	fs.IntVar(&f.maxStreams, "max-streams", 100_000, "most streams served or summed at once; past it new streams get 503")
 	fs.DurationVar(&f.readTimeout, "read-timeout", 5*time.Second, "time allowed to read one request")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", 5*time.Second, "time allowed to write one response")
@@ -116,10 +127,11 @@ func serve(f *serveFlags, log *slog.Logger) error {
 		return err
 	}
 	st := store.NewMemory(store.MemoryOptions{SealDelay: f.sealDelay, MaxStreams: f.maxStreams})
+	meter := load.New(load.Options{MaxRPS: f.maxRPS, MaxCPU: f.maxCPU})
 	pu, err := push.New(push.Options{
 		Targets: []push.Target{{Name: "memory", Store: st}}, Emojis: emojis, Signer: signer,
 		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
-		MaxStreams: f.maxStreams, Logger: log,
+		MaxStreams: f.maxStreams, Load: meter, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -127,7 +139,8 @@ func serve(f *serveFlags, log *slog.Logger) error {
 	pl, err := pull.New(pull.Options{
 		Store: st, Emojis: emojis, Signer: signer, PullURL: f.publicURL, PushURL: f.publicURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
-		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, Logger: log,
+		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS,
+		TargetSends: f.targetSends, Load: meter, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -135,11 +148,12 @@ func serve(f *serveFlags, log *slog.Logger) error {
 	srv := server.New(server.Options{
 		Addr: f.listen, Push: pu, Pull: pl, Emojis: emojis,
 		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
-		MaxConns: f.maxConns, Logger: log,
+		MaxConns: f.maxConns, Load: meter, Logger: log,
 	})
 	if err := srv.Listen(); err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", f.listen, err)
 	}
+	meter.Start()
 	pu.Start()
 	pl.Start()
 	srv.Serve()
@@ -150,6 +164,7 @@ func serve(f *serveFlags, log *slog.Logger) error {
 		{"push final flush", pu.Stop},
 		{"pull syncer", func(context.Context) { pl.Stop() }},
 		{"store", func(context.Context) { _ = st.Close() }},
+		{"load meter", func(context.Context) { meter.Stop() }},
 	})
 	return nil
 }

@@ -1,0 +1,192 @@
+package pull
+
+import (
+	"context"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/emojicast/emojicast/store"
+)
+
+// The control rules. Once a second, when the horizon moves, the syncer
+// recomputes for every stream it serves:
+//
+// viewers: every poll answer tells its viewer to come back in next_ms, so a
+// poll is an arrival now and a departure next_ms later; viewers present are
+// arrivals minus departures so far (Little's law, counted rather than
+// averaged, so it stays right while next_ms changes and while a crowd
+// arrives at once). It needs no viewer ids and costs two atomic adds per
+// poll. Each node reports its own count to the store and shows the fleet's
+// sum.
+//
+// sample: the push fleet should receive about TargetSends forwarded taps
+// per second per stream. The sealed counts (already scaled by 1/sample)
+// estimate the true taps per second, the same on every node; divided by
+// the viewers they give a per-viewer tap rate, smoothed slowly. The divisor
+// is ceil(viewers * rate / target): it follows the audience at once when a
+// stream grows and the tapping habit within half a minute. It rises at
+// once but falls at most by half per step, and only moves when off by
+// more than a quarter, so clients and push nodes rarely see it change. A
+// divisor is written to the store a second before it is advertised, so push
+// nodes know it before clients use it.
+//
+// next_ms: BusyNextMS for a stream with reactions in the last QuietAfter,
+// QuietNextMS otherwise (sparse control), stretched by the node's overload
+// factor when it is over its load budget (bandwidth control), always within
+// [MinNextMS, MaxNextMS].
+
+// presenceSlots is the seconds of arrivals and departures a stream keeps;
+// it must exceed the longest next_ms, so MaxNextMS is at most maxNextMS.
+const (
+	presenceSlots = 64
+	maxNextMS     = (presenceSlots - 4) * 1000
+)
+
+// presence counts a stream's viewers as they arrive (poll) and as they are
+// due to leave (the poll's next_ms later), per second.
+type presence struct {
+	arrive, depart [presenceSlots]atomic.Int64
+}
+
+func presenceSlot(sec int64) int { return int(uint64(sec) % presenceSlots) }
+
+// poll records a poll answered at nowMS (Unix milliseconds) with nextMS.
+func (pr *presence) poll(nowMS, nextMS int64) {
+	pr.arrive[presenceSlot(nowMS/1000)].Add(1)
+	pr.depart[presenceSlot((nowMS+nextMS)/1000)].Add(1)
+}
+
+// streamControl is the syncer's memory of one stream between control steps.
+type streamControl struct {
+	counted    int64   // the newest second folded into present
+	present    int64   // viewers present at the end of second counted
+	lastActive int64   // newest second that had reactions
+	tapRate    float64 // smoothed taps per second per viewer; 0 until known
+}
+
+// localViewers folds the seconds completed since the last step into the
+// count of viewers present and returns it.
+func (sc *streamControl) localViewers(st *stream, now time.Time) int64 {
+	done := now.Unix() - 1
+	if sc.counted == 0 || done-sc.counted >= presenceSlots-2 {
+		// A new stream, or a syncer so late the slots wrapped: start over.
+		for i := range presenceSlots {
+			st.presence.arrive[i].Store(0)
+			st.presence.depart[i].Store(0)
+		}
+		sc.counted, sc.present = done, 0
+	}
+	for s := sc.counted + 1; s <= done; s++ {
+		i := presenceSlot(s)
+		sc.present += st.presence.arrive[i].Swap(0) - st.presence.depart[i].Swap(0)
+	}
+	sc.counted = done
+	return max(sc.present, 0)
+}
+
+// demand returns the reactions per second in the seconds just published,
+// or -1 when there are none to judge by (a stream just added).
+func demand(secs []store.Second, since, horizon int64) float64 {
+	if since == 0 || horizon <= since {
+		return -1
+	}
+	var total int64
+	for _, s := range secs {
+		for _, c := range s.Counts {
+			total += c.N
+		}
+	}
+	return float64(total) / float64(horizon-since)
+}
+
+// chooseDivisor applies the sample rule to one stream, starting from the
+// divisor the fleet advertises so that nodes converge on one value.
+func (p *Pull) chooseDivisor(sc *streamControl, viewers int64, perSecond float64, current int64) int64 {
+	if perSecond >= 0 && viewers > 0 {
+		// Half a minute of memory: a stream's tapping habit changes slowly.
+		const alpha = 0.1
+		rate := perSecond / float64(viewers)
+		if sc.tapRate == 0 {
+			sc.tapRate = rate
+		} else {
+			sc.tapRate += alpha * (rate - sc.tapRate)
+		}
+	}
+	if sc.tapRate == 0 {
+		return current // nothing to judge by yet
+	}
+	want := int64(math.Ceil(float64(viewers) * sc.tapRate / float64(p.opts.TargetSends)))
+	want = max(want, 1)
+	switch {
+	case float64(want) > 1.125*float64(current):
+		return want
+	case 1.125*float64(want) < float64(current):
+		return max(want, current/2)
+	}
+	return current
+}
+
+// nextMS applies the poll-interval rule to one stream.
+func (p *Pull) nextMS(sc *streamControl, horizon int64) int64 {
+	next := p.opts.QuietNextMS
+	if sc.lastActive >= horizon-int64(p.opts.QuietAfter/time.Second) {
+		next = p.opts.BusyNextMS
+	}
+	if p.opts.Load != nil {
+		if f := p.opts.Load.Factor(); f > 1 {
+			next = int64(float64(next) * f)
+		}
+	}
+	return min(max(next, p.opts.MinNextMS), p.opts.MaxNextMS)
+}
+
+// control runs one control step for the streams about to be published and
+// returns their new control values, in the order of behind. Store errors
+// leave the fleet figures as they were and are returned for logging; the
+// step itself always completes, so polls keep their pacing.
+func (p *Pull) control(ctx context.Context, behind []*stream, coll store.Collection) ([]*control, error) {
+	now := p.opts.Clock.Now()
+	ids := make([]string, len(behind))
+	local := make([]int64, len(behind))
+	for i, st := range behind {
+		ids[i] = st.id
+		local[i] = st.ctlState.localViewers(st, now)
+	}
+	fleet, err := p.opts.Store.Control(ctx, ids)
+	if err != nil {
+		fleet = nil
+	}
+	reports := make([]store.ControlReport, len(behind))
+	out := make([]*control, len(behind))
+	secs := coll.Seconds
+	for i, st := range behind {
+		sc := &st.ctlState
+		var mine []store.Second
+		for len(secs) > 0 && secs[0].Stream == st.id {
+			mine = append(mine, secs[0])
+			secs = secs[1:]
+		}
+		if len(mine) > 0 {
+			sc.lastActive = mine[len(mine)-1].Second
+		}
+		old := st.ctl.Load()
+		viewers, advertised := local[i], old.divisor
+		if fleet != nil {
+			viewers, advertised = fleet[i].Viewers, fleet[i].Divisor
+		}
+		reports[i] = store.ControlReport{Stream: st.id, Viewers: local[i]}
+		if k := p.chooseDivisor(sc, viewers, demand(mine, st.ring.Tail(), coll.Horizon), advertised); k != advertised {
+			reports[i].Divisor = k
+		}
+		next := &control{nextMS: p.nextMS(sc, coll.Horizon), divisor: advertised, viewers: viewers}
+		if *next == *old {
+			next = old
+		}
+		out[i] = next
+	}
+	if rerr := p.opts.Store.ReportControl(ctx, p.opts.NodeID, reports); rerr != nil && err == nil {
+		err = rerr
+	}
+	return out, err
+}

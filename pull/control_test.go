@@ -1,0 +1,85 @@
+package pull
+
+import (
+	"testing"
+	"time"
+)
+
+// TestViewerCountThroughArrivalsAndDepartures: a crowd that arrives at once
+// and polls every 5 s is counted as itself, not five times over, and
+// viewers who stop polling leave the count next_ms after their last poll.
+func TestViewerCountThroughArrivalsAndDepartures(t *testing.T) {
+	f := newFixture(t)
+	f.poll("s", "")
+	f.sync()
+	st := f.p.streams.get([]byte("s"), f.p.initial, 0)
+	const crowd = 1000
+	counts := []int64{}
+	for sec := range 20 {
+		secStartMS := f.clk.Now().Unix() * 1000
+		for v := range crowd {
+			// Everyone arrives in the first second, then polls every 5 s,
+			// spread over the second; the second half leaves after 10 s.
+			if sec%5 == 0 && (sec < 10 || v < crowd/2) {
+				st.presence.poll(secStartMS+int64(v%1000), 5000)
+			}
+		}
+		f.clk.Add(time.Second)
+		counts = append(counts, st.ctlState.localViewers(st, f.clk.Now()))
+	}
+	for sec, n := range counts {
+		want := int64(crowd)
+		if sec >= 10 {
+			want = crowd / 2
+		}
+		if n != want {
+			t.Fatalf("second %d: %d viewers; want %d (all counts: %v)", sec, n, want, counts)
+		}
+	}
+}
+
+func TestChooseDivisor(t *testing.T) {
+	f := newFixture(t)
+	f.p.opts.TargetSends = 2000
+	for _, tc := range []struct {
+		name    string
+		viewers int64
+		perSec  float64
+		current int64
+		want    int64
+	}{
+		{"10k taps/s for a target of 2k", 50_000, 10_000, 1, 5},
+		{"already right", 50_000, 10_000, 5, 5},
+		{"within an eighth: kept", 50_000, 17_000, 8, 8},
+		{"a fifth over: raised", 50_000, 10_500 * 1.15, 5, 7},
+		{"falls at most by half", 50_000, 1_000, 8, 4},
+		{"under the target: everything forwarded", 100, 50, 1, 1},
+		{"a celebrity stream", 10_000_000, 1e6, 1, 500},
+	} {
+		var sc streamControl
+		if got := f.p.chooseDivisor(&sc, tc.viewers, tc.perSec, tc.current); got != tc.want {
+			t.Errorf("%s: divisor %d; want %d", tc.name, got, tc.want)
+		}
+	}
+	var fresh streamControl
+	if got := f.p.chooseDivisor(&fresh, 1000, -1, 7); got != 7 {
+		t.Errorf("no demand known yet: divisor %d; want the fleet's 7 kept", got)
+	}
+}
+
+func TestNextMSBounds(t *testing.T) {
+	f := newFixture(t)
+	sc := streamControl{lastActive: 100}
+	if got := f.p.nextMS(&sc, 105); got != f.p.opts.BusyNextMS {
+		t.Errorf("active 5 s ago: %d; want busy %d", got, f.p.opts.BusyNextMS)
+	}
+	if got := f.p.nextMS(&sc, 111); got != f.p.opts.QuietNextMS {
+		t.Errorf("quiet for 11 s: %d; want %d", got, f.p.opts.QuietNextMS)
+	}
+	if _, err := New(Options{Store: f.st, MaxNextMS: 120_000}); err == nil {
+		t.Error("a MaxNextMS longer than the viewer count can follow was accepted")
+	}
+	if _, err := New(Options{Store: f.st, MinNextMS: 2000, BusyNextMS: 1000}); err == nil {
+		t.Error("a busy interval under MinNextMS was accepted")
+	}
+}
