@@ -107,14 +107,7 @@ func TestServeEndToEnd(t *testing.T) {
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 	})
-	testutil.Eventually(t, 10*time.Second, "serve answers /healthz", func() bool {
-		resp, err := http.Get(base + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	waitHealthy(t, base)
 
 	var w struct {
 		Since  int64 `json:"since"`
@@ -227,14 +220,7 @@ func startServe(t *testing.T, env ...string) string {
 			t.Logf("serve logs:\n%s", logs.String())
 		}
 	})
-	testutil.Eventually(t, 10*time.Second, "serve answers /healthz", func() bool {
-		resp, err := http.Get(base + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	waitHealthy(t, base)
 	return base
 }
 
@@ -287,6 +273,19 @@ func TestWatchAndSend(t *testing.T) {
 			t.Fatalf("watch exited with %v after Ctrl-C; output:\n%s", err, w.out.String())
 		}
 	}
+}
+
+// waitHealthy waits until the process at base answers /healthz.
+func waitHealthy(t *testing.T, base string) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, "serve answers /healthz", func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 }
 
 func exitCode(err error) int {
