@@ -29,6 +29,7 @@ type apiScript struct {
 type apiRequest struct {
 	at     time.Time
 	route  string // watch, poll, send
+	path   string
 	since  string
 	count  int
 	status int
@@ -87,7 +88,7 @@ func (s *apiScript) poll(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *apiScript) reply(ctx *fasthttp.RequestCtx, r apiRequest, status int, retryAfter, body string) {
-	r.at, r.status = time.Now(), status
+	r.at, r.status, r.path = time.Now(), status, string(ctx.Path())
 	s.mu.Lock()
 	s.reqs = append(s.reqs, r)
 	s.mu.Unlock()
@@ -234,5 +235,17 @@ func TestPageProtocol(t *testing.T) {
 	}
 	if forwarded > 2 {
 		t.Errorf("%d of 30 taps forwarded at sample 0.001; want almost none", forwarded)
+	}
+
+	// Typing another stream watches it, and the address says which.
+	if err := chromedp.Do(tab, chromedp.Evaluate[chromedp.Void](`document.getElementById("stream").value = ""`), chromedp.SendKeys(chromedp.ID("stream"), "launch-2026\n")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "a watch of the typed stream", func() bool {
+		w := script.requests("watch")
+		return w[len(w)-1].path == "/v1/streams/launch-2026/watch"
+	})
+	if loc, err := chromedp.Run(tab, chromedp.Evaluate[string](`location.search`)); err != nil || !strings.Contains(loc, "stream=launch-2026") {
+		t.Errorf("after picking launch-2026 the address has %q (%v)", loc, err)
 	}
 }

@@ -123,15 +123,18 @@ class Playout {
 
   schedule(bucket, startLocal) {
     if (document.hidden) return; // nobody sees it; animations would pile up
+    // After a switch to another stream, what was scheduled for this one
+    // is not shown.
+    const current = () => this === playout;
     const burst = new Set(bucket.burst || []);
     for (const [id, count] of Object.entries(bucket.c || {})) {
       if (burst.has(id)) {
-        at(startLocal + Math.random() * 500, () => confetti(id));
+        at(startLocal + Math.random() * 500, () => current() && confetti(id));
         continue;
       }
       const n = Math.min(count, MAX_PER_EMOJI_SECOND);
       for (let i = 0; i < n; i++) {
-        at(startLocal + ((i + Math.random()) / n) * 1000, () => float(id));
+        at(startLocal + ((i + Math.random()) / n) * 1000, () => current() && float(id));
       }
     }
   }
@@ -195,7 +198,7 @@ function confetti(id) {
 
 // ---- stream and status --------------------------------------------------
 
-const playout = new Playout();
+let playout = new Playout();
 
 function setState(state, detail) {
   stage.dataset.state = state;
@@ -250,7 +253,7 @@ function watch(stream) {
   if (viewer) viewer.stop();
   totals.clear();
   secondsReceived = 0;
-  playout.offset = null;
+  playout = new Playout();
   stage.querySelectorAll(".float, .confetti").forEach((el) => el.remove());
   $("title").textContent = stream;
   document.title = `${stream} · emojicast`;
@@ -259,7 +262,8 @@ function watch(stream) {
   const url = new URL(location.href);
   url.searchParams.set("stream", stream);
   history.replaceState(null, "", url);
-  viewer = new Viewer({ stream, user: userID(), onState: setState, onUpdate });
+  const onWatch = (w) => { $("viewers").textContent = (w.viewers || 0).toLocaleString(); };
+  viewer = new Viewer({ stream, user: userID(), onWatch, onState: setState, onUpdate });
   viewer.run();
 }
 
