@@ -126,16 +126,22 @@ func watch(ctx context.Context, c *client.Client, stream string, show view) erro
 	if err != nil {
 		return err
 	}
+	// A failed write (stdout gone) ends the watch rather than polling on.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var showErr error
 	err = s.Run(ctx, func(u client.Update) {
 		if u.Gap {
 			fmt.Fprintln(os.Stderr, "emojicast watch: away for more than the server keeps; some seconds were lost")
 		}
-		if showErr == nil {
-			showErr = show(s.Emojis, u)
+		if showErr = show(s.Emojis, u); showErr != nil {
+			stop()
 		}
 	})
-	return errors.Join(err, showErr)
+	if showErr != nil {
+		return fmt.Errorf("cannot write to stdout: %w", showErr)
+	}
+	return err
 }
 
 const sendDescription = `Usage: emojicast send [flags] STREAM EMOJI

@@ -74,13 +74,20 @@ function retryAfterMs(headers) {
 // request makes one request and returns the parsed JSON answer, or throws
 // an APIError (non-2xx) or the network's error.
 export async function request(url, init = {}, signal) {
-  const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
-  const resp = await fetch(url, {
-    ...init,
-    signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-    headers: { Accept: "application/json", ...(init.headers || {}) },
-  });
-  const text = await resp.text();
+  // A timer and a listener rather than AbortSignal.timeout and .any, which
+  // phones a few years old lack.
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(new DOMException("request timed out", "TimeoutError")), REQUEST_TIMEOUT_MS);
+  const stop = () => ctl.abort(signal.reason);
+  if (signal) signal.addEventListener("abort", stop, { once: true });
+  let resp, text;
+  try {
+    resp = await fetch(url, { ...init, signal: ctl.signal, headers: { Accept: "application/json", ...(init.headers || {}) } });
+    text = await resp.text();
+  } finally {
+    clearTimeout(timer);
+    if (signal) signal.removeEventListener("abort", stop);
+  }
   if (!resp.ok) {
     let code = `http_${resp.status}`, message = resp.statusText;
     try {
