@@ -14,6 +14,8 @@ Usage:
 
 Commands:
   serve    run push (sends), pull (polls) and the web viewer in one process
+  watch    print a stream's reactions as they arrive (a live chart in a terminal)
+  send     send taps of an emoji to a stream
 
 Run 'emojicast <command> --help' for the flags of a command. Every flag can
 also be set with an environment variable: --flush-interval is
@@ -28,6 +30,10 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "serve":
 		os.Exit(runServe(args))
+	case "watch":
+		os.Exit(runWatch(args))
+	case "send":
+		os.Exit(runSend(args))
 	case "help", "-h", "-help", "--help":
 		fmt.Print(usage)
 	default:

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -106,14 +107,7 @@ func TestServeEndToEnd(t *testing.T) {
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 	})
-	testutil.Eventually(t, 10*time.Second, "serve answers /healthz", func() bool {
-		resp, err := http.Get(base + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	waitHealthy(t, base)
 
 	var w struct {
 		Since  int64 `json:"since"`
@@ -183,6 +177,12 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"serve", "--token-secret", "short"}, "", 1, "16 bytes"},
 		{[]string{"frobnicate"}, "", 2, "unknown command"},
 		{[]string{}, "", 2, "Commands:"},
+		{[]string{"watch"}, "", 2, "want 1 arguments"},
+		{[]string{"watch", "--mode", "fancy", "s"}, "", 2, "invalid --mode"},
+		{[]string{"watch", "--server", "localhost:8080", "s"}, "", 2, "want a URL"},
+		{[]string{"watch", "--help"}, "", 0, "EMOJICAST_SERVER"},
+		{[]string{"send", "s"}, "", 2, "want 2 arguments"},
+		{[]string{"send", "s", "love", "-n", "0"}, "", 2, "want 1 to 10000"},
 	} {
 		t.Run(strings.Join(tc.args, " ")+" "+tc.env, func(t *testing.T) {
 			cmd := exec.Command(binary(t), tc.args...)
@@ -198,4 +198,103 @@ func TestServeFlagErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startServe runs 'emojicast serve' on a free port with the given extra
+// environment and returns its base URL once it answers.
+func startServe(t *testing.T, env ...string) string {
+	t.Helper()
+	port := testutil.FreePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	cmd := exec.Command(binary(t), "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	cmd.Env = append(os.Environ(), env...)
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("serve logs:\n%s", logs.String())
+		}
+	})
+	waitHealthy(t, base)
+	return base
+}
+
+// TestWatchAndSend runs the terminal clients against a real serve: what
+// 'send' sends, 'watch' prints, one line per second or as a chart, and
+// Ctrl-C ends watch cleanly.
+func TestWatchAndSend(t *testing.T) {
+	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=300", "EMOJICAST_QUIET_NEXT_MS=300")
+	type watcher struct {
+		cmd *exec.Cmd
+		out syncBuffer
+	}
+	var watchers []*watcher
+	for _, mode := range []string{"lines", "chart"} {
+		w := &watcher{cmd: exec.Command(binary(t), "watch", "--server", base, "--mode", mode, "cli-test")}
+		w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
+		if err := w.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.cmd.Process.Kill() })
+		watchers = append(watchers, w)
+	}
+	// Wait for both watchers to be polling: the chart draws its first frame.
+	testutil.Eventually(t, 15*time.Second, "the chart is drawn", func() bool {
+		return strings.Contains(watchers[1].out.String(), "cli-test ·")
+	})
+	for _, args := range [][]string{{"love", "-n", "5"}, {"🔥", "-n", "20"}} {
+		out, err := exec.Command(binary(t), append([]string{"send", "--server", base, "cli-test"}, args...)...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "sent "+args[2]+" of "+args[2]+" taps") {
+			t.Fatalf("send %v: %v: %s", args, err, out)
+		}
+	}
+	out, err := exec.Command(binary(t), "send", "--server", base, "cli-test", "nope").CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "invalid_emoji") {
+		t.Fatalf("send of an unknown emoji: exit %d: %s; want 1 and invalid_emoji", code, out)
+	}
+	testutil.Eventually(t, 20*time.Second, "watch prints the taps", func() bool {
+		lines := watchers[0].out.String()
+		return strings.Contains(lines, "❤️ love=5") && strings.Contains(lines, "🔥 fire=20 (burst)")
+	})
+	testutil.Eventually(t, 10*time.Second, "the chart shows both", func() bool {
+		chart := watchers[1].out.String()
+		return strings.Contains(chart, "████ 20 🎉") && strings.Contains(chart, "\x1b[2K❤️ love")
+	})
+	for _, w := range watchers {
+		if err := w.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.cmd.Wait(); err != nil {
+			t.Fatalf("watch exited with %v after Ctrl-C; output:\n%s", err, w.out.String())
+		}
+	}
+}
+
+// waitHealthy waits until the process at base answers /healthz.
+func waitHealthy(t *testing.T, base string) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, "serve answers /healthz", func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+func exitCode(err error) int {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/emojicast/emojicast/server"
 	"github.com/emojicast/emojicast/store"
 	"github.com/emojicast/emojicast/token"
+	"github.com/emojicast/emojicast/web"
 )
 
 // serveFlags are the flags of 'emojicast serve'.
@@ -82,12 +83,13 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 const serveDescription = `Usage: emojicast serve [flags]
 
 Runs the whole service in one process: viewers send taps (POST) and poll for
-per-second counts (GET) on the same address, and the in-memory store holds
-the last minutes of counts. No Redis is needed. Stop it with Ctrl-C or
+per-second counts (GET) on the same address, the web viewer is at /, and
+the in-memory store holds the last minutes of counts. No Redis is needed. Stop it with Ctrl-C or
 SIGTERM: it stops taking requests and flushes what it accepted.
 
 Try it:
   emojicast serve --listen :8080
+  open http://localhost:8080/?stream=demo
   curl 'localhost:8080/v1/streams/demo/watch?user=u1'
 `
 
@@ -145,8 +147,16 @@ func serve(f *serveFlags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var callable []string
+	if f.publicURL != "" {
+		callable = append(callable, f.publicURL)
+	}
+	viewer, err := web.New(web.Options{ConnectOrigins: callable})
+	if err != nil {
+		return err
+	}
 	srv := server.New(server.Options{
-		Addr: f.listen, Push: pu, Pull: pl, Emojis: emojis,
+		Addr: f.listen, Push: pu, Pull: pl, Index: viewer.Handle, Emojis: emojis,
 		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
 		MaxConns: f.maxConns, Load: meter, Logger: log,
 	})

@@ -1,0 +1,169 @@
+package client
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Bucket is one second of a stream: the reactions accepted during [T, T+1).
+type Bucket struct {
+	// T is the second, in Unix seconds of the server's clock.
+	T int64 `json:"t"`
+	// Counts maps emoji id to the estimated reactions in the second.
+	Counts map[string]int64 `json:"c"`
+	// Burst lists the emojis whose count reached the burst threshold: show
+	// one confetti effect for them instead of that many single emojis.
+	Burst []string `json:"burst,omitempty"`
+}
+
+// Update is what one poll brought: the stream's state and the seconds the
+// client had not delivered yet.
+type Update struct {
+	// Now is the newest second the server has complete.
+	Now int64
+	// NextMS is the server's advised wait before the next poll.
+	NextMS int64
+	// Sample is the probability with which taps should be forwarded.
+	Sample float64
+	// Viewers is the estimated number of viewers of the stream.
+	Viewers int64
+	// Gap is true when the client's cursor was older than the server's
+	// window: seconds before the first bucket were lost.
+	Gap bool
+	// Buckets are the non-empty seconds not delivered before, oldest first.
+	Buckets []Bucket
+}
+
+// pollAnswer is the JSON of a poll answer.
+type pollAnswer struct {
+	Now     int64    `json:"now"`
+	NextMS  int64    `json:"next_ms"`
+	Sample  float64  `json:"sample"`
+	Viewers int64    `json:"viewers"`
+	Gap     bool     `json:"gap"`
+	Buckets []Bucket `json:"buckets"`
+}
+
+// Run polls the stream until ctx is done and calls fn with each poll's
+// Update (the seed's display_emoji), so every second reaches fn once and
+// only once, in order. It follows API.md: it starts at the cursor watch
+// gave, keeps cursor = max(cursor, now), ignores buckets at or before the
+// cursor (it may be moved between pull nodes that are not equally far),
+// waits next_ms with jitter between polls, and after a failure backs off
+// (at least Retry-After) and asks again with the same cursor, so nothing
+// inside the server's 60 s window is lost. It returns ctx's error when ctx
+// is done, or an error that retrying cannot cure, such as a 404. fn runs on
+// Run's goroutine; Run must not be called twice at once on one Stream.
+func (s *Stream) Run(ctx context.Context, fn func(Update)) error {
+	p := poller{s: s, cursor: s.Since, nextMS: s.NextMS}
+	wait := pollWait(p.nextMS, s.c.opts.PollJitter, s.c.opts.Rand())
+	failures := 0
+	for {
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		u, fresh, err := p.poll(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil && !temporary(err):
+			return fmt.Errorf("cannot poll stream %q: %w", s.ID, err)
+		case err != nil:
+			failures++
+			wait = s.c.retryWait("poll", failures, err)
+			continue
+		}
+		failures = 0
+		if fresh {
+			fn(u)
+		}
+		wait = pollWait(p.nextMS, s.c.opts.PollJitter, s.c.opts.Rand())
+	}
+}
+
+// poller is the state of one Run.
+type poller struct {
+	s      *Stream
+	cursor int64
+	nextMS int64
+	// etag is the ETag of the answer for lastURL: asking the same URL
+	// again (the node has no newer second yet) costs a 304, not a body.
+	etag, lastURL string
+}
+
+// poll asks for the seconds after the cursor. fresh is false when the
+// server answered 304: nothing changed since the last answer.
+func (p *poller) poll(ctx context.Context) (u Update, fresh bool, err error) {
+	pu := *p.s.pull
+	q := pu.Query()
+	q.Set("since", strconv.FormatInt(p.cursor, 10))
+	pu.RawQuery = q.Encode()
+	target := pu.String()
+	req, err := http.NewRequest(http.MethodGet, target, nil)
+	if err != nil {
+		return u, false, err
+	}
+	if p.etag != "" && target == p.lastURL {
+		req.Header.Set("If-None-Match", p.etag)
+	}
+	a, err := p.s.c.do(ctx, req)
+	if err != nil {
+		return u, false, err
+	}
+	if a.status == http.StatusNotModified {
+		return u, false, nil
+	}
+	var ans pollAnswer
+	if err := json.Unmarshal(a.body, &ans); err != nil {
+		return u, false, fmt.Errorf("cannot decode poll answer: %w", err)
+	}
+	if ans.Now <= 0 {
+		return u, false, errors.New("cannot use poll answer: it lacks now")
+	}
+	p.etag, p.lastURL = a.header.Get("ETag"), target
+	if ans.NextMS > 0 {
+		p.nextMS = ans.NextMS
+	}
+	p.s.setSample(ans.Sample)
+	u = Update{Now: ans.Now, NextMS: p.nextMS, Sample: p.s.Sample(), Viewers: ans.Viewers, Gap: ans.Gap}
+	u.Buckets, p.cursor = newBuckets(ans.Buckets, p.cursor)
+	p.cursor = max(p.cursor, ans.Now)
+	return u, true, nil
+}
+
+// newBuckets returns the buckets after cursor, oldest first, each second
+// once, and the newest second among them (or cursor). It sorts rather than
+// trusts the server's order: a second must never be skipped or repeated.
+func newBuckets(buckets []Bucket, cursor int64) ([]Bucket, int64) {
+	slices.SortStableFunc(buckets, func(a, b Bucket) int { return cmp.Compare(a.T, b.T) })
+	out := buckets[:0]
+	for _, b := range buckets {
+		if b.T > cursor {
+			out = append(out, b)
+			cursor = b.T
+		}
+	}
+	return out, cursor
+}
+
+// retryWait returns the wait after the failures-th failure in a row of op
+// and reports it to OnRetry.
+func (c *Client) retryWait(op string, failures int, err error) time.Duration {
+	var retryAfter time.Duration
+	var apiErr *Error
+	if errors.As(err, &apiErr) {
+		retryAfter = apiErr.RetryAfter
+	}
+	wait := c.opts.Backoff.Wait(failures, retryAfter, c.opts.Rand())
+	if c.opts.OnRetry != nil {
+		c.opts.OnRetry(op, failures, wait, err)
+	}
+	return wait
+}

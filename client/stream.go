@@ -1,0 +1,227 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+)
+
+// Emoji is one reaction of the stream's emoji set.
+type Emoji struct {
+	ID    string `json:"id"`
+	Glyph string `json:"glyph"`
+}
+
+// Stream is a stream a client watches: what watch answered, and the state
+// the client keeps while it polls and sends. Send may be called while Run
+// runs.
+type Stream struct {
+	// ID and User are the stream and the viewer.
+	ID, User string
+	// Since is the cursor watch gave: Run starts polling from it.
+	Since int64
+	// NextMS is the poll interval watch advised, in milliseconds.
+	NextMS int64
+	// Viewers is the viewer estimate at watch time.
+	Viewers int64
+	// Emojis is the stream's emoji set, in display order.
+	Emojis []Emoji
+
+	c    *Client
+	pull *url.URL
+	push *url.URL
+
+	mu    sync.Mutex // guards token
+	token string
+
+	sample atomic.Uint64 // float64 bits: the last sample the server advised
+}
+
+// watchAnswer is the JSON of a watch answer.
+type watchAnswer struct {
+	Stream  string  `json:"stream"`
+	User    string  `json:"user"`
+	Pull    string  `json:"pull"`
+	Push    string  `json:"push"`
+	Token   string  `json:"token"`
+	Since   int64   `json:"since"`
+	NextMS  int64   `json:"next_ms"`
+	Sample  float64 `json:"sample"`
+	Viewers int64   `json:"viewers"`
+	Emojis  []Emoji `json:"emojis"`
+}
+
+// Watch opens a stream as a viewer (the seed's watch_stream): it learns
+// where to poll and send, the cursor to start from and the emoji set.
+// Failures that may pass (network errors, 429, 5xx) are retried with the
+// backoff until ctx is done; others, such as an invalid stream id, are
+// returned at once as *Error.
+func (c *Client) Watch(ctx context.Context, stream string) (*Stream, error) {
+	if !validID(stream) {
+		return nil, fmt.Errorf("cannot watch stream %q: want 1 to 64 characters of A-Z a-z 0-9 _ - .", stream)
+	}
+	var w watchAnswer
+	err := c.retry(ctx, "watch", 0, temporary, func() error {
+		var err error
+		w, err = c.watch(ctx, stream)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot watch stream %q: %w", stream, err)
+	}
+	s := &Stream{ID: stream, User: c.opts.User, Since: w.Since, NextMS: w.NextMS, Viewers: w.Viewers, Emojis: w.Emojis, c: c, token: w.Token}
+	if s.pull, err = c.resolve(w.Pull); err != nil {
+		return nil, err
+	}
+	if s.push, err = c.resolve(w.Push); err != nil {
+		return nil, err
+	}
+	s.setSample(w.Sample)
+	return s, nil
+}
+
+// watch makes one watch request.
+func (c *Client) watch(ctx context.Context, stream string) (watchAnswer, error) {
+	u := c.base.JoinPath("/v1/streams", stream, "watch")
+	u.RawQuery = url.Values{"user": {c.opts.User}}.Encode()
+	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
+	if err != nil {
+		return watchAnswer{}, err
+	}
+	a, err := c.do(ctx, req)
+	if err != nil {
+		return watchAnswer{}, err
+	}
+	var w watchAnswer
+	if err := json.Unmarshal(a.body, &w); err != nil {
+		return watchAnswer{}, fmt.Errorf("cannot decode watch answer: %w", err)
+	}
+	if w.Pull == "" || w.Push == "" {
+		return watchAnswer{}, errors.New("cannot use watch answer: it lacks the pull or push URL")
+	}
+	return w, nil
+}
+
+// Sample returns the probability with which the server last asked this
+// client to forward each tap (1 when every tap should be sent).
+func (s *Stream) Sample() float64 { return math.Float64frombits(s.sample.Load()) }
+
+// setSample records a sample the server advised, ignoring nonsense.
+func (s *Stream) setSample(p float64) {
+	if p > 0 && p <= 1 {
+		s.sample.Store(math.Float64bits(p))
+	}
+}
+
+// Glyph returns the glyph of an emoji id, or the id itself if the set lacks it.
+func (s *Stream) Glyph(id string) string {
+	for _, e := range s.Emojis {
+		if e.ID == id {
+			return e.Glyph
+		}
+	}
+	return id
+}
+
+// Send sends count taps (1 to 20) of an emoji as one request (the seed's
+// send_emoji). The caller has already applied sampling; Tap does both.
+// Sends the server certainly did not count (429, 503, no connection) are
+// retried up to Options.SendAttempts times, waiting at least Retry-After;
+// others are not, so that a tap is never counted twice. An expired token
+// is renewed with a new watch, once.
+func (s *Stream) Send(ctx context.Context, emoji string, count int) error {
+	if count < 1 || count > MaxCount {
+		return fmt.Errorf("cannot send %d taps: count must be 1 to %d", count, MaxCount)
+	}
+	body, err := json.Marshal(struct {
+		Emoji string `json:"emoji"`
+		Count int    `json:"count"`
+		User  string `json:"user"`
+	}{emoji, count, s.User})
+	if err != nil {
+		return err
+	}
+	renewed := false
+	return s.c.retry(ctx, "send", s.c.opts.SendAttempts, notCounted, func() error {
+		err := s.send(ctx, body)
+		var apiErr *Error
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized && !renewed {
+			renewed = true
+			if err = s.renewToken(ctx); err == nil {
+				err = s.send(ctx, body)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("cannot send %s to stream %q: %w", emoji, s.ID, err)
+		}
+		return nil
+	})
+}
+
+func (s *Stream) send(ctx context.Context, body []byte) error {
+	req, err := http.NewRequest(http.MethodPost, s.push.String(), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	s.mu.Lock()
+	if s.token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.token)
+	}
+	s.mu.Unlock()
+	a, err := s.c.do(ctx, req)
+	if err != nil {
+		return err
+	}
+	var accepted struct {
+		Sample float64 `json:"sample"`
+	}
+	if json.Unmarshal(a.body, &accepted) == nil {
+		s.setSample(accepted.Sample)
+	}
+	return nil
+}
+
+// renewToken watches the stream again for a fresh token.
+func (s *Stream) renewToken(ctx context.Context) error {
+	w, err := s.c.watch(ctx, s.ID)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.token = w.Token
+	s.mu.Unlock()
+	s.setSample(w.Sample)
+	return nil
+}
+
+// Tap sends n taps of an emoji the way a viewer's taps are sent: each is
+// forwarded with the probability the server advises (Sample), and the
+// forwarded ones go in batches of up to 20 per request. It returns how many
+// taps were forwarded and accepted.
+func (s *Stream) Tap(ctx context.Context, emoji string, n int) (int, error) {
+	sent := 0
+	for n > 0 {
+		batch := 0
+		for ; batch < MaxCount && n > 0; n-- {
+			if s.c.opts.Rand() < s.Sample() {
+				batch++
+			}
+		}
+		if batch == 0 {
+			continue
+		}
+		if err := s.Send(ctx, emoji, batch); err != nil {
+			return sent, err
+		}
+		sent += batch
+	}
+	return sent, nil
+}

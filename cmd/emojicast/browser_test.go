@@ -1,0 +1,382 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/emojicast/emojicast/internal/testutil"
+)
+
+// chromiumPath finds the browser that scripts/install-test-deps.sh installs.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("no chromium on PATH: run scripts/install-test-deps.sh (scripts/test.sh does)")
+	return ""
+}
+
+// browser starts a headless Chromium for the test and returns a context
+// for its first tab.
+func browser(t *testing.T, ctx context.Context) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1000, 800),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	tab, cancelTab := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	if err := chromedp.Do(tab); err != nil {
+		t.Fatalf("cannot start chromium: %v", err)
+	}
+	return tab
+}
+
+// page is one tab of the browser, with its uncaught exceptions recorded.
+type page struct {
+	t    *testing.T
+	name string
+	ctx  context.Context
+
+	mu     sync.Mutex
+	errors []string
+}
+
+func newPage(t *testing.T, ctx context.Context, name string) *page {
+	p := &page{t: t, name: name, ctx: ctx}
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.IsException() {
+				p.mu.Lock()
+				p.errors = append(p.errors, m.String())
+				p.mu.Unlock()
+			}
+		}
+	}()
+	return p
+}
+
+func (p *page) do(steps ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	if err := chromedp.Do(p.ctx, steps...); err != nil {
+		p.t.Fatalf("%s: %v", p.name, err)
+	}
+}
+
+func eval[T any](p *page, js string) T {
+	p.t.Helper()
+	v, err := chromedp.Run(p.ctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		p.t.Fatalf("%s: evaluating %s: %v", p.name, js, err)
+	}
+	return v
+}
+
+// received is what the page says it has received, per emoji.
+func (p *page) received() map[string]int64 {
+	p.t.Helper()
+	raw := eval[string](p, `document.getElementById("stat-received").dataset.json || "{}"`)
+	m := map[string]int64{}
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		p.t.Fatalf("%s: stat-received %q: %v", p.name, raw, err)
+	}
+	return m
+}
+
+// tap taps an emoji button n times, as fast as a thumb on a phone.
+func (p *page) tap(emoji string, n int) {
+	p.t.Helper()
+	sel := `button[data-emoji="` + emoji + `"]`
+	p.do(chromedp.WaitEnabled(chromedp.CSS(sel)))
+	xy := eval[[]float64](p, `(() => { const r = document.querySelector('`+sel+`').getBoundingClientRect();
+		return [r.x + r.width / 2, r.y + r.height / 2]; })()`)
+	for range n {
+		p.do(chromedp.TapXY(xy[0], xy[1]))
+	}
+}
+
+// stage screenshots the stage and saves it as name in the artifact dir.
+func (p *page) stage(name string) image.Image {
+	p.t.Helper()
+	b, err := chromedp.Run(p.ctx, chromedp.Screenshot(chromedp.ID("stage")))
+	if err != nil {
+		p.t.Fatalf("%s: screenshot: %v", p.name, err)
+	}
+	if err := os.WriteFile(filepath.Join(p.t.ArtifactDir(), name), b, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		p.t.Fatalf("%s: screenshot is not a PNG: %v", p.name, err)
+	}
+	return img
+}
+
+func (p *page) checkNoExceptions() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.errors) > 0 {
+		p.t.Errorf("%s: uncaught exceptions in the page:\n%s", p.name, strings.Join(p.errors, "\n"))
+	}
+}
+
+func rgb(img image.Image, x, y int) (r, g, b int) {
+	r32, g32, b32, _ := img.At(x, y).RGBA()
+	return int(r32 >> 8), int(g32 >> 8), int(b32 >> 8)
+}
+
+// newColor counts the pixels of img that are vivid (emoji-like: saturated
+// and bright, unlike the dark stage and its white text) and differ from
+// the same pixel of base.
+func newColor(base, img image.Image) int {
+	n := 0
+	bounds := img.Bounds().Intersect(base.Bounds())
+	for y := bounds.Min.Y; y < bounds.Max.Y; y++ {
+		for x := bounds.Min.X; x < bounds.Max.X; x++ {
+			r, g, b := rgb(img, x, y)
+			hi, lo := max(r, g, b), min(r, g, b)
+			if hi < 120 || hi-lo < 80 {
+				continue
+			}
+			r0, g0, b0 := rgb(base, x, y)
+			if abs(r-r0)+abs(g-g0)+abs(b-b0) > 90 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// confettiColors are the colors of the confetti pieces in app.js.
+var confettiColors = [][3]int{{0xff, 0x3b, 0x5c}, {0xff, 0xc4, 0x00}, {0x2e, 0xe6, 0x6b}, {0x2f, 0xa8, 0xff}, {0xb0, 0x5c, 0xff}, {0xff, 0x7a, 0x1a}}
+
+// confettiPixels counts, per confetti color, the pixels of img close to it.
+func confettiPixels(img image.Image) []int {
+	counts := make([]int, len(confettiColors))
+	bounds := img.Bounds()
+	for y := bounds.Min.Y; y < bounds.Max.Y; y++ {
+		for x := bounds.Min.X; x < bounds.Max.X; x++ {
+			r, g, b := rgb(img, x, y)
+			for i, c := range confettiColors {
+				if abs(r-c[0])+abs(g-c[1])+abs(b-c[2]) < 40 {
+					counts[i]++
+				}
+			}
+		}
+	}
+	return counts
+}
+
+func abs(x int) int { return max(x, -x) }
+
+// setOffline cuts the tab off the network, or brings it back, the way
+// DevTools' offline switch does: requests fail and navigator.onLine says so.
+func setOffline(t *testing.T, p *page, offline bool) {
+	t.Helper()
+	var rules []*network.Conditions
+	if offline {
+		rules = []*network.Conditions{{Offline: true, DownloadThroughput: -1, UploadThroughput: -1}}
+	}
+	if _, err := chromedp.Call(p.ctx, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: rules}); err != nil {
+		t.Fatalf("%s: cannot set offline=%v: %v", p.name, offline, err)
+	}
+	if _, err := chromedp.Call(p.ctx, network.OverrideNetworkState, network.OverrideNetworkStateParams{Offline: offline, DownloadThroughput: -1, UploadThroughput: -1}); err != nil {
+		t.Fatalf("%s: cannot set navigator.onLine: %v", p.name, err)
+	}
+}
+
+// TestWebViewerInBrowser drives two pages of the web viewer in headless
+// Chromium against a real 'emojicast serve': a phone-sized page taps emoji
+// buttons, a desktop page shows them rising over its stage, then confetti
+// for a burst, then loses the network for 30 s and, back online, gets
+// every second it missed, once. Screenshots are asserted on and kept in
+// the test's artifact dir (go test -artifacts).
+func TestWebViewerInBrowser(t *testing.T) {
+	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=1000", "EMOJICAST_QUIET_NEXT_MS=1000", "EMOJICAST_BURST_THRESHOLD=5")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	first := browser(t, ctx)
+	viewer := newPage(t, first, "viewer")
+	senderCtx, cancelSender := chromedp.NewContext(first)
+	defer cancelSender()
+	sender := newPage(t, senderCtx, "sender")
+
+	viewer.do(
+		chromedp.EmulateViewport(960, 720),
+		chromedp.Navigate(base+"/?stream=browser-test&user=bob"),
+		chromedp.WaitVisible(chromedp.CSS(`#stage[data-state="live"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-emoji="love"]:enabled`)),
+	)
+	if got := eval[string](viewer, `document.visibilityState`); got != "visible" {
+		t.Fatalf("the viewer page is %q; the stage plays only while visible", got)
+	}
+	empty := viewer.stage("0-empty-stage.png")
+
+	sender.do(
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateTouch),
+		chromedp.Navigate(base+"/?stream=browser-test&user=alice"),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-emoji="love"]:enabled`)),
+	)
+	checkPhoneLayout(t, sender)
+
+	// Taps rise over the viewer's stage.
+	sender.tap("love", 3)
+	sender.tap("haha", 2)
+	var shown image.Image
+	testutil.Eventually(t, 20*time.Second, "the taps float over the viewer's stage", func() bool {
+		if eval[int](viewer, `document.querySelectorAll("#stage .float").length`) == 0 {
+			return false
+		}
+		shown = viewer.stage("1-emojis.png")
+		return newColor(empty, shown) > 300
+	})
+	testutil.Eventually(t, 10*time.Second, "the viewer counts love 3 and haha 2", func() bool {
+		r := viewer.received()
+		return r["love"] == 3 && r["haha"] == 2
+	})
+
+	// A burst is one confetti effect, not a flood of single emojis.
+	eval[bool](viewer, `window.fireFloats = 0;
+		new MutationObserver((ms) => { for (const m of ms) for (const n of m.addedNodes)
+			if (n.classList && n.classList.contains("float") && n.dataset.emoji === "fire") window.fireFloats++; })
+		.observe(document.getElementById("stage"), { childList: true }); true`)
+	sender.tap("fire", 20)
+	testutil.Eventually(t, 20*time.Second, "confetti on the viewer's stage", func() bool {
+		if eval[int](viewer, `document.querySelectorAll('#stage .confetti[data-emoji="fire"]').length`) == 0 {
+			return false
+		}
+		counts := confettiPixels(viewer.stage("2-confetti.png"))
+		colors := 0
+		for _, n := range counts {
+			if n >= 20 {
+				colors++
+			}
+		}
+		return colors >= 4
+	})
+	testutil.Eventually(t, 10*time.Second, "the viewer counts fire 20", func() bool { return viewer.received()["fire"] == 20 })
+	// Taps of one send can straddle a second; seconds under the threshold
+	// rightly show single emojis, seconds listed in burst must not.
+	if n, want := eval[int](viewer, `window.fireFloats`), singlesDue(t, base, "browser-test", "fire"); n > want {
+		t.Errorf("20 fire showed %d single fire emojis; the seconds not listed in burst call for %d", n, want)
+	}
+
+	// 30 s without network, then every second missed arrives, once.
+	setOffline(t, viewer, true)
+	offlineAt := time.Now()
+	testutil.Eventually(t, 20*time.Second, "the viewer notices it is offline", func() bool {
+		return eval[string](viewer, `document.getElementById("stage").dataset.state`) == "retrying"
+	})
+	sender.tap("clap", 4)
+	sender.tap("wow", 2)
+	status := eval[string](viewer, `document.getElementById("status").textContent`)
+	if !strings.Contains(status, "connection lost") {
+		t.Errorf("status while offline: %q; want it to say the connection is lost", status)
+	}
+	// The drop lasts 30 s by design, whatever the page does meanwhile.
+	time.Sleep(time.Until(offlineAt.Add(30 * time.Second)))
+	failuresOffline := eval[int](viewer, `Number(document.getElementById("stat-failures").textContent)`)
+	setOffline(t, viewer, false)
+	testutil.Eventually(t, 30*time.Second, "the viewer catches up after the drop", func() bool {
+		r := viewer.received()
+		return r["clap"] == 4 && r["wow"] == 2
+	})
+	if state := eval[string](viewer, `document.getElementById("stage").dataset.state`); state != "live" {
+		t.Errorf("after the drop the viewer is %q; want live", state)
+	}
+	// 500 ms doubling to 8 s, jittered: about 7 tries in 30 s, not a storm.
+	if failuresOffline < 3 || failuresOffline > 15 {
+		t.Errorf("%d failed requests in 30 s offline; want a backoff (3 to 15)", failuresOffline)
+	}
+	want := map[string]int64{"love": 3, "haha": 2, "fire": 20, "clap": 4, "wow": 2}
+	if got := viewer.received(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("the viewer received %v; want exactly %v: nothing lost, nothing twice", got, want)
+	}
+	if sent := eval[int](sender, `Number(document.getElementById("stat-sent").textContent)`); sent != 31 {
+		t.Errorf("the sender says it sent %d taps; want 31", sent)
+	}
+	viewer.stage("3-after-drop.png")
+	viewer.checkNoExceptions()
+	sender.checkNoExceptions()
+	t.Logf("screenshots in %s", t.ArtifactDir())
+}
+
+// singlesDue returns how many single emojis of one id the page should show
+// for a stream's last minute: its count in each second not listed in
+// burst, at most 12 a second (MAX_PER_EMOJI_SECOND in app.js).
+func singlesDue(t *testing.T, base, stream, emoji string) int {
+	t.Helper()
+	var pb struct {
+		Buckets []struct {
+			C     map[string]int `json:"c"`
+			Burst []string       `json:"burst"`
+		} `json:"buckets"`
+	}
+	getJSON(t, base+"/v1/streams/"+stream+"/reactions?since=0", &pb)
+	n := 0
+	for _, b := range pb.Buckets {
+		if !slices.Contains(b.Burst, emoji) {
+			n += min(b.C[emoji], 12)
+		}
+	}
+	return n
+}
+
+// checkPhoneLayout: on a phone-sized screen nothing scrolls sideways, and
+// every emoji button is on the first screen and big enough for a thumb.
+func checkPhoneLayout(t *testing.T, p *page) {
+	t.Helper()
+	b, err := chromedp.Run(p.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), "phone.png"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	problems := eval[[]string](p, `(() => {
+		const out = [];
+		if (document.documentElement.scrollWidth > innerWidth) out.push("page is wider than the screen: " + document.documentElement.scrollWidth);
+		const buttons = [...document.querySelectorAll(".emoji-button")];
+		if (buttons.length !== 8) out.push(buttons.length + " buttons");
+		for (const b of buttons) {
+			const r = b.getBoundingClientRect();
+			if (r.bottom > innerHeight || r.right > innerWidth) out.push(b.dataset.emoji + " is off the first screen");
+			if (r.width < 44 || r.height < 44) out.push(b.dataset.emoji + " is " + r.width + "x" + r.height);
+		}
+		const s = document.getElementById("stage").getBoundingClientRect();
+		if (s.width < innerWidth * 0.9) out.push("stage is " + s.width + " wide");
+		return out;
+	})()`)
+	if len(problems) > 0 {
+		t.Errorf("on a 390x844 phone: %s", strings.Join(problems, "; "))
+	}
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/emojicast/emojicast/client"
+	"github.com/emojicast/emojicast/client/display"
+)
+
+// clientFlags are the flags 'emojicast watch' and 'emojicast send' share.
+type clientFlags struct {
+	server string
+	user   string
+}
+
+func (f *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.server, "server", "http://localhost:8080", "base URL of the emojicast service")
+	fs.StringVar(&f.user, "user", "", "user id to watch and send as (default: a random one)")
+}
+
+// newClient returns a client that reports its retries on stderr, so a
+// person sees why nothing moves while the network is down.
+func (f *clientFlags) newClient(cmd string) (*client.Client, error) {
+	return client.New(client.Options{
+		Server: f.server, User: f.user,
+		OnRetry: func(op string, failures int, wait time.Duration, err error) {
+			fmt.Fprintf(os.Stderr, "emojicast %s: %s failed (%v); retrying in %v\n", cmd, op, err, wait.Round(100*time.Millisecond))
+		},
+	})
+}
+
+// parseClientArgs parses a client command's flags and its want positional
+// arguments; code is the exit code when ok is false.
+func parseClientArgs(fs *flag.FlagSet, args []string, want int) (rest []string, code int, ok bool) {
+	rest, err := parseFlagsAndArgs(fs, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return nil, 0, false
+	case err == nil && len(rest) != want:
+		err = fmt.Errorf("want %d arguments, got %d", want, len(rest))
+		fs.Usage()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emojicast %s: %v\n", fs.Name(), err)
+		return nil, 2, false
+	}
+	return rest, 0, true
+}
+
+const watchDescription = `Usage: emojicast watch [flags] STREAM
+
+Watches a stream and prints its reactions as they arrive: a live bar chart
+of the last seconds when stdout is a terminal, else one line per second
+with reactions. It polls like every viewer does, and keeps going through
+network drops. Stop it with Ctrl-C.
+
+Try it:
+  emojicast watch --server http://localhost:8080 demo
+`
+
+func runWatch(args []string) int {
+	var f clientFlags
+	var mode string
+	fs := newFlagSet("watch", watchDescription)
+	f.register(fs)
+	fs.StringVar(&mode, "mode", "auto", "lines, chart, or auto: chart when stdout is a terminal")
+	rest, code, ok := parseClientArgs(fs, args, 1)
+	if !ok {
+		return code
+	}
+	show, err := newView(mode, rest[0])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emojicast watch: %v\n", err)
+		return 2
+	}
+	c, err := f.newClient("watch")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emojicast watch: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := watch(ctx, c, rest[0], show); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(os.Stderr, "emojicast watch: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// view shows updates of a stream whose emoji set it is told first.
+type view func(emojis []client.Emoji, u client.Update) error
+
+func newView(mode, stream string) (view, error) {
+	if mode == "auto" {
+		mode = "lines"
+		if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			mode = "chart"
+		}
+	}
+	switch mode {
+	case "lines":
+		l := &display.Lines{W: os.Stdout}
+		return func(emojis []client.Emoji, u client.Update) error {
+			l.Emojis = emojis
+			return l.Show(u)
+		}, nil
+	case "chart":
+		c := &display.Chart{W: os.Stdout, Stream: stream}
+		return func(emojis []client.Emoji, u client.Update) error {
+			c.Emojis = emojis
+			return c.Show(u)
+		}, nil
+	}
+	return nil, fmt.Errorf("invalid --mode %q: want lines, chart or auto", mode)
+}
+
+func watch(ctx context.Context, c *client.Client, stream string, show view) error {
+	s, err := c.Watch(ctx, stream)
+	if err != nil {
+		return err
+	}
+	// A failed write (stdout gone) ends the watch rather than polling on.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var showErr error
+	err = s.Run(ctx, func(u client.Update) {
+		if u.Gap {
+			fmt.Fprintln(os.Stderr, "emojicast watch: away for more than the server keeps; some seconds were lost")
+		}
+		if showErr = show(s.Emojis, u); showErr != nil {
+			stop()
+		}
+	})
+	if showErr != nil {
+		return fmt.Errorf("cannot write to stdout: %w", showErr)
+	}
+	return err
+}
+
+const sendDescription = `Usage: emojicast send [flags] STREAM EMOJI
+
+Sends taps of an emoji (its id, such as love, or its glyph) to a stream, the
+way a viewer's app does: each tap is forwarded with the probability the
+server advises, in batches of up to 20, waiting when the server asks.
+
+Try it:
+  emojicast send --server http://localhost:8080 demo love -n 5
+`
+
+// maxTaps bounds -n: at the default rate limit of 10 taps a second, more
+// would take minutes.
+const maxTaps = 10_000
+
+func runSend(args []string) int {
+	var f clientFlags
+	var n int
+	fs := newFlagSet("send", sendDescription)
+	f.register(fs)
+	fs.IntVar(&n, "n", 1, fmt.Sprintf("number of taps, 1 to %d", maxTaps))
+	rest, code, ok := parseClientArgs(fs, args, 2)
+	if !ok {
+		return code
+	}
+	if n < 1 || n > maxTaps {
+		fmt.Fprintf(os.Stderr, "emojicast send: -n %d: want 1 to %d\n", n, maxTaps)
+		return 2
+	}
+	c, err := f.newClient("send")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emojicast send: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := send(ctx, c, rest[0], rest[1], n); err != nil {
+		fmt.Fprintf(os.Stderr, "emojicast send: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func send(ctx context.Context, c *client.Client, stream, emoji string, n int) error {
+	s, err := c.Watch(ctx, stream)
+	if err != nil {
+		return err
+	}
+	for _, e := range s.Emojis {
+		if e.Glyph == emoji {
+			emoji = e.ID
+		}
+	}
+	sent, err := s.Tap(ctx, emoji, n)
+	if err != nil {
+		return fmt.Errorf("%w (%d of %d taps were sent)", err, sent, n)
+	}
+	fmt.Printf("sent %d of %d taps of %s %s to %s (sample %g)\n", sent, n, s.Glyph(emoji), emoji, stream, s.Sample())
+	return nil
+}

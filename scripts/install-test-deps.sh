@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the test suite runs besides Go, when it is missing: the
+# browser tests drive Debian's Chromium, and draw emojis with the Noto
+# Color Emoji font. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+# need PACKAGE CHECK...: PACKAGE is missing when the CHECK command fails.
+missing=()
+need() {
+	local pkg=$1
+	shift
+	if ! "$@" >/dev/null 2>&1; then
+		missing+=("$pkg")
+	fi
+}
+
+need chromium command -v chromium
+need fonts-noto-color-emoji test -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+
+if ((${#missing[@]} == 0)); then
+	exit 0
+fi
+echo "installing test dependencies: ${missing[*]}" >&2
+sudo=()
+if [[ $(id -u) != 0 ]]; then
+	sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q "${missing[@]}"
