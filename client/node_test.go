@@ -28,7 +28,7 @@ func startNode(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl, err := pull.New(pull.Options{Store: st, SyncInterval: 20 * time.Millisecond, BusyNextMS: 200, QuietNextMS: 200, Logger: quiet})
+	pl, err := pull.New(pull.Options{Store: st, SyncInterval: 20 * time.Millisecond, BusyNextMS: 200, QuietNextMS: 200, MinNextMS: 100, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -519,7 +519,7 @@ func TestSendRetriesOnlyWhatWasNotCounted(t *testing.T) {
 			if tc.name == "429" && posts[1].at.Sub(posts[0].at) < time.Second {
 				t.Fatalf("retry after 429 came %v later; want at least Retry-After 1s", posts[1].at.Sub(posts[0].at))
 			}
-			if posts[0].body != `{"emoji":"love","count":3,"user":"u"}` || posts[0].header.Get("Content-Type") != "application/json" {
+			if posts[0].body != `{"emoji":"love","count":3,"user":"u","sample":1}` || posts[0].header.Get("Content-Type") != "application/json" {
 				t.Fatalf("send body %s, Content-Type %q", posts[0].body, posts[0].header.Get("Content-Type"))
 			}
 			if tc.ok && s.Sample() != 0.5 {

@@ -131,20 +131,28 @@ func (s *Stream) Glyph(id string) string {
 }
 
 // Send sends count taps (1 to 20) of an emoji as one request (the seed's
-// send_emoji). The caller has already applied sampling; Tap does both.
+// send_emoji). The caller has already applied sampling at the stream's
+// current Sample, and the request says so, so the server weights the taps
+// by the rate really applied even if it changed meanwhile; Tap does both.
 // Sends the server certainly did not count (429, 503, no connection) are
 // retried up to Options.SendAttempts times, waiting at least Retry-After;
 // others are not, so that a tap is never counted twice. An expired token
 // is renewed with a new watch, once.
 func (s *Stream) Send(ctx context.Context, emoji string, count int) error {
+	return s.sendSampled(ctx, emoji, count, s.Sample())
+}
+
+// sendSampled is Send for taps forwarded with probability sample.
+func (s *Stream) sendSampled(ctx context.Context, emoji string, count int, sample float64) error {
 	if count < 1 || count > MaxCount {
 		return fmt.Errorf("cannot send %d taps: count must be 1 to %d", count, MaxCount)
 	}
 	body, err := json.Marshal(struct {
-		Emoji string `json:"emoji"`
-		Count int    `json:"count"`
-		User  string `json:"user"`
-	}{emoji, count, s.User})
+		Emoji  string  `json:"emoji"`
+		Count  int     `json:"count"`
+		User   string  `json:"user"`
+		Sample float64 `json:"sample"`
+	}{emoji, count, s.User, sample})
 	if err != nil {
 		return err
 	}
@@ -209,16 +217,16 @@ func (s *Stream) renewToken(ctx context.Context) error {
 func (s *Stream) Tap(ctx context.Context, emoji string, n int) (int, error) {
 	sent := 0
 	for n > 0 {
-		batch := 0
+		batch, sample := 0, s.Sample()
 		for ; batch < MaxCount && n > 0; n-- {
-			if s.c.opts.Rand() < s.Sample() {
+			if s.c.opts.Rand() < sample {
 				batch++
 			}
 		}
 		if batch == 0 {
 			continue
 		}
-		if err := s.Send(ctx, emoji, batch); err != nil {
+		if err := s.sendSampled(ctx, emoji, batch, sample); err != nil {
 			return sent, err
 		}
 		sent += batch

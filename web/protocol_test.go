@@ -32,6 +32,7 @@ type apiRequest struct {
 	path   string
 	since  string
 	count  int
+	sample float64 // the sample a send says its taps were forwarded at
 	status int
 }
 
@@ -45,9 +46,12 @@ func (s *apiScript) handle(ctx *fasthttp.RequestCtx, viewer *Viewer) {
 		s.reply(ctx, apiRequest{route: "watch"}, 200, "",
 			`{"stream":"s","user":"u","pull":"/v1/streams/s/reactions","push":"/v1/streams/s/reactions","token":"","since":100,"next_ms":300,"sample":1,"viewers":7,"emojis":[]}`)
 	case strings.HasSuffix(path, "/reactions") && ctx.IsPost():
-		var body struct{ Count int }
+		var body struct {
+			Count  int
+			Sample float64
+		}
 		_ = json.Unmarshal(ctx.PostBody(), &body)
-		r := apiRequest{route: "send", count: body.Count}
+		r := apiRequest{route: "send", count: body.Count, sample: body.Sample}
 		if s.count("send") == 0 {
 			s.reply(ctx, r, 429, "1", `{"error":{"code":"rate_limited","message":"slow down"}}`)
 			return
@@ -213,6 +217,11 @@ func TestPageProtocol(t *testing.T) {
 	sends := script.requests("send")
 	if len(sends) != 2 || sends[0].count != 3 || sends[1].count != 3 || sends[1].at.Sub(sends[0].at) < time.Second {
 		t.Errorf("sends %+v; want count 3 refused with 429, then count 3 again at least 1s later", sends)
+	}
+	for _, snd := range sends {
+		if snd.sample != 1 {
+			t.Errorf("a send says its taps were sampled at %v; the page forwarded them at sample 1", snd.sample)
+		}
 	}
 
 	// At sample 0.001 nearly every tap stays on the phone.

@@ -206,8 +206,15 @@ export class Viewer {
       return false;
     }
     let p = this.pending.get(emoji);
+    if (p && p.sample !== this.sample && !p.retrying) {
+      // The server changed the sample: the batch so far goes with the rate
+      // its taps were sampled at, so the server weights them right.
+      clearTimeout(p.timer);
+      this.flush(emoji);
+      p = undefined;
+    }
     if (!p) {
-      p = { count: 0, timer: 0 };
+      p = { count: 0, timer: 0, sample: this.sample };
       this.pending.set(emoji, p);
     }
     // Past MAX_COUNT while a send waits out a 429, taps are over the
@@ -226,12 +233,13 @@ export class Viewer {
     const p = this.pending.get(emoji);
     if (!p) return;
     const count = p.count;
+    const sample = p.sample;
     this.pending.delete(emoji);
     try {
       const headers = { "Content-Type": "application/json" };
       if (this.token) headers.Authorization = `Bearer ${this.token}`;
       const answer = await request(new URL(this.watch.push, location.href).href, {
-        method: "POST", headers, body: JSON.stringify({ emoji, count, user: this.user }),
+        method: "POST", headers, body: JSON.stringify({ emoji, count, user: this.user, sample }),
       }, this.abort.signal);
       this.stats.sends++;
       this.stats.tapsSent += count;
@@ -240,7 +248,7 @@ export class Viewer {
       // 429 and 503 were not counted: send again after Retry-After. Any
       // other failure may have been counted, so it is not sent twice.
       if (err instanceof APIError && (err.status === 429 || err.status === 503) && !this.abort.signal.aborted) {
-        const again = this.pending.get(emoji) || { count: 0, timer: 0 };
+        const again = this.pending.get(emoji) || { count: 0, timer: 0, sample };
         clearTimeout(again.timer);
         again.count = Math.min(again.count + count, MAX_COUNT);
         again.retrying = true;
