@@ -1,8 +1,10 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -55,4 +57,17 @@ func RedisName(spec string) string {
 		return o.Addr
 	}
 	return strings.TrimSpace(spec)
+}
+
+// LogRedisTo sends go-redis's own messages to l at debug level. While Redis
+// is down its pool logs every failed dial, many times a second; push and
+// pull nodes log an outage once, with what they do about it.
+func LogRedisTo(l *slog.Logger) { redis.SetLogger(redisLogger{l}) }
+
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if r.l.Enabled(ctx, slog.LevelDebug) {
+		r.l.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
+	}
 }

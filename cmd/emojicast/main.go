@@ -13,7 +13,10 @@ Usage:
   emojicast <command> [flags]
 
 Commands:
-  serve    run push (sends), pull (polls) and the web viewer in one process
+  serve    run push (sends), pull (polls) and the web viewer in one process,
+           on the in-memory store or on Redis with --redis
+  push     run a push node: take sends, write per-second sums to Redis
+  pull     run a pull node: answer polls from rings synced from Redis
 
 Run 'emojicast <command> --help' for the flags of a command. Every flag can
 also be set with an environment variable: --flush-interval is
@@ -27,7 +30,11 @@ func main() {
 	}
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "serve":
-		os.Exit(runServe(args))
+		os.Exit(runRole(roleServe, args))
+	case "push":
+		os.Exit(runRole(rolePush, args))
+	case "pull":
+		os.Exit(runRole(rolePull, args))
 	case "help", "-h", "-help", "--help":
 		fmt.Print(usage)
 	default:

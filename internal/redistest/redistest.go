@@ -42,6 +42,15 @@ func Start(t testing.TB) *Server {
 	return start(t)
 }
 
+// StartPersistent starts a redis-server that writes every acknowledged
+// write to its append-only file before answering, so Kill then Restart is
+// a crash and restart of the same database, as with a production Redis
+// configured for durability.
+func StartPersistent(t testing.TB) *Server {
+	t.Helper()
+	return start(t, "--appendonly", "yes", "--appendfsync", "always")
+}
+
 func start(t testing.TB, extra ...string) *Server {
 	t.Helper()
 	bin := lookPath(t, "redis-server")
@@ -51,9 +60,9 @@ func start(t testing.TB, extra ...string) *Server {
 		s := &Server{t: t, port: testutil.FreePort(t), dir: t.TempDir()}
 		s.args = append([]string{
 			"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
-			"--save", "", "--appendonly", "no", "--protected-mode", "no",
+			"--save", "", "--protected-mode", "no",
 			"--loglevel", "warning", "--logfile", filepath.Join(s.dir, "redis.log"),
-		}, extra...)
+		}, append([]string{"--appendonly", "no"}, extra...)...)
 		if lastErr = s.run(bin); lastErr == nil {
 			t.Cleanup(s.Kill)
 			return s
@@ -160,7 +169,8 @@ func (s *Server) Kill() {
 	testutil.Eventually(s.t, startTimeout, "killed redis-server stops answering", func() bool { return s.ping() != nil })
 }
 
-// Restart starts a fresh, empty server on the same port after Kill.
+// Restart starts the server again on the same port after Kill: empty, or
+// with its data for a server from StartPersistent.
 func (s *Server) Restart() {
 	s.t.Helper()
 	bin := lookPath(s.t, "redis-server")
