@@ -383,22 +383,37 @@ func (v *fleetViewer) snapshot() (counts, int64, error) {
 // waitTotals waits until the viewer saw exactly the accepted totals.
 func (v *fleetViewer) waitTotals(ta *tally, timeout time.Duration) counts {
 	v.t.Helper()
-	want := ta.totals(v.stream)
-	var seen counts
-	var err error
+	want := fmt.Sprint(ta.totals(v.stream))
 	deadline := time.Now().Add(timeout)
 	for {
-		seen, _, err = v.snapshot()
+		seen, _, err := v.snapshot()
 		if err != nil {
 			v.t.Fatalf("viewer of %s on %s: %v", v.stream, v.pull.name, err)
 		}
-		if fmt.Sprint(seen.total()) == fmt.Sprint(want) {
+		if fmt.Sprint(seen.total()) == want {
 			return seen
 		}
 		if time.Now().After(deadline) {
-			v.t.Fatalf("viewer of %s on %s saw %v in all; push nodes accepted %v", v.stream, v.pull.name, seen.total(), want)
+			v.t.Fatalf("viewer of %s on %s saw %v in all; push nodes accepted %s", v.stream, v.pull.name, seen.total(), want)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkSettled waits until every viewer passed two more seconds and checks
+// that none saw more than was accepted: no count arrives twice, however late.
+func checkSettled(t *testing.T, ta *tally, viewers ...*fleetViewer) {
+	t.Helper()
+	settled := time.Now().Unix() + 2
+	for _, v := range viewers {
+		testutil.Eventually(t, 20*time.Second, "viewer on "+v.pull.name+" passes two more seconds", func() bool {
+			_, cursor, _ := v.snapshot()
+			return cursor >= settled
+		})
+		seen, _, err := v.snapshot()
+		if want := fmt.Sprint(ta.totals(v.stream)); err != nil || fmt.Sprint(seen.total()) != want {
+			t.Fatalf("viewer of %s on %s saw %v in all after settling (%v); push nodes accepted %s", v.stream, v.pull.name, seen.total(), err, want)
+		}
 	}
 }
 
@@ -429,6 +444,7 @@ func runFleet(t *testing.T, redisSpec string) {
 		seen := v.waitTotals(ta, 20*time.Second)
 		ta.checkSeconds(t, v.pull.name, v.stream, seen)
 	}
+	checkSettled(t, ta, viewers...)
 	t.Logf("%d taps accepted through 2 push nodes, %d sends refused; both pull nodes showed them exactly", ta.accepted, ta.refused)
 	for _, p := range append(pushes, pulls...) {
 		if !p.alive() {
@@ -486,6 +502,7 @@ func TestFleetSurvivesRedisOutage(t *testing.T) {
 	outage := time.Since(killed)
 	<-done
 	seen := v.waitTotals(ta, 30*time.Second)
+	checkSettled(t, ta, v)
 	pl.waitReady()
 	testutil.Eventually(t, 10*time.Second, "push backlog written", func() bool { return pu.metric("emojicast_push_backlog_deltas") == 0 })
 	if code, body := pu.get("/readyz"); body != `{"status":"ready"}` {
@@ -519,12 +536,89 @@ func TestPushSIGTERMLosesNothing(t *testing.T) {
 		defer close(done)
 		sendFor(t, ta, []*proc{stopping, staying}, []string{"sigterm"}, 5*time.Second)
 	}()
-	time.Sleep(2500 * time.Millisecond) // mid-run
+	testutil.Eventually(t, 10*time.Second, "the stopping node is mid-run", func() bool {
+		return stopping.metric("emojicast_push_taps_accepted_total") > 1000
+	})
 	stopping.terminate()
 	<-done
 	v.waitTotals(ta, 20*time.Second)
+	checkSettled(t, ta, v)
 	if !strings.Contains(stopping.logs.String(), "push final flush") {
 		t.Errorf("the stopped push node did not log its final flush:\n%s", stopping.logs.String())
 	}
 	t.Logf("%d taps accepted, %d refused by the stopping node; none lost", ta.accepted, ta.refused)
+}
+
+// TestTwoRegions runs two regions, each a Redis with a pull node, and push
+// nodes that write to both. Viewers in each region see every tap; with one
+// region's Redis frozen, the other's viewers still see taps as fast as
+// before, and the frozen region catches up when it thaws.
+func TestTwoRegions(t *testing.T) {
+	east, west := redistest.Start(t), redistest.Start(t)
+	pushNode := func(name, home, other string) *proc {
+		return startProc(t, name, "push", "--redis", home, "--region-redis", other, "--user-rate", "1000", "--user-burst", "1000",
+			"--seal-delay", fleetSealDelay, "--log-level", "warn")
+	}
+	pullNode := func(name, home string) *proc {
+		return startProc(t, name, "pull", "--redis", home, "--seal-delay", fleetSealDelay, "--log-level", "warn")
+	}
+	pushes := []*proc{pushNode("push-east", east.URL(), west.URL()), pushNode("push-west", west.URL(), east.URL())}
+	pullEast, pullWest := pullNode("pull-east", east.URL()), pullNode("pull-west", west.URL())
+	pullEast.waitReady()
+	pullWest.waitReady()
+	ta := newTally()
+	vEast, vWest := watchStream(t, pullEast, "regions"), watchStream(t, pullWest, "regions")
+
+	sendFor(t, ta, pushes, []string{"regions"}, 3*time.Second)
+	start := time.Now()
+	vEast.waitTotals(ta, 20*time.Second)
+	vWest.waitTotals(ta, 20*time.Second)
+	normal := time.Since(start)
+
+	west.Pause()
+	sendFor(t, ta, pushes, []string{"regions"}, 4*time.Second)
+	start = time.Now()
+	vEast.waitTotals(ta, 20*time.Second)
+	frozenLag := time.Since(start)
+	if frozenLag > 4*time.Second {
+		t.Errorf("with the west Redis frozen, east viewers saw the last taps %v after they were sent (%v with both up); want no delay", frozenLag, normal)
+	}
+	testutil.Eventually(t, 20*time.Second, "west pull reports not ready with its Redis frozen", func() bool {
+		return pullWest.status("/readyz") == http.StatusServiceUnavailable
+	})
+	west.Resume()
+	vWest.waitTotals(ta, 30*time.Second)
+	checkSettled(t, ta, vEast, vWest)
+	t.Logf("%d taps, every one seen in both regions; east viewers saw the last taps %v after sending stopped with west up, %v with west frozen",
+		ta.accepted, normal.Round(time.Millisecond), frozenLag.Round(time.Millisecond))
+}
+
+// TestPullStartedLateRefillsFromRedis sends taps through 'serve --redis',
+// then starts a new pull node: a viewer coming back to it with a cursor
+// from before the taps gets every second from Redis, exactly as the serve
+// process's own viewer saw them.
+func TestPullStartedLateRefillsFromRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	common := []string{"--redis", srv.URL(), "--seal-delay", fleetSealDelay, "--log-level", "warn"}
+	both := startProc(t, "serve", append([]string{"serve", "--user-rate", "1000", "--user-burst", "1000"}, common...)...)
+	both.waitReady()
+	v := watchStream(t, both, "refill")
+	ta := newTally()
+	sendFor(t, ta, []*proc{both}, []string{"refill"}, 4*time.Second)
+	seen := v.waitTotals(ta, 20*time.Second)
+	ta.checkSeconds(t, both.name, "refill", seen)
+
+	late := startProc(t, "pull-late", append([]string{"pull"}, common...)...)
+	late.waitReady()
+	v.mu.Lock()
+	oldest := v.cursor
+	for s := range v.seen {
+		oldest = min(oldest, s-1)
+	}
+	v.mu.Unlock()
+	back := &fleetViewer{t: t, pull: late, stream: "refill", cursor: oldest, seen: counts{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go back.loop()
+	t.Cleanup(back.close)
+	refilled := back.waitTotals(ta, 20*time.Second)
+	ta.checkSeconds(t, late.name, "refill", refilled)
 }
