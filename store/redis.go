@@ -186,30 +186,41 @@ func (r *Redis) Horizon(ctx context.Context) (int64, error) {
 }
 
 // Collect implements Store.
+//
+// It first asks each shard's index, pipelined, for the streams written
+// since the shard's oldest cursor, at most one more than the node serves in
+// that shard. When the index has fewer (the usual case: few of the served
+// streams had reactions), only the served ones among them are read; when
+// it has more, the served streams are looked up in it instead. Either way
+// the index work grows with the smaller of the two sets and the count reads
+// with the served streams that had reactions.
 func (r *Redis) Collect(ctx context.Context, cursors []Cursor) (Collection, error) {
 	horizon, err := r.Horizon(ctx)
 	if err != nil {
 		return Collection{}, err
 	}
-	c := Collection{Horizon: horizon}
-	var byShard [RedisShards][]any
-	var shardOf []int // shard of each cursor, for putting replies back in cursor order
-	for _, cur := range cursors {
+	var shards [RedisShards]shardCursors
+	shardOf := make([]int, len(cursors)) // for putting replies back in cursor order
+	for i, cur := range cursors {
 		k := shard(cur.Stream)
-		shardOf = append(shardOf, k)
-		byShard[k] = append(byShard[k], cur.Stream, max(cur.After, horizon-Window))
+		shardOf[i] = k
+		shards[k].add(cur.Stream, max(cur.After, horizon-Window))
+	}
+	if err := r.readIndexes(ctx, &shards); err != nil {
+		return Collection{}, fmt.Errorf("cannot collect seconds: %w", err)
 	}
 	var calls []scriptCall
 	var callOf [RedisShards]int
-	for k, pairs := range byShard {
-		if len(pairs) == 0 {
-			continue
+	for k := range shards {
+		if pairs := shards[k].toRead(); len(pairs) > 0 {
+			callOf[k] = len(calls)
+			calls = append(calls, scriptCall{
+				keys: []string{r.tags[k] + "active"},
+				args: append([]any{horizon, r.tags[k] + "c:"}, pairs...),
+			})
+		} else {
+			callOf[k] = -1
 		}
-		callOf[k] = len(calls)
-		calls = append(calls, scriptCall{
-			keys: []string{r.tags[k] + "active"},
-			args: append([]any{horizon, r.tags[k] + "c:"}, pairs...),
-		})
 	}
 	cmds, err := r.runAll(ctx, collectScript, calls)
 	if err != nil {
@@ -223,7 +234,11 @@ func (r *Redis) Collect(ctx context.Context, cursors []Cursor) (Collection, erro
 	}
 	// Each shard's reply is in its cursors' order, so taking from the front
 	// of the cursor's shard's reply rebuilds the cursor order.
+	c := Collection{Horizon: horizon}
 	for i, cur := range cursors {
+		if callOf[shardOf[i]] < 0 {
+			continue
+		}
 		rep := &replies[callOf[shardOf[i]]]
 		for len(*rep) > 0 && (*rep)[0].Stream == cur.Stream {
 			c.Seconds = append(c.Seconds, (*rep)[0])
@@ -231,6 +246,72 @@ func (r *Redis) Collect(ctx context.Context, cursors []Cursor) (Collection, erro
 		}
 	}
 	return c, nil
+}
+
+// shardCursors are the cursors of one shard, with what its index said.
+type shardCursors struct {
+	streams []string
+	after   []int64
+	oldest  int64
+	written map[string]float64 // streams written since oldest; nil: more than served
+}
+
+func (sc *shardCursors) add(stream string, after int64) {
+	if len(sc.streams) == 0 || after < sc.oldest {
+		sc.oldest = after
+	}
+	sc.streams = append(sc.streams, stream)
+	sc.after = append(sc.after, after)
+}
+
+// toRead returns the (stream, after) pairs the collect script must read.
+func (sc *shardCursors) toRead() []any {
+	var pairs []any
+	for i, s := range sc.streams {
+		if sc.written != nil {
+			if newest, ok := sc.written[s]; !ok || newest <= float64(sc.after[i]) {
+				continue
+			}
+		}
+		pairs = append(pairs, s, sc.after[i])
+	}
+	return pairs
+}
+
+// readIndexes asks the index of every shard with cursors for the streams
+// written after its oldest cursor, up to one more than the shard's cursors.
+func (r *Redis) readIndexes(ctx context.Context, shards *[RedisShards]shardCursors) error {
+	var cmds [RedisShards]*redis.ZSliceCmd
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k := range shards {
+			if n := len(shards[k].streams); n > 0 {
+				cmds[k] = p.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+					Key: r.tags[k] + "active", ByScore: true,
+					Start: "(" + strconv.FormatInt(shards[k].oldest, 10), Stop: "+inf", Count: int64(n) + 1,
+				})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for k, cmd := range cmds {
+		if cmd == nil {
+			continue
+		}
+		zs := cmd.Val()
+		if len(zs) > len(shards[k].streams) {
+			continue // more written than served: the script looks them up
+		}
+		shards[k].written = make(map[string]float64, len(zs))
+		for _, z := range zs {
+			if m, ok := z.Member.(string); ok {
+				shards[k].written[m] = z.Score
+			}
+		}
+	}
+	return nil
 }
 
 // parseCollected decodes redis_collect.lua's flat (stream, second, counts)

@@ -259,3 +259,29 @@ func TestNewRedisClient(t *testing.T) {
 		t.Errorf("RedisName leaks or mangles: %q", got)
 	}
 }
+
+// TestRedisCollectWhenMoreWrittenThanServed: with more streams written in
+// a shard than the node serves there, the served ones are looked up in the
+// index instead, with the same result and still only their counts read.
+func TestRedisCollectWhenMoreWrittenThanServed(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
+	r := newRedis(t, srv.URL(), RedisOptions{Clock: clk})
+	t0 := contractT0.Unix()
+	var deltas []Delta
+	for i := range 1000 {
+		deltas = append(deltas, Delta{fmt.Sprintf("s%d", i), t0, "like", int64(i)})
+	}
+	mustAdd(t, r, deltas...)
+	sealThrough(clk, t0+1)
+	before := commandCalls(t, r.client, "hgetall")
+	c := mustCollect(t, r, Cursor{"s5", t0 - 1}, Cursor{"s999", t0 - 5}, Cursor{"never", t0 - 1})
+	want := []Second{{"s5", t0, []Count{{"like", 5}}}, {"s999", t0, []Count{{"like", 999}}}}
+	if !reflect.DeepEqual(c.Seconds, want) {
+		t.Fatalf("collected %s; want %s", describe(c.Seconds), describe(want))
+	}
+	// s5: second t0; s999: t0-4 to t0, its newest written second.
+	if reads := commandCalls(t, r.client, "hgetall") - before; reads != 6 {
+		t.Fatalf("Collect read %d count hashes; want 6, all of the 2 served streams with reactions", reads)
+	}
+}

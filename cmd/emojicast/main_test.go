@@ -181,6 +181,12 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"serve"}, "EMOJICAST_FLUSH_INTERVAL=soon", 2, "EMOJICAST_FLUSH_INTERVAL"},
 		{[]string{"serve", "--emojis", "Bad=x"}, "", 1, "cannot parse emoji"},
 		{[]string{"serve", "--token-secret", "short"}, "", 1, "16 bytes"},
+		{[]string{"push"}, "", 1, "needs --redis"},
+		{[]string{"pull", "--help"}, "", 0, "--push-url"},
+		{[]string{"pull", "--redis", "127.0.0.1:1", "--flush-interval", "1s"}, "", 2, "flush-interval"},
+		{[]string{"push", "--redis", "127.0.0.1:1", "--busy-next-ms", "5"}, "", 2, "busy-next-ms"},
+		{[]string{"serve", "--region-redis", "redis://127.0.0.1:1"}, "", 1, "--region-redis needs --redis"},
+		{[]string{"push"}, "EMOJICAST_REDIS=redis://h:1/notadb", 1, "cannot parse redis URL"},
 		{[]string{"frobnicate"}, "", 2, "unknown command"},
 		{[]string{}, "", 2, "Commands:"},
 	} {
