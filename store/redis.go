@@ -97,6 +97,8 @@ type Redis struct {
 var _ Store = (*Redis)(nil)
 
 var (
+	//go:embed redis_clock.lua
+	clockSource string
 	//go:embed redis_add.lua
 	addSource string
 	//go:embed redis_collect.lua
@@ -104,9 +106,9 @@ var (
 	//go:embed redis_horizon.lua
 	horizonSource string
 
-	addScript     = redis.NewScript(addSource)
+	addScript     = redis.NewScript(clockSource + addSource)
 	collectScript = redis.NewScript(collectSource)
-	horizonScript = redis.NewScript(horizonSource)
+	horizonScript = redis.NewScript(clockSource + horizonSource)
 )
 
 // NewRedis returns a Redis store.

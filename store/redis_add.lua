@@ -1,3 +1,5 @@
+-- (redis_clock.lua is prepended: it defines sealed_horizon.)
+--
 -- Adds one batch's deltas for the streams of one shard, atomically and at
 -- most once per batch ID.
 --
@@ -21,15 +23,7 @@ if redis.call('EXISTS', marker) == 1 then
   return {0, 0}
 end
 
-local now_ms
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-else
-  now_ms = tonumber(ARGV[1])
-end
--- The newest sealed second, as store.Horizon computes it.
-local horizon = math.floor((now_ms - tonumber(ARGV[2])) / 1000) - 1
+local horizon = sealed_horizon(ARGV[1], ARGV[2])
 
 local ttl, maxlen, points_ttl, prefix = ARGV[3], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local newest = {}   -- stream -> newest second written

@@ -38,6 +38,16 @@ func newRedis(t *testing.T, spec string, opts RedisOptions) *Redis {
 	return r
 }
 
+// newRedisOnClock starts a redis-server and returns a store on it whose
+// sealing follows a manual clock, 100 ms into contractT0.
+func newRedisOnClock(t *testing.T, opts RedisOptions) (*Redis, *clock.Manual) {
+	t.Helper()
+	srv := redistest.Start(t)
+	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
+	opts.Clock = clk
+	return newRedis(t, srv.URL(), opts), clk
+}
+
 func TestRedisContract(t *testing.T) {
 	srv := redistest.Start(t)
 	runContract(t, func(t *testing.T, clk clock.Clock) Store {
@@ -81,17 +91,14 @@ func testManyStreams(t *testing.T, s Store, clk *clock.Manual) {
 }
 
 func TestRedisManyStreams(t *testing.T) {
-	srv := redistest.Start(t)
-	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
-	testManyStreams(t, newRedis(t, srv.URL(), RedisOptions{Clock: clk}), clk)
+	r, clk := newRedisOnClock(t, RedisOptions{})
+	testManyStreams(t, r, clk)
 }
 
 // TestRedisEveryKeyExpires: whatever runs, Redis memory stays bounded, so
 // every key the store writes has a TTL.
 func TestRedisEveryKeyExpires(t *testing.T) {
-	srv := redistest.Start(t)
-	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
-	r := newRedis(t, srv.URL(), RedisOptions{Clock: clk, Prefix: "ttl"})
+	r, clk := newRedisOnClock(t, RedisOptions{Prefix: "ttl"})
 	t0 := contractT0.Unix()
 	for i := range 50 {
 		mustAdd(t, r, Delta{fmt.Sprintf("s%d", i), t0 + int64(i%3), "love", 1})
@@ -142,9 +149,7 @@ func readPoints(t *testing.T, r *Redis) []pointRecord {
 // TestRedisDataPoints: every added delta is one data point with its original
 // second, even when the count was carried; a retried batch adds none.
 func TestRedisDataPoints(t *testing.T) {
-	srv := redistest.Start(t)
-	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
-	r := newRedis(t, srv.URL(), RedisOptions{Clock: clk})
+	r, clk := newRedisOnClock(t, RedisOptions{})
 	t0 := contractT0.Unix()
 	b := Batch{ID: "n-1", Deltas: []Delta{{"a", t0, "love", 3}, {"a", t0, "fire", 2}, {"b", t0, "love", 1}}}
 	mustAddBatch(t, r, b)
@@ -165,9 +170,7 @@ func TestRedisDataPoints(t *testing.T) {
 }
 
 func TestRedisDataPointsAreCapped(t *testing.T) {
-	srv := redistest.Start(t)
-	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
-	r := newRedis(t, srv.URL(), RedisOptions{Clock: clk, PointsMaxLen: 200})
+	r, _ := newRedisOnClock(t, RedisOptions{PointsMaxLen: 200})
 	t0 := contractT0.Unix()
 	for i := range 20 {
 		var deltas []Delta
@@ -204,9 +207,7 @@ func commandCalls(t *testing.T, c redis.UniversalClient, command string) int64 {
 // TestRedisCollectReadsOnlyStreamsWithReactions: a pull node serving 2000
 // streams of which 3 had reactions reads the counts of those 3 only.
 func TestRedisCollectReadsOnlyStreamsWithReactions(t *testing.T) {
-	srv := redistest.Start(t)
-	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
-	r := newRedis(t, srv.URL(), RedisOptions{Clock: clk})
+	r, clk := newRedisOnClock(t, RedisOptions{})
 	t0 := contractT0.Unix()
 	var cursors []Cursor
 	for i := range 2000 {
@@ -264,9 +265,7 @@ func TestNewRedisClient(t *testing.T) {
 // a shard than the node serves there, the served ones are looked up in the
 // index instead, with the same result and still only their counts read.
 func TestRedisCollectWhenMoreWrittenThanServed(t *testing.T) {
-	srv := redistest.Start(t)
-	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
-	r := newRedis(t, srv.URL(), RedisOptions{Clock: clk})
+	r, clk := newRedisOnClock(t, RedisOptions{})
 	t0 := contractT0.Unix()
 	var deltas []Delta
 	for i := range 1000 {
