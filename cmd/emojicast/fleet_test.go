@@ -26,6 +26,10 @@ import (
 // flush a second before it is sealed, so counts stay in their own second.
 const fleetSealDelay = "1s"
 
+// fleetClient bounds every request of the fleet tests, so a hung process
+// fails the test instead of hanging it.
+var fleetClient = &http.Client{Timeout: 5 * time.Second}
+
 // proc is one emojicast process started by the test.
 type proc struct {
 	t      *testing.T
@@ -84,7 +88,7 @@ func (p *proc) status(path string) int {
 }
 
 func (p *proc) get(path string) (int, string) {
-	resp, err := http.Get(p.url + path)
+	resp, err := fleetClient.Get(p.url + path)
 	if err != nil {
 		return 0, ""
 	}
@@ -330,7 +334,7 @@ func (v *fleetViewer) poll() {
 	v.mu.Lock()
 	cursor := v.cursor
 	v.mu.Unlock()
-	resp, err := http.Get(fmt.Sprintf("%s/v1/streams/%s/reactions?since=%d", v.pull.url, v.stream, cursor))
+	resp, err := fleetClient.Get(fmt.Sprintf("%s/v1/streams/%s/reactions?since=%d", v.pull.url, v.stream, cursor))
 	if err != nil {
 		return // the pull node may be restarting; a client retries
 	}
