@@ -85,9 +85,11 @@ func (o *RedisOptions) fillDefaults() error {
 //	{p:k}:b:<batch id>         marker of an added batch, TTL DedupeWindow
 //	{p:k}:points               stream of data points, MAXLEN ~PointsMaxLen
 //
-// Add runs one script per shard its batch touches, pipelined; Collect one
-// per shard of the served streams, pipelined. Both do work proportional to
-// the streams with reactions, never to the taps behind the counts.
+// Add runs one script per shard its batch touches, pipelined. Collect reads
+// the indexes of the served streams' shards, then runs one script per shard
+// with served streams that had reactions, each step pipelined. Both do work
+// proportional to the streams with reactions, never to the taps behind the
+// counts.
 type Redis struct {
 	opts   RedisOptions
 	client redis.UniversalClient
