@@ -256,6 +256,18 @@ func (p *Push) Ready() (bool, string) {
 	return true, ""
 }
 
+// Degraded returns why the node is working around a problem, or "" when it
+// is not: a store it writes to is unreachable, so its sums wait in a
+// backlog. The node stays ready while the backlog has room (see Ready).
+func (p *Push) Degraded() string {
+	for _, t := range p.targets {
+		if !t.healthy.Load() {
+			return "store " + t.name + " is unreachable; " + strconv.Itoa(t.backlog()) + " counts wait in its backlog"
+		}
+	}
+	return ""
+}
+
 // Backlog returns the deltas waiting to be written, summed over targets.
 func (p *Push) Backlog() int {
 	n := 0

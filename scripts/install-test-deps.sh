@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite runs besides Go, when it is missing: the
-# browser tests drive Debian's Chromium, and draw emojis with the Noto
-# Color Emoji font. Needs root (or sudo) only when something is missing.
+# store and fleet tests start their own redis-server processes and build
+# clusters with redis-cli; the browser tests drive Debian's Chromium and
+# draw emojis with the Noto Color Emoji font. Needs root (or sudo) only
+# when something is missing.
 set -euo pipefail
 
 # need PACKAGE CHECK...: PACKAGE is missing when the CHECK command fails.
@@ -14,6 +16,8 @@ need() {
 	fi
 }
 
+need redis-server command -v redis-server
+need redis-tools command -v redis-cli
 need chromium command -v chromium
 need fonts-noto-color-emoji test -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 

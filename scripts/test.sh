@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole emojicast test suite: installs what the tests need besides
-# Go when it is missing (a browser), vets, then runs every test with the race
-# detector, in shuffled order. This is the README's test command and what
-# .ci/run calls.
+# Go when it is missing (redis-server, a browser; needs root, as on CI),
+# vets, then runs every test with the race detector, in shuffled order.
+# This is the README's test command and what .ci/run calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh

@@ -137,5 +137,14 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 		api.WriteRetry(ctx, e, 1)
 		return
 	}
+	if s.opts.Push != nil {
+		if why := s.opts.Push.Degraded(); why != "" {
+			// Still ready (API.md: the backlog has room), but say why it
+			// may not stay so.
+			b := append([]byte(`{"status":"degraded","reason":`), api.AppendJSONString(nil, why)...)
+			api.WriteJSON(ctx, fasthttp.StatusOK, append(b, '}'))
+			return
+		}
+	}
 	api.WriteJSON(ctx, fasthttp.StatusOK, bodyReady)
 }

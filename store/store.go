@@ -10,8 +10,8 @@
 // exactly once. The store's clock, not the pull node's, decides what is
 // sealed, so every pull node publishes the same counts for the same second.
 //
-// Memory is the embedded implementation; Redis (later) shares the contract
-// tests in contract_test.go.
+// Memory is the embedded implementation; Redis is the one a fleet shares.
+// Both pass the contract tests in contract_test.go.
 package store
 
 import (

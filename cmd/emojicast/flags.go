@@ -88,3 +88,14 @@ func newLogger(level string) (*slog.Logger, error) {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
+
+// listFlag is a repeatable flag; one value may also hold several items
+// separated by spaces, so that its environment variable can list them all.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, " ") }
+
+func (l *listFlag) Set(v string) error {
+	*l = append(*l, strings.Fields(v)...)
+	return nil
+}

@@ -13,7 +13,11 @@ Usage:
   emojicast <command> [flags]
 
 Commands:
-  serve    run push (sends), pull (polls) and the web viewer in one process
+  serve    run push (sends), pull (polls) and the web viewer in one process,
+           on the in-memory store or on Redis with --redis
+  push     run a push node: take sends, write per-second sums to Redis
+  pull     run a pull node: answer polls from rings synced from Redis, and
+           serve the web viewer
   watch    print a stream's reactions as they arrive (a live chart in a terminal)
   send     send taps of an emoji to a stream
 
@@ -29,7 +33,11 @@ func main() {
 	}
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "serve":
-		os.Exit(runServe(args))
+		os.Exit(runRole(roleServe, args))
+	case "push":
+		os.Exit(runRole(rolePush, args))
+	case "pull":
+		os.Exit(runRole(rolePull, args))
 	case "watch":
 		os.Exit(runWatch(args))
 	case "send":

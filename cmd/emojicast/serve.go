@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/load"
@@ -21,26 +24,29 @@ import (
 	"github.com/emojicast/emojicast/web"
 )
 
-// serveFlags are the flags of 'emojicast serve'.
-type serveFlags struct {
+// role is what a process runs: serve is both push and pull.
+type role struct {
+	name, description string
+	push, pull        bool
+	needsRedis        bool
+}
+
+var (
+	roleServe = role{name: "serve", description: serveDescription, push: true, pull: true}
+	rolePush  = role{name: "push", description: pushDescription, push: true, needsRedis: true}
+	rolePull  = role{name: "pull", description: pullDescription, pull: true, needsRedis: true}
+)
+
+// nodeFlags are the flags of serve, push and pull; each registers the
+// groups its roles use.
+type nodeFlags struct {
+	// Every role.
 	listen          string
 	emojis          string
-	publicURL       string
+	redis           string
 	tokenSecret     string
 	tokenSecretPrev string
-	tokenTTL        time.Duration
-	flushInterval   time.Duration
 	sealDelay       time.Duration
-	userRate        float64
-	userBurst       int
-	burstThreshold  int64
-	busyNextMS      int64
-	quietNextMS     int64
-	minNextMS       int64
-	maxNextMS       int64
-	targetSends     int64
-	maxRPS          float64
-	maxCPU          float64
 	maxStreams      int
 	readTimeout     time.Duration
 	writeTimeout    time.Duration
@@ -49,27 +55,38 @@ type serveFlags struct {
 	drainDelay      time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
+	maxRPS          float64
+	maxCPU          float64
+	// Push.
+	flushInterval time.Duration
+	userRate      float64
+	userBurst     int
+	backlog       int
+	regionRedis   listFlag
+	pointsMaxLen  int64
+	// Pull.
+	publicURL      string
+	pushURL        string
+	tokenTTL       time.Duration
+	burstThreshold int64
+	busyNextMS     int64
+	quietNextMS    int64
+	minNextMS      int64
+	maxNextMS      int64
+	targetSends    int64
 }
 
-func (f *serveFlags) register(fs *flag.FlagSet) {
+func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.StringVar(&f.listen, "listen", ":8080", "address to serve HTTP on")
 	fs.StringVar(&f.emojis, "emojis", emoji.DefaultSpec, "the emoji set, as comma-separated id=glyph pairs in display order")
-	fs.StringVar(&f.publicURL, "public-url", "", "base URL viewers reach this process at, used in watch answers (empty: http:// and the request's Host)")
+	redisUsage := "Redis to share counts through: a redis:// URL, or comma-separated host:port addresses of a Redis Cluster"
+	if !r.needsRedis {
+		redisUsage += " (empty: the in-memory store, one process only)"
+	}
+	fs.StringVar(&f.redis, "redis", "", redisUsage)
 	fs.StringVar(&f.tokenSecret, "token-secret", "", "HMAC secret for viewer tokens, at least 16 bytes; empty runs the open mode, for trusted networks only")
 	fs.StringVar(&f.tokenSecretPrev, "token-secret-previous", "", "the secret before the last rotation: its tokens are still accepted")
-	fs.DurationVar(&f.tokenTTL, "token-ttl", 12*time.Hour, "how long a viewer token is valid")
-	fs.DurationVar(&f.flushInterval, "flush-interval", 250*time.Millisecond, "how often summed taps are written to the store")
-	fs.DurationVar(&f.sealDelay, "seal-delay", store.DefaultSealDelay, "how long after a second ends it is final and published (must exceed --flush-interval)")
-	fs.Float64Var(&f.userRate, "user-rate", 10, "taps per second each user may send")
-	fs.IntVar(&f.userBurst, "user-burst", 20, "taps a user may send at once")
-	fs.Int64Var(&f.burstThreshold, "burst-threshold", 20, "count at which an emoji's second is shown as one burst (confetti)")
-	fs.Int64Var(&f.busyNextMS, "busy-next-ms", 1000, "poll interval told to viewers of a stream with recent reactions, in ms")
-	fs.Int64Var(&f.quietNextMS, "quiet-next-ms", 5000, "poll interval told to viewers of a quiet stream, in ms")
-	fs.Int64Var(&f.minNextMS, "min-next-ms", 500, "shortest poll interval ever told to viewers, in ms")
-	fs.Int64Var(&f.maxNextMS, "max-next-ms", 30_000, "longest poll interval ever told to viewers (also under overload), in ms")
-	fs.Int64Var(&f.targetSends, "target-sends", 2000, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
-	fs.Float64Var(&f.maxRPS, "max-rps", 0, "requests per second this process is sized for; over it, next_ms grows and sends are shed with 503 (0: no request budget)")
-	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of all CPU cores this process may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
+	fs.DurationVar(&f.sealDelay, "seal-delay", store.DefaultSealDelay, "how long after a second ends it is final and published (must exceed --flush-interval; the same on every node)")
 	fs.IntVar(&f.maxStreams, "max-streams", 100_000, "most streams served or summed at once; past it new streams get 503")
 	fs.DurationVar(&f.readTimeout, "read-timeout", 5*time.Second, "time allowed to read one request")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", 5*time.Second, "time allowed to write one response")
@@ -78,14 +95,36 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.drainDelay, "drain-delay", 0, "on shutdown, how long /readyz reports 503 before the listener closes, for load balancers to notice")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for requests under way and the final flush on shutdown")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Float64Var(&f.maxRPS, "max-rps", 0, "requests per second this process is sized for; over it, next_ms grows and sends are shed with 503 (0: no request budget)")
+	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of all CPU cores this process may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
+	if r.push {
+		fs.DurationVar(&f.flushInterval, "flush-interval", 250*time.Millisecond, "how often summed taps are written to the store")
+		fs.Float64Var(&f.userRate, "user-rate", 10, "taps per second each user may send")
+		fs.IntVar(&f.userBurst, "user-burst", 20, "taps a user may send at once")
+		fs.IntVar(&f.backlog, "backlog", 1_000_000, "most per-second counts kept per store while it is unreachable; past it the oldest seconds are dropped (and counted)")
+		fs.Var(&f.regionRedis, "region-redis", "Redis of another region to write every count to as well, as --redis; repeatable, or several separated by spaces")
+		fs.Int64Var(&f.pointsMaxLen, "redis-points-maxlen", store.DefaultPointsMaxLen, "data points (stream, second, emoji, count) kept per shard stream in Redis for analytics, approximately; 0 keeps none")
+	}
+	if r.pull {
+		fs.StringVar(&f.publicURL, "public-url", "", "base URL viewers poll this process at, used in watch answers (empty: http:// and the request's Host)")
+		fs.StringVar(&f.pushURL, "push-url", "", "base URL viewers send taps to, used in watch answers (empty: --public-url)")
+		fs.DurationVar(&f.tokenTTL, "token-ttl", 12*time.Hour, "how long a viewer token is valid")
+		fs.Int64Var(&f.burstThreshold, "burst-threshold", 20, "count at which an emoji's second is shown as one burst (confetti)")
+		fs.Int64Var(&f.busyNextMS, "busy-next-ms", 1000, "poll interval told to viewers of a stream with recent reactions, in ms")
+		fs.Int64Var(&f.quietNextMS, "quiet-next-ms", 5000, "poll interval told to viewers of a quiet stream, in ms")
+		fs.Int64Var(&f.minNextMS, "min-next-ms", 500, "shortest poll interval ever told to viewers, in ms")
+		fs.Int64Var(&f.maxNextMS, "max-next-ms", 30_000, "longest poll interval ever told to viewers (also under overload), in ms")
+		fs.Int64Var(&f.targetSends, "target-sends", 2000, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
+	}
 }
 
 const serveDescription = `Usage: emojicast serve [flags]
 
 Runs the whole service in one process: viewers send taps (POST) and poll for
-per-second counts (GET) on the same address, the web viewer is at /, and
-the in-memory store holds the last minutes of counts. No Redis is needed. Stop it with Ctrl-C or
-SIGTERM: it stops taking requests and flushes what it accepted.
+per-second counts (GET) on the same address, and the web viewer is at /.
+Without --redis the in-memory store holds the last minutes of counts and no
+Redis is needed. Stop it with Ctrl-C or SIGTERM: it stops taking requests
+and flushes what it accepted.
 
 Try it:
   emojicast serve --listen :8080
@@ -93,100 +132,168 @@ Try it:
   curl 'localhost:8080/v1/streams/demo/watch?user=u1'
 `
 
-func runServe(args []string) int {
-	var f serveFlags
-	fs := newFlagSet("serve", serveDescription)
-	f.register(fs)
+const pushDescription = `Usage: emojicast push --redis R [flags]
+
+Runs a push node: it takes viewers' taps (POST /v1/streams/{id}/reactions),
+sums them per second and writes the sums to Redis several times a second,
+and to every --region-redis too. While a Redis is unreachable it keeps
+answering and holds the sums in a bounded backlog. SIGTERM flushes first.
+`
+
+const pullDescription = `Usage: emojicast pull --redis R [flags]
+
+Runs a pull node: it answers viewers' polls and watches from rings of the
+last 60 seconds of each stream they ask about, synced from Redis, and
+serves the web viewer at /.
+`
+
+func runRole(r role, args []string) int {
+	var f nodeFlags
+	fs := newFlagSet(r.name, r.description)
+	f.register(fs, r)
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(os.Stderr, "emojicast serve: %v\n", err)
+		fmt.Fprintf(os.Stderr, "emojicast %s: %v\n", r.name, err)
 		return 2
 	}
 	log, err := newLogger(f.logLevel)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "emojicast serve: %v\n", err)
+		fmt.Fprintf(os.Stderr, "emojicast %s: %v\n", r.name, err)
 		return 2
 	}
-	if err := serve(&f, log); err != nil {
-		log.Error("emojicast serve failed", "err", err)
+	if err := runNode(r, &f, log); err != nil {
+		log.Error("emojicast "+r.name+" failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(f *serveFlags, log *slog.Logger) error {
+// runNode starts the parts of the role, serves until a signal, and stops
+// them in order.
+func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	emojis, err := emoji.Parse(f.emojis)
 	if err != nil {
 		return err
 	}
-	if f.sealDelay <= f.flushInterval {
+	if r.push && f.sealDelay <= f.flushInterval {
 		return fmt.Errorf("--seal-delay %v must exceed --flush-interval %v, or taps would arrive after their second is published", f.sealDelay, f.flushInterval)
+	}
+	if r.needsRedis && f.redis == "" {
+		return fmt.Errorf("%s needs --redis (or EMOJICAST_REDIS): push and pull nodes share counts through it", r.name)
 	}
 	signer, err := newSigner(f)
 	if err != nil {
 		return err
 	}
-	st := store.NewMemory(store.MemoryOptions{SealDelay: f.sealDelay, MaxStreams: f.maxStreams})
-	meter := load.New(load.Options{MaxRPS: f.maxRPS, MaxCPU: f.maxCPU})
-	pu, err := push.New(push.Options{
-		Targets: []push.Target{{Name: "memory", Store: st}}, Emojis: emojis, Signer: signer,
-		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
-		MaxStreams: f.maxStreams, Load: meter, Logger: log,
-	})
+	stores, err := openStores(r, f, log)
 	if err != nil {
 		return err
 	}
-	pl, err := pull.New(pull.Options{
-		Store: st, Emojis: emojis, Signer: signer, PullURL: f.publicURL, PushURL: f.publicURL,
+	meter := load.New(load.Options{MaxRPS: f.maxRPS, MaxCPU: f.maxCPU})
+	var pu *push.Push
+	var pl *pull.Pull
+	var index fasthttp.RequestHandler
+	if r.push {
+		if pu, err = newPush(f, stores, emojis, signer, meter, log); err != nil {
+			stores.close()
+			return err
+		}
+	}
+	if r.pull {
+		if pl, err = newPull(f, stores.main.Store, emojis, signer, meter, log); err != nil {
+			stores.close()
+			return err
+		}
+		if index, err = newViewer(f); err != nil {
+			stores.close()
+			return err
+		}
+	}
+	srv := server.New(server.Options{
+		Addr: f.listen, Push: pu, Pull: pl, Index: index, Emojis: emojis, Load: meter,
+		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
+		MaxConns: f.maxConns, Logger: log,
+	})
+	if err := srv.Listen(); err != nil {
+		stores.close()
+		return fmt.Errorf("cannot listen on %s: %w", f.listen, err)
+	}
+	meter.Start()
+	steps := append(startParts(pu, pl, stores), stopStep{"load meter", func(context.Context) { meter.Stop() }})
+	srv.Serve()
+	log.Info("emojicast serving", "role", r.name, "addr", srv.Addr(), "store", strings.Join(stores.names(), " "), "tokens", signer != nil)
+
+	waitForSignal(log)
+	shutdown(log, f, srv, steps)
+	return nil
+}
+
+// startParts starts push and pull and returns how to stop them, push first
+// so its final flush reaches the stores before they close.
+func startParts(pu *push.Push, pl *pull.Pull, stores *nodeStores) []stopStep {
+	var steps []stopStep
+	if pu != nil {
+		pu.Start()
+		steps = append(steps, stopStep{"push final flush", pu.Stop})
+	}
+	if pl != nil {
+		pl.Start()
+		steps = append(steps, stopStep{"pull syncer", func(context.Context) { pl.Stop() }})
+	}
+	return append(steps, stopStep{"store", func(context.Context) { stores.close() }})
+}
+
+func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, log *slog.Logger) (*push.Push, error) {
+	return push.New(push.Options{
+		Targets: stores.targets(), Emojis: emojis, Signer: signer,
+		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
+		MaxStreams: f.maxStreams, MaxBacklog: f.backlog, Load: meter, Logger: log,
+	})
+}
+
+// newViewer returns the web viewer's handler; the page may call the URLs
+// watch hands out, so their origins join its Content-Security-Policy.
+func newViewer(f *nodeFlags) (fasthttp.RequestHandler, error) {
+	var origins []string
+	for _, u := range []string{f.publicURL, f.pushURL} {
+		if u != "" {
+			origins = append(origins, u)
+		}
+	}
+	viewer, err := web.New(web.Options{ConnectOrigins: origins})
+	if err != nil {
+		return nil, err
+	}
+	return viewer.Handle, nil
+}
+
+func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, log *slog.Logger) (*pull.Pull, error) {
+	pushURL := f.pushURL
+	if pushURL == "" {
+		pushURL = f.publicURL
+	}
+	return pull.New(pull.Options{
+		Store: st, Emojis: emojis, Signer: signer, PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
 		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS,
 		TargetSends: f.targetSends, Load: meter, Logger: log,
 	})
-	if err != nil {
-		return err
-	}
-	var callable []string
-	if f.publicURL != "" {
-		callable = append(callable, f.publicURL)
-	}
-	viewer, err := web.New(web.Options{ConnectOrigins: callable})
-	if err != nil {
-		return err
-	}
-	srv := server.New(server.Options{
-		Addr: f.listen, Push: pu, Pull: pl, Index: viewer.Handle, Emojis: emojis,
-		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
-		MaxConns: f.maxConns, Load: meter, Logger: log,
-	})
-	if err := srv.Listen(); err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", f.listen, err)
-	}
-	meter.Start()
-	pu.Start()
-	pl.Start()
-	srv.Serve()
-	log.Info("emojicast serving", "addr", srv.Addr(), "store", "memory", "tokens", signer != nil)
-
-	waitForSignal(log)
-	shutdown(log, f, srv, []stopStep{
-		{"push final flush", pu.Stop},
-		{"pull syncer", func(context.Context) { pl.Stop() }},
-		{"store", func(context.Context) { _ = st.Close() }},
-		{"load meter", func(context.Context) { meter.Stop() }},
-	})
-	return nil
 }
 
-func newSigner(f *serveFlags) (*token.Signer, error) {
+func newSigner(f *nodeFlags) (*token.Signer, error) {
 	if f.tokenSecret == "" {
 		if f.tokenSecretPrev != "" {
 			return nil, errors.New("--token-secret-previous needs --token-secret")
 		}
 		return nil, nil
 	}
-	return token.NewSigner([]byte(f.tokenSecret), []byte(f.tokenSecretPrev), f.tokenTTL)
+	ttl := f.tokenTTL
+	if ttl <= 0 {
+		ttl = 12 * time.Hour // push nodes only verify tokens; the TTL is the issuer's
+	}
+	return token.NewSigner([]byte(f.tokenSecret), []byte(f.tokenSecretPrev), ttl)
 }
 
 func waitForSignal(log *slog.Logger) {
@@ -205,7 +312,7 @@ type stopStep struct {
 
 // shutdown drains the server, then stops each step in order, logging how
 // long each took; all of it within --shutdown-timeout.
-func shutdown(log *slog.Logger, f *serveFlags, srv *server.Server, steps []stopStep) {
+func shutdown(log *slog.Logger, f *nodeFlags, srv *server.Server, steps []stopStep) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
 	start := time.Now()

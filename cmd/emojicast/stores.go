@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/emojicast/emojicast/push"
+	"github.com/emojicast/emojicast/store"
+)
+
+// nodeStores are the stores of a process: the main one, which pull reads
+// and push writes, and, for push, the other regions' Redis it writes too.
+type nodeStores struct {
+	main    push.Target
+	regions []push.Target
+}
+
+// openStores opens the in-memory store, or Redis and the region Redis.
+func openStores(r role, f *nodeFlags, log *slog.Logger) (*nodeStores, error) {
+	if f.redis == "" {
+		if len(f.regionRedis) > 0 {
+			return nil, errors.New("--region-redis needs --redis: regions share counts through Redis")
+		}
+		mem := store.NewMemory(store.MemoryOptions{SealDelay: f.sealDelay, MaxStreams: f.maxStreams})
+		return &nodeStores{main: push.Target{Name: "memory", Store: mem}}, nil
+	}
+	store.LogRedisTo(log)
+	main, err := openRedis(f, f.redis)
+	if err != nil {
+		return nil, err
+	}
+	s := &nodeStores{main: main}
+	if !r.push {
+		return s, nil
+	}
+	for _, spec := range f.regionRedis {
+		t, err := openRedis(f, spec)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("--region-redis: %w", err)
+		}
+		s.regions = append(s.regions, t)
+	}
+	return s, nil
+}
+
+func openRedis(f *nodeFlags, spec string) (push.Target, error) {
+	client, err := store.NewRedisClient(spec)
+	if err != nil {
+		return push.Target{}, err
+	}
+	pointsMaxLen := f.pointsMaxLen
+	if pointsMaxLen <= 0 {
+		pointsMaxLen = -1 // the flag's 0 means none; the option's 0 means the default
+	}
+	st, err := store.NewRedis(store.RedisOptions{Client: client, SealDelay: f.sealDelay, PointsMaxLen: pointsMaxLen})
+	if err != nil {
+		_ = client.Close()
+		return push.Target{}, err
+	}
+	return push.Target{Name: "redis " + store.RedisName(spec), Store: st}, nil
+}
+
+// targets are the stores push writes to, each with its own backlog.
+func (s *nodeStores) targets() []push.Target {
+	return append([]push.Target{s.main}, s.regions...)
+}
+
+func (s *nodeStores) names() []string {
+	var names []string
+	for _, t := range s.targets() {
+		names = append(names, t.Name)
+	}
+	return names
+}
+
+func (s *nodeStores) close() {
+	for _, t := range s.targets() {
+		_ = t.Store.Close()
+	}
+}

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/emojicast/emojicast/clock"
+	"github.com/emojicast/emojicast/internal/redistest"
+)
+
+// benchRedis returns a Redis store on a fresh server, with a clock a test
+// moves, and the testing.T-free cleanup a benchmark needs.
+func benchRedis(b *testing.B) (*Redis, *clock.Manual) {
+	b.Helper()
+	srv := redistest.Start(b)
+	client, err := NewRedisClient(srv.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
+	r, err := NewRedis(RedisOptions{Client: client, Clock: clk})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = r.Close() })
+	return r, clk
+}
+
+// BenchmarkRedisAdd is one push flush: 100 streams x 4 emojis.
+func BenchmarkRedisAdd(b *testing.B) {
+	r, _ := benchRedis(b)
+	var deltas []Delta
+	for s := range 100 {
+		for _, e := range []string{"like", "love", "fire", "wow"} {
+			deltas = append(deltas, Delta{fmt.Sprintf("stream-%d", s), contractT0.Unix(), e, 3})
+		}
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if err := r.Add(ctx, Batch{ID: fmt.Sprintf("bench-%d", i), Deltas: deltas}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(deltas)), "deltas/op")
+}
+
+// BenchmarkRedisCollect is one pull sync of a node serving 10,000 streams,
+// 100 of which had reactions in the last second, against the same sync
+// with none: the difference is the cost of the streams with reactions.
+func BenchmarkRedisCollect(b *testing.B) {
+	for _, active := range []int{0, 100} {
+		b.Run(fmt.Sprintf("served=10000/active=%d", active), func(b *testing.B) {
+			r, clk := benchRedis(b)
+			t0 := contractT0.Unix()
+			var deltas []Delta
+			for s := range active {
+				deltas = append(deltas, Delta{fmt.Sprintf("served-%d", s*100), t0, "love", 5})
+			}
+			if active > 0 {
+				if err := r.Add(ctx, Batch{ID: "b", Deltas: deltas}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			sealThrough(clk, t0)
+			cursors := make([]Cursor, 10_000)
+			for s := range cursors {
+				cursors[s] = Cursor{fmt.Sprintf("served-%d", s), t0 - 1}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := r.Collect(ctx, cursors)
+				if err != nil || len(c.Seconds) != active {
+					b.Fatalf("Collect: %d seconds, %v; want %d", len(c.Seconds), err, active)
+				}
+			}
+		})
+	}
+}
