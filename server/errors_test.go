@@ -84,7 +84,6 @@ func TestErrorsOfTheAPI(t *testing.T) {
 		{"post emojis", "POST", "/v1/emojis", "{}", ct, 405, "method_not_allowed"},
 		{"put watch", "PUT", "/v1/streams/s/watch", "", nil, 405, "method_not_allowed"},
 		{"body over 1 KiB", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u","pad":"` + strings.Repeat("x", 1100) + `"}`, ct, 413, "body_too_large"},
-		{"body far over the read limit", "POST", "/v1/streams/s/reactions", strings.Repeat("x", 200<<10), ct, 413, "body_too_large"},
 		{"text/plain body", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u"}`, map[string]string{"Content-Type": "text/plain"}, 415, "unsupported_media_type"},
 		{"form body", "POST", "/v1/streams/s/reactions", `emoji=love`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"},
 		{"no content type", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u"}`, nil, 415, "unsupported_media_type"},
