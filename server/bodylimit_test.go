@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -29,7 +30,9 @@ func TestBodyFarOverTheReadLimit(t *testing.T) {
 		t.Fatalf("reading the answer: %v", err)
 	}
 	defer resp.Body.Close()
-	body := make([]byte, 512)
-	k, _ := resp.Body.Read(body)
-	checkError(t, response{status: resp.StatusCode, header: resp.Header, body: body[:k]}, 413, "body_too_large")
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the body: %v", err)
+	}
+	checkError(t, response{status: resp.StatusCode, header: resp.Header, body: body}, 413, "body_too_large")
 }
