@@ -17,15 +17,8 @@ const MaxFuture = 300
 const defaultBack = 5
 
 var (
-	headerCacheControl    = []byte("Cache-Control")
-	headerVary            = []byte("Vary")
-	headerETag            = []byte("ETag")
-	headerContentEncoding = []byte("Content-Encoding")
-	cachePublic           = []byte("public, max-age=1")
-	cacheNoStore          = []byte("no-store")
-	varyAcceptEncoding    = []byte("Accept-Encoding")
-	encodingGzip          = []byte("gzip")
-	contentTypeJSON       = []byte("application/json")
+	cachePublic     = []byte("public, max-age=1")
+	contentTypeJSON = []byte("application/json")
 )
 
 // HandlePoll serves GET /v1/streams/{stream}/reactions?since=T. stream is a
@@ -160,26 +153,10 @@ func (p *Pull) writeUnsynced(ctx *fasthttp.RequestCtx, since int64, hasSince boo
 	api.WriteJSON(ctx, fasthttp.StatusOK, out)
 }
 
-// writeBody serves an encoded body with the caching headers of API.md, or
-// 304 when the client already has it.
+// writeBody serves a poll body with the caching headers of API.md, or 304
+// when the client already has it.
 func writeBody(ctx *fasthttp.RequestCtx, body *compress.Body) {
-	gz := api.AcceptsGzip(ctx.Request.Header.Peek(fasthttp.HeaderAcceptEncoding))
-	etag, data := body.PlainETag, body.Plain
-	if gz {
-		etag, data = body.GzipETag, body.Gzip
-	}
-	h := &ctx.Response.Header
-	h.SetCanonical(headerCacheControl, cachePublic)
-	h.SetCanonical(headerVary, varyAcceptEncoding)
-	h.SetCanonical(headerETag, etag)
-	if inm := ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch); len(inm) > 0 && api.ETagMatches(inm, etag) {
-		h.SetStatusCode(fasthttp.StatusNotModified)
+	if api.WriteBody(ctx, body, contentTypeJSON, cachePublic) {
 		notModified.Inc()
-		return
 	}
-	h.SetContentTypeBytes(contentTypeJSON)
-	if gz {
-		h.SetCanonical(headerContentEncoding, encodingGzip)
-	}
-	ctx.Response.SetBodyRaw(data)
 }

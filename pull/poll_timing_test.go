@@ -49,11 +49,11 @@ func BenchmarkPollHandler(b *testing.B) {
 	b.Run("constant", func(b *testing.B) {
 		run(b, func(ctx *fasthttp.RequestCtx) {
 			h := &ctx.Response.Header
-			h.SetCanonical(headerCacheControl, cachePublic)
-			h.SetCanonical(headerVary, varyAcceptEncoding)
-			h.SetCanonical(headerETag, etag)
+			h.SetCanonical([]byte("Cache-Control"), cachePublic)
+			h.SetCanonical([]byte("Vary"), []byte("Accept-Encoding"))
+			h.SetCanonical([]byte("ETag"), etag)
 			h.SetContentTypeBytes(contentTypeJSON)
-			h.SetCanonical(headerContentEncoding, encodingGzip)
+			h.SetCanonical([]byte("Content-Encoding"), []byte("gzip"))
 			ctx.Response.SetBodyRaw(constBody)
 		})
 	})

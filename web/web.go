@@ -113,17 +113,9 @@ func contentSecurityPolicy(origins []string) (string, error) {
 		"base-uri 'none'; form-action 'self'; frame-ancestors 'none'", nil
 }
 
-var (
-	headerCacheControl    = []byte("Cache-Control")
-	headerVary            = []byte("Vary")
-	headerETag            = []byte("ETag")
-	headerContentEncoding = []byte("Content-Encoding")
-	// Files are small and change with each release under the same names:
-	// a browser keeps them but asks, and gets a 304 while they are current.
-	cacheRevalidate    = []byte("no-cache")
-	varyAcceptEncoding = []byte("Accept-Encoding")
-	encodingGzip       = []byte("gzip")
-)
+// Files are small and change with each release under the same names: a
+// browser keeps them but asks, and gets a 304 while they are current.
+var cacheRevalidate = []byte("no-cache")
 
 // Handle serves GET and HEAD of /, /index.html and /static/...; other
 // paths get the API's 404.
@@ -137,21 +129,5 @@ func (v *Viewer) Handle(ctx *fasthttp.RequestCtx) {
 	for _, kv := range v.headers {
 		h.SetCanonical(kv[0], kv[1])
 	}
-	gz := api.AcceptsGzip(ctx.Request.Header.Peek(fasthttp.HeaderAcceptEncoding))
-	etag, data := f.body.PlainETag, f.body.Plain
-	if gz {
-		etag, data = f.body.GzipETag, f.body.Gzip
-	}
-	h.SetCanonical(headerCacheControl, cacheRevalidate)
-	h.SetCanonical(headerVary, varyAcceptEncoding)
-	h.SetCanonical(headerETag, etag)
-	if inm := ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch); len(inm) > 0 && api.ETagMatches(inm, etag) {
-		h.SetStatusCode(fasthttp.StatusNotModified)
-		return
-	}
-	h.SetContentTypeBytes(f.contentType)
-	if gz {
-		h.SetCanonical(headerContentEncoding, encodingGzip)
-	}
-	ctx.Response.SetBodyRaw(data)
+	api.WriteBody(ctx, f.body, f.contentType, cacheRevalidate)
 }
