@@ -161,7 +161,8 @@ func (p *Pull) writeUnsynced(ctx *fasthttp.RequestCtx, since int64, hasSince boo
 // writeBody serves an encoded body with the caching headers of API.md, or
 // 304 when the client already has it.
 func writeBody(ctx *fasthttp.RequestCtx, body *compress.Body) {
-	gz := api.AcceptsGzip(ctx.Request.Header.Peek(fasthttp.HeaderAcceptEncoding))
+	acceptEncoding, ifNoneMatch := conditionalHeaders(&ctx.Request.Header)
+	gz := api.AcceptsGzip(acceptEncoding)
 	etag, data := body.PlainETag, body.Plain
 	if gz {
 		etag, data = body.GzipETag, body.Gzip
@@ -170,7 +171,7 @@ func writeBody(ctx *fasthttp.RequestCtx, body *compress.Body) {
 	h.SetCanonical(headerCacheControl, cachePublic)
 	h.SetCanonical(headerVary, varyAcceptEncoding)
 	h.SetCanonical(headerETag, etag)
-	if inm := ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch); len(inm) > 0 && api.ETagMatches(inm, etag) {
+	if len(ifNoneMatch) > 0 && api.ETagMatches(ifNoneMatch, etag) {
 		h.SetStatusCode(fasthttp.StatusNotModified)
 		notModified.Inc()
 		return
@@ -180,4 +181,25 @@ func writeBody(ctx *fasthttp.RequestCtx, body *compress.Body) {
 		h.SetCanonical(headerContentEncoding, encodingGzip)
 	}
 	ctx.Response.SetBodyRaw(data)
+}
+
+// conditionalHeaders returns the first Accept-Encoding and If-None-Match of a
+// request in one walk over its headers. fasthttp's Peek copies and
+// normalizes the name it is given on every call, which costs a poll several
+// times what the walk does; the names of a request fasthttp parsed are in
+// canonical form already, so plain comparison finds them.
+func conditionalHeaders(h *fasthttp.RequestHeader) (acceptEncoding, ifNoneMatch []byte) {
+	for k, v := range h.All() {
+		switch string(k) {
+		case fasthttp.HeaderAcceptEncoding:
+			if acceptEncoding == nil {
+				acceptEncoding = v
+			}
+		case fasthttp.HeaderIfNoneMatch:
+			if ifNoneMatch == nil {
+				ifNoneMatch = v
+			}
+		}
+	}
+	return acceptEncoding, ifNoneMatch
 }
