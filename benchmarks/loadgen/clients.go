@@ -51,6 +51,10 @@ type clientsReport struct {
 	FreshFirstP99MS  float64 `json:"freshness_first_p99_ms"`
 	FreshViewerP50MS float64 `json:"freshness_viewer_p50_ms"`
 	FreshViewerP99MS float64 `json:"freshness_viewer_p99_ms"`
+	// PublishLag is from the end of a second to the first poll that showed
+	// it: the seal delay, the sync tick and the wait for a poll.
+	PublishLagP50MS float64 `json:"publish_lag_p50_ms"`
+	PublishLagP99MS float64 `json:"publish_lag_p99_ms"`
 
 	Counted         int64   `json:"counted"` // reactions in the seconds the audience saw
 	Delivered       float64 `json:"delivered"`
@@ -267,8 +271,12 @@ func summarizeDelivery(r *clientsReport, viewers []*viewer, senders []*sender, r
 	}
 	pieces, unmatched := assign(sends, totals)
 	var matched int64
+	var lags []time.Duration
 	first, each := new(histogram), new(histogram)
 	for i, t := range ts {
+		if seen := reg.seconds[t].first; !seen.Before(start) {
+			lags = append(lags, seen.Sub(time.Unix(t+1, 0)))
+		}
 		for _, p := range pieces[i] {
 			matched += p.weight
 			if !p.accepted.Before(start) {
@@ -290,6 +298,7 @@ func summarizeDelivery(r *clientsReport, viewers []*viewer, senders []*sender, r
 	}
 	r.FreshFirstP50MS, r.FreshFirstP99MS = ms(first.percentile(50)), ms(first.percentile(99))
 	r.FreshViewerP50MS, r.FreshViewerP99MS = ms(each.percentile(50)), ms(each.percentile(99))
+	r.PublishLagP50MS, r.PublishLagP99MS = ms(percentile(lags, 50)), ms(percentile(lags, 99))
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -29,6 +29,7 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "  taps accepted   %.0f/s measured; %d in %d sends with the warm-up; rate-limited %d, errors %d\n", c.TapsPerSec, c.TapsAccepted, c.Sends, c.RateLimited, c.SendErrors)
 	fmt.Fprintf(w, "  freshness       first poll that shows a tap: p50 %.0f ms, p99 %.0f ms\n", c.FreshFirstP50MS, c.FreshFirstP99MS)
 	fmt.Fprintf(w, "                  one viewer's first poll:     p50 %.0f ms, p99 %.0f ms\n", c.FreshViewerP50MS, c.FreshViewerP99MS)
+	fmt.Fprintf(w, "  publish lag     end of a second to the first poll showing it: p50 %.0f ms, p99 %.0f ms\n", c.PublishLagP50MS, c.PublishLagP99MS)
 	fmt.Fprintf(w, "  delivered       %.4f (%d counted of %d accepted), worst viewer %.4f, mismatched seconds %d\n",
 		c.Delivered, c.Counted, c.TapsAccepted, c.WorstViewer, c.Mismatches)
 	if k := r.Ceiling; k != nil {
