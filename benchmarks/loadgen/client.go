@@ -16,8 +16,12 @@ const requestTimeout = 10 * time.Second
 // socket, as a phone does, instead of borrowing one from a pool, and it
 // counts every byte that crosses the socket, headers included.
 type client struct {
-	addr      string
-	keepAlive bool // false: a new connection per request, closed after it
+	addr string
+	// keepAlive false opens a new connection per request and closes it once
+	// the answer is read, as a phone whose connection died does: the
+	// request does not ask for Connection: close, so the answer is the same
+	// bytes a keep-alive client gets.
+	keepAlive bool
 
 	conn net.Conn
 	br   *bufio.Reader
@@ -73,9 +77,6 @@ func (c *client) exchange(req *fasthttp.Request, resp *fasthttp.Response) error 
 		}
 	}
 	req.Header.SetHost(c.addr)
-	if !c.keepAlive {
-		req.SetConnectionClose()
-	}
 	if err := c.conn.SetDeadline(time.Now().Add(requestTimeout)); err != nil {
 		return err
 	}
