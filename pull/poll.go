@@ -160,3 +160,4 @@ func writeBody(ctx *fasthttp.RequestCtx, body *compress.Body) {
 		notModified.Inc()
 	}
 }
+

@@ -21,7 +21,12 @@ var (
 )
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	// fasthttp stamps each request just before calling the handler; reading
+	// the clock again would cost a poll a tenth of its handler time.
+	start := ctx.Time()
+	if start.IsZero() {
+		start = time.Now()
+	}
 	if s.opts.Load != nil {
 		s.opts.Load.Request()
 	}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emojicast/emojicast/internal/testutil"
+)
+
+// build compiles a command of this module into dir, with the race detector
+// when the tests run with it.
+func build(t *testing.T, dir, pkg string) string {
+	t.Helper()
+	out := filepath.Join(dir, filepath.Base(pkg))
+	args := []string{"build", "-o", out}
+	if testutil.RaceEnabled {
+		args = append(args, "-race")
+	}
+	if msg, err := exec.Command("go", append(args, pkg)...).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, msg)
+	}
+	return out
+}
+
+// startEmojicast runs 'emojicast serve' on a free loopback port and returns
+// its address once it is ready. Quiet streams are polled every second, so
+// the short smoke runs do not wait out the default five.
+func startEmojicast(t *testing.T, bin string) string {
+	t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
+	cmd := exec.Command(bin, "serve", "--listen", addr, "--quiet-next-ms", "1000", "--log-level", "warn")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("emojicast output:\n%s", logs.String())
+		}
+	})
+	testutil.Eventually(t, 30*time.Second, "emojicast ready", func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return addr
+}
+
+// runLoadgen runs the generator and decodes its JSON report.
+func runLoadgen(t *testing.T, bin string, args ...string) report {
+	t.Helper()
+	cmd := exec.Command(bin, append(args, "-json")...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("loadgen %v: %v\n%s", args, err, stderr.String())
+	}
+	var r report
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("loadgen report: %v\n%s", err, out)
+	}
+	return r
+}
+
+// TestLoadgenSmoke runs the generator for a few seconds with a handful of
+// viewers and senders against a real emojicast process, in both connection
+// modes, and checks that what it reports is what it measured: every tap
+// accepted was seen, bytes include headers, and the ceiling stage served
+// the same answer from both servers.
+func TestLoadgenSmoke(t *testing.T) {
+	dir := t.TempDir()
+	emojicast := build(t, dir, "github.com/emojicast/emojicast/cmd/emojicast")
+	loadgen := build(t, dir, "github.com/emojicast/emojicast/benchmarks/loadgen")
+	addr := startEmojicast(t, emojicast)
+	common := []string{"-addr", addr, "-viewers", "4", "-senders", "3", "-send-every", "200ms",
+		"-warmup", "1500ms", "-duration", "2s", "-drain", "15s"}
+
+	r := runLoadgen(t, loadgen, append(common, "-ceiling", "2s", "-rounds", "1", "-conns", "2")...)
+	checkClients(t, "keepalive", r.Clients)
+	k := r.Ceiling
+	if k == nil {
+		t.Fatal("no ceiling report")
+	}
+	for name, tr := range map[string]targetReport{"emojicast": k.Emojicast, "constant": k.Constant} {
+		if tr.Median <= 0 || tr.Errors != 0 || tr.ResponseBytes <= 0 || len(tr.PollsPerSec) != 1 {
+			t.Errorf("ceiling %s: %+v; want polls, no errors, bytes counted", name, tr)
+		}
+	}
+	if k.Ratio <= 0 || len(k.RoundRatios) != 1 {
+		t.Errorf("ceiling ratio %v, rounds %v", k.Ratio, k.RoundRatios)
+	}
+	// The constant server repeats one real answer: its size is within the
+	// spread of the answers emojicast gave in the same stage.
+	if d := k.Constant.ResponseBytes - k.Emojicast.ResponseBytes; d < -60 || d > 60 {
+		t.Errorf("constant answer %.0f B vs emojicast's %.0f B: not the same answer", k.Constant.ResponseBytes, k.Emojicast.ResponseBytes)
+	}
+
+	r = runLoadgen(t, loadgen, append(common, "-mode", "newconn", "-ceiling", "0")...)
+	checkClients(t, "newconn", r.Clients)
+	if r.Ceiling != nil {
+		t.Error("-ceiling 0 still ran the ceiling stage")
+	}
+}
+
+func checkClients(t *testing.T, mode string, c *clientsReport) {
+	t.Helper()
+	if c.Polls == 0 || c.PollErrors != 0 || c.Gaps != 0 {
+		t.Errorf("%s: %d polls, %d errors, %d gaps; want polls and no errors", mode, c.Polls, c.PollErrors, c.Gaps)
+	}
+	if c.TapsAccepted == 0 || c.SendErrors != 0 {
+		t.Errorf("%s: %d taps accepted, %d send errors", mode, c.TapsAccepted, c.SendErrors)
+	}
+	if c.Delivered != 1 || c.WorstViewer != 1 || c.Counted != c.TapsAccepted || c.Mismatches != 0 || c.UnmatchedCounts != 0 {
+		t.Errorf("%s: delivered %v (worst viewer %v), %d counted of %d, %d mismatches, %d unmatched; want all of it",
+			mode, c.Delivered, c.WorstViewer, c.Counted, c.TapsAccepted, c.Mismatches, c.UnmatchedCounts)
+	}
+	// Headers are on the wire too: an answer is well over its body.
+	if c.ResponseBytes < c.ResponseBodyBytes+100 || c.RequestBytes < 50 {
+		t.Errorf("%s: %.0f B per answer for %.0f B of body, %.0f B per request: headers not counted",
+			mode, c.ResponseBytes, c.ResponseBodyBytes, c.RequestBytes)
+	}
+	// A tap waits for its second to end and be sealed (500 ms), then for a
+	// poll; a single viewer at most next_ms more.
+	if c.FreshFirstP50MS <= 0 || c.FreshFirstP99MS > 10_000 || c.FreshViewerP50MS < c.FreshFirstP50MS {
+		t.Errorf("%s: freshness first p50 %v p99 %v, one viewer p50 %v", mode, c.FreshFirstP50MS, c.FreshFirstP99MS, c.FreshViewerP50MS)
+	}
+}

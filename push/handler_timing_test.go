@@ -1,0 +1,107 @@
+package push
+
+import (
+	"context"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/emojicast/emojicast/store"
+	"github.com/emojicast/emojicast/token"
+)
+
+// benchUsers is how many distinct users the send benchmarks rotate through,
+// so the rate limiter looks up many keys as it does in production.
+const benchUsers = 4096
+
+// BenchmarkPushHandler measures an accepted send through the whole handler
+// (content type, body parse, user check, rate limit, aggregator add, the 202
+// body) on a running node whose flusher drains to a memory store, beside
+// the cheapest handler that writes the same 202 body: the ratio is what
+// accepting a tap costs over answering at all. The user rate and burst are
+// set so high that no send is refused: the accept path is what is measured.
+func BenchmarkPushHandler(b *testing.B) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	signer, err := token.NewSigner(secret, nil, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	stream := []byte("launch-2026")
+	for _, bc := range []struct {
+		name   string
+		signer *token.Signer
+	}{{"open", nil}, {"token", signer}} {
+		p := benchNode(b, bc.signer)
+		reqs := benchRequests(bc.signer, string(stream))
+		b.Run(bc.name, func(b *testing.B) {
+			runSends(b, reqs, func(ctx *fasthttp.RequestCtx) { p.HandleReactions(ctx, stream) })
+		})
+	}
+	b.Run("constant", func(b *testing.B) {
+		runSends(b, benchRequests(nil, string(stream)), func(ctx *fasthttp.RequestCtx) { writeAccepted(ctx, 1) })
+	})
+}
+
+func benchNode(b *testing.B, signer *token.Signer) *Push {
+	p, err := New(Options{
+		Targets: []Target{{Name: "memory", Store: store.NewMemory(store.MemoryOptions{})}},
+		Signer:  signer, UserRate: 1e9, UserBurst: 1 << 20, Logger: quiet,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.Start()
+	b.Cleanup(func() { p.Stop(context.Background()) })
+	return p
+}
+
+// benchRequests returns one send request per user, with a token when signer
+// is set and the user in the body otherwise.
+func benchRequests(signer *token.Signer, stream string) []*fasthttp.Request {
+	emojis := []string{"like", "love", "haha", "wow", "clap", "fire"}
+	reqs := make([]*fasthttp.Request, benchUsers)
+	for i := range reqs {
+		user := "u" + strconv.Itoa(i)
+		r := new(fasthttp.Request)
+		r.Header.SetMethod(fasthttp.MethodPost)
+		r.SetRequestURI("/v1/streams/" + stream + "/reactions")
+		r.Header.SetContentType("application/json")
+		if signer != nil {
+			r.Header.Set("Authorization", "Bearer "+signer.Issue(user, stream, time.Now()))
+		}
+		r.SetBodyString(`{"emoji":"` + emojis[i%len(emojis)] + `","count":` + strconv.Itoa(1+i%3) + `,"user":"` + user + `"}`)
+		reqs[i] = r
+	}
+	return reqs
+}
+
+// runSends serves the requests round robin from parallel goroutines, each
+// with its own users (a user sending from two goroutines at once could see
+// the later clock reading charged first, and be limited), and fails unless
+// every answer is 202.
+func runSends(b *testing.B, reqs []*fasthttp.Request, handle func(*fasthttp.RequestCtx)) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(reqs[0].Body())))
+	procs := runtime.GOMAXPROCS(0)
+	var next atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		var ctx fasthttp.RequestCtx
+		span := len(reqs) / procs
+		mine := reqs[(int(next.Add(1))-1)%procs*span:][:span]
+		i := 0
+		for pb.Next() {
+			i++
+			mine[i%span].CopyTo(&ctx.Request)
+			ctx.Response.Reset()
+			handle(&ctx)
+			if code := ctx.Response.StatusCode(); code != fasthttp.StatusAccepted {
+				b.Errorf("status %d: %s", code, ctx.Response.Body())
+				return
+			}
+		}
+	})
+}
