@@ -265,13 +265,22 @@ func TestWebViewerInBrowser(t *testing.T) {
 	})
 
 	// A burst is one confetti effect, not a flood of single emojis.
-	eval[bool](viewer, `window.fireFloats = 0;
-		new MutationObserver((ms) => { for (const m of ms) for (const n of m.addedNodes)
-			if (n.classList && n.classList.contains("float") && n.dataset.emoji === "fire") window.fireFloats++; })
-		.observe(document.getElementById("stage"), { childList: true }); true`)
+	// The first fire confetti is frozen mid-fall and kept until its
+	// screenshot is taken: it lasts about 3 s, and on a loaded machine a
+	// screenshot can take longer than that.
+	eval[bool](viewer, `window.fireFloats = 0; window.heldConfetti = null;
+		new MutationObserver((ms) => { for (const m of ms) for (const n of m.addedNodes) {
+			if (!n.classList) continue;
+			if (n.classList.contains("float") && n.dataset.emoji === "fire") window.fireFloats++;
+			if (n.classList.contains("confetti") && n.dataset.emoji === "fire" && !window.heldConfetti) {
+				window.heldConfetti = n;
+				n.remove = () => {};
+				setTimeout(() => { for (const a of n.getAnimations({ subtree: true })) { a.currentTime = 700; a.pause(); } n.dataset.frozen = "1"; }, 50);
+			}
+		} }).observe(document.getElementById("stage"), { childList: true }); true`)
 	sender.tap("fire", 20)
 	testutil.Eventually(t, 20*time.Second, "confetti on the viewer's stage", func() bool {
-		if eval[int](viewer, `document.querySelectorAll('#stage .confetti[data-emoji="fire"]').length`) == 0 {
+		if eval[int](viewer, `document.querySelectorAll('#stage .confetti[data-emoji="fire"][data-frozen]').length`) == 0 {
 			return false
 		}
 		counts := confettiPixels(viewer.stage("2-confetti.png"))
@@ -281,7 +290,11 @@ func TestWebViewerInBrowser(t *testing.T) {
 				colors++
 			}
 		}
-		return colors >= 4
+		if colors < 4 {
+			return false // the held confetti stays frozen for another look
+		}
+		eval[bool](viewer, `{ const n = window.heldConfetti; delete n.remove; n.remove(); true }`)
+		return true
 	})
 	testutil.Eventually(t, 10*time.Second, "the viewer counts fire 20", func() bool { return viewer.received()["fire"] == 20 })
 	// Taps of one send can straddle a second; seconds under the threshold
