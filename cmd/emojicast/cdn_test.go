@@ -271,6 +271,20 @@ func cacheKeys(t *testing.T, e *edge) map[string]bool {
 	return keys
 }
 
+// waitBusy waits until the origin tells viewers of stream to poll as often
+// as a busy stream's viewers (--busy-next-ms, 1000), so that viewers who
+// watch it from now on start at that pace.
+func waitBusy(t *testing.T, p *proc, stream string) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, stream+" is busy", func() bool {
+		_, b := p.get("/v1/streams/" + stream + "/reactions")
+		var pb struct {
+			NextMS int64 `json:"next_ms"`
+		}
+		return json.Unmarshal([]byte(b), &pb) == nil && pb.NextMS == 1000
+	})
+}
+
 // crowdFigures is what a crowd of viewers cost behind the edge.
 type crowdFigures struct {
 	viewers       int
@@ -391,13 +405,7 @@ func TestCDNOriginFlatWith10xViewers(t *testing.T) {
 		}
 	})
 	defer func() { cancel(); sender.Wait() }()
-	testutil.Eventually(t, 20*time.Second, "the stream is busy", func() bool {
-		_, b := origin.get("/v1/streams/" + stream + "/reactions")
-		var pb struct {
-			NextMS int64 `json:"next_ms"`
-		}
-		return json.Unmarshal([]byte(b), &pb) == nil && pb.NextMS == 1000
-	})
+	waitBusy(t, origin, stream)
 
 	const d = 8 * time.Second
 	small := runCrowd(t, e, origin, stream, 20, d)
