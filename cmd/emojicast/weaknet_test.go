@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,32 +23,11 @@ import (
 // delivered once and only once, without a retry storm when the network
 // returns.
 
-var (
-	toxiOnce sync.Once
-	toxiPath string
-	toxiErr  error
-)
-
 // toxiproxyBinary builds Toxiproxy's server once per test run (go.mod's
 // tool directive pins it).
 func toxiproxyBinary(t *testing.T) string {
 	t.Helper()
-	toxiOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "emojicast-toxiproxy-")
-		if err != nil {
-			toxiErr = err
-			return
-		}
-		toxiPath = filepath.Join(dir, "toxiproxy-server")
-		out, err := exec.Command("go", "build", "-o", toxiPath, "github.com/Shopify/toxiproxy/v2/cmd/server").CombinedOutput()
-		if err != nil {
-			toxiErr = fmt.Errorf("go build toxiproxy: %v\n%s", err, out)
-		}
-	})
-	if toxiErr != nil {
-		t.Fatal(toxiErr)
-	}
-	return toxiPath
+	return toxiproxyBin.build(t, "toxiproxy-server", "github.com/Shopify/toxiproxy/v2/cmd/server")
 }
 
 // startToxiproxy runs Toxiproxy's server on a free port until the test
@@ -59,20 +36,8 @@ func startToxiproxy(t *testing.T) *toxiproxy.Client {
 	t.Helper()
 	port := testutil.FreePort(t)
 	cmd := exec.Command(toxiproxyBinary(t), "-host", "127.0.0.1", "-port", fmt.Sprint(port))
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.Env = append(os.Environ(), "LOG_LEVEL=warn")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("toxiproxy logs:\n%s", logs.String())
-		}
-	})
+	startCommand(t, "toxiproxy", cmd)
 	tc := toxiproxy.NewClient(fmt.Sprintf("127.0.0.1:%d", port))
 	testutil.Eventually(t, 10*time.Second, "toxiproxy answers", func() bool {
 		_, err := tc.Proxies()
