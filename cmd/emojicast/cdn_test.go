@@ -137,7 +137,10 @@ func TestCDNCachesPollsNotViewers(t *testing.T) {
 		for range 10 {
 			a := rawGet(t, poll+"&user="+users[0], "Accept-Encoding", "gzip", "Authorization", "Bearer "+tokenA)
 			first := e.lastHit()
-			b := rawGet(t, poll+"&user="+users[1], "Accept-Encoding", "gzip, deflate, br, zstd", "Authorization", "Bearer "+tokenB)
+			// As a browser asks with fetch's cache: "no-cache": the
+			// request's Cache-Control must not bypass the shared cache.
+			b := rawGet(t, poll+"&user="+users[1], "Accept-Encoding", "gzip, deflate, br, zstd", "Authorization", "Bearer "+tokenB,
+				"Cache-Control", "max-age=0")
 			second := e.lastHit()
 			if a.status != http.StatusOK || b.status != http.StatusOK || !bytes.HasPrefix(b.body, gzipMagic) {
 				t.Fatalf("polls answered %d and %d, body %q", a.status, b.status, b.body)

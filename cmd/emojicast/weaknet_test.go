@@ -189,6 +189,7 @@ func (ws *weakSender) run(ctx context.Context, t *testing.T, l *weakLink, stream
 	}
 }
 
+// sleep waits d, or until ctx is done.
 func sleep(ctx context.Context, d time.Duration) error {
 	select {
 	case <-time.After(d):
