@@ -257,7 +257,7 @@ func startCommand(t *testing.T, name string, cmd *exec.Cmd) {
 // 'send' sends, 'watch' prints, one line per second or as a chart, and
 // Ctrl-C ends watch cleanly.
 func TestWatchAndSend(t *testing.T) {
-	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=300", "EMOJICAST_QUIET_NEXT_MS=300")
+	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=300", "EMOJICAST_QUIET_NEXT_MS=300", "EMOJICAST_MIN_NEXT_MS=300")
 	type watcher struct {
 		cmd *exec.Cmd
 		out syncBuffer
