@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -372,6 +373,21 @@ func TestRunAsksWithETag(t *testing.T) {
 	}
 	if n := col.len(); n != 1 {
 		t.Fatalf("%d updates; want 1 (a 304 brings nothing)", n)
+	}
+	// Each header is paid on every poll: only what the API needs.
+	for i, p := range polls[:2] {
+		var names []string
+		for name := range p.header {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		want := []string{"Accept-Encoding", "User-Agent"}
+		if i == 1 {
+			want = []string{"Accept-Encoding", "If-None-Match", "User-Agent"}
+		}
+		if !slices.Equal(names, want) || p.header.Get("User-Agent") != userAgent {
+			t.Fatalf("poll %d sent headers %v (User-Agent %q); want %v", i, names, p.header.Get("User-Agent"), want)
+		}
 	}
 }
 

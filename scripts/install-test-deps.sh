@@ -2,8 +2,8 @@
 # Installs what the test suite runs besides Go, when it is missing: the
 # store and fleet tests start their own redis-server processes and build
 # clusters with redis-cli; the browser tests drive Debian's Chromium and
-# draw emojis with the Noto Color Emoji font. Needs root (or sudo) only
-# when something is missing.
+# draw emojis with the Noto Color Emoji font; the CDN tests put nginx in
+# front of emojicast. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
 # need PACKAGE CHECK...: PACKAGE is missing when the CHECK command fails.
@@ -20,6 +20,8 @@ need redis-server command -v redis-server
 need redis-tools command -v redis-cli
 need chromium command -v chromium
 need fonts-noto-color-emoji test -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+# Debian puts nginx in /usr/sbin, which a user's PATH may lack.
+need nginx test -x /usr/sbin/nginx
 
 if ((${#missing[@]} == 0)); then
 	exit 0
@@ -30,5 +32,14 @@ if [[ $(id -u) != 0 ]]; then
 	sudo=(sudo)
 fi
 export DEBIAN_FRONTEND=noninteractive
+# The tests start their own servers; a package must not start its service
+# (nginx would take port 80). policy-rc.d is Debian's way to say so; add
+# one for this install only, unless the machine has its own.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+	printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+	"${sudo[@]}" chmod +x "$policy"
+	trap '"${sudo[@]}" rm -f "$policy"' EXIT
+fi
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q "${missing[@]}"

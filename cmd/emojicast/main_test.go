@@ -19,39 +19,54 @@ import (
 	"github.com/emojicast/emojicast/internal/testutil"
 )
 
+// built is a binary the tests build once per run.
+type built struct {
+	once sync.Once
+	path string
+	err  error
+}
+
 var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	emojicastBin built
+	toxiproxyBin built
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
+	for _, b := range []*built{&emojicastBin, &toxiproxyBin} {
+		if b.path != "" {
+			os.RemoveAll(filepath.Dir(b.path))
+		}
 	}
 	os.Exit(code)
 }
 
-// binary builds emojicast once per test run.
-func binary(t *testing.T) string {
+// build builds pkg into a temporary directory as name, with the go build
+// flags given, the first time it is asked for.
+func (b *built) build(t *testing.T, name, pkg string, flags ...string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "emojicast-bin-")
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "emojicast-"+name+"-")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		binPath = filepath.Join(dir, "emojicast")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		b.path = filepath.Join(dir, name)
+		args := append(append([]string{"build"}, flags...), "-o", b.path, pkg)
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
+}
+
+// binary builds emojicast once per test run, with the race detector.
+func binary(t *testing.T) string {
+	t.Helper()
+	return emojicastBin.build(t, "emojicast", ".", "-race")
 }
 
 // syncBuffer is a log sink the process writes to while the test reads it.
@@ -214,8 +229,18 @@ func startServe(t *testing.T, env ...string) string {
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	cmd := exec.Command(binary(t), "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	cmd.Env = append(os.Environ(), env...)
+	startCommand(t, "serve", cmd)
+	waitHealthy(t, base)
+	return base
+}
+
+// startCommand starts cmd, which dies with the test process, and kills it
+// when the test ends, showing its output if the test failed.
+func startCommand(t *testing.T, name string, cmd *exec.Cmd) {
+	t.Helper()
 	var logs syncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -223,18 +248,16 @@ func startServe(t *testing.T, env ...string) string {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("serve logs:\n%s", logs.String())
+			t.Logf("%s logs:\n%s", name, logs.String())
 		}
 	})
-	waitHealthy(t, base)
-	return base
 }
 
 // TestWatchAndSend runs the terminal clients against a real serve: what
 // 'send' sends, 'watch' prints, one line per second or as a chart, and
 // Ctrl-C ends watch cleanly.
 func TestWatchAndSend(t *testing.T) {
-	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=300", "EMOJICAST_QUIET_NEXT_MS=300", "EMOJICAST_MIN_NEXT_MS=100")
+	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=300", "EMOJICAST_QUIET_NEXT_MS=300", "EMOJICAST_MIN_NEXT_MS=300")
 	type watcher struct {
 		cmd *exec.Cmd
 		out syncBuffer

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/emojicast/emojicast/internal/testutil"
+)
+
+// edge is a real nginx started by a test from deploy/nginx.conf: the
+// caching edge (a CDN node) in front of emojicast processes.
+type edge struct {
+	t    *testing.T
+	url  string
+	dir  string
+	logs *syncBuffer
+}
+
+// nginxPath finds nginx; scripts/install-test-deps.sh installs it.
+func nginxPath(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	t.Fatal("nginx is not installed: run scripts/install-test-deps.sh")
+	return ""
+}
+
+// startEdge renders deploy/nginx.conf for the given pull and push origins
+// (host:port each) and runs nginx on a free port until the test ends.
+func startEdge(t *testing.T, pull, push []string) *edge {
+	t.Helper()
+	port := testutil.FreePort(t)
+	e := &edge{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: t.TempDir(), logs: &syncBuffer{}}
+	tmpl, err := template.ParseFiles(filepath.Join("..", "..", "deploy", "nginx.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(e.dir, "nginx.conf")
+	f, err := os.Create(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tmpl.Execute(f, map[string]any{"Dir": e.dir, "Listen": fmt.Sprintf("127.0.0.1:%d", port), "Pull": pull, "Push": push})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(e.dir, "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// One process and no daemon, so the test owns it and it dies with the
+	// test; everything else is the deployed file.
+	cmd := exec.Command(nginxPath(t), "-p", e.dir, "-c", conf, "-g", "daemon off; master_process off;")
+	cmd.Stdout, cmd.Stderr = e.logs, e.logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			errLog, _ := os.ReadFile(filepath.Join(e.dir, "error.log"))
+			t.Logf("nginx output:\n%s\nerror.log:\n%s", e.logs.String(), errLog)
+		}
+	})
+	testutil.Eventually(t, 10*time.Second, "nginx listens", func() bool {
+		select {
+		case err := <-exited:
+			t.Fatalf("nginx exited at start: %v\n%s", err, e.logs.String())
+		default:
+		}
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return e
+}
+
+// edgeHit is one line of the edge's access log (deploy/nginx.conf's
+// log_format edge).
+type edgeHit struct {
+	at     time.Time
+	method string
+	path   string
+	since  string // "-" when absent
+	status int
+	cache  string // $upstream_cache_status: HIT, MISS, EXPIRED, STALE, UPDATING, REVALIDATED, or "-"
+	sent   int    // bytes sent to the client, headers included
+	recv   int    // bytes of the request, headers included
+}
+
+// accessLog reads what the edge served so far.
+func (e *edge) accessLog() []edgeHit {
+	e.t.Helper()
+	f, err := os.Open(filepath.Join(e.dir, "access.log"))
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		e.t.Fatal(err)
+	}
+	defer f.Close()
+	var hits []edgeHit
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) != 8 {
+			e.t.Fatalf("unexpected access log line %q", sc.Text())
+		}
+		msec, _ := strconv.ParseFloat(fs[0], 64)
+		h := edgeHit{at: time.UnixMilli(int64(msec * 1000)), method: fs[1], path: fs[2], since: fs[3], cache: fs[5]}
+		h.status, _ = strconv.Atoi(fs[4])
+		h.sent, _ = strconv.Atoi(fs[6])
+		h.recv, _ = strconv.Atoi(fs[7])
+		hits = append(hits, h)
+	}
+	if err := sc.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return hits
+}
+
+// cacheFiles returns the contents of every answer in the edge's cache: the
+// key, the headers and the body as nginx stored them.
+func (e *edge) cacheFiles() [][]byte {
+	e.t.Helper()
+	var files [][]byte
+	err := filepath.WalkDir(filepath.Join(e.dir, "cache"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		files = append(files, b)
+		return err
+	})
+	if err != nil && !os.IsNotExist(err) {
+		e.t.Fatal(err)
+	}
+	return files
+}
