@@ -187,6 +187,46 @@ func TestTokens(t *testing.T) {
 	})
 }
 
+// TestTokenRotationOverHTTP: after a rotation, tokens issued under the old
+// secret still work on nodes that keep it as their previous secret; once it
+// is retired, they are refused and the newer ones still work.
+func TestTokenRotationOverHTTP(t *testing.T) {
+	withSecrets := func(cur, prev string) func(*nodeConfig) {
+		s, err := token.NewSigner([]byte(cur), []byte(prev), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func(c *nodeConfig) { c.signer = s }
+	}
+	const a, b, c = "secret-A-of-16+-bytes", "secret-B-of-16+-bytes", "secret-C-of-16+-bytes"
+	send := func(n *node, tok string) response {
+		return n.do("POST", "/v1/streams/s/reactions", `{"emoji":"love"}`,
+			map[string]string{"Content-Type": jsonCT, "Authorization": "Bearer " + tok})
+	}
+	before := startNode(t, withSecrets(a, ""))
+	before.step()
+	old := before.watch("s", "u1").Token
+	if r := send(before, old); r.status != http.StatusAccepted {
+		t.Fatalf("send before the rotation: %d %s", r.status, r.body)
+	}
+
+	rotated := startNode(t, withSecrets(b, a))
+	rotated.step()
+	fresh := rotated.watch("s", "u2").Token
+	for name, tok := range map[string]string{"old": old, "fresh": fresh} {
+		if r := send(rotated, tok); r.status != http.StatusAccepted {
+			t.Fatalf("%s token after the rotation: %d %s", name, r.status, r.body)
+		}
+	}
+	checkError(t, send(before, fresh), 401, "unauthorized")
+
+	retired := startNode(t, withSecrets(c, b))
+	checkError(t, send(retired, old), 401, "unauthorized")
+	if r := send(retired, fresh); r.status != http.StatusAccepted {
+		t.Fatalf("token of the previous secret after the next rotation: %d %s", r.status, r.body)
+	}
+}
+
 // TestDrainingAnswersUnavailable: while the server drains, readyz is 503
 // and new requests get 503 unavailable with Retry-After.
 func TestDrainingAnswersUnavailable(t *testing.T) {

@@ -40,6 +40,7 @@ type nodeConfig struct {
 	signer     *token.Signer
 	maxStreams int
 	userRate   float64
+	server     Options // Addr, Push, Pull, Clock and Logger are the node's
 }
 
 func startNode(t *testing.T, mods ...func(*nodeConfig)) *node {
@@ -64,7 +65,9 @@ func startNode(t *testing.T, mods ...func(*nodeConfig)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Options{Addr: "127.0.0.1:0", Push: pu, Pull: pl, Logger: quiet})
+	opts := cfg.server
+	opts.Addr, opts.Push, opts.Pull, opts.Clock, opts.Logger = "127.0.0.1:0", pu, pl, clk, quiet
+	srv := New(opts)
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
