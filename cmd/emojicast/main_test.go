@@ -95,7 +95,8 @@ func TestServeEndToEnd(t *testing.T) {
 	cmd := exec.Command(binary(t), "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	// Whether the new stream counts as busy or quiet depends on whether it
 	// was synced yet, so both intervals are set.
-	cmd.Env = append(os.Environ(), "EMOJICAST_BUSY_NEXT_MS=1500", "EMOJICAST_QUIET_NEXT_MS=1500")
+	cmd.Env = append(os.Environ(), "EMOJICAST_BUSY_NEXT_MS=1500", "EMOJICAST_QUIET_NEXT_MS=1500",
+		"EMOJICAST_CORS_ORIGINS=https://viewer.example")
 	var logs syncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -124,6 +125,16 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	if w.NextMS != 1500 {
 		t.Fatalf("next_ms %d; the EMOJICAST_*_NEXT_MS variables were not applied", w.NextMS)
+	}
+	req, _ := http.NewRequest("GET", base+"/v1/emojis", nil)
+	req.Header.Set("Origin", "https://viewer.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "https://viewer.example" {
+		t.Fatalf("Access-Control-Allow-Origin %q; EMOJICAST_CORS_ORIGINS was not applied", got)
 	}
 	for u := range 3 {
 		body := fmt.Sprintf(`{"emoji":"love","count":4,"user":"u%d"}`, u)
@@ -181,6 +192,8 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"serve"}, "EMOJICAST_FLUSH_INTERVAL=soon", 2, "EMOJICAST_FLUSH_INTERVAL"},
 		{[]string{"serve", "--emojis", "Bad=x"}, "", 1, "cannot parse emoji"},
 		{[]string{"serve", "--token-secret", "short"}, "", 1, "16 bytes"},
+		{[]string{"serve"}, "EMOJICAST_TRUSTED_PROXIES=10.0.0.0/99", 1, "--trusted-proxies"},
+		{[]string{"serve", "--cors-origins", "https://example.com/path"}, "", 1, "--cors-origins"},
 		{[]string{"frobnicate"}, "", 2, "unknown command"},
 		{[]string{}, "", 2, "Commands:"},
 	} {

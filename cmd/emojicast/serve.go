@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/emojicast/emojicast/clientip"
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/pull"
 	"github.com/emojicast/emojicast/push"
@@ -39,6 +40,15 @@ type serveFlags struct {
 	writeTimeout    time.Duration
 	idleTimeout     time.Duration
 	maxConns        int
+	maxConnsPerIP   int
+	maxHeaderBytes  int
+	trustedProxies  string
+	ipSendRate      float64
+	ipSendBurst     int
+	ipWatchRate     float64
+	ipWatchBurst    int
+	maxClientIPs    int
+	corsOrigins     string
 	drainDelay      time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
@@ -62,7 +72,16 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.readTimeout, "read-timeout", 5*time.Second, "time allowed to read one request")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", 5*time.Second, "time allowed to write one response")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Second, "how long an idle keep-alive connection is kept")
-	fs.IntVar(&f.maxConns, "max-conns", 16_000, "most concurrent connections")
+	fs.IntVar(&f.maxConns, "max-conns", 16_000, "most concurrent connections; past it new ones get 503")
+	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 1000, "most concurrent connections from one client address (IPv6: one /64); trusted proxies are exempt; past it 429")
+	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 8<<10, "largest request headers; larger get 431")
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "load balancers and CDN edges in front of this process, as comma-separated CIDRs or addresses: their X-Forwarded-For names the client")
+	fs.Float64Var(&f.ipSendRate, "ip-send-rate", 50, "sends per second one client address may make")
+	fs.IntVar(&f.ipSendBurst, "ip-send-burst", 100, "sends one client address may make at once")
+	fs.Float64Var(&f.ipWatchRate, "ip-watch-rate", 20, "watches per second one client address may make (a poll that opens a stream counts as one)")
+	fs.IntVar(&f.ipWatchBurst, "ip-watch-burst", 100, "watches one client address may make at once")
+	fs.IntVar(&f.maxClientIPs, "max-client-ips", 200_000, "client addresses each per-address limit remembers")
+	fs.StringVar(&f.corsOrigins, "cors-origins", "*", "origins browsers may call the API from: * for any, or comma-separated scheme://host[:port]")
 	fs.DurationVar(&f.drainDelay, "drain-delay", 0, "on shutdown, how long /readyz reports 503 before the listener closes, for load balancers to notice")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for requests under way and the final flush on shutdown")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -115,6 +134,14 @@ func serve(f *serveFlags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	proxies, err := clientip.ParsePrefixes(f.trustedProxies)
+	if err != nil {
+		return fmt.Errorf("invalid --trusted-proxies: %w", err)
+	}
+	origins, err := server.ParseCORSOrigins(f.corsOrigins)
+	if err != nil {
+		return fmt.Errorf("invalid --cors-origins: %w", err)
+	}
 	st := store.NewMemory(store.MemoryOptions{SealDelay: f.sealDelay, MaxStreams: f.maxStreams})
 	pu, err := push.New(push.Options{
 		Targets: []push.Target{{Name: "memory", Store: st}}, Emojis: emojis, Signer: signer,
@@ -135,7 +162,10 @@ func serve(f *serveFlags, log *slog.Logger) error {
 	srv := server.New(server.Options{
 		Addr: f.listen, Push: pu, Pull: pl, Emojis: emojis,
 		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
-		MaxConns: f.maxConns, Logger: log,
+		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHeaderBytes,
+		TrustedProxies: proxies, SendRatePerIP: f.ipSendRate, SendBurstPerIP: f.ipSendBurst,
+		WatchRatePerIP: f.ipWatchRate, WatchBurstPerIP: f.ipWatchBurst, MaxClientIPs: f.maxClientIPs,
+		CORSOrigins: origins, Logger: log,
 	})
 	if err := srv.Listen(); err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", f.listen, err)
