@@ -37,10 +37,12 @@ type node struct {
 }
 
 type nodeConfig struct {
-	signer     *token.Signer
-	maxStreams int
-	userRate   float64
-	server     Options // Addr, Push, Pull, Clock and Logger are the node's
+	signer          *token.Signer
+	maxStreams      int // of push and pull
+	storeMaxStreams int
+	maxUsers        int
+	userRate        float64
+	server          Options // Addr, Push, Pull, Clock and Logger are the node's
 }
 
 func startNode(t *testing.T, mods ...func(*nodeConfig)) *node {
@@ -50,10 +52,10 @@ func startNode(t *testing.T, mods ...func(*nodeConfig)) *node {
 		m(&cfg)
 	}
 	clk := clock.NewManual(t0)
-	st := store.NewMemory(store.MemoryOptions{Clock: clk})
+	st := store.NewMemory(store.MemoryOptions{Clock: clk, MaxStreams: cfg.storeMaxStreams})
 	pu, err := push.New(push.Options{
 		Targets: []push.Target{{Name: "memory", Store: st}}, Clock: clk, Signer: cfg.signer,
-		MaxStreams: cfg.maxStreams, UserRate: cfg.userRate, Logger: quiet,
+		MaxStreams: cfg.maxStreams, MaxUsers: cfg.maxUsers, UserRate: cfg.userRate, Logger: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)

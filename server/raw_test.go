@@ -22,7 +22,8 @@ func dialFrom(t *testing.T, local, addr string) net.Conn {
 	return c
 }
 
-// exchange writes raw bytes to c and reads one HTTP response.
+// exchange writes raw bytes to c and reads the final HTTP response,
+// skipping interim (1xx) ones.
 func exchange(t *testing.T, c net.Conn, raw string) response {
 	t.Helper()
 	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
@@ -31,13 +32,18 @@ func exchange(t *testing.T, c net.Conn, raw string) response {
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	return readResponse(t, c)
+	br := bufio.NewReader(c)
+	for {
+		if r := readResponse(t, br); r.status >= 200 {
+			return r
+		}
+	}
 }
 
-// readResponse reads one HTTP response from c.
-func readResponse(t *testing.T, c net.Conn) response {
+// readResponse reads one HTTP response.
+func readResponse(t *testing.T, br *bufio.Reader) response {
 	t.Helper()
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("read response: %v", err)
 	}
