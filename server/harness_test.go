@@ -28,7 +28,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // node is one emojicast process (push, pull, server, memory store) started
 // in the test on a loopback port, on a clock the test moves.
 type node struct {
-	t    *testing.T
+	t    testing.TB
 	url  string
 	clk  *clock.Manual
 	push *push.Push
@@ -45,7 +45,7 @@ type nodeConfig struct {
 	server          Options // Addr, Push, Pull, Clock and Logger are the node's
 }
 
-func startNode(t *testing.T, mods ...func(*nodeConfig)) *node {
+func startNode(t testing.TB, mods ...func(*nodeConfig)) *node {
 	t.Helper()
 	cfg := nodeConfig{}
 	for _, m := range mods {
