@@ -32,6 +32,7 @@ type serveFlags struct {
 	sealDelay       time.Duration
 	userRate        float64
 	userBurst       int
+	maxUsers        int
 	burstThreshold  int64
 	busyNextMS      int64
 	quietNextMS     int64
@@ -65,6 +66,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.sealDelay, "seal-delay", store.DefaultSealDelay, "how long after a second ends it is final and published (must exceed --flush-interval)")
 	fs.Float64Var(&f.userRate, "user-rate", 10, "taps per second each user may send")
 	fs.IntVar(&f.userBurst, "user-burst", 20, "taps a user may send at once")
+	fs.IntVar(&f.maxUsers, "max-users", 1_000_000, "users the per-user rate limit remembers")
 	fs.Int64Var(&f.burstThreshold, "burst-threshold", 20, "count at which an emoji's second is shown as one burst (confetti)")
 	fs.Int64Var(&f.busyNextMS, "busy-next-ms", 1000, "poll interval told to viewers of a stream with recent reactions, in ms")
 	fs.Int64Var(&f.quietNextMS, "quiet-next-ms", 5000, "poll interval told to viewers of a quiet stream, in ms")
@@ -146,7 +148,7 @@ func serve(f *serveFlags, log *slog.Logger) error {
 	pu, err := push.New(push.Options{
 		Targets: []push.Target{{Name: "memory", Store: st}}, Emojis: emojis, Signer: signer,
 		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
-		MaxStreams: f.maxStreams, Logger: log,
+		MaxUsers: f.maxUsers, MaxStreams: f.maxStreams, Logger: log,
 	})
 	if err != nil {
 		return err
