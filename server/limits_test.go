@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,6 +50,9 @@ func TestSendsPerClientIP(t *testing.T) {
 	n.clk.Add(time.Second)
 	if r := send("u2", "198.51.100.1"); r.status != http.StatusAccepted {
 		t.Fatalf("after a second, a send was refused: %d %s", r.status, r.body)
+	}
+	if m := n.do("GET", "/metrics", "", nil).body; !bytes.Contains(m, []byte(`emojicast_http_client_ip_limited_total{limit="send"}`)) {
+		t.Fatal("/metrics does not count the refused sends")
 	}
 }
 
@@ -128,7 +132,20 @@ func TestConnectionLimits(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "a closed connection gives its slot back", func() bool {
 		return n.srv.ln.Open() == 7
 	})
-	if r := exchange(t, dialFrom(t, "127.0.0.2", addr), get); r.status != 200 {
+	again := dialFrom(t, "127.0.0.2", addr)
+	if r := exchange(t, again, get); r.status != 200 {
 		t.Fatalf("after a close, a new connection was refused: %d %s", r.status, r.body)
+	}
+	again.Close()
+	testutil.Eventually(t, 5*time.Second, "the slot comes back", func() bool { return n.srv.ln.Open() == 7 })
+	m := exchange(t, dialFrom(t, "127.0.0.3", addr), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").body
+	for _, want := range []string{
+		`emojicast_http_connections_refused_total{reason="max_conns"}`,
+		`emojicast_http_connections_refused_total{reason="max_conns_per_ip"}`,
+		"emojicast_http_open_connections",
+	} {
+		if !bytes.Contains(m, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
