@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/emojicast/emojicast/internal/testutil"
 )
 
 // TestFloodOfDistinctIDsStaysBounded sends 1,000,000 sends and 1,000,000
@@ -98,6 +100,9 @@ func TestFloodOfDistinctIDsStaysBounded(t *testing.T) {
 	// new streams get in again.
 	n.clk.Add(60 * time.Second)
 	n.step()
+	testutil.Eventually(t, 10*time.Second, "pull drops the idle flood streams", func() bool {
+		return metricValue(t, n.do("GET", "/metrics", "", nil).body, "emojicast_pull_active_streams") == 0
+	})
 	n.newViewer("after-the-flood")
 	if got := n.send("after-the-flood", "u1", "love", 1); got != http.StatusAccepted {
 		t.Fatalf("send after the flood: %d", got)
