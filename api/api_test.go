@@ -126,3 +126,62 @@ func TestErrorBodiesAreJSON(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParsePath: a stream route's id is exactly the path segment between
+// the prefix and the action, and ValidID accepts only the id alphabet.
+func FuzzParsePath(f *testing.F) {
+	for _, s := range []string{
+		"/v1/streams/launch-2026/reactions", "/v1/streams//watch", "/v1/streams/a/b/comments", "/v1/emojis",
+		"/static/../x", "/v1/streams/\xff/reactions", "/v1/streams/" + strings.Repeat("a", 65) + "/watch", "",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, path []byte) {
+		route, stream := ParsePath(path)
+		if !route.HasStream() {
+			if stream != nil {
+				t.Fatalf("ParsePath(%q) = %v with stream %q", path, route, stream)
+			}
+			return
+		}
+		action := route.String()
+		if want := "/v1/streams/" + string(stream) + "/" + action; string(path) != want {
+			t.Fatalf("ParsePath(%q) = %v, %q; the path is not %q", path, route, stream, want)
+		}
+		valid := len(stream) >= 1 && len(stream) <= MaxIDLen && strings.Trim(string(stream), "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.") == ""
+		if ValidID(stream) != valid {
+			t.Fatalf("ValidID(%q) = %v; want %v", stream, !valid, valid)
+		}
+	})
+}
+
+// FuzzAcceptsGzip: listing other codings around a value never changes
+// whether it allows gzip.
+func FuzzAcceptsGzip(f *testing.F) {
+	for _, s := range []string{"gzip", "br;q=1.0, gzip;q=0.8", "gzip;q=0", "*;q=0.5", "x-gzip; q=0.000", ";;,,", "gzip;q"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ae string) {
+		got := AcceptsGzip([]byte(ae))
+		if wrapped := AcceptsGzip([]byte("identity, " + ae + ", br;q=0.9")); wrapped != got {
+			t.Fatalf("AcceptsGzip(%q) = %v, but %v with other codings around it", ae, got, wrapped)
+		}
+	})
+}
+
+// FuzzETagMatches: a list that names the tag matches, whatever else it
+// holds, and a list that cannot hold it does not.
+func FuzzETagMatches(f *testing.F) {
+	for _, s := range []string{`"abc-gz"`, `W/"x", "y"`, `*`, `,,`, `"abc-gz`, ` W/ "a" `} {
+		f.Add(s)
+	}
+	etag := []byte(`"abc-gz"`)
+	f.Fuzz(func(t *testing.T, inm string) {
+		if !ETagMatches([]byte(inm+", "+string(etag)), etag) {
+			t.Fatalf("ETagMatches(%q + the tag) = false", inm)
+		}
+		if !strings.Contains(inm, `"abc-gz"`) && !strings.Contains(inm, "*") && ETagMatches([]byte(inm), etag) {
+			t.Fatalf("ETagMatches(%q) = true; it does not name the tag", inm)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -77,6 +78,11 @@ func WriteRetry(ctx *fasthttp.RequestCtx, e *Error, seconds int64) {
 	}
 	var buf [20]byte
 	ctx.Response.Header.SetCanonical(headerRetryAfter, strconv.AppendInt(buf[:0], seconds, 10))
+}
+
+// WriteRetryIn is WriteRetry for a wait, rounded up to whole seconds.
+func WriteRetryIn(ctx *fasthttp.RequestCtx, e *Error, wait time.Duration) {
+	WriteRetry(ctx, e, int64((wait+time.Second-1)/time.Second))
 }
 
 // WriteMethodNotAllowed writes 405 with the Allow header listing allow.

@@ -160,4 +160,3 @@ func writeBody(ctx *fasthttp.RequestCtx, body *compress.Body) {
 		notModified.Inc()
 	}
 }
-

@@ -190,6 +190,10 @@ func (p *Pull) Ready() (bool, string) {
 	return true, ""
 }
 
+// Serves reports whether the node keeps a ring for the stream already, so
+// that a poll for it adds nothing. It does not allocate.
+func (p *Pull) Serves(id []byte) bool { return p.streams.has(id) }
+
 // Horizon returns the newest second the node has published.
 func (p *Pull) Horizon() int64 { return p.horizon.Load() }
 

@@ -78,6 +78,14 @@ func newRegistry(max int) *registry {
 	return r
 }
 
+// has reports whether the registry holds the stream.
+func (r *registry) has(id []byte) bool {
+	sh := &r.shard[maphash.Bytes(r.seed, id)%registryShards]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.m[string(id)] != nil
+}
+
 // get returns the stream with the given id, creating it with ctl if it is
 // new and there is room; nil if it is new and the registry is full.
 func (r *registry) get(id []byte, ctl *control, now int64) *stream {

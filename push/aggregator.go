@@ -211,6 +211,13 @@ func (st *streamSums) drain(deltas []store.Delta, emojis *emoji.Set) []store.Del
 func (a *aggregator) evict(sh *aggShard, st *streamSums, deltas []store.Delta, emojis *emoji.Set) []store.Delta {
 	sh.mu.Lock()
 	st.mu.Lock()
+	if st.dead {
+		// Another drain evicted it since this one listed the shard:
+		// sealing its second again would wait forever.
+		st.mu.Unlock()
+		sh.mu.Unlock()
+		return deltas
+	}
 	st.dead = true
 	delete(sh.m, st.id)
 	retired := st.retired

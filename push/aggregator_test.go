@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/internal/testutil"
@@ -113,6 +114,36 @@ func TestAggregatorStreamBound(t *testing.T) {
 	a.drain(nil, emoji.Default(), 5)
 	if err := a.add([]byte("c"), 6, 0, 1); err != nil {
 		t.Fatalf("new stream refused after idle ones were evicted: %v", err)
+	}
+}
+
+// TestAggregatorConcurrentDrainsEvictOnce: two drains that both find the
+// same idle streams evict each once. Evicting twice sealed a second twice,
+// and the second seal waited forever; it also counted the stream out twice.
+func TestAggregatorConcurrentDrainsEvictOnce(t *testing.T) {
+	emojis := emoji.Default()
+	for round := range 50 {
+		a := newAggregator(1000)
+		for i := range 200 {
+			if err := a.add(fmt.Appendf(nil, "s%d", i), 1, 0, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.drain(nil, emojis, 1<<62) // drains the sums; the next drains evict
+		var drains sync.WaitGroup
+		for range 2 {
+			drains.Go(func() { a.drain(nil, emojis, 1<<62) })
+		}
+		done := make(chan struct{})
+		go func() { drains.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: concurrent drains did not return", round)
+		}
+		if a.len() != 0 {
+			t.Fatalf("round %d: %d streams counted after evicting all; want 0", round, a.len())
+		}
 	}
 }
 

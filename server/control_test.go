@@ -21,6 +21,12 @@ import (
 	"github.com/emojicast/emojicast/store"
 )
 
+// oneAddressManyUsers lifts the per-address send limit: these tests play
+// thousands of viewers, all from the loopback address.
+func oneAddressManyUsers(c *nodeConfig) {
+	c.server.SendRatePerIP, c.server.SendBurstPerIP = 1e9, 1e9
+}
+
 // startFleet starts n nodes sharing one store and one clock.
 func startFleet(t *testing.T, n int, mods ...func(*nodeConfig)) []*node {
 	clk := clock.NewManual(t0)
@@ -139,6 +145,7 @@ func TestOverloadedNodeStretchesPollsAndShedsSends(t *testing.T) {
 	n := startNode(t, func(c *nodeConfig) {
 		c.load = meter
 		c.pullOpts = func(o *pull.Options) { o.MaxNextMS = 8000 }
+		oneAddressManyUsers(c)
 	})
 	n.newViewer("s")
 	n.send("s", "u0", "love", 1)
@@ -321,6 +328,7 @@ func TestSamplingOverHTTP(t *testing.T) {
 	)
 	n := startNode(t, func(c *nodeConfig) {
 		c.pullOpts = func(o *pull.Options) { o.TargetSends = target }
+		oneAddressManyUsers(c)
 	})
 	n.newViewer("s")
 	rng := rand.New(rand.NewPCG(3, 3))

@@ -87,6 +87,58 @@ func TestErrorsOfTheAPI(t *testing.T) {
 		{"text/plain body", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u"}`, map[string]string{"Content-Type": "text/plain"}, 415, "unsupported_media_type"},
 		{"form body", "POST", "/v1/streams/s/reactions", `emoji=love`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"},
 		{"no content type", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u"}`, nil, 415, "unsupported_media_type"},
+
+		// Unicode tricks: look-alikes and invisible characters are not ids.
+		{"fullwidth stream id", "GET", "/v1/streams/%EF%BD%81/reactions", "", nil, 400, "invalid_stream"},
+		{"right-to-left override in stream", "GET", "/v1/streams/a%E2%80%AEb/watch?user=u", "", nil, 400, "invalid_stream"},
+		{"encoded slash in stream", "GET", "/v1/streams/a%2Fb/reactions", "", nil, 400, "invalid_stream"},
+		{"NUL in stream", "GET", "/v1/streams/a%00b/reactions", "", nil, 400, "invalid_stream"},
+		{"overlong UTF-8 dot as stream", "GET", "/v1/streams/%C0%AE/reactions", "", nil, 400, "invalid_stream"},
+		{"zero-width space in user", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u\u200b1"}`, ct, 400, "invalid_user"},
+		{"NUL escape in user", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u\u0000"}`, ct, 400, "invalid_user"},
+		{"invalid UTF-8 in user", "POST", "/v1/streams/s/reactions", "{\"emoji\":\"love\",\"user\":\"\xff\"}", ct, 400, "invalid_user"},
+		{"fullwidth user in watch", "GET", "/v1/streams/s/watch?user=%EF%BD%95", "", nil, 400, "invalid_user"},
+		{"Cyrillic o in emoji", "POST", "/v1/streams/s/reactions", `{"emoji":"lоve","user":"u"}`, ct, 400, "invalid_emoji"},
+		{"glyph instead of emoji id", "POST", "/v1/streams/s/reactions", `{"emoji":"❤️","user":"u"}`, ct, 400, "invalid_emoji"},
+		{"path traversal", "GET", "/v1/streams/../../etc/passwd", "", nil, 404, "not_found"},
+
+		// Huge and negative numbers.
+		{"count past float range", "POST", "/v1/streams/s/reactions", `{"emoji":"love","count":1e400,"user":"u"}`, ct, 400, "invalid_count"},
+		{"count past int64", "POST", "/v1/streams/s/reactions", `{"emoji":"love","count":18446744073709551616,"user":"u"}`, ct, 400, "invalid_count"},
+		{"count negative", "POST", "/v1/streams/s/reactions", `{"emoji":"love","count":-5,"user":"u"}`, ct, 400, "invalid_count"},
+		{"count minus zero", "POST", "/v1/streams/s/reactions", `{"emoji":"love","count":-0,"user":"u"}`, ct, 400, "invalid_count"},
+		{"count null", "POST", "/v1/streams/s/reactions", `{"emoji":"love","count":null,"user":"u"}`, ct, 400, "invalid_count"},
+		{"count true", "POST", "/v1/streams/s/reactions", `{"emoji":"love","count":true,"user":"u"}`, ct, 400, "invalid_count"},
+		{"since past int64", "GET", "/v1/streams/s/reactions?since=-99999999999999999999", "", nil, 400, "invalid_since"},
+		{"since max int64", "GET", "/v1/streams/s/reactions?since=9223372036854775807", "", nil, 400, "invalid_since"},
+		{"since with a plus", "GET", "/v1/streams/s/reactions?since=%2B5", "", nil, 400, "invalid_since"},
+		{"since with a NUL", "GET", "/v1/streams/s/reactions?since=1%00", "", nil, 400, "invalid_since"},
+		{"since not percent-decodable", "GET", "/v1/streams/s/reactions?since=%zz", "", nil, 400, "invalid_since"},
+
+		// Bodies that are not one plain JSON object.
+		{"duplicate key spelled with an escape", "POST", "/v1/streams/s/reactions", `{"emoji":"love","\u0065moji":"haha","user":"u"}`, ct, 400, "invalid_body"},
+		{"duplicate user", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"a","user":"b"}`, ct, 400, "invalid_body"},
+		{"nested past the parser's depth", "POST", "/v1/streams/s/reactions", `{"emoji":"love","x":` + strings.Repeat("[", 400) + strings.Repeat("]", 400) + `}`, ct, 400, "invalid_body"},
+		{"byte order mark", "POST", "/v1/streams/s/reactions", "\xef\xbb\xbf{\"emoji\":\"love\",\"user\":\"u\"}", ct, 400, "invalid_body"},
+		{"trailing NUL", "POST", "/v1/streams/s/reactions", "{\"emoji\":\"love\",\"user\":\"u\"}\x00", ct, 400, "invalid_body"},
+		{"single quotes", "POST", "/v1/streams/s/reactions", `{'emoji':'love'}`, ct, 400, "invalid_body"},
+		{"trailing comma", "POST", "/v1/streams/s/reactions", `{"emoji":"love",}`, ct, 400, "invalid_body"},
+		{"empty body", "POST", "/v1/streams/s/reactions", "", ct, 400, "invalid_body"},
+
+		// Wrong methods and media types.
+		{"patch reactions", "PATCH", "/v1/streams/s/reactions", `{}`, ct, 405, "method_not_allowed"},
+		{"post watch", "POST", "/v1/streams/s/watch?user=u", `{}`, ct, 405, "method_not_allowed"},
+		{"delete healthz", "DELETE", "/healthz", "", nil, 405, "method_not_allowed"},
+		{"trace emojis", "TRACE", "/v1/emojis", "", nil, 405, "method_not_allowed"},
+		{"lowercase get", "get", "/v1/emojis", "", nil, 405, "method_not_allowed"},
+		{"json lookalike media type", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u"}`, map[string]string{"Content-Type": "application/jsonx"}, 415, "unsupported_media_type"},
+		{"json patch media type", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u"}`, map[string]string{"Content-Type": "application/json-patch+json"}, 415, "unsupported_media_type"},
+		{"multipart body", "POST", "/v1/streams/s/reactions", "--x\r\nContent-Disposition: form-data; name=\"emoji\"\r\n\r\nlove\r\n--x--\r\n", map[string]string{"Content-Type": "multipart/form-data; boundary=x"}, 415, "unsupported_media_type"},
+
+		// Sizes.
+		{"body one byte over 1 KiB", "POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u","pad":"` + strings.Repeat("x", 1025-len(`{"emoji":"love","user":"u","pad":""}`)) + `"}`, ct, 413, "body_too_large"},
+		{"many headers", "GET", "/v1/emojis", "", manyHeaders(200), 431, "headers_too_large"},
+		{"huge cookie", "GET", "/v1/streams/s/reactions", "", map[string]string{"Cookie": "c=" + strings.Repeat("x", 9<<10)}, 431, "headers_too_large"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,6 +199,15 @@ func TestErrorsOfTheAPI(t *testing.T) {
 	})
 }
 
+// manyHeaders returns n distinct headers of about 100 bytes each.
+func manyHeaders(n int) map[string]string {
+	h := make(map[string]string, n)
+	for i := range n {
+		h[fmt.Sprintf("X-Pad-%d", i)] = strings.Repeat("p", 90)
+	}
+	return h
+}
+
 func TestTokens(t *testing.T) {
 	secret := []byte("a-secret-of-at-least-16-bytes")
 	signer, err := token.NewSigner(secret, nil, time.Hour)
@@ -184,6 +245,46 @@ func TestTokens(t *testing.T) {
 		n.clk.Add(2 * time.Hour)
 		checkError(t, send(w.Token), 401, "unauthorized")
 	})
+}
+
+// TestTokenRotationOverHTTP: after a rotation, tokens issued under the old
+// secret still work on nodes that keep it as their previous secret; once it
+// is retired, they are refused and the newer ones still work.
+func TestTokenRotationOverHTTP(t *testing.T) {
+	withSecrets := func(cur, prev string) func(*nodeConfig) {
+		s, err := token.NewSigner([]byte(cur), []byte(prev), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func(c *nodeConfig) { c.signer = s }
+	}
+	const a, b, c = "secret-A-of-16+-bytes", "secret-B-of-16+-bytes", "secret-C-of-16+-bytes"
+	send := func(n *node, tok string) response {
+		return n.do("POST", "/v1/streams/s/reactions", `{"emoji":"love"}`,
+			map[string]string{"Content-Type": jsonCT, "Authorization": "Bearer " + tok})
+	}
+	before := startNode(t, withSecrets(a, ""))
+	before.step()
+	old := before.watch("s", "u1").Token
+	if r := send(before, old); r.status != http.StatusAccepted {
+		t.Fatalf("send before the rotation: %d %s", r.status, r.body)
+	}
+
+	rotated := startNode(t, withSecrets(b, a))
+	rotated.step()
+	fresh := rotated.watch("s", "u2").Token
+	for name, tok := range map[string]string{"old": old, "fresh": fresh} {
+		if r := send(rotated, tok); r.status != http.StatusAccepted {
+			t.Fatalf("%s token after the rotation: %d %s", name, r.status, r.body)
+		}
+	}
+	checkError(t, send(before, fresh), 401, "unauthorized")
+
+	retired := startNode(t, withSecrets(c, b))
+	checkError(t, send(retired, old), 401, "unauthorized")
+	if r := send(retired, fresh); r.status != http.StatusAccepted {
+		t.Fatalf("token of the previous secret after the next rotation: %d %s", r.status, r.body)
+	}
 }
 
 // TestDrainingAnswersUnavailable: while the server drains, readyz is 503

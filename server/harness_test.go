@@ -29,7 +29,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // node is one emojicast process (push, pull, server, memory store) started
 // in the test on a loopback port, on a clock the test moves.
 type node struct {
-	t    *testing.T
+	t    testing.TB
 	url  string
 	clk  *clock.Manual
 	push *push.Push
@@ -38,8 +38,12 @@ type node struct {
 }
 
 type nodeConfig struct {
-	signer     *token.Signer
-	maxStreams int
+	signer          *token.Signer
+	maxStreams      int // of push and pull
+	storeMaxStreams int
+	maxUsers        int
+	userRate        float64
+	server          Options // Addr, Push, Pull, Clock, Load and Logger are the node's
 	// store and clk are shared by the nodes of a fleet; nil makes new ones.
 	store *store.Memory
 	clk   *clock.Manual
@@ -55,7 +59,7 @@ func inFleet(st *store.Memory, clk *clock.Manual) func(*nodeConfig) {
 	return func(c *nodeConfig) { c.store, c.clk = st, clk }
 }
 
-func startNode(t *testing.T, mods ...func(*nodeConfig)) *node {
+func startNode(t testing.TB, mods ...func(*nodeConfig)) *node {
 	t.Helper()
 	cfg := nodeConfig{}
 	for _, m := range mods {
@@ -65,12 +69,12 @@ func startNode(t *testing.T, mods ...func(*nodeConfig)) *node {
 		cfg.clk = clock.NewManual(t0)
 	}
 	if cfg.store == nil {
-		cfg.store = store.NewMemory(store.MemoryOptions{Clock: cfg.clk})
+		cfg.store = store.NewMemory(store.MemoryOptions{Clock: cfg.clk, MaxStreams: cfg.storeMaxStreams})
 	}
 	clk, st := cfg.clk, cfg.store
 	pushOpts := push.Options{
 		Targets: []push.Target{{Name: "memory", Store: st}}, Clock: clk, Signer: cfg.signer,
-		MaxStreams: cfg.maxStreams, Load: cfg.load, Logger: quiet,
+		MaxStreams: cfg.maxStreams, MaxUsers: cfg.maxUsers, UserRate: cfg.userRate, Load: cfg.load, Logger: quiet,
 	}
 	if cfg.pushOpts != nil {
 		cfg.pushOpts(&pushOpts)
@@ -90,7 +94,9 @@ func startNode(t *testing.T, mods ...func(*nodeConfig)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Options{Addr: "127.0.0.1:0", Push: pu, Pull: pl, Load: cfg.load, Logger: quiet})
+	opts := cfg.server
+	opts.Addr, opts.Push, opts.Pull, opts.Clock, opts.Load, opts.Logger = "127.0.0.1:0", pu, pl, clk, cfg.load, quiet
+	srv := New(opts)
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,18 @@ var (
 		Name: "emojicast_http_unreadable_requests_total",
 		Help: "Requests fasthttp could not read: malformed, too large or too slow.",
 	})
+	openConns = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "emojicast_http_open_connections",
+		Help: "Client connections open.",
+	})
+	connsRefused = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "emojicast_http_connections_refused_total",
+		Help: "Connections refused at accept: max_conns (503), max_conns_per_ip (429), dropped (closed unanswered while too many refusals were being written).",
+	}, []string{"reason"})
+	ipLimited = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "emojicast_http_client_ip_limited_total",
+		Help: "Requests refused with 429 because their client address exceeded its rate, by limit (send, watch).",
+	}, []string{"limit"})
 )
 
 // routeStatus holds the resolved metrics of one (route, status), so the

@@ -32,6 +32,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	route, stream := api.ParsePath(ctx.Path())
 	s.dispatch(ctx, route, stream)
+	if isAPI(route) {
+		s.cors.apply(ctx)
+	}
 	observe(route, ctx.Response.StatusCode(), time.Since(start), len(ctx.Response.Body()))
 }
 
@@ -41,6 +44,14 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 		ctx.SetConnectionClose()
 		return
 	}
+	if ctx.IsOptions() && isAPI(route) {
+		if methods := s.methods(route); methods == "" {
+			api.WriteError(ctx, api.ErrNotFound)
+		} else if !route.HasStream() || s.validStream(ctx, stream) {
+			s.cors.options(ctx, methods)
+		}
+		return
+	}
 	get := ctx.IsGet() || ctx.IsHead()
 	switch route {
 	case api.RouteReactions:
@@ -48,7 +59,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 	case api.RouteWatch:
 		if s.opts.Pull == nil {
 			api.WriteError(ctx, api.ErrNotFound)
-		} else if s.allow(ctx, get, "GET, HEAD") && s.validStream(ctx, stream) {
+		} else if s.allow(ctx, get, "GET, HEAD") && s.validStream(ctx, stream) && s.allowWatch(ctx) {
 			s.opts.Pull.HandleWatch(ctx, stream)
 		}
 	case api.RouteEmojis:
@@ -84,25 +95,49 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 func (s *Server) reactions(ctx *fasthttp.RequestCtx, stream []byte, get bool) {
 	switch {
 	case get && s.opts.Pull != nil:
-		if s.validStream(ctx, stream) {
+		// A poll for a stream the node does not serve yet opens it, like
+		// a watch, so it counts as one; polls of served streams are free.
+		if s.validStream(ctx, stream) && (s.opts.Pull.Serves(stream) || s.allowWatch(ctx)) {
 			s.opts.Pull.HandlePoll(ctx, stream)
 		}
 	case ctx.IsPost() && s.opts.Push != nil:
-		if s.validStream(ctx, stream) {
+		if s.validStream(ctx, stream) && s.allowSend(ctx) {
 			s.opts.Push.HandleReactions(ctx, stream)
 		}
 	default:
-		switch {
-		case s.opts.Pull != nil && s.opts.Push != nil:
-			api.WriteMethodNotAllowed(ctx, "GET, HEAD, POST")
-		case s.opts.Pull != nil:
-			api.WriteMethodNotAllowed(ctx, "GET, HEAD")
-		case s.opts.Push != nil:
-			api.WriteMethodNotAllowed(ctx, "POST")
-		default:
+		if methods := s.methods(api.RouteReactions); methods != "" {
+			api.WriteMethodNotAllowed(ctx, methods)
+		} else {
 			api.WriteError(ctx, api.ErrNotFound)
 		}
 	}
+}
+
+// isAPI reports whether a route is part of the API that browsers on other
+// origins may call.
+func isAPI(route api.Route) bool { return route.HasStream() || route == api.RouteEmojis }
+
+// methods returns the methods an API route answers on this server, as an
+// Allow header value; empty when the route is not served here.
+func (s *Server) methods(route api.Route) string {
+	switch route {
+	case api.RouteReactions:
+		switch {
+		case s.opts.Pull != nil && s.opts.Push != nil:
+			return "GET, HEAD, POST"
+		case s.opts.Pull != nil:
+			return "GET, HEAD"
+		case s.opts.Push != nil:
+			return "POST"
+		}
+	case api.RouteWatch:
+		if s.opts.Pull != nil {
+			return "GET, HEAD"
+		}
+	case api.RouteEmojis:
+		return "GET, HEAD"
+	}
+	return ""
 }
 
 // allow answers 405 with allow unless ok.

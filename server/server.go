@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/clientip"
+	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/pull"
@@ -47,19 +50,47 @@ type Options struct {
 	// MaxConns bounds concurrent connections. Default: 16,000 (below the
 	// 20,000 open files these machines allow).
 	MaxConns int
-	// MaxConnsPerIP bounds concurrent connections from one address.
-	// Default: 0, no limit (a CDN or NAT puts many viewers behind one).
+	// MaxConnsPerIP bounds concurrent connections from one client address
+	// (an IPv6 /64); TrustedProxies are exempt. Past it a connection gets
+	// 429 rate_limited. Default: 1,000, room for a carrier-grade NAT.
 	MaxConnsPerIP int
 	// MaxHeaderBytes bounds a request's headers. Default: 8 KiB.
 	MaxHeaderBytes int
+	// TrustedProxies are the load balancers and CDN edges in front of the
+	// server: their connections are exempt from MaxConnsPerIP, and their
+	// X-Forwarded-For names the client. Default: none.
+	TrustedProxies []netip.Prefix
+	// SendRatePerIP is the sends per second one client address may make.
+	// Default: 50.
+	SendRatePerIP float64
+	// SendBurstPerIP is the sends one client address may make at once.
+	// Default: 100.
+	SendBurstPerIP int
+	// WatchRatePerIP is the watches per second one client address may make;
+	// a poll that makes this node start serving a stream counts as a watch.
+	// Default: 20.
+	WatchRatePerIP float64
+	// WatchBurstPerIP is the watches one client address may make at once.
+	// Default: 100.
+	WatchBurstPerIP int
+	// MaxClientIPs bounds the client addresses each per-address limit
+	// remembers. Default: 200,000.
+	MaxClientIPs int
+	// CORSOrigins are the origins browsers may call the API from (see
+	// ParseCORSOrigins), or "*" for any. Default: "*".
+	CORSOrigins []string
+	// Clock times the per-address limits. Default: the system clock.
+	Clock clock.Clock
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
 }
 
 // maxBodyRead is what the server reads of a body before refusing it. It is
-// above push.MaxBody so the handler, not fasthttp, answers 413 in the API's
-// JSON form for bodies a little too large.
-const maxBodyRead = 64 << 10
+// above push.MaxBody so that a body a little too large is read whole and
+// answered 413 on a connection that stays usable; larger ones are refused
+// from their Content-Length and the connection closed. It bounds the body
+// memory every connection may hold: MaxConns times 8 KiB.
+const maxBodyRead = 8 << 10
 
 func (o *Options) fillDefaults() {
 	if o.Addr == "" {
@@ -72,13 +103,25 @@ func (o *Options) fillDefaults() {
 	setDefault(&o.WriteTimeout, 5*time.Second)
 	setDefault(&o.IdleTimeout, 30*time.Second)
 	setDefault(&o.MaxConns, 16_000)
+	setDefault(&o.MaxConnsPerIP, 1000)
 	setDefault(&o.MaxHeaderBytes, 8<<10)
+	setDefault(&o.SendRatePerIP, 50)
+	setDefault(&o.SendBurstPerIP, 100)
+	setDefault(&o.WatchRatePerIP, 20)
+	setDefault(&o.WatchBurstPerIP, 100)
+	setDefault(&o.MaxClientIPs, 200_000)
+	if len(o.CORSOrigins) == 0 {
+		o.CORSOrigins = []string{"*"}
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 }
 
-func setDefault[T int | time.Duration](v *T, def T) {
+func setDefault[T int | float64 | time.Duration](v *T, def T) {
 	if *v <= 0 {
 		*v = def
 	}
@@ -88,7 +131,10 @@ func setDefault[T int | time.Duration](v *T, def T) {
 type Server struct {
 	opts     Options
 	srv      *fasthttp.Server
-	ln       net.Listener
+	ln       *limitListener
+	proxies  *clientip.Resolver
+	perIP    ipLimits
+	cors     cors
 	draining atomic.Bool
 	served   chan error
 
@@ -99,34 +145,45 @@ type Server struct {
 // New returns a Server; call Listen, then Serve.
 func New(opts Options) *Server {
 	opts.fillDefaults()
-	s := &Server{opts: opts, served: make(chan error, 1)}
+	s := &Server{
+		opts:    opts,
+		proxies: clientip.New(opts.TrustedProxies),
+		perIP:   newIPLimits(&opts),
+		cors:    newCORS(opts.CORSOrigins),
+		served:  make(chan error, 1),
+	}
 	s.srv = &fasthttp.Server{
-		Handler:               s.handle,
-		ErrorHandler:          writeParseError,
-		ReadTimeout:           opts.ReadTimeout,
-		WriteTimeout:          opts.WriteTimeout,
-		IdleTimeout:           opts.IdleTimeout,
-		Concurrency:           opts.MaxConns,
-		MaxConnsPerIP:         opts.MaxConnsPerIP,
-		ReadBufferSize:        opts.MaxHeaderBytes,
-		MaxRequestBodySize:    maxBodyRead,
-		NoDefaultServerHeader: true,
-		NoDefaultDate:         true,
-		NoDefaultContentType:  true,
-		CloseOnShutdown:       true,
-		TCPKeepalive:          true,
-		Logger:                fasthttpLogger{opts.Logger},
+		Handler:      s.handle,
+		ErrorHandler: writeParseError,
+		ReadTimeout:  opts.ReadTimeout,
+		WriteTimeout: opts.WriteTimeout,
+		IdleTimeout:  opts.IdleTimeout,
+		// The listener enforces MaxConns and MaxConnsPerIP and answers in
+		// JSON; fasthttp's own bound stays out of its way, since it would
+		// answer in plain text (a closed connection's slot comes back to
+		// the listener a moment before fasthttp's worker is free).
+		Concurrency:                  2 * opts.MaxConns,
+		ReadBufferSize:               opts.MaxHeaderBytes,
+		MaxRequestBodySize:           maxBodyRead,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultDate:                true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		Logger:                       fasthttpLogger{opts.Logger},
 	}
 	return s
 }
 
 // Listen binds the listening socket, so that Addr is known before Serve.
 func (s *Server) Listen() error {
+	// net.Listen turns TCP keep-alive on for accepted connections, so
+	// peers that vanish without a FIN are noticed.
 	ln, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
 		return err
 	}
-	s.ln = ln
+	s.ln = newLimitListener(ln, s.opts.MaxConns, s.opts.MaxConnsPerIP, s.proxies, s.opts.Logger)
 	return nil
 }
 

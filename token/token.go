@@ -29,7 +29,10 @@ var (
 
 const prefix = "v1."
 
-var b64 = base64.RawURLEncoding
+// b64 is strict so that each token has one spelling: a lenient decoder
+// ignores the unused low bits of the last character, and a token with
+// those bits flipped would verify too.
+var b64 = base64.RawURLEncoding.Strict()
 
 // Signer issues and verifies tokens. It is safe for concurrent use.
 type Signer struct {

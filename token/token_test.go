@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emojicast/emojicast/api"
 	"github.com/emojicast/emojicast/internal/testutil"
 )
 
@@ -56,6 +57,9 @@ func TestVerifyRefuses(t *testing.T) {
 		{"empty", "", "s1", t0, ErrMalformed},
 		{"not base64", prefix + "!!!." + strings.Repeat("A", 43), "s1", t0, ErrMalformed},
 		{"huge", prefix + strings.Repeat("A", 10_000) + "." + strings.Repeat("A", 43), "s1", t0, ErrMalformed},
+		{"unused bits of the signature set", tok[:len(tok)-1] + flipLowBit(tok[len(tok)-1]), "s1", t0, ErrMalformed},
+		{"two dots", tok + ".x", "s1", t0, ErrMalformed},
+		{"padded", tok + "=", "s1", t0, ErrMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := s.Verify(nil, []byte(tc.tok), []byte(tc.stream), tc.at); !errors.Is(err, tc.want) {
@@ -63,6 +67,13 @@ func TestVerifyRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// flipLowBit returns the base64url character whose value differs from c's
+// in the lowest bit, which the last character of a 32-byte value does not use.
+func flipLowBit(c byte) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	return string(alphabet[strings.IndexByte(alphabet, c)^1])
 }
 
 func TestRotationAcceptsPreviousSecret(t *testing.T) {
@@ -98,6 +109,33 @@ func TestVerifyDoesNotAllocate(t *testing.T) {
 	testutil.NoAllocs(t, "Verify", func() {
 		if _, err := s.Verify(dst[:0], tok, []byte("s1"), t0); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzTamper: a token issued for valid ids verifies to its user, and no
+// change of one byte makes it verify, for any user.
+func FuzzTamper(f *testing.F) {
+	f.Add("u1", "s1", uint16(0), byte('x'))
+	f.Add("launch-2026", "u.1_-", uint16(60), byte('A'))
+	f.Add(strings.Repeat("u", 64), strings.Repeat("s", 64), uint16(0xffff), byte('.'))
+	s := mustSigner(f, secretA, secretB)
+	f.Fuzz(func(t *testing.T, user, stream string, pos uint16, b byte) {
+		if !api.ValidID([]byte(user)) || !api.ValidID([]byte(stream)) {
+			return
+		}
+		tok := []byte(s.Issue(user, stream, t0))
+		got, err := s.Verify(nil, tok, []byte(stream), t0)
+		if err != nil || string(got) != user {
+			t.Fatalf("Verify(Issue(%q, %q)) = %q, %v", user, stream, got, err)
+		}
+		i := int(pos) % len(tok)
+		if tok[i] == b {
+			return
+		}
+		tok[i] = b
+		if got, err := s.Verify(nil, tok, []byte(stream), t0); err == nil {
+			t.Fatalf("tampered token %q verified as %q", tok, got)
 		}
 	})
 }

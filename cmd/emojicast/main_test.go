@@ -111,7 +111,8 @@ func TestServeEndToEnd(t *testing.T) {
 	cmd := exec.Command(binary(t), "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	// Whether the new stream counts as busy or quiet depends on whether it
 	// was synced yet, so both intervals are set.
-	cmd.Env = append(os.Environ(), "EMOJICAST_BUSY_NEXT_MS=1500", "EMOJICAST_QUIET_NEXT_MS=1500")
+	cmd.Env = append(os.Environ(), "EMOJICAST_BUSY_NEXT_MS=1500", "EMOJICAST_QUIET_NEXT_MS=1500",
+		"EMOJICAST_CORS_ORIGINS=https://viewer.example")
 	var logs syncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -133,6 +134,16 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	if w.NextMS != 1500 {
 		t.Fatalf("next_ms %d; the EMOJICAST_*_NEXT_MS variables were not applied", w.NextMS)
+	}
+	req, _ := http.NewRequest("GET", base+"/v1/emojis", nil)
+	req.Header.Set("Origin", "https://viewer.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "https://viewer.example" {
+		t.Fatalf("Access-Control-Allow-Origin %q; EMOJICAST_CORS_ORIGINS was not applied", got)
 	}
 	for u := range 3 {
 		body := fmt.Sprintf(`{"emoji":"love","count":4,"user":"u%d"}`, u)
@@ -196,6 +207,8 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"push", "--redis", "127.0.0.1:1", "--busy-next-ms", "5"}, "", 2, "busy-next-ms"},
 		{[]string{"serve", "--region-redis", "redis://127.0.0.1:1"}, "", 1, "--region-redis needs --redis"},
 		{[]string{"push"}, "EMOJICAST_REDIS=redis://h:1/notadb", 1, "cannot parse redis URL"},
+		{[]string{"serve"}, "EMOJICAST_TRUSTED_PROXIES=10.0.0.0/99", 1, "--trusted-proxies"},
+		{[]string{"serve", "--cors-origins", "https://example.com/path"}, "", 1, "--cors-origins"},
 		{[]string{"frobnicate"}, "", 2, "unknown command"},
 		{[]string{}, "", 2, "Commands:"},
 		{[]string{"watch"}, "", 2, "want 1 arguments"},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/emojicast/emojicast/clientip"
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/pull"
@@ -57,10 +58,20 @@ type nodeFlags struct {
 	logLevel        string
 	maxRPS          float64
 	maxCPU          float64
+	maxConnsPerIP   int
+	maxHeaderBytes  int
+	trustedProxies  string
+	ipSendRate      float64
+	ipSendBurst     int
+	ipWatchRate     float64
+	ipWatchBurst    int
+	maxClientIPs    int
+	corsOrigins     string
 	// Push.
 	flushInterval time.Duration
 	userRate      float64
 	userBurst     int
+	maxUsers      int
 	backlog       int
 	regionRedis   listFlag
 	pointsMaxLen  int64
@@ -97,10 +108,20 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Float64Var(&f.maxRPS, "max-rps", 0, "requests per second this process is sized for; over it, next_ms grows and sends are shed with 503 (0: no request budget)")
 	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of all CPU cores this process may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
+	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 1000, "most concurrent connections from one client address (IPv6: one /64); trusted proxies are exempt; past it 429")
+	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 8<<10, "largest request headers; larger get 431")
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "load balancers and CDN edges in front of this process, as comma-separated CIDRs or addresses: their X-Forwarded-For names the client")
+	fs.Float64Var(&f.ipSendRate, "ip-send-rate", 50, "sends per second one client address may make")
+	fs.IntVar(&f.ipSendBurst, "ip-send-burst", 100, "sends one client address may make at once")
+	fs.Float64Var(&f.ipWatchRate, "ip-watch-rate", 20, "watches per second one client address may make (a poll that opens a stream counts as one)")
+	fs.IntVar(&f.ipWatchBurst, "ip-watch-burst", 100, "watches one client address may make at once")
+	fs.IntVar(&f.maxClientIPs, "max-client-ips", 200_000, "client addresses each per-address limit remembers")
+	fs.StringVar(&f.corsOrigins, "cors-origins", "*", "origins browsers may call the API from: * for any, or comma-separated scheme://host[:port]")
 	if r.push {
 		fs.DurationVar(&f.flushInterval, "flush-interval", 250*time.Millisecond, "how often summed taps are written to the store")
 		fs.Float64Var(&f.userRate, "user-rate", 10, "taps per second each user may send")
 		fs.IntVar(&f.userBurst, "user-burst", 20, "taps a user may send at once")
+		fs.IntVar(&f.maxUsers, "max-users", 1_000_000, "users the per-user rate limit remembers")
 		fs.IntVar(&f.backlog, "backlog", 1_000_000, "most per-second counts kept per store while it is unreachable; past it the oldest seconds are dropped (and counted)")
 		fs.Var(&f.regionRedis, "region-redis", "Redis of another region to write every count to as well, as --redis; repeatable, or several separated by spaces")
 		fs.Int64Var(&f.pointsMaxLen, "redis-points-maxlen", store.DefaultPointsMaxLen, "data points (stream, second, emoji, count) kept per shard stream in Redis for analytics, approximately; 0 keeps none")
@@ -187,6 +208,14 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	proxies, err := clientip.ParsePrefixes(f.trustedProxies)
+	if err != nil {
+		return fmt.Errorf("invalid --trusted-proxies: %w", err)
+	}
+	origins, err := server.ParseCORSOrigins(f.corsOrigins)
+	if err != nil {
+		return fmt.Errorf("invalid --cors-origins: %w", err)
+	}
 	stores, err := openStores(r, f, log)
 	if err != nil {
 		return err
@@ -214,7 +243,10 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	srv := server.New(server.Options{
 		Addr: f.listen, Push: pu, Pull: pl, Index: index, Emojis: emojis, Load: meter,
 		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
-		MaxConns: f.maxConns, Logger: log,
+		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHeaderBytes,
+		TrustedProxies: proxies, SendRatePerIP: f.ipSendRate, SendBurstPerIP: f.ipSendBurst,
+		WatchRatePerIP: f.ipWatchRate, WatchBurstPerIP: f.ipWatchBurst, MaxClientIPs: f.maxClientIPs,
+		CORSOrigins: origins, Logger: log,
 	})
 	if err := srv.Listen(); err != nil {
 		stores.close()
@@ -249,7 +281,7 @@ func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.
 	return push.New(push.Options{
 		Targets: stores.targets(), Emojis: emojis, Signer: signer,
 		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
-		MaxStreams: f.maxStreams, MaxBacklog: f.backlog, Load: meter, Logger: log,
+		MaxUsers: f.maxUsers, MaxStreams: f.maxStreams, MaxBacklog: f.backlog, Load: meter, Logger: log,
 	})
 }
 

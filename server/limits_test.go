@@ -1,0 +1,151 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/emojicast/emojicast/internal/testutil"
+)
+
+// TestSendsPerClientIP: a client address gets its burst of sends, whatever
+// user ids it claims, then 429 until its bucket refills; X-Forwarded-For
+// counts only from a trusted proxy, and only its right-most untrusted entry.
+func TestSendsPerClientIP(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) {
+		c.server.SendRatePerIP, c.server.SendBurstPerIP = 1, 3
+		c.server.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	send := func(user, xff string) response {
+		h := map[string]string{"Content-Type": jsonCT}
+		if xff != "" {
+			h["X-Forwarded-For"] = xff
+		}
+		return n.do("POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"`+user+`"}`, h)
+	}
+	for i := range 3 {
+		if r := send(fmt.Sprintf("fresh-user-%d", i), "198.51.100.1"); r.status != http.StatusAccepted {
+			t.Fatalf("send %d of the burst: %d %s", i, r.status, r.body)
+		}
+	}
+	r := send("yet-another-user", "198.51.100.1")
+	checkError(t, r, 429, "rate_limited")
+	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 {
+		t.Fatalf("Retry-After = %q", r.header.Get("Retry-After"))
+	}
+	// A forged entry left of the proxy's does not make a new client.
+	checkError(t, send("u", "203.0.113.50, 198.51.100.1"), 429, "rate_limited")
+	if r := send("u", "198.51.100.2"); r.status != http.StatusAccepted {
+		t.Fatalf("another client behind the same proxy was limited: %d %s", r.status, r.body)
+	}
+	// Without a header the proxy itself is the client, with its own bucket.
+	if r := send("u", ""); r.status != http.StatusAccepted {
+		t.Fatalf("the proxy's own address was limited: %d %s", r.status, r.body)
+	}
+	n.clk.Add(time.Second)
+	if r := send("u2", "198.51.100.1"); r.status != http.StatusAccepted {
+		t.Fatalf("after a second, a send was refused: %d %s", r.status, r.body)
+	}
+	if m := n.do("GET", "/metrics", "", nil).body; !bytes.Contains(m, []byte(`emojicast_http_client_ip_limited_total{limit="send"}`)) {
+		t.Fatal("/metrics does not count the refused sends")
+	}
+}
+
+// TestForwardedForIgnoredFromUntrustedPeer: without trusted proxies, a
+// client cannot dodge its limit by inventing X-Forwarded-For addresses.
+func TestForwardedForIgnoredFromUntrustedPeer(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) { c.server.SendRatePerIP, c.server.SendBurstPerIP = 1, 2 })
+	var last response
+	for i := range 3 {
+		last = n.do("POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"u`+strconv.Itoa(i)+`"}`,
+			map[string]string{"Content-Type": jsonCT, "X-Forwarded-For": fmt.Sprintf("198.51.100.%d", i)})
+	}
+	checkError(t, last, 429, "rate_limited")
+}
+
+// TestWatchesPerClientIP: watches are limited per address, and so are polls
+// that open a stream the node does not serve yet; polls of served streams
+// are not.
+func TestWatchesPerClientIP(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) { c.server.WatchRatePerIP, c.server.WatchBurstPerIP = 1, 2 })
+	n.step()
+	n.watch("a", "u1")
+	n.do("GET", "/v1/streams/b/reactions", "", nil) // opens b
+	checkError(t, n.do("GET", "/v1/streams/c/watch?user=u1", "", nil), 429, "rate_limited")
+	checkError(t, n.do("GET", "/v1/streams/c/reactions", "", nil), 429, "rate_limited")
+	for range 5 {
+		n.poll("a", nil)
+		n.poll("b", nil)
+	}
+	n.clk.Add(time.Second)
+	n.watch("c", "u1")
+}
+
+// TestConnectionLimits: past MaxConns a new connection gets 503 overloaded,
+// past MaxConnsPerIP 429 rate_limited, both as JSON; other addresses and
+// trusted proxies are unaffected, and closed connections give their slots
+// back.
+func TestConnectionLimits(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) {
+		c.server.MaxConns, c.server.MaxConnsPerIP = 8, 2
+		c.server.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.9/32")}
+	})
+	addr := n.srv.Addr()
+	get := "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+	a1, a2 := dialFrom(t, "127.0.0.2", addr), dialFrom(t, "127.0.0.2", addr)
+	if r := exchange(t, a1, get); r.status != 200 {
+		t.Fatalf("first connection: %d", r.status)
+	}
+	exchange(t, a2, get)
+	refused := dialFrom(t, "127.0.0.2", addr)
+	r := exchange(t, refused, get)
+	checkError(t, r, 429, "rate_limited")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatalf("per-address refusal without Retry-After: %v", r.header)
+	}
+	if _, err := refused.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("refused connection left open: read gives %v; want EOF", err)
+	}
+	if r := exchange(t, dialFrom(t, "127.0.0.3", addr), get); r.status != 200 {
+		t.Fatalf("another address was refused: %d %s", r.status, r.body)
+	}
+	// The trusted proxy may hold more than MaxConnsPerIP.
+	for range 3 {
+		if r := exchange(t, dialFrom(t, "127.0.0.9", addr), get); r.status != 200 {
+			t.Fatalf("trusted proxy refused: %d %s", r.status, r.body)
+		}
+	}
+	// 2 + 1 + 3 open; two more fill MaxConns.
+	exchange(t, dialFrom(t, "127.0.0.4", addr), get)
+	exchange(t, dialFrom(t, "127.0.0.5", addr), get)
+	r = exchange(t, dialFrom(t, "127.0.0.6", addr), get)
+	checkError(t, r, 503, "overloaded")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+	a1.Close()
+	testutil.Eventually(t, 5*time.Second, "a closed connection gives its slot back", func() bool {
+		return n.srv.ln.Open() == 7
+	})
+	again := dialFrom(t, "127.0.0.2", addr)
+	if r := exchange(t, again, get); r.status != 200 {
+		t.Fatalf("after a close, a new connection was refused: %d %s", r.status, r.body)
+	}
+	again.Close()
+	testutil.Eventually(t, 5*time.Second, "the slot comes back", func() bool { return n.srv.ln.Open() == 7 })
+	m := exchange(t, dialFrom(t, "127.0.0.3", addr), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").body
+	for _, want := range []string{
+		`emojicast_http_connections_refused_total{reason="max_conns"}`,
+		`emojicast_http_connections_refused_total{reason="max_conns_per_ip"}`,
+		"emojicast_http_open_connections",
+	} {
+		if !bytes.Contains(m, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

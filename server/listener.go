@@ -1,0 +1,198 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/clientip"
+)
+
+// errTooManyConns answers a connection from an address that already holds
+// its share of connections.
+var errTooManyConns = api.NewError(fasthttp.StatusTooManyRequests, "rate_limited",
+	"too many connections from your network address; retry after the number of seconds in Retry-After")
+
+// Refusals are written before the connection is handed to fasthttp, so they
+// are whole HTTP responses, encoded once.
+var (
+	refuseFull  = rawResponse(api.ErrOverloaded)
+	refusePerIP = rawResponse(errTooManyConns)
+)
+
+func rawResponse(e *api.Error) []byte {
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"+
+		"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		e.Status, fasthttp.StatusMessage(e.Status), len(e.Body()), e.Body())
+}
+
+const (
+	// maxRefusing bounds the refusals being written at once; past it a
+	// connection is closed without an answer, so a connection flood cannot
+	// pile up goroutines.
+	maxRefusing = 256
+	// refuseTimeout bounds writing a refusal and waiting for the client to
+	// close its side.
+	refuseTimeout = time.Second
+)
+
+// limitListener counts the open connections of a listener, in all and per
+// client address, and answers a connection past either bound itself, in
+// the API's JSON form: fasthttp's own limits answer in plain text. Trusted
+// proxies are exempt from the per-address bound, since many clients share
+// them. Past the bounds the kernel's backlog is not left to fill: each
+// connection is accepted and answered, so clients learn to retry.
+type limitListener struct {
+	net.Listener
+	maxConns int
+	maxPerIP int
+	trusted  *clientip.Resolver
+	logger   *slog.Logger
+
+	mu    sync.Mutex
+	open  int
+	perIP map[netip.Addr]int // only addresses with open connections: bounded by maxConns
+
+	refusing chan struct{}
+	lastLog  atomic.Int64
+}
+
+func newLimitListener(ln net.Listener, maxConns, maxPerIP int, trusted *clientip.Resolver, logger *slog.Logger) *limitListener {
+	return &limitListener{
+		Listener: ln, maxConns: maxConns, maxPerIP: maxPerIP, trusted: trusted, logger: logger,
+		perIP: make(map[netip.Addr]int), refusing: make(chan struct{}, maxRefusing),
+	}
+}
+
+// Accept returns the next connection within the bounds. Running out of file
+// descriptors or kernel memory is waited out, not returned: fasthttp would
+// stop serving for good on any error but a closed listener.
+func (l *limitListener) Accept() (net.Conn, error) {
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if !isTemporary(err) {
+				return nil, err
+			}
+			l.logThrottled("cannot accept connections; retrying", err)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if lc := l.admit(c); lc != nil {
+			return lc, nil
+		}
+	}
+}
+
+func isTemporary(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED)
+}
+
+// admit counts c in, or refuses it and returns nil.
+func (l *limitListener) admit(c net.Conn) net.Conn {
+	group, exempt := netip.Addr{}, true
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		a := ta.AddrPort().Addr()
+		group, exempt = clientip.Group(a), l.trusted.Trusted(a)
+	}
+	l.mu.Lock()
+	switch {
+	case l.open >= l.maxConns:
+		l.mu.Unlock()
+		connsRefused.WithLabelValues("max_conns").Inc()
+		l.refuse(c, refuseFull)
+		return nil
+	case !exempt && l.perIP[group] >= l.maxPerIP:
+		l.mu.Unlock()
+		connsRefused.WithLabelValues("max_conns_per_ip").Inc()
+		l.refuse(c, refusePerIP)
+		return nil
+	}
+	l.open++
+	if !exempt {
+		l.perIP[group]++
+	}
+	l.mu.Unlock()
+	openConns.Inc()
+	return &limitedConn{Conn: c, l: l, group: group, counted: !exempt}
+}
+
+func (l *limitListener) release(group netip.Addr, counted bool) {
+	openConns.Dec()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	if counted {
+		if l.perIP[group]--; l.perIP[group] <= 0 {
+			delete(l.perIP, group)
+		}
+	}
+}
+
+// Open returns the number of connections open.
+func (l *limitListener) Open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open
+}
+
+// refuse writes resp to c and closes it, in the background so that a client
+// that does not read cannot hold up accepting.
+func (l *limitListener) refuse(c net.Conn, resp []byte) {
+	select {
+	case l.refusing <- struct{}{}:
+	default:
+		connsRefused.WithLabelValues("dropped").Inc()
+		_ = c.Close()
+		return
+	}
+	go func() {
+		defer func() { <-l.refusing }()
+		_ = c.SetDeadline(time.Now().Add(refuseTimeout))
+		_, _ = c.Write(resp)
+		// Closing with the client's request unread would reset the
+		// connection and could destroy the answer before the client
+		// reads it: half-close, then wait for the client to finish.
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+		_ = c.Close()
+	}()
+}
+
+func (l *limitListener) logThrottled(msg string, err error) {
+	now := time.Now().UnixNano()
+	if last := l.lastLog.Load(); now-last < int64(time.Minute) || !l.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	l.logger.Warn(msg, "err", err)
+}
+
+// limitedConn gives its slot back when it is closed.
+type limitedConn struct {
+	net.Conn
+	l       *limitListener
+	group   netip.Addr
+	counted bool
+	once    sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	c.once.Do(func() { c.l.release(c.group, c.counted) })
+	return c.Conn.Close()
+}
