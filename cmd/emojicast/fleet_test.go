@@ -32,6 +32,10 @@ const fleetSealDelay = "1s"
 // and counts weighted by its inverse (control_fleet_test.go tests that).
 var exact = []string{"--target-sends", "1000000000"}
 
+// loadSender lets one test address send like a crowd: the per-user and
+// per-address limits are not what the fleet tests are about.
+var loadSender = []string{"--user-rate", "1000", "--user-burst", "1000", "--ip-send-rate", "1000000", "--ip-send-burst", "1000000"}
+
 // fleetClient bounds every request of the fleet tests, so a hung process
 // fails the test instead of hanging it.
 var fleetClient = &http.Client{Timeout: 5 * time.Second}
@@ -432,7 +436,7 @@ func checkSettled(t *testing.T, ta *tally, viewers ...*fleetViewer) {
 // exactly the accepted counts, second by second.
 func runFleet(t *testing.T, redisSpec string) {
 	common := []string{"--redis", redisSpec, "--seal-delay", fleetSealDelay, "--log-level", "warn"}
-	pushArgs := append([]string{"push", "--user-rate", "1000", "--user-burst", "1000"}, common...)
+	pushArgs := append(append([]string{"push"}, loadSender...), common...)
 	pushes := []*proc{startProc(t, "push-1", pushArgs...), startProc(t, "push-2", pushArgs...)}
 	pullArgs := append(append([]string{"pull"}, exact...), common...)
 	pulls := []*proc{startProc(t, "pull-1", pullArgs...), startProc(t, "pull-2", pullArgs...)}
@@ -480,7 +484,7 @@ func TestFleetOnRedisCluster(t *testing.T) {
 func TestFleetSurvivesRedisOutage(t *testing.T) {
 	srv := redistest.StartPersistent(t)
 	common := []string{"--redis", srv.URL(), "--seal-delay", fleetSealDelay, "--log-level", "warn"}
-	pu := startProc(t, "push", append([]string{"push", "--user-rate", "1000", "--user-burst", "1000"}, common...)...)
+	pu := startProc(t, "push", append(append([]string{"push"}, loadSender...), common...)...)
 	pl := startProc(t, "pull", append(append([]string{"pull"}, exact...), common...)...)
 	pu.waitReady()
 	pl.waitReady()
@@ -535,7 +539,7 @@ func TestPushSIGTERMLosesNothing(t *testing.T) {
 	// Every node must use the same seal delay; this one allows the long
 	// flush interval that leaves plenty summed but unwritten at SIGTERM.
 	common := []string{"--redis", srv.URL(), "--seal-delay", "2s", "--log-level", "info"}
-	pushArgs := append([]string{"push", "--user-rate", "1000", "--user-burst", "1000"}, common...)
+	pushArgs := append(append([]string{"push"}, loadSender...), common...)
 	stopping := startProc(t, "push-stopping", append(pushArgs, "--flush-interval", "900ms")...)
 	staying := startProc(t, "push-staying", pushArgs...)
 	pl := startProc(t, "pull", append(append([]string{"pull"}, exact...), common...)...)
@@ -567,8 +571,8 @@ func TestPushSIGTERMLosesNothing(t *testing.T) {
 func TestTwoRegions(t *testing.T) {
 	east, west := redistest.Start(t), redistest.Start(t)
 	pushNode := func(name, home, other string) *proc {
-		return startProc(t, name, "push", "--redis", home, "--region-redis", other, "--user-rate", "1000", "--user-burst", "1000",
-			"--seal-delay", fleetSealDelay, "--log-level", "warn")
+		return startProc(t, name, append(append([]string{"push", "--redis", home, "--region-redis", other}, loadSender...),
+			"--seal-delay", fleetSealDelay, "--log-level", "warn")...)
 	}
 	pullNode := func(name, home string) *proc {
 		return startProc(t, name, append([]string{"pull", "--redis", home, "--seal-delay", fleetSealDelay, "--log-level", "warn"}, exact...)...)
@@ -611,7 +615,7 @@ func TestTwoRegions(t *testing.T) {
 func TestPullStartedLateRefillsFromRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	common := []string{"--redis", srv.URL(), "--seal-delay", fleetSealDelay, "--log-level", "warn"}
-	both := startProc(t, "serve", append(append([]string{"serve", "--user-rate", "1000", "--user-burst", "1000"}, exact...), common...)...)
+	both := startProc(t, "serve", append(append(append([]string{"serve"}, loadSender...), exact...), common...)...)
 	both.waitReady()
 	v := watchStream(t, both, "refill")
 	ta := newTally()
