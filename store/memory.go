@@ -79,7 +79,7 @@ var _ Store = (*Memory)(nil)
 func NewMemory(opts MemoryOptions) *Memory {
 	opts.fillDefaults()
 	return &Memory{
-		opts:    opts,
+		opts:        opts,
 		streams:     make(map[string]*memStream),
 		batches:     make(map[string]time.Time),
 		control:     make(map[string]*memControl),
