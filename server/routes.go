@@ -40,6 +40,12 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 	switch route {
 	case api.RouteReactions:
 		s.reactions(ctx, stream, get)
+	case api.RouteComments:
+		if s.opts.Push == nil {
+			api.WriteError(ctx, api.ErrNotFound)
+		} else if s.allow(ctx, ctx.IsPost(), "POST") && s.validStream(ctx, stream) {
+			s.opts.Push.HandleComments(ctx, stream)
+		}
 	case api.RouteWatch:
 		if s.opts.Pull == nil {
 			api.WriteError(ctx, api.ErrNotFound)
