@@ -88,9 +88,9 @@ type Chart struct {
 
 	seconds  map[int64]client.Bucket
 	comments []client.Comment // the latest, oldest first
-	now     int64
-	viewers int64
-	drawn   int // lines drawn last time, to move back over
+	now      int64
+	viewers  int64
+	drawn    int // lines drawn last time, to move back over
 }
 
 // Show takes an update and redraws the chart.
