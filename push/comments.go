@@ -42,18 +42,8 @@ var (
 // the comment will be broadcast in the current second, 202 shed when the
 // stream's budget for comments leaves it out.
 func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
-	if wait, shed := p.shed(); shed {
-		overloaded.Inc()
-		api.WriteRetry(ctx, api.ErrOverloaded, wait)
-		return
-	}
-	if !isJSON(ctx.Request.Header.ContentType()) {
-		api.WriteError(ctx, api.ErrUnsupportedMedia)
-		return
-	}
-	body := ctx.Request.Body()
-	if len(body) > MaxBody {
-		api.WriteError(ctx, api.ErrBodyTooLarge)
+	body, ok := p.readBody(ctx)
+	if !ok {
 		return
 	}
 	parser := parsers.Get()

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emojicast/emojicast/comment"
+	"github.com/emojicast/emojicast/internal/testutil"
 	"github.com/emojicast/emojicast/push"
 	"github.com/emojicast/emojicast/store"
 )
@@ -201,27 +201,14 @@ func TestCommentBudgetIsBoundedAndFair(t *testing.T) {
 	if avg < 25 {
 		t.Fatalf("on average %.1f comments a second accepted; want at least 25 of the budget of %d", avg, budget)
 	}
-	chi2 := chiSquare2x2(early[1], early[0], late[1], late[0])
+	chi2 := testutil.ChiSquare2x2(early[1], early[0], late[1], late[0])
 	t.Logf("%.1f comments a second accepted of %d offered; first half of the second kept %d of %d, second half %d of %d; chi-square %.2f",
 		avg, perSecond, early[1], early[0]+early[1], late[1], late[0]+late[1], chi2)
-	// 10.83 is the 0.1% critical value with one degree of freedom: a fair
-	// rule fails this once in a thousand runs, first come first served
-	// every time.
-	if chi2 > 10.83 {
-		t.Fatalf("early and late senders had different chances: chi-square %.2f > 10.83", chi2)
+	// A fair rule fails this once in a thousand runs, first come first
+	// served every time.
+	if chi2 > testutil.ChiSquareCritical {
+		t.Fatalf("early and late senders had different chances: chi-square %.2f > %.2f", chi2, testutil.ChiSquareCritical)
 	}
-}
-
-// chiSquare2x2 is Pearson's chi-square statistic of a 2x2 table
-// [[a, b], [c, d]].
-func chiSquare2x2(a, b, c, d int) float64 {
-	n := float64(a + b + c + d)
-	num := float64(a*d-b*c) * float64(a*d-b*c) * n
-	den := float64(a+b) * float64(c+d) * float64(a+c) * float64(b+d)
-	if den == 0 {
-		return math.Inf(1)
-	}
-	return num / den
 }
 
 // brokenMasker fails in the ways a filter can: an error, a panic, or

@@ -219,30 +219,17 @@ func checkCommentBudget(t *testing.T, cl *commentLog, w *commentWatcher) {
 		byHalf[c.start.Nanosecond()/500_000_000][k]++
 		byNode[c.node][k]++
 	}
-	chiHalf := chiSquare2x2(byHalf[0][1], byHalf[0][0], byHalf[1][1], byHalf[1][0])
-	chiNode := chiSquare2x2(byNode[0][1], byNode[0][0], byNode[1][1], byNode[1][0])
+	chiHalf := testutil.ChiSquare2x2(byHalf[0][1], byHalf[0][0], byHalf[1][1], byHalf[1][0])
+	chiNode := testutil.ChiSquare2x2(byNode[0][1], byNode[0][0], byNode[1][1], byNode[1][0])
 	t.Logf("%d comments offered over %d s, %.1f a second kept; kept early %v late %v in a second (chi-square %.2f), on push-1 %v push-2 %v (chi-square %.2f)",
 		len(cl.sent), last-first+1, avg, byHalf[0], byHalf[1], chiHalf, byNode[0], byNode[1], chiNode)
 	if avg < 25 {
 		t.Errorf("%.1f comments a second kept on average; want at least 25 of 30", avg)
 	}
-	// 10.83: the 0.1% critical value with one degree of freedom.
-	if chiHalf > 10.83 {
+	if chiHalf > testutil.ChiSquareCritical {
 		t.Errorf("early and late senders in a second had different chances: chi-square %.2f", chiHalf)
 	}
-	if chiNode > 10.83 {
+	if chiNode > testutil.ChiSquareCritical {
 		t.Errorf("senders on push-1 and push-2 had different chances: chi-square %.2f", chiNode)
 	}
-}
-
-// chiSquare2x2 is Pearson's chi-square statistic of a 2x2 table
-// [[a, b], [c, d]].
-func chiSquare2x2(a, b, c, d int) float64 {
-	n := float64(a + b + c + d)
-	num := float64(a*d-b*c) * float64(a*d-b*c) * n
-	den := float64(a+b) * float64(c+d) * float64(a+c) * float64(b+d)
-	if den == 0 {
-		return math.Inf(1)
-	}
-	return num / den
 }
