@@ -26,6 +26,12 @@ import (
 // flush a second before it is sealed, so counts stay in their own second.
 const fleetSealDelay = "1s"
 
+// exact keeps a pull process from sampling: these tests compare what
+// viewers see with the taps sent, so every tap must count once, while one
+// viewer of thousands of taps a second would otherwise get a sample below 1
+// and counts weighted by its inverse (control_fleet_test.go tests that).
+var exact = []string{"--target-sends", "1000000000"}
+
 // fleetClient bounds every request of the fleet tests, so a hung process
 // fails the test instead of hanging it.
 var fleetClient = &http.Client{Timeout: 5 * time.Second}
@@ -428,7 +434,8 @@ func runFleet(t *testing.T, redisSpec string) {
 	common := []string{"--redis", redisSpec, "--seal-delay", fleetSealDelay, "--log-level", "warn"}
 	pushArgs := append([]string{"push", "--user-rate", "1000", "--user-burst", "1000"}, common...)
 	pushes := []*proc{startProc(t, "push-1", pushArgs...), startProc(t, "push-2", pushArgs...)}
-	pulls := []*proc{startProc(t, "pull-1", append([]string{"pull"}, common...)...), startProc(t, "pull-2", append([]string{"pull"}, common...)...)}
+	pullArgs := append(append([]string{"pull"}, exact...), common...)
+	pulls := []*proc{startProc(t, "pull-1", pullArgs...), startProc(t, "pull-2", pullArgs...)}
 	for _, p := range append(pulls, pushes...) {
 		p.waitReady()
 	}
@@ -474,7 +481,7 @@ func TestFleetSurvivesRedisOutage(t *testing.T) {
 	srv := redistest.StartPersistent(t)
 	common := []string{"--redis", srv.URL(), "--seal-delay", fleetSealDelay, "--log-level", "warn"}
 	pu := startProc(t, "push", append([]string{"push", "--user-rate", "1000", "--user-burst", "1000"}, common...)...)
-	pl := startProc(t, "pull", append([]string{"pull"}, common...)...)
+	pl := startProc(t, "pull", append(append([]string{"pull"}, exact...), common...)...)
 	pu.waitReady()
 	pl.waitReady()
 	streams := []string{"outage"}
@@ -531,7 +538,7 @@ func TestPushSIGTERMLosesNothing(t *testing.T) {
 	pushArgs := append([]string{"push", "--user-rate", "1000", "--user-burst", "1000"}, common...)
 	stopping := startProc(t, "push-stopping", append(pushArgs, "--flush-interval", "900ms")...)
 	staying := startProc(t, "push-staying", pushArgs...)
-	pl := startProc(t, "pull", append([]string{"pull"}, common...)...)
+	pl := startProc(t, "pull", append(append([]string{"pull"}, exact...), common...)...)
 	pl.waitReady()
 	v := watchStream(t, pl, "sigterm")
 	ta := newTally()
@@ -564,7 +571,7 @@ func TestTwoRegions(t *testing.T) {
 			"--seal-delay", fleetSealDelay, "--log-level", "warn")
 	}
 	pullNode := func(name, home string) *proc {
-		return startProc(t, name, "pull", "--redis", home, "--seal-delay", fleetSealDelay, "--log-level", "warn")
+		return startProc(t, name, append([]string{"pull", "--redis", home, "--seal-delay", fleetSealDelay, "--log-level", "warn"}, exact...)...)
 	}
 	pushes := []*proc{pushNode("push-east", east.URL(), west.URL()), pushNode("push-west", west.URL(), east.URL())}
 	pullEast, pullWest := pullNode("pull-east", east.URL()), pullNode("pull-west", west.URL())
@@ -604,7 +611,7 @@ func TestTwoRegions(t *testing.T) {
 func TestPullStartedLateRefillsFromRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	common := []string{"--redis", srv.URL(), "--seal-delay", fleetSealDelay, "--log-level", "warn"}
-	both := startProc(t, "serve", append([]string{"serve", "--user-rate", "1000", "--user-burst", "1000"}, common...)...)
+	both := startProc(t, "serve", append(append([]string{"serve", "--user-rate", "1000", "--user-burst", "1000"}, exact...), common...)...)
 	both.waitReady()
 	v := watchStream(t, both, "refill")
 	ta := newTally()
@@ -612,7 +619,7 @@ func TestPullStartedLateRefillsFromRedis(t *testing.T) {
 	seen := v.waitTotals(ta, 20*time.Second)
 	ta.checkSeconds(t, both.name, "refill", seen)
 
-	late := startProc(t, "pull-late", append([]string{"pull"}, common...)...)
+	late := startProc(t, "pull-late", append(append([]string{"pull"}, exact...), common...)...)
 	late.waitReady()
 	v.mu.Lock()
 	oldest := v.cursor
