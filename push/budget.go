@@ -75,6 +75,7 @@ type streamBudget struct {
 	acc      float64
 	kept     int
 	reported int64 // the last second whose count was reported
+	dead     bool  // forgotten as idle: callers must get the stream again
 }
 
 func newBudget(perSecond int, node string, maxStreams int) *budget {
@@ -83,29 +84,47 @@ func newBudget(perSecond int, node string, maxStreams int) *budget {
 	return b
 }
 
-// admit decides on one comment offered for stream in second sec. ok is
-// false when the node holds its maximum of streams and this one is new.
-func (b *budget) admit(stream []byte, sec int64) (keep, ok bool) {
-	sb := b.get(stream)
-	if sb == nil {
-		return false, false
+// admit decides on one comment offered for stream in second sec, and
+// returns the second it was counted in: sec, or the stream's current
+// second when a request that read the clock just before the second turned
+// gets here after one that read it just after (it is off by a moment,
+// never counted against a second whose seats are closed). ok is false when
+// the node holds its maximum of streams and this one is new.
+func (b *budget) admit(stream []byte, sec int64) (keep bool, in int64, ok bool) {
+	for {
+		sb := b.get(stream, sec)
+		if sb == nil {
+			return false, 0, false
+		}
+		// An entry forgotten as idle between get and its lock is got
+		// again, so that no second's seats are counted in two places.
+		if keep, in, alive := b.offer(sb, string(stream), sec); alive {
+			return keep, in, true
+		}
 	}
+}
+
+// offer counts one offer in sb; alive is false when sb was forgotten.
+func (b *budget) offer(sb *streamBudget, stream string, sec int64) (keep bool, in int64, alive bool) {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	if sb.second != sec {
-		b.startSecond(sb, string(stream), sec)
+	if sb.dead {
+		return false, 0, false
+	}
+	if sec > sb.second {
+		b.startSecond(sb, stream, sec)
 	}
 	sb.offered++
 	sb.acc += sb.p
 	if sb.acc < 1 {
-		return false, true
+		return false, sb.second, true
 	}
 	sb.acc--
 	if sb.kept >= sb.seats {
-		return false, true
+		return false, sb.second, true
 	}
 	sb.kept++
-	return true, true
+	return true, sb.second, true
 }
 
 // startSecond moves a stream's counting to second sec and fixes the
@@ -130,7 +149,9 @@ func (b *budget) startSecond(sb *streamBudget, stream string, sec int64) {
 	sb.acc = rand.Float64()
 }
 
-func (b *budget) get(stream []byte) *streamBudget {
+// get returns the stream's entry, creating it (as if second sec-1 had no
+// comments, so it is not idle) if there is room; nil if there is not.
+func (b *budget) get(stream []byte, sec int64) *streamBudget {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	sb := b.streams[string(stream)]
@@ -138,7 +159,7 @@ func (b *budget) get(stream []byte) *streamBudget {
 		if len(b.streams) >= b.maxStream {
 			return nil
 		}
-		sb = &streamBudget{}
+		sb = &streamBudget{second: sec - 1}
 		b.streams[string(stream)] = sb
 	}
 	return sb
@@ -206,11 +227,11 @@ func (b *budget) reports(now int64) []store.CommentReport {
 			sb.reported = now - 1
 			out = append(out, store.CommentReport{Stream: id, Offered: n})
 		}
-		idle := sb.second < now-idleAfter
-		sb.mu.Unlock()
-		if idle {
+		if sb.second < now-idleAfter {
+			sb.dead = true
 			delete(b.streams, id)
 		}
+		sb.mu.Unlock()
 	}
 	return out
 }

@@ -57,7 +57,7 @@ func TestBudgetSplitsAcrossNodesFairly(t *testing.T) {
 		n := 0
 		for i := range 200 {
 			node := []*budget{a, b}[i%2]
-			keep, ok := node.admit([]byte("s"), sec)
+			keep, _, ok := node.admit([]byte("s"), sec)
 			if !ok {
 				t.Fatal("budget refused a stream")
 			}
@@ -92,16 +92,37 @@ func TestBudgetSplitsAcrossNodesFairly(t *testing.T) {
 func TestBudgetIsBounded(t *testing.T) {
 	b := newBudget(30, "a", 2)
 	for _, s := range []string{"x", "y"} {
-		if _, ok := b.admit([]byte(s), 1); !ok {
+		if _, _, ok := b.admit([]byte(s), 1); !ok {
 			t.Fatal("refused a stream under the bound")
 		}
 	}
-	if _, ok := b.admit([]byte("z"), 1); ok {
+	if _, _, ok := b.admit([]byte("z"), 1); ok {
 		t.Fatal("took a third stream past a bound of 2")
 	}
 	// Idle streams are forgotten when reported on.
 	b.reports(1 + idleAfter + 1)
-	if _, ok := b.admit([]byte("z"), 10); !ok {
+	if _, _, ok := b.admit([]byte("z"), 10); !ok {
 		t.Fatal("idle streams were not forgotten")
+	}
+}
+
+// TestBudgetSecondsNeverReopen: a request that read the clock just before
+// a second turned and arrives after the next second started is counted in
+// the new second, so the old one's seats cannot be handed out again.
+func TestBudgetSecondsNeverReopen(t *testing.T) {
+	b := newBudget(30, "a", 10)
+	kept := 0
+	for i := range 200 {
+		sec := int64(100 + i%2) // 100, 101, 100, 101...: requests straddling the turn
+		keep, in, _ := b.admit([]byte("s"), sec)
+		if i > 0 && in != 101 {
+			t.Fatalf("offer %d for second %d was counted in %d; want 101", i, sec, in)
+		}
+		if keep {
+			kept++
+		}
+	}
+	if kept > 31 { // second 100 kept the first offer, 101 the rest
+		t.Fatalf("kept %d comments over two seconds with a budget of 30 and no rate known: seats were handed out again", kept)
 	}
 }

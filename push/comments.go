@@ -66,7 +66,7 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
 		api.WriteRetry(ctx, api.ErrRateLimited, ceilSeconds(wait))
 		return
 	}
-	keep, ok := p.budget.admit(stream, now.Unix())
+	keep, sec, ok := p.budget.admit(stream, now.Unix())
 	switch {
 	case !ok:
 		overloaded.Inc()
@@ -76,7 +76,7 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
 		api.WriteJSON(ctx, fasthttp.StatusAccepted, bodyShed)
 	default:
 		p.pending.add(store.CommentAt{
-			Stream: string(stream), Second: now.Unix(),
+			Stream: string(stream), Second: sec,
 			Comment: store.Comment{User: string(user), Text: p.mask(text)},
 		})
 		commentsBy(resultAccepted).Inc()
