@@ -39,6 +39,13 @@ import (
 // lowers its own p so that it still expects to keep keepShare of its
 // seats: late comments are not the ones shed.
 //
+// Joining. A node takes seats only once it has told the store it is live
+// and read the fleet back; when it finds other nodes live, it waits two
+// report intervals more, until each of them has counted it. A node that
+// could not read the fleet for store.CommentLoadTTL (the others have
+// dropped it by then) takes no seats until it joins again. Meanwhile its
+// comments are shed: the answer stays immediate and the budget holds.
+//
 // The first second of a sudden surge, before any count of it was reported,
 // has no rate to go by: it is first come, first served up to the seats.
 
@@ -63,6 +70,11 @@ type budget struct {
 type fleetView struct {
 	nodes   []string         // live push nodes, sorted
 	offered map[string]int64 // stream -> comments other nodes offered in their last second
+	at      time.Time        // when it was read; zero: never
+	// seatsFrom is when this node may take seats: a node that finds
+	// others already live waits until every one of them has read the
+	// fleet again and counts it too.
+	seatsFrom time.Time
 }
 
 type streamBudget struct {
@@ -137,7 +149,10 @@ func (b *budget) startSecond(sb *streamBudget, stream string, sec int64) {
 	}
 	sb.second, sb.offered, sb.kept = sec, 0, 0
 	view := b.fleet.Load()
-	sb.seats = seats(b.perSecond, view.nodes, b.node, stream, sec)
+	sb.seats = 0
+	if now := time.Now(); !view.at.IsZero() && now.Sub(view.at) <= store.CommentLoadTTL && !now.Before(view.seatsFrom) {
+		sb.seats = seats(b.perSecond, view.nodes, b.node, stream, sec)
+	}
 	rate := float64(sb.last + view.offered[stream])
 	sb.p = 1
 	if rate > 0 {
@@ -247,14 +262,16 @@ func (b *budget) streamIDs() []string {
 	return ids
 }
 
-// refresh reads the fleet's comment load for the node's streams.
+// refresh reads the fleet's comment load for the node's streams. It runs
+// after the node reported itself live.
 func (b *budget) refresh(ctx context.Context, s store.Store) error {
 	ids := b.streamIDs()
 	load, err := s.CommentLoad(ctx, ids)
 	if err != nil {
 		return err
 	}
-	view := &fleetView{nodes: load.Nodes, offered: make(map[string]int64, len(ids))}
+	now := time.Now()
+	view := &fleetView{nodes: load.Nodes, offered: make(map[string]int64, len(ids)), at: now}
 	for i, id := range ids {
 		for _, l := range load.Streams[i] {
 			if l.Node != b.node {
@@ -262,8 +279,27 @@ func (b *budget) refresh(ctx context.Context, s store.Store) error {
 			}
 		}
 	}
+	view.seatsFrom = b.seatsFrom(now, load.Nodes)
 	b.fleet.Store(view)
 	return nil
+}
+
+// seatsFrom returns when the node may take seats. A node joining the fleet
+// (at start, or back after it could not reach the store for longer than
+// the others remember it) that finds other nodes live waits two report
+// intervals, by which time each of them has read the fleet again and
+// counted it: until then their seats add up to the whole budget.
+func (b *budget) seatsFrom(now time.Time, live []string) time.Time {
+	prev := b.fleet.Load()
+	if !prev.at.IsZero() && now.Sub(prev.at) <= store.CommentLoadTTL {
+		return prev.seatsFrom
+	}
+	for _, n := range live {
+		if n != b.node {
+			return now.Add(2 * commentLoadInterval)
+		}
+	}
+	return now
 }
 
 // len returns the number of streams with budgets.

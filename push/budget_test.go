@@ -1,8 +1,12 @@
 package push
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/emojicast/emojicast/store"
 )
 
 // TestSeatsAddUpToTheBudget: every node computes its own seats from the
@@ -46,7 +50,7 @@ func TestSeatsAddUpToTheBudget(t *testing.T) {
 func TestBudgetSplitsAcrossNodesFairly(t *testing.T) {
 	a, b := newBudget(30, "a", 10), newBudget(30, "b", 10)
 	view := func(other int64) *fleetView {
-		return &fleetView{nodes: []string{"a", "b"}, offered: map[string]int64{"s": other}}
+		return &fleetView{nodes: []string{"a", "b"}, offered: map[string]int64{"s": other}, at: time.Now()}
 	}
 	a.fleet.Store(view(0))
 	b.fleet.Store(view(0))
@@ -111,6 +115,7 @@ func TestBudgetIsBounded(t *testing.T) {
 // the new second, so the old one's seats cannot be handed out again.
 func TestBudgetSecondsNeverReopen(t *testing.T) {
 	b := newBudget(30, "a", 10)
+	b.fleet.Store(&fleetView{nodes: []string{"a"}, at: time.Now()})
 	kept := 0
 	for i := range 200 {
 		sec := int64(100 + i%2) // 100, 101, 100, 101...: requests straddling the turn
@@ -124,5 +129,54 @@ func TestBudgetSecondsNeverReopen(t *testing.T) {
 	}
 	if kept > 31 { // second 100 kept the first offer, 101 the rest
 		t.Fatalf("kept %d comments over two seconds with a budget of 30 and no rate known: seats were handed out again", kept)
+	}
+}
+
+// TestBudgetJoinsBeforeTakingSeats: a node takes no seats before it read
+// the fleet; alone it takes them at once; finding others, it waits until
+// they have all counted it; and when it cannot read the fleet for longer
+// than the others remember it, it takes none.
+func TestBudgetJoinsBeforeTakingSeats(t *testing.T) {
+	st := store.NewMemory(store.MemoryOptions{})
+	ctx := context.Background()
+	keeps := func(b *budget, sec int64) bool {
+		keep, _, _ := b.admit([]byte("s"), sec)
+		return keep
+	}
+	a := newBudget(30, "a", 10)
+	if keeps(a, 1) {
+		t.Fatal("a node that never read the fleet kept a comment")
+	}
+	if err := st.ReportComments(ctx, "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.refresh(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if !keeps(a, 2) {
+		t.Fatal("a node alone did not keep the first comment of a second once it read the fleet")
+	}
+	b := newBudget(30, "b", 10)
+	if err := st.ReportComments(ctx, "b", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.refresh(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if keeps(b, 3) {
+		t.Fatal("a node joining a live fleet took a seat before the others counted it")
+	}
+	time.Sleep(2*commentLoadInterval + 10*time.Millisecond)
+	if err := b.refresh(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if !keeps(b, 4) {
+		t.Fatal("a joined node did not keep a comment after the wait")
+	}
+	stale := *b.fleet.Load()
+	stale.at = time.Now().Add(-store.CommentLoadTTL - time.Second)
+	b.fleet.Store(&stale)
+	if keeps(b, 5) {
+		t.Fatal("a node that could not read the fleet for longer than the others remember it kept a comment")
 	}
 }

@@ -197,7 +197,8 @@ func New(opts Options) (*Push, error) {
 	return p, nil
 }
 
-// Start starts the flusher.
+// Start starts the flusher and the sharing of comment load, after one
+// round of it (bounded by FlushTimeout).
 func (p *Push) Start() {
 	if p.started.Swap(true) {
 		panic("BUG: push.Start called twice")
@@ -206,6 +207,9 @@ func (p *Push) Start() {
 		go t.run(p.stopTargets, func() context.Context { return p.final })
 	}
 	go p.flushLoop()
+	// Join the fleet's comment budget before serving: a node takes no
+	// comment seats until it has (see budget.go).
+	p.shareCommentLoad()
 	go p.commentLoadLoop()
 }
 
