@@ -61,7 +61,7 @@ type Options struct {
 	// connection could be made. Default: 3.
 	SendAttempts int
 	// OnRetry, if set, is called before each wait after a failure, with
-	// what failed ("watch", "poll" or "send"), how many failures in a row,
+	// what failed ("watch", "poll", "send" or "comment"), how many failures in a row,
 	// the wait and the error: for logging, and for tests to see the pattern.
 	OnRetry func(op string, failures int, wait time.Duration, err error)
 	// Rand returns uniform random numbers in [0, 1), for jitter and for

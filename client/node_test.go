@@ -145,3 +145,54 @@ func clientGoroutines() string {
 	}
 	return strings.Join(out, "\n\n")
 }
+
+// TestCommentsAgainstNode: a comment a viewer sends comes back to another
+// viewer in its second's bucket, once.
+func TestCommentsAgainstNode(t *testing.T) {
+	url := startNode(t)
+	ctx := context.Background()
+	viewer := newTestClient(t, url, func(o *Options) { o.User = "viewer" })
+	s, err := viewer.Watch(ctx, "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []Comment
+	var at, latest int64
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_ = s.Run(runCtx, func(u Update) {
+			mu.Lock()
+			defer mu.Unlock()
+			latest = u.Now
+			for _, b := range u.Buckets {
+				if len(b.Comments) > 0 {
+					at = b.T
+				}
+				got = append(got, b.Comments...)
+			}
+		})
+	}()
+	sender := newTestClient(t, url, func(o *Options) { o.User = "fan" })
+	ss, err := sender.Watch(ctx, "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := ss.Comment(ctx, "  what a goal!  "); err != nil || !kept {
+		t.Fatalf("Comment = %v, %v; want kept", kept, err)
+	}
+	if _, err := ss.Comment(ctx, "two\nlines"); err == nil || !strings.Contains(err.Error(), "invalid_text") {
+		t.Fatalf("a comment with a line break: %v; want invalid_text", err)
+	}
+	testutil.Eventually(t, 20*time.Second, "the comment delivered and two more seconds polled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) > 0 && latest >= at+2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != (Comment{User: "fan", Text: "what a goal!"}) {
+		t.Fatalf("viewer got comments %+v; want the one from fan, trimmed", got)
+	}
+}

@@ -21,6 +21,15 @@ type Bucket struct {
 	// Burst lists the emojis whose count reached the burst threshold: show
 	// one confetti effect for them instead of that many single emojis.
 	Burst []string `json:"burst,omitempty"`
+	// Comments are the danmaku comments of the second, oldest first.
+	Comments []Comment `json:"m,omitempty"`
+}
+
+// Comment is one danmaku comment: who wrote it and its text (already
+// cleaned and masked by the server).
+type Comment struct {
+	User string `json:"u"`
+	Text string `json:"x"`
 }
 
 // Update is what one poll brought: the stream's state and the seconds the

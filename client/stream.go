@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"path"
 	"sync"
 	"sync/atomic"
 )
@@ -34,9 +35,10 @@ type Stream struct {
 	// Emojis is the stream's emoji set, in display order.
 	Emojis []Emoji
 
-	c    *Client
-	pull *url.URL
-	push *url.URL
+	c        *Client
+	pull     *url.URL
+	push     *url.URL
+	comments *url.URL
 
 	mu    sync.Mutex // guards token
 	token string
@@ -83,6 +85,7 @@ func (c *Client) Watch(ctx context.Context, stream string) (*Stream, error) {
 	if s.push, err = c.resolve(w.Push); err != nil {
 		return nil, err
 	}
+	s.comments = commentsURL(s.push)
 	s.setSample(w.Sample)
 	return s, nil
 }
@@ -158,25 +161,38 @@ func (s *Stream) sendSampled(ctx context.Context, emoji string, count int, sampl
 	}
 	renewed := false
 	return s.c.retry(ctx, "send", s.c.opts.SendAttempts, notCounted, func() error {
-		err := s.send(ctx, body)
-		var apiErr *Error
-		if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized && !renewed {
-			renewed = true
-			if err = s.renewToken(ctx); err == nil {
-				err = s.send(ctx, body)
-			}
-		}
+		a, err := s.post(ctx, s.push, body, &renewed)
 		if err != nil {
 			return fmt.Errorf("cannot send %s to stream %q: %w", emoji, s.ID, err)
+		}
+		var accepted struct {
+			Sample float64 `json:"sample"`
+		}
+		if json.Unmarshal(a.body, &accepted) == nil {
+			s.setSample(accepted.Sample)
 		}
 		return nil
 	})
 }
 
-func (s *Stream) send(ctx context.Context, body []byte) error {
-	req, err := http.NewRequest(http.MethodPost, s.push.String(), bytes.NewReader(body))
+// post sends a JSON body with the viewer's token. An expired token is
+// renewed with a new watch, once per *renewed, and the body sent again.
+func (s *Stream) post(ctx context.Context, u *url.URL, body []byte, renewed *bool) (answer, error) {
+	a, err := s.postOnce(ctx, u, body)
+	var apiErr *Error
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized && !*renewed {
+		*renewed = true
+		if err = s.renewToken(ctx); err == nil {
+			a, err = s.postOnce(ctx, u, body)
+		}
+	}
+	return a, err
+}
+
+func (s *Stream) postOnce(ctx context.Context, u *url.URL, body []byte) (answer, error) {
+	req, err := http.NewRequest(http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return err
+		return answer{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	s.mu.Lock()
@@ -184,17 +200,47 @@ func (s *Stream) send(ctx context.Context, body []byte) error {
 		req.Header.Set("Authorization", "Bearer "+s.token)
 	}
 	s.mu.Unlock()
-	a, err := s.c.do(ctx, req)
+	return s.c.do(ctx, req)
+}
+
+// commentsURL is where comments go: beside the push URL watch gave, whose
+// last segment is reactions (API.md's POST /v1/streams/{stream}/comments).
+func commentsURL(push *url.URL) *url.URL {
+	u := *push
+	u.Path = path.Join(path.Dir(u.Path), "comments")
+	u.RawPath = ""
+	return &u
+}
+
+// Comment sends a danmaku comment (1 to 100 characters) and reports
+// whether the server kept it for broadcast (true) or shed it because the
+// stream already had its budget of comments for the second (false): a
+// shed comment is for its sender's eyes only. It is retried like Send,
+// only when the server certainly did not take it.
+func (s *Stream) Comment(ctx context.Context, text string) (kept bool, err error) {
+	body, err := json.Marshal(struct {
+		Text string `json:"text"`
+		User string `json:"user"`
+	}{text, s.User})
 	if err != nil {
-		return err
+		return false, err
 	}
-	var accepted struct {
-		Sample float64 `json:"sample"`
-	}
-	if json.Unmarshal(a.body, &accepted) == nil {
-		s.setSample(accepted.Sample)
-	}
-	return nil
+	renewed := false
+	err = s.c.retry(ctx, "comment", s.c.opts.SendAttempts, notCounted, func() error {
+		a, err := s.post(ctx, s.comments, body, &renewed)
+		if err != nil {
+			return fmt.Errorf("cannot comment on stream %q: %w", s.ID, err)
+		}
+		var status struct {
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(a.body, &status); err != nil || status.Status != "accepted" && status.Status != "shed" {
+			return fmt.Errorf("cannot comment on stream %q: unexpected answer %q", s.ID, a.body)
+		}
+		kept = status.Status == "accepted"
+		return nil
+	})
+	return kept, err
 }
 
 // renewToken watches the stream again for a fresh token.

@@ -79,8 +79,10 @@ func (p *Pull) publish(behind []*stream, coll store.Collection, ctls []*control)
 	}
 }
 
-// encodeBucket encodes one second as {"t":..,"c":{..},"burst":[..]}, emojis
-// in the set's order so equal counts encode to equal bytes on every node.
+// encodeBucket encodes one second as
+// {"t":..,"c":{..},"burst":[..],"m":[{"u":..,"x":..}]}, emojis in the
+// set's order so equal counts encode to equal bytes on every node, and
+// comments in the order the store holds them.
 func (p *Pull) encodeBucket(s store.Second) bucket {
 	var counts [emoji.Max]int64
 	n := p.opts.Emojis.Len()
@@ -94,7 +96,11 @@ func (p *Pull) encodeBucket(s store.Second) bucket {
 		counts[i] += c.N
 		total += c.N
 	}
-	b := make([]byte, 0, 32+16*len(s.Counts))
+	size := 32 + 16*len(s.Counts)
+	for _, c := range s.Comments {
+		size += 16 + len(c.User) + len(c.Text)
+	}
+	b := make([]byte, 0, size)
 	b = append(b, `{"t":`...)
 	b = strconv.AppendInt(b, s.Second, 10)
 	b = append(b, `,"c":{`...)
@@ -128,6 +134,27 @@ func (p *Pull) encodeBucket(s store.Second) bucket {
 	if !first {
 		b = append(b, ']')
 	}
+	b = appendComments(b, s.Comments)
 	b = append(b, '}')
 	return bucket{json: b, total: total}
+}
+
+// appendComments appends ,"m":[{"u":..,"x":..},..] when there are comments.
+func appendComments(b []byte, comments []store.Comment) []byte {
+	for i, c := range comments {
+		if i == 0 {
+			b = append(b, `,"m":[`...)
+		} else {
+			b = append(b, ',')
+		}
+		b = append(b, `{"u":`...)
+		b = api.AppendJSONString(b, c.User)
+		b = append(b, `,"x":`...)
+		b = api.AppendJSONString(b, c.Text)
+		b = append(b, '}')
+	}
+	if len(comments) > 0 {
+		b = append(b, ']')
+	}
+	return b
 }

@@ -23,18 +23,8 @@ var (
 // HandleReactions serves POST /v1/streams/{stream}/reactions. stream is a
 // valid stream id.
 func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
-	if wait, shed := p.shed(); shed {
-		overloaded.Inc()
-		api.WriteRetry(ctx, api.ErrOverloaded, wait)
-		return
-	}
-	if !isJSON(ctx.Request.Header.ContentType()) {
-		api.WriteError(ctx, api.ErrUnsupportedMedia)
-		return
-	}
-	body := ctx.Request.Body()
-	if len(body) > MaxBody {
-		api.WriteError(ctx, api.ErrBodyTooLarge)
+	body, ok := p.readBody(ctx)
+	if !ok {
 		return
 	}
 	parser := parsers.Get()
@@ -68,6 +58,27 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 	tapsAccepted.Add(float64(r.count))
 	reactionsCounted.Add(float64(r.count * k))
 	writeAccepted(ctx, current)
+}
+
+// readBody applies what every POST of push checks before reading its
+// body: the load budget, a JSON Content-Type and the size limit. It
+// answers and returns false when one fails.
+func (p *Push) readBody(ctx *fasthttp.RequestCtx) ([]byte, bool) {
+	if wait, shed := p.shed(); shed {
+		overloaded.Inc()
+		api.WriteRetry(ctx, api.ErrOverloaded, wait)
+		return nil, false
+	}
+	if !isJSON(ctx.Request.Header.ContentType()) {
+		api.WriteError(ctx, api.ErrUnsupportedMedia)
+		return nil, false
+	}
+	body := ctx.Request.Body()
+	if len(body) > MaxBody {
+		api.WriteError(ctx, api.ErrBodyTooLarge)
+		return nil, false
+	}
+	return body, true
 }
 
 // shed decides whether to refuse a send because the process is over its

@@ -28,6 +28,22 @@ var (
 		Name: "emojicast_push_reactions_dropped_total",
 		Help: "Accepted reactions dropped because a store was unreachable for longer than the backlog holds.",
 	})
+	droppedComments = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_comments_dropped_total",
+		Help: "Accepted comments dropped because a store was unreachable for longer than the backlog holds.",
+	})
+	comments = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "emojicast_push_comments_total",
+		Help: "Comments by what became of them: accepted (broadcast), shed (over the stream's budget), rate_limited (429), invalid (400).",
+	}, []string{"result"})
+	filterFailures = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "emojicast_push_comment_filter_failures_total",
+		Help: "Comments that went out unmasked because the word filter failed: error, panic, timeout, or busy (too many slow calls under way).",
+	}, []string{"reason"})
+	commentLoadErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_comment_load_errors_total",
+		Help: "Failed reports or reads of the fleet's comment load (the last known figures stay in use).",
+	})
 	flushErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_flush_errors_total",
 		Help: "Failed writes of a batch to a store (the batch stays in the backlog).",
@@ -43,13 +59,23 @@ var (
 	})
 )
 
+// The results of a comment, as labels of emojicast_push_comments_total.
+const (
+	resultAccepted    = "accepted"
+	resultShed        = "shed"
+	resultRateLimited = "rate_limited"
+	resultInvalid     = "invalid"
+)
+
+func commentsBy(result string) prometheus.Counter { return comments.WithLabelValues(result) }
+
 // nodes holds the live push nodes of this process, for the gauges.
 var nodes sync.Map // *Push -> struct{}
 
 func init() {
 	promauto.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "emojicast_push_backlog_deltas",
-		Help: "Per-second counts waiting to be written to the stores.",
+		Help: "Per-second counts and comments waiting to be written to the stores.",
 	}, func() float64 {
 		n := 0
 		nodes.Range(func(k, _ any) bool { n += k.(*Push).Backlog(); return true })

@@ -1,7 +1,9 @@
 // Package push is the send side of emojicast: it validates taps, limits each
 // user's rate, sums accepted taps per stream, second and emoji in memory, and
 // flushes the sums to the store several times a second, so the store sees a
-// write per stream and emoji per flush, never one per tap.
+// write per stream and emoji per flush, never one per tap. It also takes
+// danmaku comments: cleaned, masked, kept or shed within the stream's
+// per-second budget, and flushed with the sums.
 package push
 
 import (
@@ -58,9 +60,24 @@ type Options struct {
 	// MaxStreams bounds the streams summed between flushes; sends for new
 	// streams past it get 503. Default: 100,000.
 	MaxStreams int
-	// MaxBacklog bounds the deltas waiting per target while its store is
-	// unreachable; the oldest seconds are dropped past it. Default: 1,000,000.
+	// MaxBacklog bounds the deltas and comments waiting per target while
+	// its store is unreachable; the oldest seconds are dropped past it.
+	// Default: 1,000,000.
 	MaxBacklog int
+	// CommentBudget is the most comments a stream broadcasts per second,
+	// across the push fleet (see budget.go). Every push node of a
+	// deployment must use the same. Default: 30.
+	CommentBudget int
+	// CommentUserRate is the comments per second each user may send.
+	// Default: 0.5 (one every 2 s).
+	CommentUserRate float64
+	// CommentUserBurst is the comments a user may send at once. Default: 3.
+	CommentUserBurst int
+	// Filter masks blocked words in comments; nil masks none.
+	Filter Masker
+	// FilterTimeout is the longest a comment waits for Filter before it
+	// goes out unmasked. Default: 20ms.
+	FilterTimeout time.Duration
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -99,6 +116,18 @@ func (o *Options) fillDefaults() error {
 	if o.MaxBacklog <= 0 {
 		o.MaxBacklog = 1_000_000
 	}
+	if o.CommentBudget <= 0 {
+		o.CommentBudget = store.DefaultMaxComments
+	}
+	if o.CommentUserRate <= 0 {
+		o.CommentUserRate = 0.5
+	}
+	if o.CommentUserBurst <= 0 {
+		o.CommentUserBurst = 3
+	}
+	if o.FilterTimeout <= 0 {
+		o.FilterTimeout = 20 * time.Millisecond
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -116,13 +145,21 @@ type Push struct {
 	nodeID   string
 	seq      atomic.Uint64
 
+	commenters   *ratelimit.Limiter
+	budget       *budget
+	pending      pendingComments
+	masking      chan struct{} // semaphore of masking calls under way
+	filterLogMu  sync.Mutex
+	filterLogged time.Time
+
 	flushMu      sync.Mutex // serializes Flush; guards the fields below
 	refreshedSec int64
 	refreshedAt  time.Time
 
 	stopOnce    sync.Once
-	stop        chan struct{} // stops the flush loop
+	stop        chan struct{} // stops the flush and comment-load loops
 	loopDone    chan struct{}
+	loadDone    chan struct{}
 	stopTargets chan struct{}   // closed after the loop's last flush
 	final       context.Context // bounds the last writes; set before stopTargets closes
 	started     atomic.Bool
@@ -141,10 +178,14 @@ func New(opts Options) (*Push, error) {
 		divisors:    newDivisors(opts.MaxStreams),
 		users:       ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers),
 		nodeID:      hex.EncodeToString(id[:]),
+		commenters:  ratelimit.New(opts.CommentUserRate, opts.CommentUserBurst, opts.MaxUsers),
+		masking:     make(chan struct{}, maxMasking),
 		stop:        make(chan struct{}),
 		loopDone:    make(chan struct{}),
+		loadDone:    make(chan struct{}),
 		stopTargets: make(chan struct{}),
 	}
+	p.budget = newBudget(opts.CommentBudget, p.nodeID, opts.MaxStreams)
 	for i, t := range opts.Targets {
 		name := t.Name
 		if name == "" {
@@ -156,7 +197,8 @@ func New(opts Options) (*Push, error) {
 	return p, nil
 }
 
-// Start starts the flusher.
+// Start starts the flusher and the sharing of comment load, after one
+// round of it (bounded by FlushTimeout).
 func (p *Push) Start() {
 	if p.started.Swap(true) {
 		panic("BUG: push.Start called twice")
@@ -165,6 +207,10 @@ func (p *Push) Start() {
 		go t.run(p.stopTargets, func() context.Context { return p.final })
 	}
 	go p.flushLoop()
+	// Join the fleet's comment budget before serving: a node takes no
+	// comment seats until it has (see budget.go).
+	p.shareCommentLoad()
+	go p.commentLoadLoop()
 }
 
 func (p *Push) flushLoop() {
@@ -215,13 +261,17 @@ func (p *Push) Flush() {
 	defer p.refreshDivisors()
 	idleBefore := p.opts.Clock.Now().Unix() - 5
 	deltas := p.agg.drain(nil, p.opts.Emojis, idleBefore)
-	for len(deltas) > 0 {
-		n := min(len(deltas), maxBatch)
-		b := store.Batch{ID: p.nodeID + "-" + strconv.FormatUint(p.seq.Add(1), 10), Deltas: deltas[:n:n]}
+	comments := p.pending.drain()
+	for len(deltas) > 0 || len(comments) > 0 {
+		n, m := min(len(deltas), maxBatch), min(len(comments), maxBatch)
+		b := store.Batch{
+			ID:     p.nodeID + "-" + strconv.FormatUint(p.seq.Add(1), 10),
+			Deltas: deltas[:n:n], Comments: comments[:m:m],
+		}
 		for _, t := range p.targets {
 			t.enqueue(b)
 		}
-		deltas = deltas[n:]
+		deltas, comments = deltas[n:], comments[m:]
 	}
 }
 
@@ -238,6 +288,7 @@ func (p *Push) Stop(ctx context.Context) {
 		// The loop flushes once more on its way out; only then may the
 		// targets write their last batches and stop.
 		<-p.loopDone
+		<-p.loadDone
 		p.final = ctx
 		close(p.stopTargets)
 		for _, t := range p.targets {

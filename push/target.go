@@ -27,11 +27,12 @@ type target struct {
 	mu       sync.Mutex
 	queue    []store.Batch
 	inflight *store.Batch // taken from the queue's head while being written
-	deltas   int          // deltas in queue and inflight
+	deltas   int          // deltas and comments in queue and inflight
 
-	wake    chan struct{}
-	healthy atomic.Bool
-	done    chan struct{}
+	wake      chan struct{}
+	healthy   atomic.Bool
+	reporting atomic.Bool // a comment-load report to this store is under way
+	done      chan struct{}
 }
 
 func newTarget(name string, s store.Store, timeout time.Duration, maxBacklog int, log *slog.Logger) *target {
@@ -47,7 +48,7 @@ func newTarget(name string, s store.Store, timeout time.Duration, maxBacklog int
 func (t *target) enqueue(b store.Batch) {
 	t.mu.Lock()
 	t.queue = append(t.queue, b)
-	t.deltas += len(b.Deltas)
+	t.deltas += size(b)
 	for t.deltas > t.maxBacklog && len(t.queue) > 0 {
 		t.dropOldestLocked()
 	}
@@ -62,14 +63,18 @@ func (t *target) dropOldestLocked() {
 	old := t.queue[0]
 	t.queue[0] = store.Batch{}
 	t.queue = t.queue[1:]
-	t.deltas -= len(old.Deltas)
+	t.deltas -= size(old)
 	var n int64
 	for _, d := range old.Deltas {
 		n += d.Count
 	}
 	droppedReactions.Add(float64(n))
-	t.log.Warn("push backlog full: dropped the oldest batch", "target", t.name, "batch", old.ID, "reactions", n)
+	droppedComments.Add(float64(len(old.Comments)))
+	t.log.Warn("push backlog full: dropped the oldest batch", "target", t.name, "batch", old.ID, "reactions", n, "comments", len(old.Comments))
 }
+
+// size is what a batch weighs in the backlog.
+func size(b store.Batch) int { return len(b.Deltas) + len(b.Comments) }
 
 // backlog returns the number of deltas waiting, including one being written.
 func (t *target) backlog() int {
@@ -153,7 +158,7 @@ func (t *target) sendQueued(ctx context.Context) bool {
 			flushErrors.Inc()
 			return false
 		}
-		t.deltas -= len(b.Deltas)
+		t.deltas -= size(b)
 		t.mu.Unlock()
 		if !t.healthy.Swap(true) {
 			t.log.Info("push store is back; writing the backlog", "target", t.name)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"net"
 	"net/http"
 	"net/netip"
@@ -130,20 +129,4 @@ func liveHeap() int64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return int64(ms.HeapAlloc)
-}
-
-// metricValue returns the value of an unlabelled metric in a /metrics page.
-func metricValue(t *testing.T, page []byte, name string) float64 {
-	t.Helper()
-	for line := range bytes.Lines(page) {
-		if rest, ok := bytes.CutPrefix(line, []byte(name+" ")); ok {
-			v, err := strconv.ParseFloat(string(bytes.TrimSpace(rest)), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", name, err)
-			}
-			return v
-		}
-	}
-	t.Fatalf("/metrics lacks %s", name)
-	return 0
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -284,4 +285,38 @@ func (v *viewer) poll() pollBody {
 	}
 	v.cursor = max(v.cursor, pb.Now)
 	return pb
+}
+
+// parseMetric finds a sample (name with its labels, as /metrics prints it)
+// in a /metrics page.
+func parseMetric(t testing.TB, page []byte, sample string) (float64, bool) {
+	t.Helper()
+	for line := range bytes.Lines(page) {
+		if rest, ok := bytes.CutPrefix(line, []byte(sample+" ")); ok {
+			v, err := strconv.ParseFloat(string(bytes.TrimSpace(rest)), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", sample, err)
+			}
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// metricValue returns a sample that must be on a /metrics page.
+func metricValue(t testing.TB, page []byte, sample string) float64 {
+	t.Helper()
+	v, ok := parseMetric(t, page, sample)
+	if !ok {
+		t.Fatalf("/metrics lacks %s", sample)
+	}
+	return v
+}
+
+// counterValue returns a counter from the node's /metrics: 0 while a
+// labelled counter has not counted yet and so is not listed.
+func counterValue(t testing.TB, n *node, sample string) float64 {
+	t.Helper()
+	v, _ := parseMetric(t, n.do("GET", "/metrics", "", nil).body, sample)
+	return v
 }

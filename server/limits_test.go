@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,4 +149,25 @@ func TestConnectionLimits(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// TestCommentsShareTheAddressSendLimit: comments are sends too: they draw
+// from the same per-address allowance, and a browser on another origin may
+// preflight them.
+func TestCommentsShareTheAddressSendLimit(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) { c.server.SendRatePerIP, c.server.SendBurstPerIP = 1, 2 })
+	pre := n.do("OPTIONS", "/v1/streams/s/comments", "", map[string]string{
+		"Origin": "https://viewer.example", "Access-Control-Request-Method": "POST",
+	})
+	if pre.status != http.StatusNoContent || !strings.Contains(pre.header.Get("Access-Control-Allow-Methods"), "POST") {
+		t.Fatalf("comment preflight: %d, Allow-Methods %q", pre.status, pre.header.Get("Access-Control-Allow-Methods"))
+	}
+	ct := map[string]string{"Content-Type": jsonCT}
+	if r := n.do("POST", "/v1/streams/s/reactions", `{"emoji":"love","user":"a"}`, ct); r.status != http.StatusAccepted {
+		t.Fatalf("send: %d %s", r.status, r.body)
+	}
+	if r := n.do("POST", "/v1/streams/s/comments", `{"text":"hello","user":"b"}`, ct); r.status != http.StatusAccepted {
+		t.Fatalf("comment: %d %s", r.status, r.body)
+	}
+	checkError(t, n.do("POST", "/v1/streams/s/comments", `{"text":"again","user":"c"}`, ct), 429, "rate_limited")
 }

@@ -56,6 +56,12 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 	switch route {
 	case api.RouteReactions:
 		s.reactions(ctx, stream, get)
+	case api.RouteComments:
+		if s.opts.Push == nil {
+			api.WriteError(ctx, api.ErrNotFound)
+		} else if s.allow(ctx, ctx.IsPost(), "POST") && s.validStream(ctx, stream) && s.allowSend(ctx) {
+			s.opts.Push.HandleComments(ctx, stream)
+		}
 	case api.RouteWatch:
 		if s.opts.Pull == nil {
 			api.WriteError(ctx, api.ErrNotFound)
@@ -128,6 +134,10 @@ func (s *Server) methods(route api.Route) string {
 		case s.opts.Pull != nil:
 			return "GET, HEAD"
 		case s.opts.Push != nil:
+			return "POST"
+		}
+	case api.RouteComments:
+		if s.opts.Push != nil {
 			return "POST"
 		}
 	case api.RouteWatch:

@@ -32,6 +32,10 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"SealedSecondsNeverChange", contractSealedSecondsNeverChange},
 		{"RetriedBatchesCountOnce", contractRetriedBatchesCountOnce},
 		{"ControlSumsFreshNodeReports", contractControlSumsFreshNodeReports},
+		{"CommentsTravelWithCounts", contractCommentsTravelWithCounts},
+		{"LateCommentsAreCarriedOnce", contractLateCommentsAreCarriedOnce},
+		{"CommentsPerSecondAreBounded", contractCommentsPerSecondAreBounded},
+		{"CommentLoadKeepsFreshReports", contractCommentLoadKeepsFreshReports},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
@@ -85,7 +89,7 @@ func sealThrough(clk *clock.Manual, sec int64) {
 func describe(secs []Second) string {
 	out := ""
 	for _, s := range secs {
-		out += fmt.Sprintf("%s@%d%v ", s.Stream, s.Second, s.Counts)
+		out += fmt.Sprintf("%s@%d%v%v ", s.Stream, s.Second, s.Counts, s.Comments)
 	}
 	return out
 }
@@ -102,8 +106,8 @@ func contractSealedSecondsAreCollected(t *testing.T, s Store, clk *clock.Manual)
 		t.Fatalf("Horizon() = %d, %v; want %d", h, err, t0+2)
 	}
 	want := []Second{
-		{"a", t0, []Count{{"haha", 1}, {"love", 3}}},
-		{"a", t0 + 2, []Count{{"love", 5}}},
+		{"a", t0, []Count{{"haha", 1}, {"love", 3}}, nil},
+		{"a", t0 + 2, []Count{{"love", 5}}, nil},
 	}
 	if !reflect.DeepEqual(c.Seconds, want) {
 		t.Fatalf("Seconds = %s; want %s", describe(c.Seconds), describe(want))
@@ -142,7 +146,7 @@ func contractLateCountsAreCarriedOnce(t *testing.T, s Store, clk *clock.Manual) 
 	mustAdd(t, s, Delta{"a", t0, "love", 7})
 	sealThrough(clk, t0+5)
 	next := mustCollect(t, s, Cursor{"a", first.Horizon})
-	want := []Second{{"a", first.Horizon + 1, []Count{{"love", 7}}}}
+	want := []Second{{"a", first.Horizon + 1, []Count{{"love", 7}}, nil}}
 	if !reflect.DeepEqual(next.Seconds, want) {
 		t.Fatalf("after a late delta: %s; want it carried into %s", describe(next.Seconds), describe(want))
 	}
@@ -167,10 +171,10 @@ func contractCursorsFilterAndGroup(t *testing.T, s Store, clk *clock.Manual) {
 	sealThrough(clk, t0+2)
 	c := mustCollect(t, s, Cursor{"b", t0 - 1}, Cursor{"nobody", 0}, Cursor{"a", t0})
 	want := []Second{
-		{"b", t0, []Count{{"wow", 2}}},
-		{"b", t0 + 1, []Count{{"wow", 1}}},
-		{"a", t0 + 1, []Count{{"like", 1}}},
-		{"a", t0 + 2, []Count{{"like", 4}}},
+		{"b", t0, []Count{{"wow", 2}}, nil},
+		{"b", t0 + 1, []Count{{"wow", 1}}, nil},
+		{"a", t0 + 1, []Count{{"like", 1}}, nil},
+		{"a", t0 + 2, []Count{{"like", 4}}, nil},
 	}
 	if !reflect.DeepEqual(c.Seconds, want) {
 		t.Fatalf("Seconds = %s; want %s", describe(c.Seconds), describe(want))
@@ -212,7 +216,7 @@ func contractRetriedBatchesCountOnce(t *testing.T, s Store, clk *clock.Manual) {
 	mustAddBatch(t, s, Batch{ID: "node-1/43", Deltas: []Delta{{"a", t0, "love", 1}}})
 	sealThrough(clk, t0)
 	c := mustCollect(t, s, Cursor{"a", t0 - 1}, Cursor{"b", t0 - 1})
-	want := []Second{{"a", t0, []Count{{"love", 4}}}, {"b", t0, []Count{{"love", 1}}}}
+	want := []Second{{"a", t0, []Count{{"love", 4}}, nil}, {"b", t0, []Count{{"love", 1}}, nil}}
 	if !reflect.DeepEqual(c.Seconds, want) {
 		t.Fatalf("after retrying a batch: %s; want %s", describe(c.Seconds), describe(want))
 	}
@@ -253,5 +257,104 @@ func contractControlSumsFreshNodeReports(t *testing.T, s Store, clk *clock.Manua
 	clk.Add(2 * time.Second)
 	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Control{{Viewers: 900, Divisor: 4}}) {
 		t.Fatalf("after pull-1 went quiet: %+v; want 900 viewers, divisor 4", got)
+	}
+}
+
+func comments(stream string, sec int64, texts ...string) []CommentAt {
+	var out []CommentAt
+	for i, x := range texts {
+		out = append(out, CommentAt{stream, sec, Comment{fmt.Sprintf("u%d", i), x}})
+	}
+	return out
+}
+
+func contractCommentsTravelWithCounts(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	mustAddBatch(t, s, Batch{
+		ID:     "comments-1",
+		Deltas: []Delta{{"a", t0, "love", 2}},
+		Comments: append(comments("a", t0, "what a goal!", "ｗｏｗ: 🔥", `"quoted" \\ back`),
+			append(comments("a", t0+1, "only words here"), comments("b", t0, "other stream")...)...),
+	})
+	mustAddBatch(t, s, Batch{ID: "comments-2", Comments: []CommentAt{{"a", t0, Comment{"late-one", "third batch, last"}}}})
+	sealThrough(clk, t0+1)
+	c := mustCollect(t, s, Cursor{"a", t0 - 1}, Cursor{"b", t0 - 1})
+	want := []Second{
+		{"a", t0, []Count{{"love", 2}}, []Comment{{"u0", "what a goal!"}, {"u1", "ｗｏｗ: 🔥"}, {"u2", `"quoted" \\ back`}, {"late-one", "third batch, last"}}},
+		{"a", t0 + 1, []Count{}, []Comment{{"u0", "only words here"}}},
+		{"b", t0, []Count{}, []Comment{{"u0", "other stream"}}},
+	}
+	if !reflect.DeepEqual(c.Seconds, want) {
+		t.Fatalf("Seconds = %s; want %s", describe(c.Seconds), describe(want))
+	}
+}
+
+func contractLateCommentsAreCarriedOnce(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	mustAddBatch(t, s, Batch{ID: "on-time", Comments: comments("a", t0, "on time")})
+	sealThrough(clk, t0+3)
+	first := mustCollect(t, s, Cursor{"a", t0 - 1})
+	late := Batch{ID: "late", Comments: comments("a", t0, "late but here")}
+	for range 3 { // a retried batch adds its comments once
+		mustAddBatch(t, s, late)
+	}
+	sealThrough(clk, t0+5)
+	next := mustCollect(t, s, Cursor{"a", first.Horizon})
+	want := []Second{{"a", first.Horizon + 1, []Count{}, []Comment{{"u0", "late but here"}}}}
+	if !reflect.DeepEqual(next.Seconds, want) {
+		t.Fatalf("after a late comment: %s; want it carried once into %s", describe(next.Seconds), describe(want))
+	}
+}
+
+func contractCommentsPerSecondAreBounded(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	var texts []string
+	for i := range DefaultMaxComments + 5 {
+		texts = append(texts, fmt.Sprintf("comment %d", i))
+	}
+	mustAddBatch(t, s, Batch{ID: "many", Comments: comments("a", t0, texts...)})
+	sealThrough(clk, t0)
+	c := mustCollect(t, s, Cursor{"a", t0 - 1})
+	if len(c.Seconds) != 1 || len(c.Seconds[0].Comments) != DefaultMaxComments || c.Seconds[0].Comments[0].Text != "comment 0" {
+		t.Fatalf("a second given %d comments holds %s; want the first %d", len(texts), describe(c.Seconds), DefaultMaxComments)
+	}
+}
+
+func contractCommentLoadKeepsFreshReports(t *testing.T, s Store, clk *clock.Manual) {
+	mustReportComments := func(node string, reports ...CommentReport) {
+		t.Helper()
+		if err := s.ReportComments(ctx, node, reports); err != nil {
+			t.Fatalf("ReportComments: %v", err)
+		}
+	}
+	load := func(streams ...string) CommentLoad {
+		t.Helper()
+		l, err := s.CommentLoad(ctx, streams)
+		if err != nil {
+			t.Fatalf("CommentLoad: %v", err)
+		}
+		return l
+	}
+	if got := load("a"); len(got.Nodes) != 0 || len(got.Streams) != 1 || len(got.Streams[0]) != 0 {
+		t.Fatalf("CommentLoad of a new store = %+v; want no nodes and no reports", got)
+	}
+	mustReportComments("push-2", CommentReport{"a", 120})
+	mustReportComments("push-1", CommentReport{"a", 80}, CommentReport{"b", 3})
+	mustReportComments("push-3") // live, no comments
+	mustReportComments("push-1", CommentReport{"a", 90})
+	want := CommentLoad{
+		Nodes:   []string{"push-1", "push-2", "push-3"},
+		Streams: [][]NodeLoad{{{"push-1", 90}, {"push-2", 120}}, {{"push-1", 3}}, nil},
+	}
+	if got := load("a", "b", "c"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("CommentLoad = %+v; want %+v", got, want)
+	}
+	// push-2 and push-3 stop reporting: they drop out after the TTL.
+	clk.Add(CommentLoadTTL - time.Second)
+	mustReportComments("push-1", CommentReport{"a", 70})
+	clk.Add(2 * time.Second)
+	want = CommentLoad{Nodes: []string{"push-1"}, Streams: [][]NodeLoad{{{"push-1", 70}}}}
+	if got := load("a"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after push-2 went quiet: %+v; want %+v", got, want)
 	}
 }

@@ -23,6 +23,9 @@ type MemoryOptions struct {
 	// figures each; past it the streams written longest ago are dropped and
 	// counted. Default: 100,000.
 	MaxStreams int
+	// MaxComments bounds the comments a second of a stream holds.
+	// Default: DefaultMaxComments.
+	MaxComments int
 }
 
 func (o *MemoryOptions) fillDefaults() {
@@ -38,6 +41,9 @@ func (o *MemoryOptions) fillDefaults() {
 	if o.MaxStreams <= 0 {
 		o.MaxStreams = 100_000
 	}
+	if o.MaxComments <= 0 {
+		o.MaxComments = DefaultMaxComments
+	}
 }
 
 // Memory is a Store in process memory: the embedded default of a single
@@ -51,11 +57,20 @@ type Memory struct {
 
 	control          map[string]*memControl
 	lastControlSweep int64
+
+	commentLoad   map[string]map[string]nodeLoad // stream -> node -> report
+	pushNodes     map[string]time.Time           // push node -> last report
+	lastLoadSweep int64
 }
 
 type memStream struct {
-	seconds map[int64]map[string]int64
+	seconds map[int64]*memSecond
 	newest  int64 // newest second written, for eviction
+}
+
+type memSecond struct {
+	counts   map[string]int64
+	comments []Comment
 }
 
 var _ Store = (*Memory)(nil)
@@ -64,10 +79,12 @@ var _ Store = (*Memory)(nil)
 func NewMemory(opts MemoryOptions) *Memory {
 	opts.fillDefaults()
 	return &Memory{
-		opts:    opts,
-		streams: make(map[string]*memStream),
-		batches: make(map[string]time.Time),
-		control: make(map[string]*memControl),
+		opts:        opts,
+		streams:     make(map[string]*memStream),
+		batches:     make(map[string]time.Time),
+		control:     make(map[string]*memControl),
+		commentLoad: make(map[string]map[string]nodeLoad),
+		pushNodes:   make(map[string]time.Time),
 	}
 }
 
@@ -83,28 +100,56 @@ func (m *Memory) Add(_ context.Context, batch Batch) error {
 	}
 	m.batches[batch.ID] = now
 	for _, d := range batch.Deltas {
-		sec := d.Second
-		if sec <= horizon {
-			sec = horizon + 1
+		sec := m.open(d.Second, horizon)
+		if sec != d.Second {
 			lateCarried.Add(float64(d.Count))
 		}
-		st := m.streams[d.Stream]
-		if st == nil {
-			if len(m.streams) >= m.opts.MaxStreams {
-				m.evictOldest()
-			}
-			st = &memStream{seconds: make(map[int64]map[string]int64)}
-			m.streams[d.Stream] = st
+		ms := m.second(d.Stream, sec)
+		if ms.counts == nil {
+			ms.counts = make(map[string]int64, 4)
 		}
-		counts := st.seconds[sec]
-		if counts == nil {
-			counts = make(map[string]int64, 4)
-			st.seconds[sec] = counts
+		ms.counts[d.Emoji] += d.Count
+	}
+	for _, c := range batch.Comments {
+		sec := m.open(c.Second, horizon)
+		if sec != c.Second {
+			lateCommentsCarried.Inc()
 		}
-		counts[d.Emoji] += d.Count
-		st.newest = max(st.newest, sec)
+		ms := m.second(c.Stream, sec)
+		if len(ms.comments) >= m.opts.MaxComments {
+			commentsDropped.Inc()
+			continue
+		}
+		ms.comments = append(ms.comments, c.Comment)
 	}
 	return nil
+}
+
+// open returns sec, or the oldest unsealed second if sec is sealed.
+func (m *Memory) open(sec, horizon int64) int64 {
+	if sec <= horizon {
+		return horizon + 1
+	}
+	return sec
+}
+
+// second returns a second of a stream to write to, creating both if needed.
+func (m *Memory) second(stream string, sec int64) *memSecond {
+	st := m.streams[stream]
+	if st == nil {
+		if len(m.streams) >= m.opts.MaxStreams {
+			m.evictOldest()
+		}
+		st = &memStream{seconds: make(map[int64]*memSecond)}
+		m.streams[stream] = st
+	}
+	ms := st.seconds[sec]
+	if ms == nil {
+		ms = &memSecond{}
+		st.seconds[sec] = ms
+	}
+	st.newest = max(st.newest, sec)
+	return ms
 }
 
 // Horizon implements Store.
@@ -125,14 +170,15 @@ func (m *Memory) Collect(_ context.Context, cursors []Cursor) (Collection, error
 			continue
 		}
 		for sec := max(cur.After, horizon-Window) + 1; sec <= horizon; sec++ {
-			counts := st.seconds[sec]
-			if len(counts) == 0 {
+			ms := st.seconds[sec]
+			if ms == nil || len(ms.counts) == 0 && len(ms.comments) == 0 {
 				continue
 			}
-			s := Second{Stream: cur.Stream, Second: sec, Counts: make([]Count, 0, len(counts))}
-			for e, n := range counts {
+			s := Second{Stream: cur.Stream, Second: sec, Counts: make([]Count, 0, len(ms.counts))}
+			for e, n := range ms.counts {
 				s.Counts = append(s.Counts, Count{Emoji: e, N: n})
 			}
+			s.Comments = slices.Clone(ms.comments)
 			c.Seconds = append(c.Seconds, s)
 		}
 	}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -83,6 +85,80 @@ func (m *Memory) sweepControl(now time.Time) {
 		}
 		if len(c.viewers) == 0 && now.Sub(c.divisorAt) > divisorTTL {
 			delete(m.control, s)
+		}
+	}
+}
+
+type nodeLoad struct {
+	offered int64
+	at      time.Time
+}
+
+// ReportComments implements Store.
+func (m *Memory) ReportComments(_ context.Context, node string, reports []CommentReport) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.opts.Clock.Now()
+	m.sweepCommentLoad(now)
+	m.pushNodes[node] = now
+	for _, r := range reports {
+		byNode := m.commentLoad[r.Stream]
+		if byNode == nil {
+			if len(m.commentLoad) >= m.opts.MaxStreams {
+				continue // full of streams reported within the TTL; this one waits
+			}
+			byNode = make(map[string]nodeLoad, 2)
+			m.commentLoad[r.Stream] = byNode
+		}
+		byNode[node] = nodeLoad{offered: r.Offered, at: now}
+	}
+	return nil
+}
+
+// CommentLoad implements Store.
+func (m *Memory) CommentLoad(_ context.Context, streams []string) (CommentLoad, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.opts.Clock.Now()
+	var out CommentLoad
+	for node, at := range m.pushNodes {
+		if now.Sub(at) <= CommentLoadTTL {
+			out.Nodes = append(out.Nodes, node)
+		}
+	}
+	slices.Sort(out.Nodes)
+	out.Streams = make([][]NodeLoad, len(streams))
+	for i, s := range streams {
+		for node, l := range m.commentLoad[s] {
+			if now.Sub(l.at) <= CommentLoadTTL {
+				out.Streams[i] = append(out.Streams[i], NodeLoad{Node: node, Offered: l.offered})
+			}
+		}
+		slices.SortFunc(out.Streams[i], func(a, b NodeLoad) int { return strings.Compare(a.Node, b.Node) })
+	}
+	return out, nil
+}
+
+// sweepCommentLoad forgets expired comment reports and push nodes, at most
+// once a second.
+func (m *Memory) sweepCommentLoad(now time.Time) {
+	if now.Unix() == m.lastLoadSweep {
+		return
+	}
+	m.lastLoadSweep = now.Unix()
+	for node, at := range m.pushNodes {
+		if now.Sub(at) > CommentLoadTTL {
+			delete(m.pushNodes, node)
+		}
+	}
+	for s, byNode := range m.commentLoad {
+		for node, l := range byNode {
+			if now.Sub(l.at) > CommentLoadTTL {
+				delete(byNode, node)
+			}
+		}
+		if len(byNode) == 0 {
+			delete(m.commentLoad, s)
 		}
 	}
 }

@@ -10,6 +10,14 @@ var (
 		Name: "emojicast_store_late_reactions_carried_total",
 		Help: "Reactions that reached the store after their second was sealed and were carried into the oldest unsealed second.",
 	})
+	lateCommentsCarried = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_store_late_comments_carried_total",
+		Help: "Comments that reached the store after their second was sealed and were carried into the oldest unsealed second.",
+	})
+	commentsDropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_store_comments_dropped_total",
+		Help: "Comments dropped because their second already held the most comments a second may (late comments carried into a full second).",
+	})
 	evictedStreams = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_store_streams_evicted_total",
 		Help: "Streams dropped from the in-memory store because it held its maximum number of streams.",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -47,6 +48,9 @@ type RedisOptions struct {
 	// stream, second, emoji and count) kept in each shard's Redis Stream;
 	// negative keeps none. Default: DefaultPointsMaxLen.
 	PointsMaxLen int64
+	// MaxComments bounds the comments a second of a stream holds.
+	// Default: DefaultMaxComments.
+	MaxComments int
 }
 
 // DefaultPointsMaxLen keeps about a million data points in all, a few tens
@@ -66,6 +70,9 @@ func (o *RedisOptions) fillDefaults() error {
 	if o.Retention <= 0 {
 		o.Retention = 2 * Window * time.Second
 	}
+	if o.MaxComments <= 0 {
+		o.MaxComments = DefaultMaxComments
+	}
 	switch {
 	case o.PointsMaxLen == 0:
 		o.PointsMaxLen = DefaultPointsMaxLen
@@ -81,6 +88,7 @@ func (o *RedisOptions) fillDefaults() error {
 // the hash tag {prefix:k}:
 //
 //	{p:k}:c:<stream>:<second>  hash emoji -> count, TTL Retention
+//	{p:k}:m:<stream>:<second>  list of "user:text" comments, at most MaxComments, TTL Retention
 //	{p:k}:active               sorted set stream -> newest second written, TTL Retention
 //	{p:k}:b:<batch id>         marker of an added batch, TTL DedupeWindow
 //	{p:k}:points               stream of data points, MAXLEN ~PointsMaxLen
@@ -144,25 +152,31 @@ func (r *Redis) sealMillis() int64 { return r.opts.SealDelay.Milliseconds() }
 
 // Add implements Store.
 func (r *Redis) Add(ctx context.Context, batch Batch) error {
-	var byShard [RedisShards][]any
+	var deltas, comments [RedisShards][]any
 	for _, d := range batch.Deltas {
 		k := shard(d.Stream)
-		byShard[k] = append(byShard[k], d.Stream, d.Second, d.Emoji, d.Count)
+		deltas[k] = append(deltas[k], d.Stream, d.Second, d.Emoji, d.Count)
+	}
+	for _, c := range batch.Comments {
+		k := shard(c.Stream)
+		// User ids never hold ':' (api.ValidID), so the first one ends it.
+		comments[k] = append(comments[k], c.Stream, c.Second, c.User+":"+c.Text)
 	}
 	var calls []scriptCall
 	now := r.nowArg()
-	for k, deltas := range byShard {
-		if len(deltas) == 0 {
+	for k := range RedisShards {
+		if len(deltas[k]) == 0 && len(comments[k]) == 0 {
 			continue
 		}
 		tag := r.tags[k]
 		args := append([]any{
 			now, r.sealMillis(), int64(r.opts.Retention.Seconds()), DedupeWindow.Milliseconds(),
-			r.opts.PointsMaxLen, int64(pointsTTL.Seconds()), tag + "c:",
-		}, deltas...)
+			r.opts.PointsMaxLen, int64(pointsTTL.Seconds()), tag + "c:", tag + "m:", r.opts.MaxComments,
+			len(deltas[k]) / 4,
+		}, deltas[k]...)
 		calls = append(calls, scriptCall{
 			keys: []string{tag + "active", tag + "b:" + batch.ID, tag + "points"},
-			args: args,
+			args: append(args, comments[k]...),
 		})
 	}
 	cmds, err := r.runAll(ctx, addScript, calls)
@@ -171,10 +185,12 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 	}
 	for _, c := range cmds {
 		res, err := c.Int64Slice()
-		if err != nil || len(res) != 2 {
+		if err != nil || len(res) != 4 {
 			return fmt.Errorf("cannot add batch %s: unexpected script reply %v: %w", batch.ID, c.Val(), err)
 		}
 		lateCarried.Add(float64(res[1]))
+		lateCommentsCarried.Add(float64(res[2]))
+		commentsDropped.Add(float64(res[3]))
 	}
 	return nil
 }
@@ -220,7 +236,7 @@ func (r *Redis) Collect(ctx context.Context, cursors []Cursor) (Collection, erro
 			callOf[k] = len(calls)
 			calls = append(calls, scriptCall{
 				keys: []string{r.tags[k] + "active"},
-				args: append([]any{horizon, r.tags[k] + "c:"}, pairs...),
+				args: append([]any{horizon, r.tags[k] + "c:", r.tags[k] + "m:"}, pairs...),
 			})
 		} else {
 			callOf[k] = -1
@@ -318,23 +334,24 @@ func (r *Redis) readIndexes(ctx context.Context, shards *[RedisShards]shardCurso
 	return nil
 }
 
-// parseCollected decodes redis_collect.lua's flat (stream, second, counts)
-// reply.
+// parseCollected decodes redis_collect.lua's flat (stream, second, counts,
+// comments) reply.
 func parseCollected(cmd *redis.Cmd) ([]Second, error) {
 	flat, err := cmd.Slice()
 	if err != nil {
 		return nil, err
 	}
-	if len(flat)%3 != 0 {
-		return nil, fmt.Errorf("collect script replied %d values, not triples", len(flat))
+	if len(flat)%4 != 0 {
+		return nil, fmt.Errorf("collect script replied %d values, not quadruples", len(flat))
 	}
-	secs := make([]Second, 0, len(flat)/3)
-	for i := 0; i < len(flat); i += 3 {
+	secs := make([]Second, 0, len(flat)/4)
+	for i := 0; i < len(flat); i += 4 {
 		stream, ok1 := flat[i].(string)
 		second, ok2 := flat[i+1].(int64)
 		counts, ok3 := flat[i+2].([]any)
-		if !ok1 || !ok2 || !ok3 || len(counts)%2 != 0 {
-			return nil, fmt.Errorf("collect script replied a malformed second %v", flat[i:i+3])
+		comments, ok4 := flat[i+3].([]any)
+		if !ok1 || !ok2 || !ok3 || !ok4 || len(counts)%2 != 0 {
+			return nil, fmt.Errorf("collect script replied a malformed second %v", flat[i:i+4])
 		}
 		s := Second{Stream: stream, Second: second, Counts: make([]Count, 0, len(counts)/2)}
 		for j := 0; j < len(counts); j += 2 {
@@ -345,6 +362,14 @@ func parseCollected(cmd *redis.Cmd) ([]Second, error) {
 				return nil, fmt.Errorf("count of %s/%d/%s is %q: %w", stream, second, emoji, n, err)
 			}
 			s.Counts = append(s.Counts, Count{Emoji: emoji, N: v})
+		}
+		for _, c := range comments {
+			raw, _ := c.(string)
+			user, text, ok := strings.Cut(raw, ":")
+			if !ok {
+				return nil, fmt.Errorf("comment of %s/%d is %q, not user:text", stream, second, raw)
+			}
+			s.Comments = append(s.Comments, Comment{User: user, Text: text})
 		}
 		secs = append(secs, s)
 	}

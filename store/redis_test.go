@@ -80,7 +80,7 @@ func testManyStreams(t *testing.T, s Store, clk *clock.Manual) {
 		id := fmt.Sprintf("stream-%d", i)
 		deltas = append(deltas, Delta{id, t0, "like", int64(i + 1)})
 		cursors = append(cursors, Cursor{id, t0 - 1})
-		want = append(want, Second{id, t0, []Count{{"like", int64(i + 1)}}})
+		want = append(want, Second{id, t0, []Count{{"like", int64(i + 1)}}, nil})
 	}
 	mustAdd(t, s, deltas...)
 	sealThrough(clk, t0)
@@ -105,6 +105,10 @@ func TestRedisEveryKeyExpires(t *testing.T) {
 	}
 	sealThrough(clk, t0+5)
 	mustAdd(t, r, Delta{"s1", t0, "love", 1}) // carried
+	mustAddBatch(t, r, Batch{ID: "comments", Comments: comments("s2", t0+6, "hello")})
+	if err := r.ReportComments(ctx, "push-1", []CommentReport{{"s2", 1}}); err != nil {
+		t.Fatal(err)
+	}
 	keys, err := r.client.Keys(ctx, "{ttl:*").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +121,7 @@ func TestRedisEveryKeyExpires(t *testing.T) {
 		}
 		kinds[regexp.MustCompile(`^\{ttl:\d+\}:(\w+)`).FindStringSubmatch(k)[1]] = true
 	}
-	for _, kind := range []string{"c", "active", "b", "points"} {
+	for _, kind := range []string{"c", "m", "active", "b", "points", "ml", "pushers"} {
 		if !kinds[kind] {
 			t.Errorf("no %q key among %d keys; the test no longer covers it", kind, len(keys))
 		}
@@ -275,7 +279,7 @@ func TestRedisCollectWhenMoreWrittenThanServed(t *testing.T) {
 	sealThrough(clk, t0+1)
 	before := commandCalls(t, r.client, "hgetall")
 	c := mustCollect(t, r, Cursor{"s5", t0 - 1}, Cursor{"s999", t0 - 5}, Cursor{"never", t0 - 1})
-	want := []Second{{"s5", t0, []Count{{"like", 5}}}, {"s999", t0, []Count{{"like", 999}}}}
+	want := []Second{{"s5", t0, []Count{{"like", 5}}, nil}, {"s999", t0, []Count{{"like", 999}}, nil}}
 	if !reflect.DeepEqual(c.Seconds, want) {
 		t.Fatalf("collected %s; want %s", describe(c.Seconds), describe(want))
 	}

@@ -1,7 +1,8 @@
 // Package store is where push nodes put per-second reaction counts and pull
 // nodes collect them: the seam between the two fleets.
 //
-// A second s of a stream is sealed once the store's clock passes
+// A second holds reaction counts and danmaku comments. A second s of a
+// stream is sealed once the store's clock passes
 // s + 1 + SealDelay. Until then push nodes may add to it; after that its
 // counts never change, so pull nodes can publish it once and caches and
 // cursors stay right. Counts that reach the store for a sealed second (a
@@ -34,12 +35,30 @@ type Delta struct {
 	Count  int64
 }
 
+// Comment is one danmaku comment: who wrote it and its cleaned text.
+type Comment struct {
+	User string
+	Text string
+}
+
+// CommentAt is a comment a push node accepted in a second of a stream.
+type CommentAt struct {
+	Stream string
+	Second int64
+	Comment
+}
+
+// DefaultMaxComments is how many comments a second of a stream holds by
+// default: API.md's budget.
+const DefaultMaxComments = 30
+
 // Batch is one flush of a push node. A batch whose fate is unknown (the
 // store went away mid-write) is retried with the same ID, and the store adds
 // a batch at most once per ID, so a retry never counts anything twice.
 type Batch struct {
-	ID     string
-	Deltas []Delta
+	ID       string
+	Deltas   []Delta
+	Comments []CommentAt
 }
 
 // DedupeWindow is how long a store remembers batch IDs: retries must happen
@@ -58,11 +77,13 @@ type Count struct {
 	N     int64
 }
 
-// Second holds the counts of one sealed, non-empty second of a stream.
+// Second holds the counts and comments of one sealed, non-empty second of
+// a stream; comments in the order they were added.
 type Second struct {
-	Stream string
-	Second int64
-	Counts []Count
+	Stream   string
+	Second   int64
+	Counts   []Count
+	Comments []Comment
 }
 
 // Collection is what Collect found.
@@ -92,12 +113,40 @@ type Control struct {
 	Divisor int64 // the sample divisor last chosen; 1 when none was
 }
 
-// Store keeps per-second reaction counts and the per-stream control figures
-// the fleet shares.
+// CommentLoadTTL is how long a push node's comment report counts, and how
+// long a push node that stopped reporting is still counted as live.
+const CommentLoadTTL = 3 * time.Second
+
+// CommentReport is one push node's count of the comments offered to it for
+// a stream in its last complete second.
+type CommentReport struct {
+	Stream  string
+	Offered int64
+}
+
+// NodeLoad is one push node's fresh count of comments offered for a stream.
+type NodeLoad struct {
+	Node    string
+	Offered int64
+}
+
+// CommentLoad is what the push fleet shares to split comment budgets.
+type CommentLoad struct {
+	// Nodes are the push nodes that reported within CommentLoadTTL, sorted.
+	Nodes []string
+	// Streams holds, for each stream asked about in order, the fresh
+	// reports of the nodes that had comments for it, sorted by node.
+	Streams [][]NodeLoad
+}
+
+// Store keeps per-second reaction counts and comments, and the per-stream
+// figures the fleet shares.
 type Store interface {
-	// Add adds a batch's deltas, unless a batch with the same ID was added
-	// within DedupeWindow. After an error some of its streams may have been
-	// added; retrying the batch adds the rest.
+	// Add adds a batch's deltas and comments, unless a batch with the same
+	// ID was added within DedupeWindow. A second holds at most the store's
+	// maximum of comments; comments past it are dropped and counted. After
+	// an error some of its streams may have been added; retrying the batch
+	// adds the rest.
 	Add(ctx context.Context, batch Batch) error
 	// Horizon returns the newest sealed second. It is cheap, so pull nodes
 	// call it often and Collect only when it moves.
@@ -109,6 +158,13 @@ type Store interface {
 	ReportControl(ctx context.Context, node string, reports []ControlReport) error
 	// Control returns the fleet's figures for each stream, in order.
 	Control(ctx context.Context, streams []string) ([]Control, error)
+	// ReportComments records a push node's comment counts, each replacing
+	// that node's previous report for the stream, and marks the node live;
+	// both expire after CommentLoadTTL.
+	ReportComments(ctx context.Context, node string, reports []CommentReport) error
+	// CommentLoad returns the live push nodes and the fresh comment
+	// reports for each stream.
+	CommentLoad(ctx context.Context, streams []string) (CommentLoad, error)
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.

@@ -1,6 +1,7 @@
 // Package web is the web viewer: a page, embedded in the binary, that plays
 // a stream's reactions as emojis rising over a video-like stage, with
-// confetti for bursts, a live viewer count and a button per emoji. The page
+// confetti for bursts, its danmaku comments flying right to left in lanes,
+// a live viewer count, a button per emoji and a box to comment. The page
 // follows API.md like a mobile client (static/protocol.js). There is no
 // build step and nothing is loaded from elsewhere.
 //

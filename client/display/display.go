@@ -1,6 +1,8 @@
-// Package display renders a stream's reactions for a terminal, for
-// 'emojicast watch': one line per second for logs and pipes, or a compact
-// live bar chart of the last seconds, redrawn in place, for a person.
+// Package display renders a stream's reactions and comments for a
+// terminal, for 'emojicast watch': one line per second (and one per
+// comment) for logs and pipes, or a compact live bar chart of the last
+// seconds with the latest comments under it, redrawn in place, for a
+// person.
 package display
 
 import (
@@ -11,13 +13,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/emojicast/emojicast/client"
 )
 
-// Lines writes one line per second with reactions:
+// Lines writes one line per second with reactions, then one per comment:
 //
 //	2025-11-21T07:12:03Z  ❤️ love=5  🔥 fire=20 (burst)  viewers=3
+//	2025-11-21T07:12:03Z  💬 u123: what a goal!
 type Lines struct {
 	W      io.Writer
 	Emojis []client.Emoji
@@ -35,6 +40,9 @@ func (l *Lines) Show(u client.Update) error {
 			}
 		}
 		fmt.Fprintf(&b, "  viewers=%d\n", u.Viewers)
+		for _, c := range bk.Comments {
+			fmt.Fprintf(&b, "%s  💬 %s\n", time.Unix(bk.T, 0).UTC().Format(time.RFC3339), said(c))
+		}
 	}
 	_, err := io.WriteString(l.W, b.String())
 	return err
@@ -74,11 +82,15 @@ type Chart struct {
 	Window int64
 	// Width is the longest bar, in columns. Default: 30.
 	Width int
+	// Comments is how many of the latest comments are shown under the
+	// bars. Default: 5.
+	Comments int
 
-	seconds map[int64]client.Bucket
-	now     int64
-	viewers int64
-	drawn   int // lines drawn last time, to move back over
+	seconds  map[int64]client.Bucket
+	comments []client.Comment // the latest, oldest first
+	now      int64
+	viewers  int64
+	drawn    int // lines drawn last time, to move back over
 }
 
 // Show takes an update and redraws the chart.
@@ -89,12 +101,17 @@ func (c *Chart) Show(u client.Update) error {
 	if c.Width <= 0 {
 		c.Width = 30
 	}
+	if c.Comments <= 0 {
+		c.Comments = 5
+	}
 	if c.seconds == nil {
 		c.seconds = map[int64]client.Bucket{}
 	}
 	for _, b := range u.Buckets {
 		c.seconds[b.T] = b
+		c.comments = append(c.comments, b.Comments...)
 	}
+	c.comments = c.comments[max(0, len(c.comments)-c.Comments):]
 	c.now, c.viewers = max(c.now, u.Now), u.Viewers
 	for t := range c.seconds {
 		if t <= c.now-c.Window {
@@ -150,6 +167,14 @@ func (c *Chart) Frame() []string {
 		}
 		lines = append(lines, line)
 	}
+	for i := range c.Comments {
+		// Always as many lines, so a redraw covers the last frame.
+		line := ""
+		if k := len(c.comments) - c.Comments + i; k >= 0 {
+			line = "💬 " + said(c.comments[k])
+		}
+		lines = append(lines, line)
+	}
 	return lines
 }
 
@@ -175,4 +200,16 @@ func group(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// said writes a comment as "user: text", with any control character (the
+// server refuses them, but a terminal must not take orders from a stream)
+// shown as U+FFFD.
+func said(c client.Comment) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, c.User+": "+c.Text)
 }

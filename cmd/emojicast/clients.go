@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -56,9 +57,9 @@ func parseClientArgs(fs *flag.FlagSet, args []string, want int) (rest []string, 
 
 const watchDescription = `Usage: emojicast watch [flags] STREAM
 
-Watches a stream and prints its reactions as they arrive: a live bar chart
-of the last seconds when stdout is a terminal, else one line per second
-with reactions. It polls like every viewer does, and keeps going through
+Watches a stream and prints its reactions and comments as they arrive: a
+live bar chart of the last seconds with the latest comments when stdout is
+a terminal, else one line per second with reactions and one per comment. It polls like every viewer does, and keeps going through
 network drops. Stop it with Ctrl-C.
 
 Try it:
@@ -202,4 +203,53 @@ func send(ctx context.Context, c *client.Client, stream, emoji string, n int) er
 	}
 	fmt.Printf("sent %d of %d taps of %s %s to %s (sample %g)\n", sent, n, s.Glyph(emoji), emoji, stream, s.Sample())
 	return nil
+}
+
+const commentDescription = `Usage: emojicast comment [flags] STREAM TEXT...
+
+Sends a danmaku comment (1 to 100 characters) to a stream. It says whether
+the comment will be broadcast, or was shed because the stream already had
+its budget of comments for that second (then only you see it).
+
+Try it:
+  emojicast comment --server http://localhost:8080 demo what a goal!
+`
+
+func runComment(args []string) int {
+	var f clientFlags
+	fs := newFlagSet("comment", commentDescription)
+	f.register(fs)
+	rest, err := parseFlagsAndArgs(fs, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err == nil && len(rest) < 2:
+		err = errors.New("want a stream and the text")
+		fs.Usage()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emojicast comment: %v\n", err)
+		return 2
+	}
+	c, err := f.newClient("comment")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emojicast comment: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s, err := c.Watch(ctx, rest[0])
+	if err == nil {
+		var kept bool
+		if kept, err = s.Comment(ctx, strings.Join(rest[1:], " ")); err == nil {
+			verdict := "accepted: it will fly across every viewer's screen"
+			if !kept {
+				verdict = "shed: the stream had its fill of comments this second; only you see it"
+			}
+			fmt.Printf("comment on %s %s\n", rest[0], verdict)
+			return 0
+		}
+	}
+	fmt.Fprintf(os.Stderr, "emojicast comment: %v\n", err)
+	return 1
 }

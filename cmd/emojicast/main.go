@@ -18,8 +18,10 @@ Commands:
   push     run a push node: take sends, write per-second sums to Redis
   pull     run a pull node: answer polls from rings synced from Redis, and
            serve the web viewer
-  watch    print a stream's reactions as they arrive (a live chart in a terminal)
+  watch    print a stream's reactions and comments as they arrive (a live
+           chart in a terminal)
   send     send taps of an emoji to a stream
+  comment  send a danmaku comment to a stream
 
 Run 'emojicast <command> --help' for the flags of a command. Every flag can
 also be set with an environment variable: --flush-interval is
@@ -42,6 +44,8 @@ func main() {
 		os.Exit(runWatch(args))
 	case "send":
 		os.Exit(runSend(args))
+	case "comment":
+		os.Exit(runComment(args))
 	case "help", "-h", "-help", "--help":
 		fmt.Print(usage)
 	default:

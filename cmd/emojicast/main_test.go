@@ -266,10 +266,10 @@ func startCommand(t *testing.T, name string, cmd *exec.Cmd) {
 	})
 }
 
-// TestWatchAndSend runs the terminal clients against a real serve: what
-// 'send' sends, 'watch' prints, one line per second or as a chart, and
-// Ctrl-C ends watch cleanly.
-func TestWatchAndSend(t *testing.T) {
+// TestWatchSendAndComment runs the terminal clients against a real serve:
+// what 'send' and 'comment' send, 'watch' prints, one line per second or
+// as a chart, and Ctrl-C ends watch cleanly.
+func TestWatchSendAndComment(t *testing.T) {
 	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=300", "EMOJICAST_QUIET_NEXT_MS=300", "EMOJICAST_MIN_NEXT_MS=300")
 	type watcher struct {
 		cmd *exec.Cmd
@@ -299,13 +299,23 @@ func TestWatchAndSend(t *testing.T) {
 	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "invalid_emoji") {
 		t.Fatalf("send of an unknown emoji: exit %d: %s; want 1 and invalid_emoji", code, out)
 	}
-	testutil.Eventually(t, 20*time.Second, "watch prints the taps", func() bool {
+	out, err = exec.Command(binary(t), "comment", "--server", base, "--user", "fan", "cli-test", "what", "a", "goal!").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "accepted") {
+		t.Fatalf("comment: %v: %s", err, out)
+	}
+	out, err = exec.Command(binary(t), "comment", "--server", base, "cli-test", "\u202eevil").CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "invalid_text") {
+		t.Fatalf("comment with a bidi override: exit %d: %s; want 1 and invalid_text", code, out)
+	}
+	testutil.Eventually(t, 20*time.Second, "watch prints the taps and the comment", func() bool {
 		lines := watchers[0].out.String()
-		return strings.Contains(lines, "❤️ love=5") && strings.Contains(lines, "🔥 fire=20 (burst)")
+		return strings.Contains(lines, "❤️ love=5") && strings.Contains(lines, "🔥 fire=20 (burst)") &&
+			strings.Contains(lines, "💬 fan: what a goal!")
 	})
-	testutil.Eventually(t, 10*time.Second, "the chart shows both", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the chart shows all three", func() bool {
 		chart := watchers[1].out.String()
-		return strings.Contains(chart, "████ 20 🎉") && strings.Contains(chart, "\x1b[2K❤️ love")
+		return strings.Contains(chart, "████ 20 🎉") && strings.Contains(chart, "\x1b[2K❤️ love") &&
+			strings.Contains(chart, "\x1b[2K💬 fan: what a goal!")
 	})
 	for _, w := range watchers {
 		if err := w.cmd.Process.Signal(syscall.SIGINT); err != nil {

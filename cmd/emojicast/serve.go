@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/clientip"
+	"github.com/emojicast/emojicast/comment"
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/pull"
@@ -75,6 +76,11 @@ type nodeFlags struct {
 	backlog       int
 	regionRedis   listFlag
 	pointsMaxLen  int64
+	commentBudget int
+	commentRate   float64
+	commentBurst  int
+	blockedWords  string
+	filterTimeout time.Duration
 	// Pull.
 	publicURL      string
 	pushURL        string
@@ -125,6 +131,11 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.IntVar(&f.backlog, "backlog", 1_000_000, "most per-second counts kept per store while it is unreachable; past it the oldest seconds are dropped (and counted)")
 		fs.Var(&f.regionRedis, "region-redis", "Redis of another region to write every count to as well, as --redis; repeatable, or several separated by spaces")
 		fs.Int64Var(&f.pointsMaxLen, "redis-points-maxlen", store.DefaultPointsMaxLen, "data points (stream, second, emoji, count) kept per shard stream in Redis for analytics, approximately; 0 keeps none")
+		fs.IntVar(&f.commentBudget, "comment-budget", store.DefaultMaxComments, "most comments a stream broadcasts per second, across all push nodes (the same on every node); the rest are shed fairly")
+		fs.Float64Var(&f.commentRate, "comment-user-rate", 0.5, "comments per second each user may send")
+		fs.IntVar(&f.commentBurst, "comment-user-burst", 3, "comments a user may send at once")
+		fs.StringVar(&f.blockedWords, "blocked-words", "", "file of words and phrases to mask in comments, one per line (# starts a comment line); reloaded when it changes or on SIGHUP")
+		fs.DurationVar(&f.filterTimeout, "filter-timeout", 20*time.Millisecond, "longest a comment waits for the word filter; past it, it goes out unmasked and the failure is counted")
 	}
 	if r.pull {
 		fs.StringVar(&f.publicURL, "public-url", "", "base URL viewers poll this process at, used in watch answers (empty: http:// and the request's Host)")
@@ -221,11 +232,16 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		return err
 	}
 	meter := load.New(load.Options{MaxRPS: f.maxRPS, MaxCPU: f.maxCPU})
+	filter, err := newFilter(f)
+	if err != nil {
+		stores.close()
+		return err
+	}
 	var pu *push.Push
 	var pl *pull.Pull
 	var index fasthttp.RequestHandler
 	if r.push {
-		if pu, err = newPush(f, stores, emojis, signer, meter, log); err != nil {
+		if pu, err = newPush(f, stores, emojis, signer, meter, filter, log); err != nil {
 			stores.close()
 			return err
 		}
@@ -254,6 +270,9 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	}
 	meter.Start()
 	steps := append(startParts(pu, pl, stores), stopStep{"load meter", func(context.Context) { meter.Stop() }})
+	if filter != nil {
+		steps = append(steps, watchFilter(filter, f.blockedWords, log))
+	}
 	srv.Serve()
 	log.Info("emojicast serving", "role", r.name, "addr", srv.Addr(), "store", strings.Join(stores.names(), " "), "tokens", signer != nil)
 
@@ -277,12 +296,69 @@ func startParts(pu *push.Push, pl *pull.Pull, stores *nodeStores) []stopStep {
 	return append(steps, stopStep{"store", func(context.Context) { stores.close() }})
 }
 
-func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, log *slog.Logger) (*push.Push, error) {
-	return push.New(push.Options{
+func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, filter *comment.Filter, log *slog.Logger) (*push.Push, error) {
+	opts := push.Options{
 		Targets: stores.targets(), Emojis: emojis, Signer: signer,
 		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
 		MaxUsers: f.maxUsers, MaxStreams: f.maxStreams, MaxBacklog: f.backlog, Load: meter, Logger: log,
-	})
+		CommentBudget: f.commentBudget, CommentUserRate: f.commentRate, CommentUserBurst: f.commentBurst,
+		FilterTimeout: f.filterTimeout,
+	}
+	if filter != nil {
+		opts.Filter = filter
+	}
+	return push.New(opts)
+}
+
+// newFilter loads --blocked-words, if given.
+func newFilter(f *nodeFlags) (*comment.Filter, error) {
+	if f.blockedWords == "" {
+		return nil, nil
+	}
+	filter, err := comment.NewFilter(f.blockedWords)
+	if err != nil {
+		return nil, fmt.Errorf("--blocked-words: %w", err)
+	}
+	return filter, nil
+}
+
+// filterPoll is how often the blocked-word file is checked for changes.
+const filterPoll = time.Second
+
+// watchFilter reloads the blocked words when their file changes or on
+// SIGHUP, until the returned step stops it. A list that cannot be read is
+// logged and counted; the last good one stays in use.
+func watchFilter(filter *comment.Filter, path string, log *slog.Logger) stopStep {
+	stop, done := make(chan struct{}), make(chan struct{})
+	onErr := func(err error) {
+		filterReloadErrors.Inc()
+		log.Warn("cannot reload the blocked words; the last good list stays in use", "err", err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer close(done)
+		watched := make(chan struct{})
+		go func() { defer close(watched); filter.Watch(stop, filterPoll, onErr) }()
+		for {
+			select {
+			case <-hup:
+				if changed, err := filter.Reload(); err != nil {
+					onErr(err)
+				} else {
+					log.Info("blocked words reloaded on SIGHUP", "file", path, "changed", changed, "words", filter.Words().Len())
+				}
+			case <-stop:
+				<-watched
+				return
+			}
+		}
+	}()
+	return stopStep{"blocked-words watcher", func(context.Context) {
+		signal.Stop(hup)
+		close(stop)
+		<-done
+	}}
 }
 
 // newViewer returns the web viewer's handler; the page may call the URLs

@@ -22,7 +22,7 @@ func openStores(r role, f *nodeFlags, log *slog.Logger) (*nodeStores, error) {
 		if len(f.regionRedis) > 0 {
 			return nil, errors.New("--region-redis needs --redis: regions share counts through Redis")
 		}
-		mem := store.NewMemory(store.MemoryOptions{SealDelay: f.sealDelay, MaxStreams: f.maxStreams})
+		mem := store.NewMemory(store.MemoryOptions{SealDelay: f.sealDelay, MaxStreams: f.maxStreams, MaxComments: f.commentBudget})
 		return &nodeStores{main: push.Target{Name: "memory", Store: mem}}, nil
 	}
 	store.LogRedisTo(log)
@@ -54,7 +54,9 @@ func openRedis(f *nodeFlags, spec string) (push.Target, error) {
 	if pointsMaxLen <= 0 {
 		pointsMaxLen = -1 // the flag's 0 means none; the option's 0 means the default
 	}
-	st, err := store.NewRedis(store.RedisOptions{Client: client, SealDelay: f.sealDelay, PointsMaxLen: pointsMaxLen})
+	st, err := store.NewRedis(store.RedisOptions{
+		Client: client, SealDelay: f.sealDelay, PointsMaxLen: pointsMaxLen, MaxComments: f.commentBudget,
+	})
 	if err != nil {
 		_ = client.Close()
 		return push.Target{}, err

@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"math"
 	"net"
 	"testing"
 	"time"
@@ -44,3 +45,20 @@ func NoAllocs(t testing.TB, what string, f func()) {
 		t.Fatalf("%s allocates %.1f times per call; want 0", what, allocs)
 	}
 }
+
+// ChiSquare2x2 is Pearson's chi-square statistic of the 2x2 table
+// [[a, b], [c, d]], for checking that two groups had the same chance. It
+// is +Inf when a row or column is empty.
+func ChiSquare2x2(a, b, c, d int) float64 {
+	n := float64(a + b + c + d)
+	num := float64(a*d-b*c) * float64(a*d-b*c) * n
+	den := float64(a+b) * float64(c+d) * float64(a+c) * float64(b+d)
+	if den == 0 {
+		return math.Inf(1)
+	}
+	return num / den
+}
+
+// ChiSquareCritical is the chi-square value with one degree of freedom that
+// a fair process exceeds once in a thousand runs.
+const ChiSquareCritical = 10.83

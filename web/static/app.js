@@ -1,8 +1,9 @@
 // The emojicast web viewer: pick a stream, watch its reactions rise over
-// the stage, tap emojis. The protocol is in protocol.js; this file is the
-// screen: buttons, playout of each second's reactions, confetti, stats.
+// the stage and its comments fly across it, tap emojis, say something. The
+// protocol is in protocol.js; this file is the screen: buttons, playout of
+// each second's reactions and comments, confetti, stats.
 
-import { Viewer, request, backoffMs } from "./protocol.js";
+import { Viewer, APIError, request, backoffMs } from "./protocol.js";
 
 const $ = (id) => document.getElementById(id);
 const stage = $("stage");
@@ -17,10 +18,20 @@ const RAIN_GLYPHS = 14;
 const CONFETTI_MS = 3000;        // must match the fall animation in style.css
 const CONFETTI_COLORS = ["#ff3b5c", "#ffc400", "#2ee66b", "#2fa8ff", "#b05cff", "#ff7a1a"];
 
+// Danmaku: every comment crosses the stage in the same time, so all move
+// at one speed and a comment that starts once the one ahead of it in its
+// lane is clear of the edge never catches up with it.
+const DANMAKU_CROSS_MS = 6000;  // time to cross the stage's width
+const DANMAKU_GAP_PX = 24;      // space between comments in a lane
+const DANMAKU_WAIT_MS = 4000;   // a comment that finds no free lane this long is dropped
+const DANMAKU_MAX_WAITING = 60;
+const DANMAKU_MAX_LANES = 10;
+
 let glyphs = new Map(); // emoji id -> glyph
 let viewer = null;
 const totals = new Map(); // emoji id -> reactions received since the page opened
 let secondsReceived = 0;
+let commentsReceived = 0;
 let bursts = 0;
 
 function userID() {
@@ -126,6 +137,10 @@ class Playout {
     // After a switch to another stream, what was scheduled for this one
     // is not shown.
     const current = () => this === playout;
+    const said = bucket.m || [];
+    said.forEach((c, i) => {
+      at(startLocal + ((i + 0.5) / said.length) * 1000, () => current() && lanes.add(c, { mine: viewer && c.u === viewer.user }));
+    });
     const burst = new Set(bucket.burst || []);
     for (const [id, count] of Object.entries(bucket.c || {})) {
       if (burst.has(id)) {
@@ -143,11 +158,14 @@ class Playout {
 function merge(buckets) {
   const c = {};
   const burst = new Set();
+  const m = [];
   for (const b of buckets) {
     for (const [id, n] of Object.entries(b.c || {})) c[id] = (c[id] || 0) + n;
     for (const id of b.burst || []) burst.add(id);
+    m.push(...(b.m || []));
   }
-  return { t: buckets[buckets.length - 1].t, c, burst: [...burst] };
+  // The latest comments only: a minute of them would queue for minutes.
+  return { t: buckets[buckets.length - 1].t, c, burst: [...burst], m: m.slice(-DANMAKU_MAX_WAITING / 2) };
 }
 
 function at(localMs, f) {
@@ -196,6 +214,116 @@ function confetti(id) {
   setTimeout(() => box.remove(), CONFETTI_MS + 1000);
 }
 
+// Lanes lays comments out in horizontal lanes over the stage. A lane takes
+// a new comment once the last one has fully entered and moved a gap away
+// from the right edge; comments that find no lane wait, briefly.
+class Lanes {
+  constructor(box) {
+    this.box = box;
+    this.readyAt = []; // by lane: performance.now() when it takes the next comment
+    this.waiting = [];
+    this.timer = 0;
+  }
+
+  add(c, { mine = false, shed = false } = {}) {
+    if (this.waiting.length >= DANMAKU_MAX_WAITING) this.waiting.shift();
+    this.waiting.push({ c, mine, shed, since: performance.now() });
+    this.pump();
+  }
+
+  clear() {
+    clearTimeout(this.timer);
+    this.waiting = [];
+    this.readyAt = [];
+    this.box.replaceChildren();
+  }
+
+  pump() {
+    clearTimeout(this.timer);
+    const now = performance.now();
+    this.waiting = this.waiting.filter((w) => now - w.since < DANMAKU_WAIT_MS);
+    const lanes = this.laneCount();
+    while (this.waiting.length > 0) {
+      let lane = -1;
+      for (let i = 0; i < lanes; i++) {
+        if ((this.readyAt[i] || 0) <= now) { lane = i; break; }
+      }
+      if (lane < 0) break;
+      this.launch(this.waiting.shift(), lane, now);
+    }
+    if (this.waiting.length > 0) {
+      const next = Math.min(...this.readyAt.slice(0, lanes).map((t) => t || 0));
+      this.timer = setTimeout(() => this.pump(), Math.max(next - now, 16));
+    }
+  }
+
+  laneCount() {
+    if (!this.laneHeight) {
+      const probe = Object.assign(document.createElement("span"), { className: "comment", textContent: "Ag" });
+      this.box.append(probe);
+      this.laneHeight = probe.offsetHeight || 24;
+      probe.remove();
+    }
+    return Math.max(1, Math.min(DANMAKU_MAX_LANES, Math.floor(this.box.clientHeight / this.laneHeight)));
+  }
+
+  launch(w, lane, now) {
+    const el = document.createElement("span");
+    el.className = "comment" + (w.mine ? " mine" : "") + (w.shed ? " shed" : "");
+    el.textContent = w.c.x; // text, never markup
+    el.title = w.c.u;
+    el.dataset.lane = String(lane);
+    el.dataset.user = w.c.u;
+    el.style.top = `${lane * this.laneHeight}px`;
+    this.box.append(el);
+    const stageWidth = this.box.clientWidth;
+    const speed = stageWidth / DANMAKU_CROSS_MS; // px per ms, the same for every comment
+    const distance = stageWidth + el.offsetWidth;
+    this.readyAt[lane] = now + (el.offsetWidth + DANMAKU_GAP_PX) / speed;
+    const flight = el.animate([{ transform: "translateX(0)" }, { transform: `translateX(${-distance}px)` }],
+      { duration: distance / speed, easing: "linear", fill: "forwards" });
+    flight.finished.then(() => el.remove(), () => el.remove());
+  }
+}
+
+const lanes = new Lanes($("danmaku"));
+
+// ---- saying something ---------------------------------------------------
+
+function setSayEnabled(on) {
+  for (const el of $("say").elements) el.disabled = !on;
+}
+
+$("say").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const input = $("say-text");
+  const text = input.value.trim();
+  if (!text || !viewer) return;
+  const status = $("say-status");
+  const v = viewer;
+  try {
+    const result = await v.comment(text);
+    if (v !== viewer) return;
+    input.value = "";
+    if (result === "shed") {
+      // Over the stream's budget this second: shown to its sender only.
+      lanes.add({ u: v.user, x: text }, { mine: true, shed: true });
+      status.textContent = "the stream is busy: only you see that one";
+    } else {
+      status.textContent = "sent";
+    }
+  } catch (err) {
+    if (!(err instanceof APIError)) {
+      status.textContent = "could not send: connection lost";
+    } else if (err.status === 429) {
+      status.textContent = `slow down: you can comment again in ${Math.ceil(err.retryAfterMs / 1000)} s`;
+    } else {
+      status.textContent = `could not send: ${err.message.replace(/^\d+ \w+: /, "")}`;
+    }
+  }
+  updateStats();
+});
+
 // ---- stream and status --------------------------------------------------
 
 let playout = new Playout();
@@ -210,6 +338,7 @@ function setState(state, detail) {
     case "live":
       status.textContent = "";
       setButtonsEnabled(true);
+      setSayEnabled(true);
       break;
     case "retrying": {
       const offline = !navigator.onLine || !(detail.error && detail.error.status);
@@ -220,6 +349,7 @@ function setState(state, detail) {
     case "failed":
       status.textContent = `cannot watch this stream: ${detail.message || detail}`;
       setButtonsEnabled(false);
+      setSayEnabled(false);
       break;
   }
   updateStats();
@@ -230,6 +360,7 @@ function onUpdate(u) {
   stage.dataset.cursor = String(u.cursor);
   for (const b of u.buckets) {
     secondsReceived++;
+    commentsReceived += (b.m || []).length;
     for (const [id, n] of Object.entries(b.c || {})) totals.set(id, (totals.get(id) || 0) + n);
   }
   if (u.gap) $("status").textContent = "you were away longer than a minute: some reactions were missed";
@@ -246,6 +377,7 @@ function updateStats() {
   $("stat-polls").textContent = String(s.polls || 0);
   $("stat-failures").textContent = String(s.failures || 0);
   $("stat-sent").textContent = String(s.tapsSent || 0);
+  $("stat-comments").textContent = String(commentsReceived);
   $("stat-sample").textContent = viewer ? String(viewer.sample) : "1";
 }
 
@@ -253,8 +385,12 @@ function watch(stream) {
   if (viewer) viewer.stop();
   totals.clear();
   secondsReceived = 0;
+  commentsReceived = 0;
   playout = new Playout();
   stage.querySelectorAll(".float, .confetti").forEach((el) => el.remove());
+  lanes.clear();
+  setSayEnabled(false);
+  $("say-status").textContent = "";
   $("title").textContent = stream;
   document.title = `${stream} · emojicast`;
   $("stream").value = stream;

@@ -4,6 +4,7 @@
 // ask again with the same cursor after a network drop, so no second inside
 // the server's 60 s window is lost or shown twice. Taps are forwarded with
 // the advised sample probability and quick taps are batched into count.
+// Comments go to the comments endpoint and come back in the buckets' m.
 
 export const MAX_COUNT = 20;
 const REQUEST_TIMEOUT_MS = 10000;
@@ -127,7 +128,7 @@ export class Viewer {
     this.abort = new AbortController();
     this.sample = 1;
     this.pending = new Map(); // emoji id -> {count, timer}
-    this.stats = { polls: 0, failures: 0, sends: 0, tapsSent: 0, tapsSampledOut: 0 };
+    this.stats = { polls: 0, failures: 0, sends: 0, tapsSent: 0, tapsSampledOut: 0, comments: 0 };
   }
 
   stop() {
@@ -194,6 +195,24 @@ export class Viewer {
 
   setSample(p) {
     if (p > 0 && p <= 1) this.sample = p;
+  }
+
+  // comment sends a danmaku comment to the comments endpoint beside the
+  // push URL watch gave, and returns "accepted" (it will come back in a
+  // poll, for everyone) or "shed" (over the stream's budget: only its
+  // sender sees it). It is not retried: the sender decides whether to say
+  // it again. Errors are APIErrors, such as 429 for commenting too often.
+  async comment(text) {
+    if (!this.watch) throw new Error("not watching yet");
+    const url = new URL(this.watch.push, location.href);
+    url.pathname = url.pathname.replace(/\/[^/]*$/, "/comments");
+    const headers = { "Content-Type": "application/json" };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const answer = await request(url.href, {
+      method: "POST", headers, body: JSON.stringify({ text, user: this.user }),
+    }, this.abort.signal);
+    this.stats.comments++;
+    return answer.status === "accepted" ? "accepted" : "shed";
   }
 
   // tap records one tap of an emoji. It is forwarded with probability

@@ -1,0 +1,162 @@
+package comment
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func mustWords(t testing.TB, list string) *Words {
+	t.Helper()
+	w, err := ParseWords(strings.NewReader(list))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// TestMaskEveryDisguise: a blocked word is masked however it is written,
+// and words that merely contain it are left alone.
+func TestMaskEveryDisguise(t *testing.T) {
+	w := mustWords(t, "# the operator's list\nbad\n\nsp am\n糞\n")
+	for _, tc := range []struct{ name, in, want string }{
+		{"plain", "so bad", "so ***"},
+		{"upper case", "so BAD!", "so ***!"},
+		{"mixed case", "so bAd", "so ***"},
+		{"full-width", "so ｂａｄ", "so ***"},
+		{"full-width upper", "ＢＡＤ", "***"},
+		{"spaces between", "so b a d", "so *****"},
+		{"ideographic spaces", "b\u3000a\u3000d", "*****"},
+		{"dots between", "b.a.d idea", "***** idea"},
+		{"punctuation mix", "b-a_d!", "*****!"},
+		{"zero-width between", "b\u200ba\u200dd", "*****"},
+		{"accents", "so bäd", "so ***"},
+		{"combining accents", "ba\u0301d", "****"},
+		{"circled", "ⓑⓐⓓ", "***"},
+		{"mathematical bold", "𝐛𝐚𝐝", "***"},
+		{"at the start", "bad start", "*** start"},
+		{"twice", "bad, BAD", "***, ***"},
+		{"phrase", "spam!", "****!"},
+		{"phrase spaced", "s p a m", "*******"},
+		{"phrase split", "sp-am", "*****"},
+		{"no spaces in Chinese", "这是糞啊", "这是*啊"},
+		{"inside a word", "badge badly", "badge badly"},
+		{"word inside", "abad", "abad"},
+		{"clean", "what a goal!", "what a goal!"},
+		{"emoji kept", "🔥 bad 🔥", "🔥 *** 🔥"},
+	} {
+		if got := w.Mask(tc.in); got != tc.want {
+			t.Errorf("%s: Mask(%q) = %q; want %q", tc.name, tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestParseWordsRefusesJunk(t *testing.T) {
+	for _, list := range []string{"ok\n...\n", "bad\xff\n"} {
+		if _, err := ParseWords(strings.NewReader(list)); err == nil {
+			t.Errorf("ParseWords(%q) succeeded; want an error naming the line", list)
+		}
+	}
+}
+
+// TestFilterReloadsWithoutRestart: a changed file is picked up by Watch;
+// a broken one keeps the last good list in use and is reported.
+func TestFilterReloadsWithoutRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "blocked.txt")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("bad\n")
+	f, err := NewFilter(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 100)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); f.Watch(stop, 5*time.Millisecond, func(err error) { errs <- err }) }()
+	defer func() { close(stop); <-done }()
+
+	mask := func(s string) string { m, _ := f.Mask(s); return m }
+	if got := mask("bad ugly"); got != "*** ugly" {
+		t.Fatalf("Mask = %q with the first list", got)
+	}
+	write("bad\nugly\n")
+	waitFor(t, "the new list is used", func() bool { return mask("bad ugly") == "*** ****" })
+
+	write("...\n") // no letters: refused, the last good list stays
+	select {
+	case err := <-errs:
+		if !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("reload error %q does not name the line", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a broken list was not reported")
+	}
+	if got := mask("bad ugly"); got != "*** ****" {
+		t.Fatalf("after a broken reload Mask = %q; want the last good list", got)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Reload(); err == nil {
+		t.Fatal("Reload of a removed file succeeded")
+	}
+	if got := mask("bad"); got != "***" {
+		t.Fatalf("after the file went away Mask = %q; want the last good list", got)
+	}
+}
+
+func TestNewFilterNeedsTheFile(t *testing.T) {
+	if _, err := NewFilter(filepath.Join(t.TempDir(), "missing.txt")); err == nil {
+		t.Fatal("NewFilter of a missing file succeeded")
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// FuzzMask: masking a cleaned text never panics, keeps its length in
+// characters, only ever puts * in place of characters, and masks a
+// blocked word written plainly anywhere between spaces.
+func FuzzMask(f *testing.F) {
+	w := mustWords(f, "bad\nsp am\n糞\n")
+	for _, s := range []string{"so bad", "ｂａｄ", "b.a.d", "abad", "糞", "ǆ", "\ufdfa"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		text, err := Clean(in)
+		if err != nil {
+			return
+		}
+		out := w.Mask(text)
+		a, b := []rune(text), []rune(out)
+		if len(a) != len(b) {
+			t.Fatalf("Mask(%q) = %q: %d characters, want %d", text, out, len(b), len(a))
+		}
+		for i := range a {
+			if a[i] != b[i] && b[i] != '*' {
+				t.Fatalf("Mask(%q) = %q: character %d changed to %q", text, out, i, b[i])
+			}
+		}
+		if utf8.RuneCountInString(text) <= MaxLen-4 {
+			if got := w.Mask(text + " bad"); !strings.HasSuffix(got, " ***") {
+				t.Fatalf("Mask(%q) = %q; the trailing word is not masked", text+" bad", got)
+			}
+		}
+	})
+}

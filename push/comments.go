@@ -1,0 +1,227 @@
+package push
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/comment"
+	"github.com/emojicast/emojicast/store"
+)
+
+// Masker masks blocked words in a cleaned comment. *comment.Filter is one.
+// It is an auxiliary step: when it fails, panics or is slow, the comment
+// goes out unmasked and the failure is counted.
+type Masker interface {
+	Mask(text string) (string, error)
+}
+
+// The 400 answers for a comment's text, one per reason it is refused.
+var (
+	errTextMissing = api.NewError(fasthttp.StatusBadRequest, "invalid_text", "text is required: a string of 1 to 100 characters")
+	errTextReasons = map[error]*api.Error{
+		comment.ErrEmpty:    api.NewError(fasthttp.StatusBadRequest, "invalid_text", "text is empty after trimming white space"),
+		comment.ErrTooLong:  api.NewError(fasthttp.StatusBadRequest, "invalid_text", "text is longer than 100 characters"),
+		comment.ErrInvalid:  api.NewError(fasthttp.StatusBadRequest, "invalid_text", "text is not valid UTF-8"),
+		comment.ErrControl:  api.NewError(fasthttp.StatusBadRequest, "invalid_text", "text must be one line without control characters"),
+		comment.ErrBidi:     api.NewError(fasthttp.StatusBadRequest, "invalid_text", "text must not hold bidirectional override, embedding, isolate or mark characters"),
+		comment.ErrNonChars: api.NewError(fasthttp.StatusBadRequest, "invalid_text", "text must not hold noncharacters or private-use characters"),
+	}
+	bodyAccepted = []byte(`{"status":"accepted"}`)
+	bodyShed     = []byte(`{"status":"shed"}`)
+)
+
+// HandleComments serves POST /v1/streams/{stream}/comments. stream is a
+// valid stream id. The answer never waits on the store: 202 accepted when
+// the comment will be broadcast in the current second, 202 shed when the
+// stream's budget for comments leaves it out.
+func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
+	body, ok := p.readBody(ctx)
+	if !ok {
+		return
+	}
+	parser := parsers.Get()
+	defer parsers.Put(parser)
+	text, bodyUser, aerr := parseComment(parser, body)
+	if aerr != nil {
+		commentsBy(resultInvalid).Inc()
+		api.WriteError(ctx, aerr)
+		return
+	}
+	now := p.opts.Clock.Now()
+	var userBuf [64]byte
+	user, aerr := p.authenticate(ctx, userBuf[:0], stream, bodyUser, now)
+	if aerr != nil {
+		api.WriteError(ctx, aerr)
+		return
+	}
+	if wait := p.commenters.Allow(user, 1, now.UnixNano()); wait > 0 {
+		commentsBy(resultRateLimited).Inc()
+		api.WriteRetry(ctx, api.ErrRateLimited, ceilSeconds(wait))
+		return
+	}
+	keep, sec, ok := p.budget.admit(stream, now.Unix())
+	switch {
+	case !ok:
+		overloaded.Inc()
+		api.WriteRetry(ctx, api.ErrOverloaded, 1)
+	case !keep:
+		commentsBy(resultShed).Inc()
+		api.WriteJSON(ctx, fasthttp.StatusAccepted, bodyShed)
+	default:
+		p.pending.add(store.CommentAt{
+			Stream: string(stream), Second: sec,
+			Comment: store.Comment{User: string(user), Text: p.mask(text)},
+		})
+		commentsBy(resultAccepted).Inc()
+		api.WriteJSON(ctx, fasthttp.StatusAccepted, bodyAccepted)
+	}
+}
+
+// parseComment parses a comment body and cleans its text. Unknown keys are
+// ignored and a key given twice is an error, as for reactions.
+func parseComment(p *fastjson.Parser, body []byte) (text string, user []byte, aerr *api.Error) {
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		return "", nil, api.ErrInvalidBody
+	}
+	obj, err := v.Object()
+	if err != nil {
+		return "", nil, api.ErrInvalidBody
+	}
+	var raw []byte
+	var seenText, seenUser bool
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		if aerr != nil {
+			return
+		}
+		switch {
+		case bytes.Equal(key, []byte("text")):
+			if aerr = once(&seenText); aerr == nil {
+				if raw, err = v.StringBytes(); err != nil {
+					aerr = errTextMissing
+				}
+			}
+		case bytes.Equal(key, []byte("user")):
+			if aerr = once(&seenUser); aerr == nil {
+				user, aerr = parseUser(v)
+			}
+		}
+	})
+	if aerr != nil {
+		return "", nil, aerr
+	}
+	if !seenText {
+		return "", nil, errTextMissing
+	}
+	text, err = comment.Clean(string(raw))
+	if err != nil {
+		if e, ok := errTextReasons[err]; ok {
+			return "", nil, e
+		}
+		panic("BUG: comment.Clean returned an unlisted error: " + err.Error())
+	}
+	return text, user, nil
+}
+
+// maxMasking bounds the masking calls under way at once: calls that
+// outlive their timeout finish in the background, and past this many the
+// node stops starting new ones rather than piling them up.
+const maxMasking = 64
+
+// mask returns text with blocked words masked, or text itself when there
+// is no filter or the filter failed, panicked or took longer than
+// FilterTimeout: the comment path does not wait on an auxiliary step.
+func (p *Push) mask(text string) string {
+	if p.opts.Filter == nil {
+		return text
+	}
+	select {
+	case p.masking <- struct{}{}:
+	default:
+		filterFailures.WithLabelValues("busy").Inc()
+		return text
+	}
+	done := make(chan maskResult, 1)
+	go func() {
+		defer func() { <-p.masking }()
+		done <- p.maskSafely(text)
+	}()
+	t := time.NewTimer(p.opts.FilterTimeout)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		if r.failure != "" {
+			filterFailures.WithLabelValues(r.failure).Inc()
+			p.logFilterFailure(r.err)
+			return text
+		}
+		return r.text
+	case <-t.C:
+		filterFailures.WithLabelValues("timeout").Inc()
+		p.logFilterFailure(fmt.Errorf("masking took longer than %v", p.opts.FilterTimeout))
+		return text
+	}
+}
+
+type maskResult struct {
+	text    string
+	failure string // "", "error" or "panic"
+	err     error
+}
+
+func (p *Push) maskSafely(text string) (r maskResult) {
+	defer func() {
+		if v := recover(); v != nil {
+			r = maskResult{failure: "panic", err: fmt.Errorf("the filter panicked: %v", v)}
+		}
+	}()
+	masked, err := p.opts.Filter.Mask(text)
+	if err != nil {
+		return maskResult{failure: "error", err: err}
+	}
+	if _, err := comment.Clean(masked); err != nil {
+		return maskResult{failure: "error", err: errors.New("the filter returned a text that is not a clean comment")}
+	}
+	return maskResult{text: masked}
+}
+
+// logFilterFailure logs at most one filter failure a minute; the metric
+// counts every one.
+func (p *Push) logFilterFailure(err error) {
+	now := time.Now()
+	p.filterLogMu.Lock()
+	defer p.filterLogMu.Unlock()
+	if now.Sub(p.filterLogged) < time.Minute {
+		return
+	}
+	p.filterLogged = now
+	p.opts.Logger.Warn("comment filter failed; comments go out unmasked meanwhile", "err", err)
+}
+
+// pendingComments are the comments accepted since the last flush. They are
+// bounded by the budget: at most Budget per stream and second.
+type pendingComments struct {
+	mu   sync.Mutex
+	list []store.CommentAt
+}
+
+func (pc *pendingComments) add(c store.CommentAt) {
+	pc.mu.Lock()
+	pc.list = append(pc.list, c)
+	pc.mu.Unlock()
+}
+
+func (pc *pendingComments) drain() []store.CommentAt {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	out := pc.list
+	pc.list = nil
+	return out
+}
