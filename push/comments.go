@@ -63,7 +63,7 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
 	}
 	if wait := p.commenters.Allow(user, 1, now.UnixNano()); wait > 0 {
 		commentsBy(resultRateLimited).Inc()
-		api.WriteRetry(ctx, api.ErrRateLimited, ceilSeconds(wait))
+		api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 		return
 	}
 	keep, sec, ok := p.budget.admit(stream, now.Unix())

@@ -43,7 +43,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 	}
 	if wait := p.users.Allow(user, int(r.count), now.UnixNano()); wait > 0 {
 		rateLimited.Inc()
-		api.WriteRetry(ctx, api.ErrRateLimited, ceilSeconds(wait))
+		api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 		return
 	}
 	k, current := p.divisors.weight(stream, r.divisor, now.Unix())
@@ -105,7 +105,7 @@ func (p *Push) authenticate(ctx *fasthttp.RequestCtx, dst, stream, bodyUser []by
 		}
 		return bodyUser, nil
 	}
-	tok, ok := bytes.CutPrefix(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), bearerPrefix)
+	tok, ok := cutBearer(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
 	if !ok {
 		return nil, api.ErrUnauthorized
 	}
@@ -116,15 +116,20 @@ func (p *Push) authenticate(ctx *fasthttp.RequestCtx, dst, stream, bodyUser []by
 	return user, nil
 }
 
+// cutBearer returns the credentials of a Bearer Authorization header; the
+// scheme is case-insensitive (RFC 9110 11.1).
+func cutBearer(auth []byte) ([]byte, bool) {
+	if len(auth) < len(bearerPrefix) || !bytes.EqualFold(auth[:len(bearerPrefix)], bearerPrefix) {
+		return nil, false
+	}
+	return auth[len(bearerPrefix):], true
+}
+
 // isJSON reports whether a Content-Type is application/json, with or
 // without parameters.
 func isJSON(contentType []byte) bool {
 	media, _, _ := bytes.Cut(contentType, []byte{';'})
 	return bytes.EqualFold(bytes.TrimSpace(media), mediaJSON)
-}
-
-func ceilSeconds(d time.Duration) int64 {
-	return int64((d + time.Second - 1) / time.Second)
 }
 
 // writeAccepted writes 202 {"status":"accepted","sample":1/k}.

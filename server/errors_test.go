@@ -243,6 +243,12 @@ func TestTokens(t *testing.T) {
 	if r := send(w.Token); r.status != http.StatusAccepted {
 		t.Fatalf("send with the watch token: %d %s", r.status, r.body)
 	}
+	lower := n.do("POST", "/v1/streams/s/reactions", `{"emoji":"love"}`, map[string]string{
+		"Content-Type": jsonCT, "Authorization": "bearer " + w.Token,
+	})
+	if lower.status != http.StatusAccepted {
+		t.Fatalf("send with a lowercase bearer scheme: %d %s; the scheme is case-insensitive", lower.status, lower.body)
+	}
 	forger, _ := token.NewSigner([]byte("not-the-server-secret!"), nil, time.Hour)
 	for name, tok := range map[string]string{
 		"missing":      "",

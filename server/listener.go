@@ -192,7 +192,35 @@ type limitedConn struct {
 	once    sync.Once
 }
 
+// How long and how much a closing connection reads of what the client
+// still sends, so that the last answer is not destroyed by a reset.
+const (
+	lingerTimeout = 2 * time.Second
+	lingerBytes   = 64 << 10
+)
+
+// Close closes the connection gracefully: when the server gives up on a
+// request (headers too large, a body refused unread), the client's bytes
+// are still in the socket, and a plain close would answer them with a
+// reset that can destroy the error answer before the client reads it. So
+// the write side is shut first and what the client still sends is read
+// and dropped, in the background, before the socket is closed and its slot
+// given back. The slot is held meanwhile, so lingering sockets stay within
+// --max-conns.
 func (c *limitedConn) Close() error {
-	c.once.Do(func() { c.l.release(c.group, c.counted) })
-	return c.Conn.Close()
+	tc, ok := c.Conn.(*net.TCPConn)
+	if !ok {
+		c.once.Do(func() { c.l.release(c.group, c.counted) })
+		return c.Conn.Close()
+	}
+	c.once.Do(func() {
+		_ = tc.CloseWrite()
+		go func() {
+			_ = tc.SetReadDeadline(time.Now().Add(lingerTimeout))
+			_, _ = io.Copy(io.Discard, io.LimitReader(tc, lingerBytes))
+			_ = tc.Close()
+			c.l.release(c.group, c.counted)
+		}()
+	})
+	return nil
 }
