@@ -11,14 +11,18 @@ import (
 
 // cors answers browsers' cross-origin checks on the API routes.
 //
-// With "*" (the default) every API answer says Access-Control-Allow-Origin:
-// *. The API carries no credentials in the CORS sense: tokens travel in
+// Off by default: the web viewer is served by the same origin as the API
+// and apps are not browsers, so CORS headers would only add bytes to every
+// poll. With "*" every API answer says Access-Control-Allow-Origin: *. The
+// API carries no credentials in the CORS sense: tokens travel in
 // Authorization, set by the client's own code, and no cookie is ever set;
 // so "*" is safe, and it is the same for every caller, which keeps one CDN
 // copy per poll body. A list of origins instead echoes an allowed caller's
 // Origin and adds Vary: Origin to every API answer, which makes a CDN keep
-// a copy per Origin value (and one for requests without).
+// a copy per Origin value (and one for requests without). Retry-After is
+// exposed to scripts on error answers, the only ones that carry it.
 type cors struct {
+	enabled   bool
 	anyOrigin bool
 	origins   [][]byte
 }
@@ -34,7 +38,7 @@ var (
 	headerMaxAge          = []byte("Access-Control-Max-Age")
 	headerRequestMethod   = []byte("Access-Control-Request-Method")
 	anyOrigin             = []byte("*")
-	exposedHeaders        = []byte("Retry-After, ETag")
+	exposedHeaders        = []byte("Retry-After")
 	allowedHeaders        = []byte("Authorization, Content-Type, If-None-Match")
 	preflightMaxAge       = []byte("86400")
 	varyOrigin            = []byte("Origin")
@@ -43,7 +47,7 @@ var (
 )
 
 func newCORS(origins []string) cors {
-	var c cors
+	c := cors{enabled: len(origins) > 0}
 	for _, o := range origins {
 		if o == "*" {
 			c.anyOrigin = true
@@ -54,8 +58,12 @@ func newCORS(origins []string) cors {
 }
 
 // ParseCORSOrigins parses a comma-separated list of origins
-// ("https://example.com, http://localhost:3000"), or "*" for any.
+// ("https://example.com, http://localhost:3000"), or "*" for any; an empty
+// list turns CORS off.
 func ParseCORSOrigins(list string) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
 	var out []string
 	for item := range strings.SplitSeq(list, ",") {
 		item = strings.TrimSpace(item)
@@ -87,13 +95,19 @@ func (c *cors) allowed(origin []byte) bool {
 	return false
 }
 
-// apply adds the CORS headers to an API answer. With "*" it does not
-// allocate, so it leaves the poll path's cache hits allocation-free.
+// apply adds the CORS headers to an API answer. It does not allocate, so
+// it leaves the poll path's cache hits allocation-free.
 func (c *cors) apply(ctx *fasthttp.RequestCtx) {
+	if !c.enabled {
+		return
+	}
 	h := &ctx.Response.Header
+	expose := h.StatusCode() >= 400
 	if c.anyOrigin {
 		h.SetCanonical(headerAllowOrigin, anyOrigin)
-		h.SetCanonical(headerExposeHeaders, exposedHeaders)
+		if expose {
+			h.SetCanonical(headerExposeHeaders, exposedHeaders)
+		}
 		return
 	}
 	if bytes.Equal(h.PeekBytes(headerVary), varyAcceptEncoding) {
@@ -103,7 +117,9 @@ func (c *cors) apply(ctx *fasthttp.RequestCtx) {
 	}
 	if origin := ctx.Request.Header.PeekBytes(headerOrigin); len(origin) > 0 && c.allowed(origin) {
 		h.SetCanonical(headerAllowOrigin, origin)
-		h.SetCanonical(headerExposeHeaders, exposedHeaders)
+		if expose {
+			h.SetCanonical(headerExposeHeaders, exposedHeaders)
+		}
 	}
 }
 
@@ -114,7 +130,7 @@ func (c *cors) options(ctx *fasthttp.RequestCtx, methods string) {
 	h := &ctx.Response.Header
 	h.SetStatusCode(fasthttp.StatusNoContent)
 	h.SetCanonical(headerAllow, []byte(methods))
-	if len(ctx.Request.Header.PeekBytes(headerRequestMethod)) == 0 {
+	if !c.enabled || len(ctx.Request.Header.PeekBytes(headerRequestMethod)) == 0 {
 		return
 	}
 	h.SetCanonical(headerAllowMethods, []byte(methods))

@@ -6,10 +6,32 @@ import (
 	"testing"
 )
 
-// TestCORSAnyOrigin: by default every API answer, errors included, allows
-// any origin with "*" and leaves Vary alone, so CDN copies are not split.
-func TestCORSAnyOrigin(t *testing.T) {
+// corsAnyOrigin turns CORS on for every origin.
+func corsAnyOrigin(c *nodeConfig) { c.server.CORSOrigins = []string{"*"} }
+
+// TestCORSOffByDefault: without --cors-origins no answer carries CORS
+// headers (the viewer is same-origin), and OPTIONS still lists the methods.
+func TestCORSOffByDefault(t *testing.T) {
 	n := startNode(t)
+	n.newViewer("s")
+	origin := map[string]string{"Origin": "https://viewer.example", "Access-Control-Request-Method": "POST"}
+	for _, r := range []response{n.do("GET", "/v1/streams/s/reactions", "", origin), n.do("OPTIONS", "/v1/streams/s/reactions", "", origin)} {
+		for h := range r.header {
+			if strings.HasPrefix(h, "Access-Control-") {
+				t.Errorf("CORS is off but the answer has %s: %q", h, r.header.Get(h))
+			}
+		}
+	}
+	if r := n.do("OPTIONS", "/v1/streams/s/reactions", "", nil); r.status != http.StatusNoContent || r.header.Get("Allow") != "GET, HEAD, POST" {
+		t.Errorf("OPTIONS: %d, Allow %q", r.status, r.header.Get("Allow"))
+	}
+}
+
+// TestCORSAnyOrigin: with "*" every API answer, errors included, allows any
+// origin and leaves Vary alone, so CDN copies are not split; only errors,
+// which carry Retry-After, expose it to scripts, so polls stay small.
+func TestCORSAnyOrigin(t *testing.T) {
+	n := startNode(t, corsAnyOrigin)
 	n.newViewer("s")
 	origin := map[string]string{"Origin": "https://viewer.example"}
 	poll := n.do("GET", "/v1/streams/s/reactions", "", origin)
@@ -19,9 +41,12 @@ func TestCORSAnyOrigin(t *testing.T) {
 		if got := r.header.Get("Access-Control-Allow-Origin"); got != "*" {
 			t.Errorf("%s: Access-Control-Allow-Origin %q; want *", name, got)
 		}
-		if got := r.header.Get("Access-Control-Expose-Headers"); !strings.Contains(got, "Retry-After") {
-			t.Errorf("%s: Access-Control-Expose-Headers %q lacks Retry-After", name, got)
-		}
+	}
+	if got := bad.header.Get("Access-Control-Expose-Headers"); !strings.Contains(got, "Retry-After") {
+		t.Errorf("error: Access-Control-Expose-Headers %q lacks Retry-After", got)
+	}
+	if got := poll.header.Get("Access-Control-Expose-Headers"); got != "" {
+		t.Errorf("poll: Access-Control-Expose-Headers %q; a 200 poll has nothing to expose", got)
 	}
 	if got := poll.header.Get("Vary"); got != "Accept-Encoding" {
 		t.Errorf("poll Vary %q; want Accept-Encoding only", got)
@@ -104,7 +129,10 @@ func TestParseCORSOrigins(t *testing.T) {
 	if err != nil || strings.Join(got, " ") != "https://a.example http://localhost:8080 *" {
 		t.Fatalf("ParseCORSOrigins = %q, %v", got, err)
 	}
-	for _, bad := range []string{"", " , ", "example.com", "https://a.example/", "https://a.example/path", "https://u@a.example", "https://a.example?x", "null"} {
+	if got, err := ParseCORSOrigins("  "); err != nil || got != nil {
+		t.Errorf("ParseCORSOrigins of nothing = %q, %v; want CORS off", got, err)
+	}
+	for _, bad := range []string{" , ", "example.com", "https://a.example/", "https://a.example/path", "https://u@a.example", "https://a.example?x", "null"} {
 		if _, err := ParseCORSOrigins(bad); err == nil {
 			t.Errorf("ParseCORSOrigins(%q) accepted", bad)
 		}

@@ -155,7 +155,7 @@ func TestConnectionLimits(t *testing.T) {
 // from the same per-address allowance, and a browser on another origin may
 // preflight them.
 func TestCommentsShareTheAddressSendLimit(t *testing.T) {
-	n := startNode(t, func(c *nodeConfig) { c.server.SendRatePerIP, c.server.SendBurstPerIP = 1, 2 })
+	n := startNode(t, corsAnyOrigin, func(c *nodeConfig) { c.server.SendRatePerIP, c.server.SendBurstPerIP = 1, 2 })
 	pre := n.do("OPTIONS", "/v1/streams/s/comments", "", map[string]string{
 		"Origin": "https://viewer.example", "Access-Control-Request-Method": "POST",
 	})

@@ -77,7 +77,7 @@ type Options struct {
 	// remembers. Default: 200,000.
 	MaxClientIPs int
 	// CORSOrigins are the origins browsers may call the API from (see
-	// ParseCORSOrigins), or "*" for any. Default: "*".
+	// ParseCORSOrigins), or "*" for any. Default: none, CORS is off.
 	CORSOrigins []string
 	// Clock times the per-address limits. Default: the system clock.
 	Clock clock.Clock
@@ -110,9 +110,6 @@ func (o *Options) fillDefaults() {
 	setDefault(&o.WatchRatePerIP, 20)
 	setDefault(&o.WatchBurstPerIP, 100)
 	setDefault(&o.MaxClientIPs, 200_000)
-	if len(o.CORSOrigins) == 0 {
-		o.CORSOrigins = []string{"*"}
-	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}

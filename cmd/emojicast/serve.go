@@ -122,7 +122,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.Float64Var(&f.ipWatchRate, "ip-watch-rate", 20, "watches per second one client address may make (a poll that opens a stream counts as one)")
 	fs.IntVar(&f.ipWatchBurst, "ip-watch-burst", 100, "watches one client address may make at once")
 	fs.IntVar(&f.maxClientIPs, "max-client-ips", 200_000, "client addresses each per-address limit remembers")
-	fs.StringVar(&f.corsOrigins, "cors-origins", "*", "origins browsers may call the API from: * for any, or comma-separated scheme://host[:port]")
+	fs.StringVar(&f.corsOrigins, "cors-origins", "", "origins whose pages may call the API from a browser: * for any, or comma-separated scheme://host[:port] (empty: CORS off; the web viewer is same-origin and needs none)")
 	if r.push {
 		fs.DurationVar(&f.flushInterval, "flush-interval", 250*time.Millisecond, "how often summed taps are written to the store")
 		fs.Float64Var(&f.userRate, "user-rate", 10, "taps per second each user may send")
