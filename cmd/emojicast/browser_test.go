@@ -84,6 +84,17 @@ func newPage(t *testing.T, ctx context.Context, name string) *page {
 	return p
 }
 
+// viewerAndSender opens two pages of one browser: one watches the stage,
+// the other taps.
+func viewerAndSender(t *testing.T, ctx context.Context) (viewer, sender *page) {
+	t.Helper()
+	first := browser(t, ctx)
+	viewer = newPage(t, first, "viewer")
+	senderCtx, cancel := chromedp.NewContext(first)
+	t.Cleanup(cancel)
+	return viewer, newPage(t, senderCtx, "sender")
+}
+
 func (p *page) do(steps ...chromedp.Action[chromedp.Void]) {
 	p.t.Helper()
 	if err := chromedp.Do(p.ctx, steps...); err != nil {
@@ -224,11 +235,7 @@ func TestWebViewerInBrowser(t *testing.T) {
 	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=1000", "EMOJICAST_QUIET_NEXT_MS=1000", "EMOJICAST_BURST_THRESHOLD=5")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	first := browser(t, ctx)
-	viewer := newPage(t, first, "viewer")
-	senderCtx, cancelSender := chromedp.NewContext(first)
-	defer cancelSender()
-	sender := newPage(t, senderCtx, "sender")
+	viewer, sender := viewerAndSender(t, ctx)
 
 	viewer.do(
 		chromedp.EmulateViewport(960, 720),

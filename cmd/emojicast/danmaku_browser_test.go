@@ -70,11 +70,7 @@ func TestDanmakuInBrowser(t *testing.T) {
 	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=1000", "EMOJICAST_QUIET_NEXT_MS=1000", "EMOJICAST_BLOCKED_WORDS="+words)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	first := browser(t, ctx)
-	viewer := newPage(t, first, "viewer")
-	senderCtx, cancelSender := chromedp.NewContext(first)
-	defer cancelSender()
-	sender := newPage(t, senderCtx, "sender")
+	viewer, sender := viewerAndSender(t, ctx)
 
 	viewer.do(
 		chromedp.EmulateViewport(960, 720),
