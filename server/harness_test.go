@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -153,29 +151,16 @@ type response struct {
 	body   []byte
 }
 
-// rawTransport leaves Accept-Encoding and the body as they are: Go's default
-// transport would ask for gzip on its own and unzip behind the test's back.
-var rawTransport = &http.Transport{DisableCompression: true}
+var rawTransport = testutil.RawTransport
 
 // do makes one HTTP request and reads the whole answer.
 func (n *node) do(method, path, body string, headers map[string]string) response {
 	n.t.Helper()
-	req, err := http.NewRequest(method, n.url+path, strings.NewReader(body))
-	if err != nil {
-		n.t.Fatal(err)
-	}
+	var h []string
 	for k, v := range headers {
-		req.Header.Set(k, v)
+		h = append(h, k, v)
 	}
-	resp, err := rawTransport.RoundTrip(req)
-	if err != nil {
-		n.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		n.t.Fatal(err)
-	}
+	resp, b := testutil.RoundTrip(n.t, rawTransport, method, n.url+path, body, h...)
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 

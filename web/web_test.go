@@ -13,6 +13,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/emojicast/emojicast/internal/testutil"
 	"github.com/emojicast/emojicast/server"
 )
 
@@ -36,27 +37,11 @@ func serveViewer(t *testing.T, opts Options) string {
 	return "http://" + srv.Addr()
 }
 
-var raw = &http.Transport{DisableCompression: true}
+var raw = testutil.RawTransport
 
 func get(t *testing.T, method, url string, headers ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := raw.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
+	return testutil.RoundTrip(t, raw, method, url, "", headers...)
 }
 
 func TestServesThePage(t *testing.T) {

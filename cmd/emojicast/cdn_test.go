@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -41,22 +40,7 @@ func rawGet(t *testing.T, url string, header ...string) rawAnswer {
 
 func rawDo(t *testing.T, method, url, body string, header ...string) rawAnswer {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := rawClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := testutil.RoundTrip(t, rawClient.Transport, method, url, body, header...)
 	return rawAnswer{status: resp.StatusCode, header: resp.Header, body: b}
 }
 

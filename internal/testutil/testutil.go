@@ -1,11 +1,14 @@
 // Package testutil holds helpers shared by emojicast's tests: waiting for a
-// condition with a deadline, free ports, and allocation checks that know
-// about the race detector.
+// condition with a deadline, free ports, raw HTTP round trips, and
+// allocation checks that know about the race detector.
 package testutil
 
 import (
+	"io"
 	"math"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,3 +65,31 @@ func ChiSquare2x2(a, b, c, d int) float64 {
 // ChiSquareCritical is the chi-square value with one degree of freedom that
 // a fair process exceeds once in a thousand runs.
 const ChiSquareCritical = 10.83
+
+// RawTransport leaves Accept-Encoding and bodies as they are: Go's default
+// transport would ask for gzip on its own and unzip behind the test's back.
+var RawTransport = &http.Transport{DisableCompression: true}
+
+// RoundTrip makes one request through rt and reads the whole answer;
+// header is name, value, name, value... It fails the test if the request
+// cannot be made or answered.
+func RoundTrip(t testing.TB, rt http.RoundTripper, method, url, body string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the answer: %v", method, url, err)
+	}
+	return resp, b
+}
