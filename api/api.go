@@ -1,4 +1,4 @@
-// Package api holds the parts of the HTTP contract (API.md) that every
+// Package api holds the parts of the HTTP contract (docs/api.md) that every
 // emojicast server shares: identifier rules, routes, JSON error bodies and the
 // few header rules that are easy to get subtly wrong. It knows nothing of
 // push, pull or the store.

@@ -31,7 +31,7 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // Body returns the error's JSON body. Callers must not modify it.
 func (e *Error) Body() []byte { return e.body }
 
-// The errors of API.md.
+// The errors of docs/api.md.
 var (
 	ErrInvalidStream    = NewError(fasthttp.StatusBadRequest, "invalid_stream", "stream id must be 1 to 64 characters of A-Z a-z 0-9 _ - .")
 	ErrInvalidUser      = NewError(fasthttp.StatusBadRequest, "invalid_user", "user id must be 1 to 64 characters of A-Z a-z 0-9 _ - .")
@@ -41,7 +41,7 @@ var (
 	ErrInvalidSample    = NewError(fasthttp.StatusBadRequest, "invalid_sample", "sample, when given, must be a sample rate the server advertised: 1, 0.5, 0.05, ...")
 	ErrInvalidBody      = NewError(fasthttp.StatusBadRequest, "invalid_body", "body must be one JSON object in which every key appears at most once")
 	ErrUnauthorized     = NewError(fasthttp.StatusUnauthorized, "unauthorized", "a valid token for this stream is required: send Authorization: Bearer <token from watch>")
-	ErrNotFound         = NewError(fasthttp.StatusNotFound, "not_found", "no such endpoint; see API.md")
+	ErrNotFound         = NewError(fasthttp.StatusNotFound, "not_found", "no such endpoint; see docs/api.md")
 	ErrMethodNotAllowed = NewError(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "this endpoint does not support that method; see the Allow header")
 	ErrBodyTooLarge     = NewError(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "request body must be at most 1024 bytes")
 	ErrUnsupportedMedia = NewError(fasthttp.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")

@@ -2,7 +2,7 @@ package api
 
 import "bytes"
 
-// Route names an endpoint of API.md independently of its method.
+// Route names an endpoint of docs/api.md independently of its method.
 type Route uint8
 
 // The routes. RouteUnknown is every path that is not one of them.

@@ -70,7 +70,7 @@ const (
 )
 
 // pollWait returns the wait before the next poll: next_ms spread uniformly
-// over ±jitter of itself (API.md: ±10%), within [minPollWait, maxPollWait].
+// over ±jitter of itself (docs/api.md: ±10%), within [minPollWait, maxPollWait].
 func pollWait(nextMS int64, jitter, r float64) time.Duration {
 	d := time.Duration(float64(nextMS) * float64(time.Millisecond) * (1 + jitter*(2*r-1)))
 	return min(max(d, minPollWait), maxPollWait)

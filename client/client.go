@@ -1,4 +1,4 @@
-// Package client is the Go client of emojicast's HTTP API (API.md): Watch a
+// Package client is the Go client of emojicast's HTTP API (docs/api.md): Watch a
 // stream, Send taps, and Run a poll loop that hands each second of reactions
 // to a callback exactly once, the way a mobile client does: it polls with a
 // cursor, waits the server's next_ms with jitter, backs off on failures,
@@ -26,7 +26,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 )
 
-// MaxCount is the most taps one send may carry (API.md: count 1 to 20).
+// MaxCount is the most taps one send may carry (docs/api.md: count 1 to 20).
 const MaxCount = 20
 
 // userAgent names the client to operators, in few bytes.
@@ -52,7 +52,7 @@ type Options struct {
 	RequestTimeout time.Duration
 	// PollJitter spreads each wait between polls uniformly over next_ms
 	// plus or minus this fraction, so viewers never poll in lock-step.
-	// Default: 0.1, as API.md asks.
+	// Default: 0.1, as docs/api.md asks.
 	PollJitter float64
 	// Backoff is the wait after failed requests.
 	Backoff Backoff
@@ -279,7 +279,7 @@ func (c *Client) resolve(ref string) (*url.URL, error) {
 	return c.base.ResolveReference(u), nil
 }
 
-// validID reports whether s is a valid stream or user id (API.md).
+// validID reports whether s is a valid stream or user id (docs/api.md).
 func validID(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
 		return false

@@ -62,7 +62,7 @@ type pollAnswer struct {
 
 // Run polls the stream until ctx is done and calls fn with each poll's
 // Update (the seed's display_emoji), so every second reaches fn once and
-// only once, in order. It follows API.md: it starts at the cursor watch
+// only once, in order. It follows docs/api.md: it starts at the cursor watch
 // gave, keeps cursor = max(cursor, now), ignores buckets at or before the
 // cursor (it may be moved between pull nodes that are not equally far),
 // waits next_ms with jitter between polls, and after a failure backs off

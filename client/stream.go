@@ -204,7 +204,7 @@ func (s *Stream) postOnce(ctx context.Context, u *url.URL, body []byte) (answer,
 }
 
 // commentsURL is where comments go: beside the push URL watch gave, whose
-// last segment is reactions (API.md's POST /v1/streams/{stream}/comments).
+// last segment is reactions (docs/api.md's POST /v1/streams/{stream}/comments).
 func commentsURL(push *url.URL) *url.URL {
 	u := *push
 	u.Path = path.Join(path.Dir(u.Path), "comments")

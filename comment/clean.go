@@ -18,7 +18,7 @@ import (
 )
 
 // MaxLen is the longest comment, in characters (Unicode code points after
-// NFC normalization and trimming), as API.md allows.
+// NFC normalization and trimming), as docs/api.md allows.
 const MaxLen = 100
 
 // The reasons a text is refused. Each is a sentence a sender can act on.

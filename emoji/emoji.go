@@ -33,7 +33,7 @@ type Set struct {
 // DefaultSpec is the default set in the form Parse reads.
 const DefaultSpec = "like=👍,love=❤️,haha=😂,wow=😮,sad=😢,angry=😡,clap=👏,fire=🔥"
 
-// Default returns the default set of API.md.
+// Default returns the default set of docs/api.md.
 func Default() *Set {
 	s, err := Parse(DefaultSpec)
 	if err != nil {

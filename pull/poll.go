@@ -10,7 +10,7 @@ import (
 	"github.com/emojicast/emojicast/ringbuffer"
 )
 
-// MaxFuture is how far past the server clock a cursor may be (API.md: 300 s).
+// MaxFuture is how far past the server clock a cursor may be (docs/api.md: 300 s).
 const MaxFuture = 300
 
 // defaultBack is how many seconds a poll without a cursor gets.
@@ -153,7 +153,7 @@ func (p *Pull) writeUnsynced(ctx *fasthttp.RequestCtx, since int64, hasSince boo
 	api.WriteJSON(ctx, fasthttp.StatusOK, out)
 }
 
-// writeBody serves a poll body with the caching headers of API.md, or 304
+// writeBody serves a poll body with the caching headers of docs/api.md, or 304
 // when the client already has it.
 func writeBody(ctx *fasthttp.RequestCtx, body *compress.Body) {
 	if api.WriteBody(ctx, body, contentTypeJSON, cachePublic) {

@@ -12,7 +12,7 @@ import (
 	"github.com/emojicast/emojicast/api"
 )
 
-// MaxBody is the largest send body (API.md: at most 1 KiB).
+// MaxBody is the largest send body (docs/api.md: at most 1 KiB).
 const MaxBody = 1024
 
 var (

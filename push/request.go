@@ -10,7 +10,7 @@ import (
 	"github.com/emojicast/emojicast/emoji"
 )
 
-// MaxCount is the most taps one send may batch (API.md: count 1 to 20).
+// MaxCount is the most taps one send may batch (docs/api.md: count 1 to 20).
 const MaxCount = 20
 
 // reaction is a parsed send. user aliases the parser's memory: it is valid

@@ -40,7 +40,7 @@ func checkError(t *testing.T, r response, status int, code string) {
 
 const jsonCT = "application/json"
 
-// TestErrorsOfTheAPI covers every error of API.md with its status and code.
+// TestErrorsOfTheAPI covers every error of docs/api.md with its status and code.
 func TestErrorsOfTheAPI(t *testing.T) {
 	n := startNode(t, func(c *nodeConfig) { c.maxStreams = 3 })
 	n.step()

@@ -189,7 +189,7 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	}
 	if s.opts.Push != nil {
 		if why := s.opts.Push.Degraded(); why != "" {
-			// Still ready (API.md: the backlog has room), but say why it
+			// Still ready (docs/api.md: the backlog has room), but say why it
 			// may not stay so.
 			b := append([]byte(`{"status":"degraded","reason":`), api.AppendJSONString(nil, why)...)
 			api.WriteJSON(ctx, fasthttp.StatusOK, append(b, '}'))

@@ -1,5 +1,5 @@
 // Package server puts push and pull nodes behind one fasthttp listener: it
-// routes API.md's endpoints to whichever roles the process runs, serves the
+// routes docs/api.md's endpoints to whichever roles the process runs, serves the
 // operations endpoints (/healthz, /readyz, /metrics), answers every error in
 // the API's JSON form, applies timeouts and size limits, and drains
 // gracefully on shutdown.

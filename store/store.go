@@ -49,7 +49,7 @@ type CommentAt struct {
 }
 
 // DefaultMaxComments is how many comments a second of a stream holds by
-// default: API.md's budget.
+// default: docs/api.md's budget.
 const DefaultMaxComments = 30
 
 // Batch is one flush of a push node. A batch whose fate is unknown (the

@@ -1,4 +1,4 @@
-// Package token issues and checks the viewer tokens of API.md: HMAC-SHA256
+// Package token issues and checks the viewer tokens of docs/api.md: HMAC-SHA256
 // signatures over a user, a stream and an expiry, so push nodes can trust who
 // is tapping without a session store. Secrets rotate: a Signer signs with the
 // current secret and also accepts tokens signed with the previous one.

@@ -2,7 +2,7 @@
 // a stream's reactions as emojis rising over a video-like stage, with
 // confetti for bursts, its danmaku comments flying right to left in lanes,
 // a live viewer count, a button per emoji and a box to comment. The page
-// follows API.md like a mobile client (static/protocol.js). There is no
+// follows docs/api.md like a mobile client (static/protocol.js). There is no
 // build step and nothing is loaded from elsewhere.
 //
 // The package serves the page's files, gzipped once at start, with strong

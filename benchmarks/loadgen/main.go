@@ -2,7 +2,7 @@
 // way its audience uses it.
 //
 // It runs two stages. In the clients stage, viewers watch a stream and poll
-// it exactly as API.md's clients do (cursor = max(cursor, now), next_ms
+// it exactly as docs/api.md's clients do (cursor = max(cursor, now), next_ms
 // later with +-10% jitter, on a keep-alive connection each or a new
 // connection per poll) while senders tap; it reports polls/s, poll latency,
 // bytes per poll on the wire (headers included), taps/s accepted, freshness

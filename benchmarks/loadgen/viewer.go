@@ -30,7 +30,7 @@ type seen struct {
 	at time.Time
 }
 
-// viewer plays one client of API.md: it watches the stream, then polls with
+// viewer plays one client of docs/api.md: it watches the stream, then polls with
 // cursor = max(cursor, now), next_ms later with its own +-10% jitter.
 type viewer struct {
 	user string
@@ -165,7 +165,7 @@ type bucketTotal struct {
 	t, total int64
 }
 
-var errNotJSON = errors.New("poll answer is not the JSON of API.md")
+var errNotJSON = errors.New("poll answer is not the JSON of docs/api.md")
 
 func (v *viewer) parse() (pollBody, error) {
 	body := v.resp.Body()

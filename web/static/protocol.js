@@ -1,4 +1,4 @@
-// The emojicast protocol (API.md) for the browser, the way a mobile client
+// The emojicast protocol (docs/api.md) for the browser, the way a mobile client
 // follows it: watch first, then poll with a cursor, wait next_ms with
 // jitter, back off on failures (at least Retry-After on 429 and 503), and
 // ask again with the same cursor after a network drop, so no second inside
@@ -49,7 +49,7 @@ export function pollWaitMs(nextMs, r) {
 }
 
 // freshBuckets returns the buckets after cursor, oldest first, each second
-// once, and the new cursor (API.md: cursor = max(cursor, now)).
+// once, and the new cursor (docs/api.md: cursor = max(cursor, now)).
 export function freshBuckets(answer, cursor) {
   const sorted = (answer.buckets || []).slice().sort((a, b) => a.t - b.t);
   const out = [];
