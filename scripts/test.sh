@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
 # Runs the whole emojicast test suite: installs what the tests need besides
-# Go when it is missing (redis-server, a browser; needs root, as on CI),
-# vets, then runs every test with the race detector, in shuffled order.
-# This is the README's test command and what .ci/run calls.
+# Go when it is missing (redis-server, a browser, nginx; needs root, as on
+# CI), checks formatting and vets, then runs
+#   1. every test with the race detector, in shuffled order;
+#   2. the allocation pins (tests named ...DoesNotAllocate) without it: the
+#      race detector makes sync.Pool drop items, so a pin can only fail here;
+#   3. every benchmark once, so none rots unnoticed.
+# This is the README's test command and what .ci/run calls. For a quick
+# loop while developing: go test -short ./...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
+
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [[ -n $unformatted ]]; then
+	echo "gofmt would change these files:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
 go vet ./...
 go test -race -shuffle=on -timeout 20m ./...
+go test -count=1 -run 'DoesNotAllocate$' ./...
+go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 10m ./...

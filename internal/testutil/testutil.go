@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -37,16 +38,55 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// NoAllocs fails the test if f allocates, unless the race detector is on
-// (it makes sync.Pool drop items, so pooled paths allocate under it).
+// AllocPinSuffix ends the name of every test that pins a path at zero
+// allocations. scripts/test.sh runs the tests with this suffix in a pass
+// without the race detector, the only pass where such a pin can fail.
+const AllocPinSuffix = "DoesNotAllocate"
+
+// NoAllocs fails the test if f allocates. Under the race detector it skips
+// the test instead: the detector makes sync.Pool drop items, so pooled
+// paths allocate under it. A test that calls it must be named
+// ...DoesNotAllocate, or the non-race pass would never run it.
 func NoAllocs(t testing.TB, what string, f func()) {
 	t.Helper()
+	if top, _, _ := strings.Cut(t.Name(), "/"); !strings.HasSuffix(top, AllocPinSuffix) {
+		t.Fatalf("%s pins allocations but is not named ...%s: the non-race pass of scripts/test.sh would not run it", t.Name(), AllocPinSuffix)
+	}
 	if RaceEnabled {
-		return
+		t.Skip("allocation pins run in the pass without the race detector")
 	}
 	if allocs := testing.AllocsPerRun(1000, f); allocs != 0 {
 		t.Fatalf("%s allocates %.1f times per call; want 0", what, allocs)
 	}
+}
+
+// Long skips the test under go test -short: it spends many seconds of wall
+// clock by design (a soak, a flood, slow clients), and -short is the quick
+// loop a developer iterates in. The README's test command runs it.
+func Long(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: " + why)
+	}
+}
+
+// NeedsProgram returns the path of an outside program a test runs
+// (redis-server, chromium, nginx), trying each name in turn. Under
+// go test -short the test is skipped instead, so a developer can iterate
+// without them; otherwise a missing program fails the test, since the
+// README's test command installs every one.
+func NeedsProgram(t testing.TB, names ...string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("-short: needs %s", names[0])
+	}
+	for _, name := range names {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("%s is not installed: run scripts/install-test-deps.sh (scripts/test.sh does)", names[0])
+	return ""
 }
 
 // ChiSquare2x2 is Pearson's chi-square statistic of the 2x2 table
