@@ -244,6 +244,7 @@ func pollInProcess(t *testing.T, p *pull.Pull, stream string, since int64) pollB
 // about the target of 2,000 sends a second once the divisor settled, and
 // the counts must estimate the 10,000 taps a second within 5%.
 func TestSamplingBoundsSendsAndKeepsCountsHonest(t *testing.T) {
+	testutil.Long(t, "sends for seconds of wall clock")
 	const (
 		viewers = 50_000
 		tappers = 10_000
@@ -320,6 +321,7 @@ func TestSamplingBoundsSendsAndKeepsCountsHonest(t *testing.T) {
 // half of them tap once a second, the push side must receive about the
 // target and the counts must estimate the taps within 5%.
 func TestSamplingOverHTTP(t *testing.T) {
+	testutil.Long(t, "sends for seconds of wall clock")
 	const (
 		viewers = 2000
 		target  = 100

@@ -27,6 +27,7 @@ import (
 // million loopback round trips would take minutes under the race detector,
 // and the socket path is what the other tests cover.
 func TestFloodOfDistinctIDsStaysBounded(t *testing.T) {
+	testutil.Long(t, "floods a million ids")
 	const (
 		total      = 1_000_000
 		maxStreams = 1000

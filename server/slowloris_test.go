@@ -36,6 +36,7 @@ func (s *slowConn) readUntilClosed() {
 // for the slow clients' 10 s read timeout. Then every slow client but the
 // keep-alive ones must be cut off with 408, even the one still dribbling.
 func TestSlowClientsDoNotStarveOthers(t *testing.T) {
+	testutil.Long(t, "holds slow connections for seconds")
 	const perKind, readTimeout = 500, 10 * time.Second
 	n := startNode(t, func(c *nodeConfig) { c.server.ReadTimeout = readTimeout })
 	n.step()

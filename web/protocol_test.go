@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -133,10 +132,7 @@ func (s *apiScript) setSample(p float64) {
 // next_ms between polls, batches quick taps into one send that it repeats
 // after a 429, and forwards taps with the advised sample probability.
 func TestPageProtocol(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("no chromium on PATH: run scripts/install-test-deps.sh (scripts/test.sh does)")
-	}
+	chromium := testutil.NeedsProgram(t, "chromium", "chromium-browser", "google-chrome")
 	viewer, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)

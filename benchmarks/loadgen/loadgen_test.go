@@ -82,6 +82,7 @@ func runLoadgen(t *testing.T, bin string, args ...string) report {
 // accepted was seen, bytes include headers, and the ceiling stage served
 // the same answer from both servers.
 func TestLoadgenSmoke(t *testing.T) {
+	testutil.Long(t, "runs every load stage against a real process")
 	dir := t.TempDir()
 	emojicast := build(t, dir, "github.com/emojicast/emojicast/cmd/emojicast")
 	loadgen := build(t, dir, "github.com/emojicast/emojicast/benchmarks/loadgen")

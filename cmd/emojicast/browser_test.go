@@ -8,7 +8,6 @@ import (
 	"image"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,13 +24,7 @@ import (
 // chromiumPath finds the browser that scripts/install-test-deps.sh installs.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("no chromium on PATH: run scripts/install-test-deps.sh (scripts/test.sh does)")
-	return ""
+	return testutil.NeedsProgram(t, "chromium", "chromium-browser", "google-chrome")
 }
 
 // browser starts a headless Chromium for the test and returns a context

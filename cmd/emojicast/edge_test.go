@@ -26,16 +26,11 @@ type edge struct {
 	logs *syncBuffer
 }
 
-// nginxPath finds nginx; scripts/install-test-deps.sh installs it.
+// nginxPath finds nginx; scripts/install-test-deps.sh installs it, and
+// Debian puts it in /usr/sbin, which a user's PATH may lack.
 func nginxPath(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	t.Fatal("nginx is not installed: run scripts/install-test-deps.sh")
-	return ""
+	return testutil.NeedsProgram(t, "nginx", "/usr/sbin/nginx")
 }
 
 // startEdge renders deploy/nginx.conf for the given pull and push origins

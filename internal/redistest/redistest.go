@@ -53,7 +53,7 @@ func StartPersistent(t testing.TB) *Server {
 
 func start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	bin := lookPath(t, "redis-server")
+	bin := testutil.NeedsProgram(t, "redis-server")
 	var lastErr error
 	// A free port can be taken between the check and redis binding it.
 	for range 3 {
@@ -70,15 +70,6 @@ func start(t testing.TB, extra ...string) *Server {
 	}
 	t.Fatalf("cannot start redis-server: %v", lastErr)
 	return nil
-}
-
-func lookPath(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s is not installed (scripts/test.sh installs it): %v", name, err)
-	}
-	return p
 }
 
 // run starts the process and waits until it answers PING.
@@ -173,7 +164,7 @@ func (s *Server) Kill() {
 // with its data for a server from StartPersistent.
 func (s *Server) Restart() {
 	s.t.Helper()
-	bin := lookPath(s.t, "redis-server")
+	bin := testutil.NeedsProgram(s.t, "redis-server")
 	var err error
 	// The kernel may hold the port a moment after the old process died.
 	testutil.Eventually(s.t, startTimeout, "redis-server restarts on its port", func() bool {
@@ -207,7 +198,7 @@ type Cluster struct {
 // cluster ok. They are stopped when the test ends.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	cli := lookPath(t, "redis-cli")
+	cli := testutil.NeedsProgram(t, "redis-cli")
 	c := &Cluster{}
 	for range n {
 		c.Servers = append(c.Servers, start(t,
