@@ -11,7 +11,7 @@ import (
 // HandleWatch serves GET /v1/streams/{stream}/watch?user=U: the seed's
 // watch_stream. It registers the stream so the syncer fills its ring before
 // the viewer's first poll, and tells the viewer where to poll and send, its
-// token, the cursor to start from and the emoji set.
+// token, the cursor to start from, the pacing bounds and the emoji set.
 func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
 	user := ctx.QueryArgs().Peek("user")
 	if !api.ValidID(user) {
@@ -51,6 +51,10 @@ func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
 	b = append(b, `,"since":`...)
 	b = strconv.AppendInt(b, since, 10)
 	b = appendControl(b, ctl)
+	// The longest next_ms this node ever advises: a client that polls less
+	// often than told (data saver) stays within it.
+	b = append(b, `,"max_next_ms":`...)
+	b = strconv.AppendInt(b, p.opts.MaxNextMS, 10)
 	b = append(b, `,"emojis":`...)
 	b = p.opts.Emojis.AppendJSON(b)
 	b = append(b, '}')

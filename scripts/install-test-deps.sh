@@ -3,7 +3,8 @@
 # store and fleet tests start their own redis-server processes and build
 # clusters with redis-cli; the browser tests drive Debian's Chromium and
 # draw emojis with the Noto Color Emoji font; the CDN tests put nginx in
-# front of emojicast. Needs root (or sudo) only when something is missing.
+# front of emojicast; the JavaScript client's tests run on Node.js 20 or
+# later. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
 # need PACKAGE CHECK...: PACKAGE is missing when the CHECK command fails.
@@ -22,8 +23,21 @@ need chromium command -v chromium
 need fonts-noto-color-emoji test -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 # Debian puts nginx in /usr/sbin, which a user's PATH may lack.
 need nginx test -x /usr/sbin/nginx
+need nodejs command -v node
+
+# node_new_enough fails, saying why, unless node is Node.js 20 or later.
+node_new_enough() {
+	local v
+	v=$(node --version)
+	v=${v#v}
+	if ((${v%%.*} < 20)); then
+		echo "the JavaScript client's tests need Node.js 20 or later, found $v (Debian 12 ships 18: install 20 from nodejs.org or NodeSource)" >&2
+		return 1
+	fi
+}
 
 if ((${#missing[@]} == 0)); then
+	node_new_enough
 	exit 0
 fi
 echo "installing test dependencies: ${missing[*]}" >&2
@@ -43,3 +57,4 @@ if [[ ! -e $policy ]]; then
 fi
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q "${missing[@]}"
+node_new_enough

@@ -205,7 +205,7 @@ func TestWatch(t *testing.T) {
 	n := startNode(t)
 	n.step()
 	w := n.watch("launch-2026", "u12345")
-	if w.Stream != "launch-2026" || w.User != "u12345" || w.Token != "" || w.Sample != 1 || w.NextMS <= 0 {
+	if w.Stream != "launch-2026" || w.User != "u12345" || w.Token != "" || w.Sample != 1 || w.NextMS <= 0 || w.MaxNextMS != 30_000 {
 		t.Fatalf("watch = %+v", w)
 	}
 	wantURL := n.url + "/v1/streams/launch-2026/reactions"

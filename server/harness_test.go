@@ -198,15 +198,17 @@ func (n *node) poll(stream string, since *int64) (pollBody, response) {
 
 // watchBody is the JSON of a watch answer.
 type watchBody struct {
-	Stream string  `json:"stream"`
-	User   string  `json:"user"`
-	Pull   string  `json:"pull"`
-	Push   string  `json:"push"`
-	Token  string  `json:"token"`
-	Since  int64   `json:"since"`
-	NextMS int64   `json:"next_ms"`
-	Sample float64 `json:"sample"`
-	Emojis []struct {
+	Stream string `json:"stream"`
+	User   string `json:"user"`
+	Pull   string `json:"pull"`
+	Push   string `json:"push"`
+	Token  string `json:"token"`
+	Since  int64  `json:"since"`
+	NextMS int64  `json:"next_ms"`
+	// MaxNextMS is the longest next_ms the node advises.
+	MaxNextMS int64   `json:"max_next_ms"`
+	Sample    float64 `json:"sample"`
+	Emojis    []struct {
 		ID    string `json:"id"`
 		Glyph string `json:"glyph"`
 	} `json:"emojis"`

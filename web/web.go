@@ -2,8 +2,9 @@
 // a stream's reactions as emojis rising over a video-like stage, with
 // confetti for bursts, its danmaku comments flying right to left in lanes,
 // a live viewer count, a button per emoji and a box to comment. The page
-// follows docs/api.md like a mobile client (static/protocol.js). There is no
-// build step and nothing is loaded from elsewhere.
+// follows docs/api.md like a mobile client with the JavaScript client
+// package (clients/js), whose module it serves as /static/emojicast.js.
+// There is no build step and nothing is loaded from elsewhere.
 //
 // The package serves the page's files, gzipped once at start, with strong
 // ETags, and owns the page's security headers: a Content-Security-Policy
@@ -21,6 +22,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/api"
+	jsclient "github.com/emojicast/emojicast/clients/js"
 	"github.com/emojicast/emojicast/compress"
 )
 
@@ -75,6 +77,8 @@ func New(opts Options) (*Viewer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot load the web viewer: %w", err)
 	}
+	// The protocol is the JavaScript client package's module, not a copy.
+	v.files["/static/emojicast.js"] = &file{body: compress.NewBody(jsclient.Module), contentType: []byte(contentTypes[".js"])}
 	index := v.files["/static/index.html"]
 	if index == nil {
 		return nil, fmt.Errorf("cannot load the web viewer: static/index.html is missing")

@@ -3,9 +3,11 @@ package web
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -50,7 +52,7 @@ func TestServesThePage(t *testing.T) {
 		{"/", "text/html; charset=utf-8", `<section id="stage"`},
 		{"/index.html", "text/html; charset=utf-8", `<section id="stage"`},
 		{"/static/app.js", "text/javascript; charset=utf-8", "class Playout"},
-		{"/static/protocol.js", "text/javascript; charset=utf-8", "export class Viewer"},
+		{"/static/emojicast.js", "text/javascript; charset=utf-8", "export class Viewer"},
 		{"/static/style.css", "text/css; charset=utf-8", "@keyframes float"},
 		{"/static/icon.svg", "image/svg+xml", "<svg"},
 	} {
@@ -75,6 +77,40 @@ func TestServesThePage(t *testing.T) {
 				t.Errorf("GET %s: Content-Security-Policy %q lacks %q", tc.path, csp, want)
 			}
 		}
+	}
+}
+
+// TestServesTheJSClientPackage: the page's protocol is the JavaScript
+// client package's module itself, byte for byte, not a copy that could
+// drift from it.
+func TestServesTheJSClientPackage(t *testing.T) {
+	want, err := os.ReadFile("../clients/js/emojicast.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkg struct {
+		Exports struct {
+			Root map[string]string `json:"."`
+		} `json:"exports"`
+	}
+	b, err := os.ReadFile("../clients/js/package.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &pkg); err != nil {
+		t.Fatal(err)
+	}
+	if got := pkg.Exports.Root["default"]; got != "./emojicast.js" {
+		t.Fatalf("the package exports %q; the page serves emojicast.js", got)
+	}
+	base := serveViewer(t, Options{})
+	resp, got := get(t, "GET", base+"/static/emojicast.js")
+	if resp.StatusCode != 200 || !bytes.Equal(got, want) {
+		t.Fatalf("GET /static/emojicast.js: %d, %d bytes; want the package's module, %d bytes", resp.StatusCode, len(got), len(want))
+	}
+	_, app := get(t, "GET", base+"/static/app.js")
+	if !bytes.Contains(app, []byte(`from "./emojicast.js"`)) {
+		t.Fatal("app.js does not import the package's module")
 	}
 }
 

@@ -1,9 +1,10 @@
 // The emojicast web viewer: pick a stream, watch its reactions rise over
 // the stage and its comments fly across it, tap emojis, say something. The
-// protocol is in protocol.js; this file is the screen: buttons, playout of
+// protocol is the JavaScript client package (clients/js, served as
+// emojicast.js); this file is the screen: buttons, playout of
 // each second's reactions and comments, confetti, stats.
 
-import { Viewer, APIError, request, backoffMs } from "./protocol.js";
+import { Viewer, APIError, request, backoffMs, DATA_SAVER_FLOOR_MS } from "./emojicast.js";
 
 const $ = (id) => document.getElementById(id);
 const stage = $("stage");
@@ -118,7 +119,9 @@ class Playout {
 
   play(update) {
     const nowLocal = performance.now();
-    const delay = Math.min(Math.max(1.1 * update.nextMs - 1000 + 300, 300), 4000);
+    // intervalMs: the wait the viewer keeps, longer than next_ms when it
+    // saves data (the browser's Save-Data setting).
+    const delay = Math.min(Math.max(1.1 * update.intervalMs - 1000 + 300, 300), 4000);
     const ideal = nowLocal + delay - update.now * 1000;
     if (this.offset === null || ideal > this.offset || this.offset - ideal > 3000) this.offset = ideal;
     const late = [];
@@ -379,6 +382,7 @@ function updateStats() {
   $("stat-sent").textContent = String(s.tapsSent || 0);
   $("stat-comments").textContent = String(commentsReceived);
   $("stat-sample").textContent = viewer ? String(viewer.sample) : "1";
+  $("stat-data-saver").textContent = viewer && viewer.savingData ? `on: polls ${DATA_SAVER_FLOOR_MS / 1000} s apart or more` : "off";
 }
 
 function watch(stream) {
