@@ -64,6 +64,15 @@ type Options struct {
 	// what failed ("watch", "poll", "send" or "comment"), how many failures in a row,
 	// the wait and the error: for logging, and for tests to see the pattern.
 	OnRetry func(op string, failures int, wait time.Duration, err error)
+	// DataSaver makes Run poll at most every DataSaverFloor (unless the
+	// server's next_ms is longer), never past the longest next_ms the
+	// server advises (watch's max_next_ms): for metered networks, a busy
+	// stream costs a third of the polls and plays a little further behind
+	// live. Every second still arrives, once.
+	DataSaver bool
+	// DataSaverFloor is the shortest wait between polls with DataSaver.
+	// Default: 3s.
+	DataSaverFloor time.Duration
 	// Rand returns uniform random numbers in [0, 1), for jitter and for
 	// sampling taps. Default: math/rand/v2's Float64. It must be safe for
 	// concurrent use.
@@ -101,6 +110,9 @@ func New(opts Options) (*Client, error) {
 	}
 	if opts.PollJitter <= 0 || opts.PollJitter >= 1 {
 		opts.PollJitter = 0.1
+	}
+	if opts.DataSaverFloor <= 0 {
+		opts.DataSaverFloor = 3 * time.Second
 	}
 	opts.Backoff.fillDefaults()
 	if opts.SendAttempts <= 0 {

@@ -1,13 +1,17 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,13 +26,23 @@ import (
 // listener) on loopback on the real clock, and returns its URL.
 func startNode(t *testing.T) string {
 	t.Helper()
+	return startNodeWith(t, nil)
+}
+
+// startNodeWith is startNode with the pull options changed by mod.
+func startNodeWith(t *testing.T, mod func(*pull.Options)) string {
+	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	st := store.NewMemory(store.MemoryOptions{})
 	pu, err := push.New(push.Options{Targets: []push.Target{{Name: "memory", Store: st}}, FlushInterval: 50 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl, err := pull.New(pull.Options{Store: st, SyncInterval: 20 * time.Millisecond, BusyNextMS: 200, QuietNextMS: 200, MinNextMS: 100, Logger: quiet})
+	plOpts := pull.Options{Store: st, SyncInterval: 20 * time.Millisecond, BusyNextMS: 200, QuietNextMS: 200, MinNextMS: 100, Logger: quiet}
+	if mod != nil {
+		mod(&plOpts)
+	}
+	pl, err := pull.New(plOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,5 +208,130 @@ func TestCommentsAgainstNode(t *testing.T) {
 	defer mu.Unlock()
 	if len(got) != 1 || got[0] != (Comment{User: "fan", Text: "what a goal!"}) {
 		t.Fatalf("viewer got comments %+v; want the one from fan, trimmed", got)
+	}
+}
+
+// pollCounter counts the polls a client makes.
+type pollCounter struct {
+	rt    http.RoundTripper
+	polls atomic.Int64
+}
+
+func (pc *pollCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Query().Has("since") {
+		pc.polls.Add(1)
+	}
+	return pc.rt.RoundTrip(r)
+}
+
+// TestDataSaverAgainstNode: with DataSaver a client polls at its floor
+// instead of every next_ms, within the server's max_next_ms, and still
+// delivers every second a client without it delivers, once.
+func TestDataSaverAgainstNode(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		maxNextMS  int64 // the server's bound, 0 for its default, 30000
+		wantWaitMS int64
+	}{
+		{"floor", 0, 600},         // next_ms 200, floor 600
+		{"max_next_ms", 400, 400}, // the server's bound is below the floor
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := startNodeWith(t, func(o *pull.Options) {
+				if tc.maxNextMS > 0 {
+					o.MaxNextMS = tc.maxNextMS
+				}
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			type follower struct {
+				counter *pollCounter
+				stream  *Stream
+				mu      sync.Mutex
+				seen    map[int64]map[string]int64
+				twice   []int64
+				latest  int64
+				done    chan error
+			}
+			follow := func(user string, saver bool) *follower {
+				f := &follower{counter: &pollCounter{rt: http.DefaultTransport.(*http.Transport).Clone()}, seen: map[int64]map[string]int64{}, done: make(chan error, 1)}
+				c := newTestClient(t, url, func(o *Options) {
+					o.User, o.DataSaver, o.DataSaverFloor = user, saver, 600*time.Millisecond
+					o.HTTPClient = &http.Client{Transport: f.counter}
+				})
+				var err error
+				if f.stream, err = c.Watch(ctx, "saver"); err != nil {
+					t.Fatal(err)
+				}
+				go func() {
+					f.done <- f.stream.Run(ctx, func(u Update) {
+						f.mu.Lock()
+						defer f.mu.Unlock()
+						if saver && u.IntervalMS != tc.wantWaitMS || !saver && u.IntervalMS != u.NextMS {
+							t.Errorf("%s keeps %d ms between polls for next_ms %d", user, u.IntervalMS, u.NextMS)
+						}
+						for _, b := range u.Buckets {
+							if f.seen[b.T] != nil {
+								f.twice = append(f.twice, b.T)
+							}
+							f.seen[b.T] = b.Counts
+						}
+						f.latest = u.Now
+					})
+				}()
+				return f
+			}
+			normal, saver := follow("normal", false), follow("saver", true)
+			if want := cmp.Or(tc.maxNextMS, 30_000); saver.stream.MaxNextMS != want {
+				t.Fatalf("watch gave max_next_ms %d; want %d", saver.stream.MaxNextMS, want)
+			}
+			sender := newTestClient(t, url, func(o *Options) { o.User = "sender" })
+			ss, err := sender.Watch(ctx, "saver")
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			for range 6 {
+				if err := ss.Send(ctx, "clap", 2); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			through := time.Now().Unix()
+			for _, f := range []*follower{normal, saver} {
+				testutil.Eventually(t, 10*time.Second, "both viewers pass the last send", func() bool {
+					f.mu.Lock()
+					defer f.mu.Unlock()
+					return f.latest > through
+				})
+			}
+			elapsed := time.Since(start)
+			cancel()
+			for _, f := range []*follower{normal, saver} {
+				<-f.done
+			}
+			n, s := normal.counter.polls.Load(), saver.counter.polls.Load()
+			t.Logf("in %v: %d polls without data saver, %d with (%d ms apart)", elapsed.Round(time.Millisecond), n, s, tc.wantWaitMS)
+			if wantMax := int64(elapsed/(time.Duration(tc.wantWaitMS)*time.Millisecond*9/10)) + 2; s > wantMax || s*3/2 > n {
+				t.Errorf("data saver polled %d times, the normal client %d; want at most %d, far fewer", s, n, wantMax)
+			}
+			normal.mu.Lock()
+			saver.mu.Lock()
+			defer normal.mu.Unlock()
+			defer saver.mu.Unlock()
+			if len(normal.twice)+len(saver.twice) > 0 {
+				t.Errorf("seconds delivered twice: %v (normal), %v (data saver)", normal.twice, saver.twice)
+			}
+			var claps int64
+			for sec := max(normal.stream.Since, saver.stream.Since) + 1; sec <= through; sec++ {
+				if got, want := fmt.Sprint(saver.seen[sec]), fmt.Sprint(normal.seen[sec]); got != want {
+					t.Errorf("second %d: data saver delivered %s, the normal client %s", sec, got, want)
+				}
+				claps += normal.seen[sec]["clap"]
+			}
+			if claps != 12 {
+				t.Errorf("%d claps delivered; 12 were sent", claps)
+			}
+		})
 	}
 }

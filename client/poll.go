@@ -39,6 +39,9 @@ type Update struct {
 	Now int64
 	// NextMS is the server's advised wait before the next poll.
 	NextMS int64
+	// IntervalMS is the wait the client keeps before its next poll, in
+	// milliseconds: NextMS, or longer with Options.DataSaver.
+	IntervalMS int64
 	// Sample is the probability with which taps should be forwarded.
 	Sample float64
 	// Viewers is the estimated number of viewers of the stream.
@@ -72,7 +75,7 @@ type pollAnswer struct {
 // Run's goroutine; Run must not be called twice at once on one Stream.
 func (s *Stream) Run(ctx context.Context, fn func(Update)) error {
 	p := poller{s: s, cursor: s.Since, nextMS: s.NextMS}
-	wait := pollWait(p.nextMS, s.c.opts.PollJitter, s.c.opts.Rand())
+	wait := pollWait(s.interval(p.nextMS), s.c.opts.PollJitter, s.c.opts.Rand())
 	failures := 0
 	for {
 		if err := sleep(ctx, wait); err != nil {
@@ -93,8 +96,23 @@ func (s *Stream) Run(ctx context.Context, fn func(Update)) error {
 		if fresh {
 			fn(u)
 		}
-		wait = pollWait(p.nextMS, s.c.opts.PollJitter, s.c.opts.Rand())
+		wait = pollWait(s.interval(p.nextMS), s.c.opts.PollJitter, s.c.opts.Rand())
 	}
+}
+
+// interval returns the wait between polls the client keeps for a next_ms,
+// in milliseconds, before jitter: next_ms, or with data saver at least the
+// floor, but never past the server's max_next_ms. A next_ms longer than
+// the floor (a quiet stream, an overloaded fleet) is obeyed as it is.
+func (s *Stream) interval(nextMS int64) int64 {
+	if !s.c.opts.DataSaver {
+		return nextMS
+	}
+	floor := s.c.opts.DataSaverFloor.Milliseconds()
+	if s.MaxNextMS > 0 {
+		floor = min(floor, s.MaxNextMS)
+	}
+	return max(nextMS, floor)
 }
 
 // poller is the state of one Run.
@@ -141,7 +159,7 @@ func (p *poller) poll(ctx context.Context) (u Update, fresh bool, err error) {
 		p.nextMS = ans.NextMS
 	}
 	p.s.setSample(ans.Sample)
-	u = Update{Now: ans.Now, NextMS: p.nextMS, Sample: p.s.Sample(), Viewers: ans.Viewers, Gap: ans.Gap}
+	u = Update{Now: ans.Now, NextMS: p.nextMS, IntervalMS: p.s.interval(p.nextMS), Sample: p.s.Sample(), Viewers: ans.Viewers, Gap: ans.Gap}
 	u.Buckets, p.cursor = newBuckets(ans.Buckets, p.cursor)
 	p.cursor = max(p.cursor, ans.Now)
 	return u, true, nil

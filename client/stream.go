@@ -30,6 +30,10 @@ type Stream struct {
 	Since int64
 	// NextMS is the poll interval watch advised, in milliseconds.
 	NextMS int64
+	// MaxNextMS is the longest poll interval the server advises, in
+	// milliseconds: data saver stays within it. 0 when the server does
+	// not say (the client then keeps within its own 30 s bound).
+	MaxNextMS int64
 	// Viewers is the viewer estimate at watch time.
 	Viewers int64
 	// Emojis is the stream's emoji set, in display order.
@@ -55,6 +59,7 @@ type watchAnswer struct {
 	Token   string  `json:"token"`
 	Since   int64   `json:"since"`
 	NextMS  int64   `json:"next_ms"`
+	MaxNext int64   `json:"max_next_ms"`
 	Sample  float64 `json:"sample"`
 	Viewers int64   `json:"viewers"`
 	Emojis  []Emoji `json:"emojis"`
@@ -78,7 +83,7 @@ func (c *Client) Watch(ctx context.Context, stream string) (*Stream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot watch stream %q: %w", stream, err)
 	}
-	s := &Stream{ID: stream, User: c.opts.User, Since: w.Since, NextMS: w.NextMS, Viewers: w.Viewers, Emojis: w.Emojis, c: c, token: w.Token}
+	s := &Stream{ID: stream, User: c.opts.User, Since: w.Since, NextMS: w.NextMS, MaxNextMS: w.MaxNext, Viewers: w.Viewers, Emojis: w.Emojis, c: c, token: w.Token}
 	if s.pull, err = c.resolve(w.Pull); err != nil {
 		return nil, err
 	}

@@ -17,8 +17,9 @@ import (
 
 // clientFlags are the flags 'emojicast watch' and 'emojicast send' share.
 type clientFlags struct {
-	server string
-	user   string
+	server    string
+	user      string
+	dataSaver bool // watch only
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
@@ -30,7 +31,7 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 // person sees why nothing moves while the network is down.
 func (f *clientFlags) newClient(cmd string) (*client.Client, error) {
 	return client.New(client.Options{
-		Server: f.server, User: f.user,
+		Server: f.server, User: f.user, DataSaver: f.dataSaver,
 		OnRetry: func(op string, failures int, wait time.Duration, err error) {
 			fmt.Fprintf(os.Stderr, "emojicast %s: %s failed (%v); retrying in %v\n", cmd, op, err, wait.Round(100*time.Millisecond))
 		},
@@ -72,6 +73,7 @@ func runWatch(args []string) int {
 	fs := newFlagSet("watch", watchDescription)
 	f.register(fs)
 	fs.StringVar(&mode, "mode", "auto", "lines, chart, or auto: chart when stdout is a terminal")
+	fs.BoolVar(&f.dataSaver, "data-saver", false, "poll at most every 3 s, within the server's longest interval: fewer bytes on a metered network, reactions a little later")
 	rest, code, ok := parseClientArgs(fs, args, 1)
 	if !ok {
 		return code
