@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
@@ -391,5 +392,54 @@ func checkPhoneLayout(t *testing.T, p *page) {
 	})()`)
 	if len(problems) > 0 {
 		t.Errorf("on a 390x844 phone: %s", strings.Join(problems, "; "))
+	}
+}
+
+// TestWebViewerSavesData: in Chromium with the browser's data saver on
+// (navigator.connection.saveData, set through DevTools as the browser's
+// own setting would), the page polls at most every 3 s instead of every
+// next_ms, says so, and still shows every tap once; a page beside it
+// without data saver polls every second.
+func TestWebViewerSavesData(t *testing.T) {
+	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=1000", "EMOJICAST_QUIET_NEXT_MS=1000")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	normal, saver := viewerAndSender(t, ctx)
+	on := true
+	if _, err := chromedp.Call(saver.ctx, emulation.SetDataSaverOverride, emulation.SetDataSaverOverrideParams{DataSaverEnabled: &on}); err != nil {
+		t.Fatalf("cannot turn the browser's data saver on: %v", err)
+	}
+	for _, p := range []*page{normal, saver} {
+		p.do(
+			chromedp.Navigate(base+"/?stream=save-data&user="+p.name),
+			chromedp.WaitVisible(chromedp.CSS(`#stage[data-state="live"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`button[data-emoji="love"]:enabled`)),
+		)
+	}
+	if got := eval[bool](saver, `navigator.connection.saveData`); !got {
+		t.Fatal("navigator.connection.saveData is false after the override")
+	}
+	polls := func(p *page) int { return eval[int](p, `Number(document.getElementById("stat-polls").textContent)`) }
+	n0, s0 := polls(normal), polls(saver)
+	start := time.Now()
+	normal.tap("love", 3)
+	normal.tap("fire", 2)
+	time.Sleep(12 * time.Second)
+	n, s := polls(normal)-n0, polls(saver)-s0
+	elapsed := time.Since(start)
+	t.Logf("in %v: %d polls without data saver, %d with", elapsed.Round(100*time.Millisecond), n, s)
+	if maxPolls := int(elapsed/(2700*time.Millisecond)) + 1; s > maxPolls || n < 2*s {
+		t.Errorf("the data-saving page polled %d times, the other %d; want at most %d (every 3 s), far fewer", s, n, maxPolls)
+	}
+	if got := eval[string](saver, `document.getElementById("stat-data-saver").textContent`); !strings.HasPrefix(got, "on") {
+		t.Errorf("the data-saving page's stats say data saver %q", got)
+	}
+	if got := eval[string](normal, `document.getElementById("stat-data-saver").textContent`); got != "off" {
+		t.Errorf("the other page's stats say data saver %q", got)
+	}
+	want := map[string]int64{"love": 3, "fire": 2}
+	for _, p := range []*page{normal, saver} {
+		testutil.Eventually(t, 10*time.Second, p.name+" shows every tap", func() bool { return fmt.Sprint(p.received()) == fmt.Sprint(want) })
+		p.checkNoExceptions()
 	}
 }
