@@ -205,7 +205,7 @@ export class Viewer {
   stop(): void;
   /** Records one tap; returns whether it was forwarded (sampled in). */
   tap(emoji: string): boolean;
-  /** Resolves once no forwarded taps wait to be sent. */
+  /** Resolves once no forwarded taps wait to be sent or are on their way. */
   settled(): Promise<void>;
   /** Sends a comment: "accepted" (broadcast) or "shed" (over the stream's budget: its sender's eyes only). */
   comment(text: string): Promise<"accepted" | "shed">;

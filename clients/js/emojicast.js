@@ -201,6 +201,7 @@ export class Viewer {
     this.sample = 1;
     this.maxNextMs = MAX_POLL_MS;
     this.pending = new Map(); // emoji id -> {count, timer, sample, retrying}
+    this.sending = 0; // sends under way
     this.stats = { polls: 0, notModified: 0, failures: 0, sends: 0, tapsSent: 0, tapsSampledOut: 0, comments: 0 };
   }
 
@@ -362,6 +363,7 @@ export class Viewer {
     if (!p) return;
     const { count, sample } = p;
     this.pending.delete(emoji);
+    this.sending++;
     try {
       const answer = await request(new URL(this.watch.push, this.server).href, {
         method: "POST", headers: this.authorized({ "Content-Type": "application/json" }),
@@ -381,13 +383,15 @@ export class Viewer {
         again.timer = setTimeout(() => this.flush(emoji), backoffMs(1, err.retryAfterMs, this.random()));
         this.pending.set(emoji, again);
       }
+    } finally {
+      this.sending--;
     }
   }
 
-  // settled resolves once no taps wait to be sent: for a program that
-  // taps and then stops.
+  // settled resolves once no taps wait to be sent or are on their way:
+  // for a program that taps and then stops.
   async settled() {
-    while (this.pending.size > 0 && !this.abort.signal.aborted) {
+    while ((this.pending.size > 0 || this.sending > 0) && !this.abort.signal.aborted) {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
