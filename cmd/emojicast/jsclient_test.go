@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/emojicast/emojicast/internal/testutil"
 )
 
 // TestJSClient runs the JavaScript client's own tests (clients/js/test,
@@ -17,10 +19,7 @@ import (
 // within 5% of real taps, data saver within the server's bounds. It fails
 // when they fail, so go test ./... runs them.
 func TestJSClient(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("no node on PATH: run scripts/install-test-deps.sh (scripts/test.sh does)")
-	}
+	node := testutil.NeedsProgram(t, "node")
 	out, err := exec.Command(node, "--version").Output()
 	if err != nil {
 		t.Fatal(err)
