@@ -36,6 +36,9 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"LateCommentsAreCarriedOnce", contractLateCommentsAreCarriedOnce},
 		{"CommentsPerSecondAreBounded", contractCommentsPerSecondAreBounded},
 		{"CommentLoadKeepsFreshReports", contractCommentLoadKeepsFreshReports},
+		{"HistoryKeepsSealedSecondsPastTheWindow", contractHistoryKeepsSealedSecondsPastTheWindow},
+		{"HistoryHoldsCarriedSecondsOnce", contractHistoryHoldsCarriedSecondsOnce},
+		{"HistoryBoundsItsRange", contractHistoryBoundsItsRange},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))

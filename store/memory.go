@@ -26,6 +26,14 @@ type MemoryOptions struct {
 	// MaxComments bounds the comments a second of a stream holds.
 	// Default: DefaultMaxComments.
 	MaxComments int
+	// History is how long sealed seconds are kept for History.
+	// Default: DefaultHistory.
+	History time.Duration
+	// HistoryBytes bounds the memory history takes, estimated from the
+	// seconds' contents; past it the oldest seconds are dropped (and
+	// counted) before their time. Negative keeps no history.
+	// Default: DefaultHistoryBytes.
+	HistoryBytes int64
 }
 
 func (o *MemoryOptions) fillDefaults() {
@@ -44,6 +52,12 @@ func (o *MemoryOptions) fillDefaults() {
 	if o.MaxComments <= 0 {
 		o.MaxComments = DefaultMaxComments
 	}
+	if o.History <= 0 {
+		o.History = DefaultHistory
+	}
+	if o.HistoryBytes == 0 {
+		o.HistoryBytes = DefaultHistoryBytes
+	}
 }
 
 // Memory is a Store in process memory: the embedded default of a single
@@ -54,6 +68,7 @@ type Memory struct {
 	streams   map[string]*memStream
 	batches   map[string]time.Time // IDs of added batches, for DedupeWindow
 	lastSweep int64
+	history   memHistory
 
 	control          map[string]*memControl
 	lastControlSweep int64
@@ -85,6 +100,7 @@ func NewMemory(opts MemoryOptions) *Memory {
 		control:     make(map[string]*memControl),
 		commentLoad: make(map[string]map[string]nodeLoad),
 		pushNodes:   make(map[string]time.Time),
+		history:     memHistory{streams: make(map[string]*histStream)},
 	}
 }
 
@@ -185,13 +201,15 @@ func (m *Memory) Collect(_ context.Context, cursors []Cursor) (Collection, error
 	return c, nil
 }
 
-// sweep drops seconds older than the retention, at most once a second, the
-// way keys with a TTL expire in Redis.
+// sweep archives newly sealed seconds into the history and drops seconds
+// older than the retention, at most once a second, the way keys with a TTL
+// expire in Redis.
 func (m *Memory) sweep(horizon int64) {
 	if horizon == m.lastSweep {
 		return
 	}
 	m.lastSweep = horizon
+	m.archive(horizon)
 	for id, added := range m.batches {
 		if m.opts.Clock.Now().Sub(added) > DedupeWindow {
 			delete(m.batches, id)

@@ -41,3 +41,38 @@ func TestMemoryStreamBound(t *testing.T) {
 		t.Fatal("the newest stream was evicted")
 	}
 }
+
+// TestMemoryHistoryBounds: history drops seconds older than its duration,
+// and past its byte budget the oldest seconds first.
+func TestMemoryHistoryBounds(t *testing.T) {
+	t0 := contractT0.Unix()
+	clk := clock.NewManual(contractT0)
+	m := NewMemory(MemoryOptions{Clock: clk, History: 300 * time.Second})
+	for i := range int64(600) {
+		clk.Set(time.Unix(t0+i, 0))
+		mustAdd(t, m, Delta{"a", t0 + i, "like", 1})
+	}
+	sealThrough(clk, t0+600)
+	h := mustHistory(t, m, "a", t0, t0+600)
+	if len(h.Seconds) != 300 || h.Seconds[0].Second != t0+300 {
+		t.Fatalf("history of 600 s kept %d seconds from %d; want the last 300 from %d", len(h.Seconds), h.Seconds[0].Second, t0+300)
+	}
+
+	clk = clock.NewManual(contractT0)
+	m = NewMemory(MemoryOptions{Clock: clk, HistoryBytes: 100 << 10})
+	for i := range int64(3000) {
+		clk.Set(time.Unix(t0+i, 0))
+		mustAdd(t, m, Delta{fmt.Sprintf("s%d", i%10), t0 + i, "like", 1})
+		if m.history.bytes > 100<<10 {
+			t.Fatalf("history holds %d bytes; budget is %d", m.history.bytes, 100<<10)
+		}
+	}
+	sealThrough(clk, t0+3000)
+	h = mustHistory(t, m, "s9", t0+2000, t0+2999)
+	if len(h.Seconds) == 0 || h.Seconds[len(h.Seconds)-1].Second != t0+2999 {
+		t.Fatalf("over its budget the history lost its newest seconds: %d kept", len(h.Seconds))
+	}
+	if h = mustHistory(t, m, "s0", t0, t0+100); len(h.Seconds) != 0 {
+		t.Fatalf("over its budget the history kept its oldest seconds: %s", describe(h.Seconds))
+	}
+}

@@ -22,4 +22,8 @@ var (
 		Name: "emojicast_store_streams_evicted_total",
 		Help: "Streams dropped from the in-memory store because it held its maximum number of streams.",
 	})
+	historyEvicted = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_store_history_seconds_evicted_total",
+		Help: "Sealed seconds the in-memory store dropped from its history before their time because the history held its byte budget.",
+	})
 )

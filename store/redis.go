@@ -1,11 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +53,9 @@ type RedisOptions struct {
 	// MaxComments bounds the comments a second of a stream holds.
 	// Default: DefaultMaxComments.
 	MaxComments int
+	// History is how long sealed seconds are kept for History, in whole
+	// seconds; negative keeps none. Default: DefaultHistory.
+	History time.Duration
 }
 
 // DefaultPointsMaxLen keeps about a million data points in all, a few tens
@@ -74,6 +79,12 @@ func (o *RedisOptions) fillDefaults() error {
 		o.MaxComments = DefaultMaxComments
 	}
 	switch {
+	case o.History == 0:
+		o.History = DefaultHistory
+	case o.History < 0:
+		o.History = 0 // the script's "none"
+	}
+	switch {
 	case o.PointsMaxLen == 0:
 		o.PointsMaxLen = DefaultPointsMaxLen
 	case o.PointsMaxLen < 0:
@@ -92,6 +103,13 @@ func (o *RedisOptions) fillDefaults() error {
 //	{p:k}:active               sorted set stream -> newest second written, TTL Retention
 //	{p:k}:b:<batch id>         marker of an added batch, TTL DedupeWindow
 //	{p:k}:points               stream of data points, MAXLEN ~PointsMaxLen
+//	{p:k}:h:<stream>:<minute>  hash of the minute's counts and comments, TTL History
+//
+// The history hash of a stream and minute (Unix second / 60) holds
+// "<s>:<emoji>" -> count and "<s>#<i>" -> "user:text" for second s (0-59)
+// of the minute: the same sums and comments as the second's count and
+// comment keys, written by the same script, kept after those expire. One
+// hash per minute keeps a busy stream's hour to 60 keys; see History.
 //
 // Add runs one script per shard its batch touches, pipelined. Collect reads
 // the indexes of the served streams' shards, then runs one script per shard
@@ -115,10 +133,13 @@ var (
 	collectSource string
 	//go:embed redis_horizon.lua
 	horizonSource string
+	//go:embed redis_history.lua
+	historySource string
 
 	addScript     = redis.NewScript(clockSource + addSource)
 	collectScript = redis.NewScript(collectSource)
 	horizonScript = redis.NewScript(clockSource + horizonSource)
+	historyScript = redis.NewScript(clockSource + historySource)
 )
 
 // NewRedis returns a Redis store.
@@ -153,17 +174,22 @@ func (r *Redis) sealMillis() int64 { return r.opts.SealDelay.Milliseconds() }
 // Add implements Store.
 func (r *Redis) Add(ctx context.Context, batch Batch) error {
 	var deltas, comments [RedisShards][]any
+	var history [RedisShards]historyKeys
+	carry := r.carryMinutes()
 	for _, d := range batch.Deltas {
 		k := shard(d.Stream)
 		deltas[k] = append(deltas[k], d.Stream, d.Second, d.Emoji, d.Count)
+		history[k].add(d.Stream, d.Second, carry)
 	}
 	for _, c := range batch.Comments {
 		k := shard(c.Stream)
 		// User ids never hold ':' (api.ValidID), so the first one ends it.
 		comments[k] = append(comments[k], c.Stream, c.Second, c.User+":"+c.Text)
+		history[k].add(c.Stream, c.Second, carry)
 	}
 	var calls []scriptCall
 	now := r.nowArg()
+	historyTTL := int64(r.opts.History.Seconds())
 	for k := range RedisShards {
 		if len(deltas[k]) == 0 && len(comments[k]) == 0 {
 			continue
@@ -172,12 +198,15 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 		args := append([]any{
 			now, r.sealMillis(), int64(r.opts.Retention.Seconds()), DedupeWindow.Milliseconds(),
 			r.opts.PointsMaxLen, int64(pointsTTL.Seconds()), tag + "c:", tag + "m:", r.opts.MaxComments,
-			len(deltas[k]) / 4,
+			tag + "h:", historyTTL, len(deltas[k]) / 4,
 		}, deltas[k]...)
-		calls = append(calls, scriptCall{
-			keys: []string{tag + "active", tag + "b:" + batch.ID, tag + "points"},
-			args: append(args, comments[k]...),
-		})
+		keys := []string{tag + "active", tag + "b:" + batch.ID, tag + "points"}
+		if historyTTL > 0 {
+			for _, sm := range history[k].list {
+				keys = append(keys, r.historyKey(sm.stream, sm.minute))
+			}
+		}
+		calls = append(calls, scriptCall{keys: keys, args: append(args, comments[k]...)})
 	}
 	cmds, err := r.runAll(ctx, addScript, calls)
 	if err != nil {
@@ -193,6 +222,169 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 		commentsDropped.Add(float64(res[3]))
 	}
 	return nil
+}
+
+// historyKey returns the history hash of a stream's minute.
+func (r *Redis) historyKey(stream string, minute int64) string {
+	return r.tags[shard(stream)] + "h:" + stream + ":" + strconv.FormatInt(minute, 10)
+}
+
+// carrySkew is how far the Redis clock may be from this process's without
+// a late write failing: a second sealed when a batch arrives is carried
+// into the oldest open second by the Redis clock, whose history minute
+// must be among the keys the script is given.
+const carrySkew = 60
+
+// carryMinutes returns the minutes a late second may be carried into: by
+// the manual clock exactly, by the process clock within carrySkew.
+func (r *Redis) carryMinutes() []int64 {
+	if r.opts.History <= 0 {
+		return nil
+	}
+	if r.opts.Clock != nil {
+		return []int64{minuteOf(Horizon(r.opts.Clock.Now(), r.opts.SealDelay) + 1)}
+	}
+	open := Horizon(time.Now(), r.opts.SealDelay) + 1
+	return []int64{minuteOf(open - carrySkew), minuteOf(open), minuteOf(open + carrySkew)}
+}
+
+func minuteOf(sec int64) int64 {
+	m := sec / 60
+	if sec < 0 && sec%60 != 0 {
+		m--
+	}
+	return m
+}
+
+// historyKeys collects the distinct (stream, minute) history hashes one
+// shard's part of a batch may write.
+type historyKeys struct {
+	seen map[streamMinute]struct{}
+	list []streamMinute
+}
+
+type streamMinute struct {
+	stream string
+	minute int64
+}
+
+func (h *historyKeys) add(stream string, sec int64, carry []int64) {
+	if carry == nil {
+		return
+	}
+	if h.seen == nil {
+		h.seen = make(map[streamMinute]struct{})
+	}
+	h.put(streamMinute{stream, minuteOf(sec)})
+	for _, m := range carry {
+		h.put(streamMinute{stream, m})
+	}
+}
+
+func (h *historyKeys) put(sm streamMinute) {
+	if _, ok := h.seen[sm]; !ok {
+		h.seen[sm] = struct{}{}
+		h.list = append(h.list, sm)
+	}
+}
+
+// History implements Store: one script on the stream's shard reads the
+// horizon and the at most 61 minute hashes the range touches.
+func (r *Redis) History(ctx context.Context, stream string, from, to int64) (History, error) {
+	if to-from+1 > MaxHistoryRange {
+		return History{}, fmt.Errorf("history range [%d, %d] is longer than %d s", from, to, MaxHistoryRange)
+	}
+	if to < from {
+		h, err := r.Horizon(ctx)
+		return History{Horizon: h}, err
+	}
+	first, last := minuteOf(from), minuteOf(to)
+	keys := make([]string, 0, last-first+1)
+	for m := first; m <= last; m++ {
+		keys = append(keys, r.historyKey(stream, m))
+	}
+	res, err := historyScript.Run(ctx, r.client, keys, r.nowArg(), r.sealMillis()).Slice()
+	if err != nil {
+		return History{}, fmt.Errorf("cannot read the history of %s: %w", stream, err)
+	}
+	hist, err := parseHistory(stream, first, from, to, res)
+	if err != nil {
+		return History{}, fmt.Errorf("cannot read the history of %s: %w", stream, err)
+	}
+	return hist, nil
+}
+
+// parseHistory decodes redis_history.lua's reply for the minutes from
+// first on, keeping the sealed seconds in [from, to].
+func parseHistory(stream string, first, from, to int64, res []any) (History, error) {
+	if len(res) == 0 {
+		return History{}, errors.New("empty history reply")
+	}
+	horizon, ok := res[0].(int64)
+	if !ok {
+		return History{}, fmt.Errorf("history reply starts with %v, not the horizon", res[0])
+	}
+	hist := History{Horizon: horizon}
+	to = min(to, horizon)
+	for i, raw := range res[1:] {
+		fields, ok := raw.([]any)
+		if !ok || len(fields)%2 != 0 {
+			return History{}, fmt.Errorf("history hash %d is %v", i, raw)
+		}
+		var secs [60]*Second
+		var comments [60][]indexedComment
+		base := (first + int64(i)) * 60
+		for j := 0; j < len(fields); j += 2 {
+			field, _ := fields[j].(string)
+			value, _ := fields[j+1].(string)
+			sep := strings.IndexAny(field, ":#")
+			if sep < 0 {
+				return History{}, fmt.Errorf("history field %q has no second", field)
+			}
+			off, err := strconv.Atoi(field[:sep])
+			if err != nil || off < 0 || off >= 60 {
+				return History{}, fmt.Errorf("history field %q has no second", field)
+			}
+			sec := base + int64(off)
+			if sec < from || sec > to {
+				continue
+			}
+			if secs[off] == nil {
+				secs[off] = &Second{Stream: stream, Second: sec, Counts: []Count{}}
+			}
+			if field[sep] == ':' {
+				n, err := strconv.ParseInt(value, 10, 64)
+				if err != nil {
+					return History{}, fmt.Errorf("history count %q is %q", field, value)
+				}
+				secs[off].Counts = append(secs[off].Counts, Count{Emoji: field[sep+1:], N: n})
+				continue
+			}
+			idx, err := strconv.Atoi(field[sep+1:])
+			user, text, ok := strings.Cut(value, ":")
+			if err != nil || !ok {
+				return History{}, fmt.Errorf("history comment %q is %q", field, value)
+			}
+			comments[off] = append(comments[off], indexedComment{idx, Comment{User: user, Text: text}})
+		}
+		for off, s := range secs {
+			if s == nil {
+				continue
+			}
+			slices.SortFunc(s.Counts, func(a, b Count) int { return cmp.Compare(a.Emoji, b.Emoji) })
+			slices.SortFunc(comments[off], func(a, b indexedComment) int { return cmp.Compare(a.i, b.i) })
+			for _, c := range comments[off] {
+				s.Comments = append(s.Comments, c.Comment)
+			}
+			hist.Seconds = append(hist.Seconds, *s)
+		}
+	}
+	return hist, nil
+}
+
+type indexedComment struct {
+	i int
+	Comment
 }
 
 // Horizon implements Store. It asks Redis even with a manual clock, so an

@@ -7,6 +7,9 @@
 --         second written)
 -- KEYS[2] the batch's dedupe marker in this shard
 -- KEYS[3] the shard's data-point stream
+-- KEYS[4..] the history keys the batch may write: one hash per stream and
+--         minute, for the minutes of its seconds and the minutes a late
+--         second may be carried into
 -- ARGV[1] now in Unix milliseconds, or "" to use the Redis clock
 -- ARGV[2] seal delay in milliseconds
 -- ARGV[3] TTL of count and comment keys and of the index, in seconds
@@ -16,13 +19,22 @@
 -- ARGV[7] prefix of count keys; a count key is prefix .. stream .. ":" .. second
 -- ARGV[8] prefix of comment keys, likewise
 -- ARGV[9] most comments a second holds
--- ARGV[10] number of deltas, n
--- ARGV[11..10+4n] deltas as (stream, second, emoji, count) quadruples
--- ARGV[11+4n..] comments as (stream, second, "user:text") triples
+-- ARGV[10] prefix of history keys; a history key is
+--          prefix .. stream .. ":" .. floor(second / 60)
+-- ARGV[11] TTL of history keys, in seconds; 0 keeps no history
+-- ARGV[12] number of deltas, n
+-- ARGV[13..12+4n] deltas as (stream, second, emoji, count) quadruples
+-- ARGV[13+4n..] comments as (stream, second, "user:text") triples
+--
+-- A history hash holds, for second s of its minute, the field
+-- (s % 60) .. ":" .. emoji -> count and (s % 60) .. "#" .. i -> "user:text"
+-- for the i-th comment (from 0) of the second: every sealed second, kept
+-- for replay long after its count and comment keys expired.
 --
 -- Count and comment keys carry the shard's hash tag, like KEYS, so they
 -- live in the same cluster slot. Returns {applied (0 or 1), reactions
--- carried, comments carried, comments dropped}.
+-- carried, comments carried, comments dropped}, or an error, having
+-- written nothing, when a history key it needs was not passed in KEYS.
 local index, marker, points = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', marker) == 1 then
   return {0, 0, 0, 0}
@@ -32,7 +44,43 @@ local horizon = sealed_horizon(ARGV[1], ARGV[2])
 
 local ttl, maxlen, points_ttl = ARGV[3], tonumber(ARGV[5]), ARGV[6]
 local count_prefix, comment_prefix, max_comments = ARGV[7], ARGV[8], tonumber(ARGV[9])
-local first_comment = 11 + 4 * tonumber(ARGV[10])
+local history_prefix, history_ttl = ARGV[10], tonumber(ARGV[11])
+local first_delta = 13
+local first_comment = first_delta + 4 * tonumber(ARGV[12])
+
+-- history_key returns the history hash of a second and the second's
+-- offset in its minute.
+local function history_key(stream, second)
+  local minute = math.floor(second / 60)
+  return history_prefix .. stream .. ':' .. minute, second - minute * 60
+end
+
+if history_ttl > 0 then
+  -- Every history key a write may need must have been declared, checked
+  -- before anything is written, so a batch is applied whole or not at all.
+  local declared = {}
+  for i = 4, #KEYS do
+    declared[KEYS[i]] = true
+  end
+  local function check(stream, second)
+    local target = tonumber(second)
+    if target <= horizon then
+      target = horizon + 1
+    end
+    local key = history_key(stream, target)
+    if not declared[key] then
+      return redis.error_reply('history key ' .. key .. ' was not passed in KEYS')
+    end
+  end
+  for i = first_delta, first_comment - 1, 4 do
+    local err = check(ARGV[i], ARGV[i + 1])
+    if err then return err end
+  end
+  for i = first_comment, #ARGV, 3 do
+    local err = check(ARGV[i], ARGV[i + 1])
+    if err then return err end
+  end
+end
 local newest = {}   -- stream -> newest second written
 local expired = {}  -- keys whose TTL is set
 
@@ -58,14 +106,26 @@ local function expire(key)
   end
 end
 
+local function expire_history(key)
+  if not expired[key] then
+    redis.call('EXPIRE', key, history_ttl)
+    expired[key] = true
+  end
+end
+
 local carried = 0
-for i = 11, first_comment - 1, 4 do
+for i = first_delta, first_comment - 1, 4 do
   local stream, emoji, count = ARGV[i], ARGV[i + 2], ARGV[i + 3]
   local target, late = open(stream, ARGV[i + 1])
   carried = carried + late * tonumber(count)
   local key = count_prefix .. stream .. ':' .. target
   redis.call('HINCRBY', key, emoji, count)
   expire(key)
+  if history_ttl > 0 then
+    local hkey, offset = history_key(stream, target)
+    redis.call('HINCRBY', hkey, offset .. ':' .. emoji, count)
+    expire_history(hkey)
+  end
   if maxlen > 0 then
     -- The data point keeps the second the reactions were made in.
     redis.call('XADD', points, 'MAXLEN', '~', maxlen, '*',
@@ -78,10 +138,16 @@ for i = first_comment, #ARGV, 3 do
   local stream = ARGV[i]
   local target, late = open(stream, ARGV[i + 1])
   local key = comment_prefix .. stream .. ':' .. target
-  if redis.call('LLEN', key) < max_comments then
+  local held = redis.call('LLEN', key)
+  if held < max_comments then
     comments_carried = comments_carried + late
     redis.call('RPUSH', key, ARGV[i + 2])
     expire(key)
+    if history_ttl > 0 then
+      local hkey, offset = history_key(stream, target)
+      redis.call('HSET', hkey, offset .. '#' .. held, ARGV[i + 2])
+      expire_history(hkey)
+    end
   else
     dropped = dropped + 1
   end

@@ -121,7 +121,7 @@ func TestRedisEveryKeyExpires(t *testing.T) {
 		}
 		kinds[regexp.MustCompile(`^\{ttl:\d+\}:(\w+)`).FindStringSubmatch(k)[1]] = true
 	}
-	for _, kind := range []string{"c", "m", "active", "b", "points", "ml", "pushers"} {
+	for _, kind := range []string{"c", "m", "h", "active", "b", "points", "ml", "pushers"} {
 		if !kinds[kind] {
 			t.Errorf("no %q key among %d keys; the test no longer covers it", kind, len(keys))
 		}

@@ -96,6 +96,21 @@ type Collection struct {
 	Seconds []Second
 }
 
+// DefaultHistory is how long sealed seconds are kept for replay by default.
+const DefaultHistory = 24 * time.Hour
+
+// MaxHistoryRange is the most seconds one History call covers: an hour.
+const MaxHistoryRange = 3600
+
+// History is what History found.
+type History struct {
+	// Horizon is the newest sealed second.
+	Horizon int64
+	// Seconds holds the non-empty seconds of the range that are sealed,
+	// oldest first. They are shared and must not be modified.
+	Seconds []Second
+}
+
 // ControlTTL is how long a pull node's control report counts: a node that
 // stopped reporting (it died, or its viewers left) drops out of the totals.
 const ControlTTL = 5 * time.Second
@@ -153,6 +168,10 @@ type Store interface {
 	Horizon(ctx context.Context) (int64, error)
 	// Collect returns the sealed, non-empty seconds the cursors ask for.
 	Collect(ctx context.Context, cursors []Cursor) (Collection, error)
+	// History returns the sealed, non-empty seconds of a stream in
+	// [from, to], at most MaxHistoryRange of them, kept for the store's
+	// history duration.
+	History(ctx context.Context, stream string, from, to int64) (History, error)
 	// ReportControl records node's reports, each replacing that node's
 	// previous report for the stream; reports expire after ControlTTL.
 	ReportControl(ctx context.Context, node string, reports []ControlReport) error
