@@ -11,6 +11,7 @@ const (
 	RouteReactions       // /v1/streams/{stream}/reactions
 	RouteWatch           // /v1/streams/{stream}/watch
 	RouteComments        // /v1/streams/{stream}/comments
+	RouteHistory         // /v1/streams/{stream}/history
 	RouteEmojis          // /v1/emojis
 	RouteHealthz         // /healthz
 	RouteReadyz          // /readyz
@@ -27,6 +28,7 @@ var routeNames = [...]string{
 	RouteReactions: "reactions",
 	RouteWatch:     "watch",
 	RouteComments:  "comments",
+	RouteHistory:   "history",
 	RouteEmojis:    "emojis",
 	RouteHealthz:   "healthz",
 	RouteReadyz:    "readyz",
@@ -39,7 +41,7 @@ func (r Route) String() string { return routeNames[r] }
 
 // HasStream reports whether the route's path carries a stream id.
 func (r Route) HasStream() bool {
-	return r == RouteReactions || r == RouteWatch || r == RouteComments
+	return r == RouteReactions || r == RouteWatch || r == RouteComments || r == RouteHistory
 }
 
 var streamsPrefix = []byte("/v1/streams/")
@@ -62,6 +64,8 @@ func ParsePath(path []byte) (route Route, stream []byte) {
 			return RouteWatch, stream
 		case "comments":
 			return RouteComments, stream
+		case "history":
+			return RouteHistory, stream
 		}
 		return RouteUnknown, nil
 	}

@@ -32,6 +32,14 @@ var (
 		Name: "emojicast_pull_unknown_emoji_counts_total",
 		Help: "Counts from the store for emojis not in this node's set (nodes configured with different sets).",
 	})
+	historyServed = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "emojicast_pull_history_served_total",
+		Help: "History answers by kind: immutable (whole sealed minutes, read from the store), cached (the same, from the node's cache) and partial (max-age=1).",
+	}, []string{"kind"})
+	historyErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_pull_history_errors_total",
+		Help: "History requests answered 503 because the store could not be read.",
+	})
 	syncErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_pull_sync_errors_total",
 		Help: "Syncs with the store that failed.",

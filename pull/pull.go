@@ -131,6 +131,7 @@ type Pull struct {
 	opts    Options
 	streams *registry
 	initial *control // shared by new streams until their first sync
+	history historyCache
 
 	horizon  atomic.Int64 // newest second published to the rings
 	lastSync atomic.Int64 // Unix nanoseconds of the last successful sync

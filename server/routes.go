@@ -68,6 +68,14 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 		} else if s.allow(ctx, get, "GET, HEAD") && s.validStream(ctx, stream) && s.allowWatch(ctx) {
 			s.opts.Pull.HandleWatch(ctx, stream)
 		}
+	case api.RouteHistory:
+		// A history read costs the store a script, so it takes from the
+		// client's watch allowance; the edge caches sealed minutes.
+		if s.opts.Pull == nil {
+			api.WriteError(ctx, api.ErrNotFound)
+		} else if s.allow(ctx, get, "GET, HEAD") && s.validStream(ctx, stream) && s.allowWatch(ctx) {
+			s.opts.Pull.HandleHistory(ctx, stream)
+		}
 	case api.RouteEmojis:
 		if s.allow(ctx, get, "GET, HEAD") {
 			api.WriteJSON(ctx, fasthttp.StatusOK, s.opts.Emojis.JSON())
@@ -140,7 +148,7 @@ func (s *Server) methods(route api.Route) string {
 		if s.opts.Push != nil {
 			return "POST"
 		}
-	case api.RouteWatch:
+	case api.RouteWatch, api.RouteHistory:
 		if s.opts.Pull != nil {
 			return "GET, HEAD"
 		}

@@ -1,0 +1,166 @@
+package pull
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/emojicast/emojicast/store"
+)
+
+func (f *fixture) history(stream, query string, headers ...string) *fasthttp.RequestCtx {
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI("/v1/streams/" + stream + "/history" + query)
+	for i := 0; i+1 < len(headers); i += 2 {
+		ctx.Request.Header.Set(headers[i], headers[i+1])
+	}
+	f.p.HandleHistory(&ctx, []byte(stream))
+	return &ctx
+}
+
+type historyBody struct {
+	From    int64             `json:"from"`
+	To      int64             `json:"to"`
+	Buckets []json.RawMessage `json:"buckets"`
+}
+
+func decodeHistory(t *testing.T, ctx *fasthttp.RequestCtx) historyBody {
+	t.Helper()
+	if ctx.Response.StatusCode() != fasthttp.StatusOK {
+		t.Fatalf("history answered %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	var b historyBody
+	d := json.NewDecoder(bytes.NewReader(ctx.Response.Body()))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&b); err != nil {
+		t.Fatalf("%v: %s", err, ctx.Response.Body())
+	}
+	return b
+}
+
+// TestHistoryReplaysWhatPollsSaw: every bucket a poll served while it was in
+// the ring comes back from history byte for byte, long after the ring
+// dropped it; whole sealed minutes are immutable, anything else is not.
+func TestHistoryReplaysWhatPollsSaw(t *testing.T) {
+	f := newFixture(t)
+	f.poll("s", "")
+	f.sync()
+	start := f.clk.Now().Unix()
+	minute := (start/60 + 1) * 60 // the first whole minute
+	seen := map[int64]string{}
+	for i := int64(0); f.clk.Now().Unix() < minute+120; i++ {
+		var comments []store.Comment
+		if i%3 == 0 {
+			comments = []store.Comment{{User: "u" + strconv.FormatInt(i, 10), Text: fmt.Sprintf(`"hi" %d ✨`, i)}}
+		}
+		f.addComments("s", []store.Delta{
+			{Stream: "s", Second: f.clk.Now().Unix(), Emoji: "like", Count: i%30 + 1},
+			{Stream: "s", Second: f.clk.Now().Unix(), Emoji: "fire", Count: 25},
+		}, comments...)
+		f.step()
+		var b struct{ Buckets []json.RawMessage }
+		if err := json.Unmarshal(f.poll("s", "?since="+strconv.FormatInt(f.p.Horizon()-1, 10)).Response.Body(), &b); err != nil {
+			t.Fatal(err)
+		}
+		for _, raw := range b.Buckets {
+			var bt struct{ T int64 }
+			_ = json.Unmarshal(raw, &bt)
+			seen[bt.T] = string(raw)
+		}
+	}
+	// Past the ring's window.
+	for range 2 * store.Window {
+		f.step()
+	}
+	q := fmt.Sprintf("?from=%d&to=%d", minute, minute+119)
+	ctx := f.history("s", q)
+	b := decodeHistory(t, ctx)
+	if b.From != minute || b.To != minute+119 || len(b.Buckets) != 120 {
+		t.Fatalf("history of two minutes: from %d to %d with %d buckets; want %d, %d, 120", b.From, b.To, len(b.Buckets), minute, minute+119)
+	}
+	for i, raw := range b.Buckets {
+		if want := seen[minute+int64(i)]; string(raw) != want {
+			t.Fatalf("history bucket %d = %s; the poll served %s", i, raw, want)
+		}
+	}
+	if cc := string(ctx.Response.Header.Peek("Cache-Control")); cc != "public, max-age=31536000, immutable" {
+		t.Fatalf("whole sealed minutes served with Cache-Control %q; want immutable", cc)
+	}
+	var etag string
+	for k, v := range ctx.Response.Header.All() {
+		if strings.EqualFold(string(k), "ETag") {
+			etag = string(v)
+		}
+	}
+	if !strings.HasPrefix(etag, `"`) {
+		t.Fatalf("ETag %q is not strong", etag)
+	}
+	if again := f.history("s", q, "If-None-Match", etag); again.Response.StatusCode() != fasthttp.StatusNotModified {
+		t.Fatalf("revalidating with the ETag answered %d; want 304", again.Response.StatusCode())
+	}
+
+	// Not minute-aligned, or reaching past the horizon: max-age=1, to clipped.
+	for _, tc := range []struct {
+		from, to, wantTo int64
+	}{
+		{minute + 1, minute + 60, minute + 60},
+		{minute + 120, minute + 1000, f.p.Horizon()},
+	} {
+		ctx := f.history("s", fmt.Sprintf("?from=%d&to=%d", tc.from, tc.to))
+		b := decodeHistory(t, ctx)
+		if cc := string(ctx.Response.Header.Peek("Cache-Control")); cc != "public, max-age=1" {
+			t.Fatalf("history [%d, %d] served with Cache-Control %q; want max-age=1", tc.from, tc.to, cc)
+		}
+		if b.From != tc.from || b.To != tc.wantTo {
+			t.Fatalf("history [%d, %d] answered from %d to %d; want to %d", tc.from, tc.to, b.From, b.To, tc.wantTo)
+		}
+	}
+}
+
+func TestHistoryRejectsBadRanges(t *testing.T) {
+	f := newFixture(t)
+	f.sync()
+	for _, q := range []string{
+		"", "?from=60", "?to=60", "?from=120&to=60", "?from=-60&to=0", "?from=0&to=3600",
+		"?from=1.5&to=60", "?from=0x10&to=60", "?from=&to=", "?from=99999999999999999999&to=1",
+	} {
+		ctx := f.history("s", q)
+		if ctx.Response.StatusCode() != fasthttp.StatusBadRequest || !bytes.Contains(ctx.Response.Body(), []byte(`"invalid_range"`)) {
+			t.Errorf("history%s answered %d %s; want 400 invalid_range", q, ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+	}
+	if ctx := f.history("s", "?from=0&to=3599"); ctx.Response.StatusCode() != fasthttp.StatusOK {
+		t.Errorf("history of exactly an hour answered %d %s; want 200", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+}
+
+func FuzzParseRange(f *testing.F) {
+	for _, s := range [][2]string{
+		{"1763700000", "1763703599"}, {"0", "0"}, {"-1", "5"}, {"10", "9"}, {"", "1"},
+		{"1.0", "2"}, {"0", "3600"}, {"99999999999999999999", "1"},
+	} {
+		f.Add([]byte(s[0]), []byte(s[1]))
+	}
+	f.Fuzz(func(t *testing.T, fromArg, toArg []byte) {
+		from, to, ok := ParseRange(fromArg, toArg)
+		wantFrom, errFrom := strconv.ParseInt(string(fromArg), 10, 64)
+		wantTo, errTo := strconv.ParseInt(string(toArg), 10, 64)
+		valid := errFrom == nil && errTo == nil && len(fromArg) <= 19 && len(toArg) <= 19 &&
+			wantFrom >= 0 && wantTo >= wantFrom && wantTo-wantFrom < store.MaxHistoryRange &&
+			fromArg[0] != '+' && toArg[0] != '+'
+		if !ok {
+			if valid && len(fromArg) <= 18 && len(toArg) <= 18 {
+				t.Fatalf("ParseRange(%q, %q) refused a valid range", fromArg, toArg)
+			}
+			return
+		}
+		if !valid || from != wantFrom || to != wantTo {
+			t.Fatalf("ParseRange(%q, %q) = %d, %d; strconv says %d (%v), %d (%v)", fromArg, toArg, from, to, wantFrom, errFrom, wantTo, errTo)
+		}
+	})
+}
