@@ -76,6 +76,8 @@ type nodeFlags struct {
 	backlog       int
 	regionRedis   listFlag
 	pointsMaxLen  int64
+	history       time.Duration
+	historyMB     int64
 	commentBudget int
 	commentRate   float64
 	commentBurst  int
@@ -103,6 +105,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.StringVar(&f.redis, "redis", "", redisUsage)
 	fs.StringVar(&f.tokenSecret, "token-secret", "", "HMAC secret for viewer tokens, at least 16 bytes; empty runs the open mode, for trusted networks only")
 	fs.StringVar(&f.tokenSecretPrev, "token-secret-previous", "", "the secret before the last rotation: its tokens are still accepted")
+	fs.DurationVar(&f.history, "history", store.DefaultHistory, "how long every sealed second is kept for replay (GET .../history), in whole seconds; 0 keeps none (the same on every node)")
+	fs.Int64Var(&f.historyMB, "history-memory-mb", store.DefaultHistoryBytes>>20, "most MiB of memory the in-memory store spends on history; past it the oldest seconds go first")
 	fs.DurationVar(&f.sealDelay, "seal-delay", store.DefaultSealDelay, "how long after a second ends it is final and published (must exceed --flush-interval; the same on every node)")
 	fs.IntVar(&f.maxStreams, "max-streams", 100_000, "most streams served or summed at once; past it new streams get 503")
 	fs.DurationVar(&f.readTimeout, "read-timeout", 5*time.Second, "time allowed to read one request")

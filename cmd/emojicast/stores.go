@@ -22,7 +22,14 @@ func openStores(r role, f *nodeFlags, log *slog.Logger) (*nodeStores, error) {
 		if len(f.regionRedis) > 0 {
 			return nil, errors.New("--region-redis needs --redis: regions share counts through Redis")
 		}
-		mem := store.NewMemory(store.MemoryOptions{SealDelay: f.sealDelay, MaxStreams: f.maxStreams, MaxComments: f.commentBudget})
+		historyBytes := f.historyMB << 20
+		if f.history <= 0 || historyBytes <= 0 {
+			historyBytes = -1 // the flags' 0 means none; the option's 0 means the default
+		}
+		mem := store.NewMemory(store.MemoryOptions{
+			SealDelay: f.sealDelay, MaxStreams: f.maxStreams, MaxComments: f.commentBudget,
+			History: f.history, HistoryBytes: historyBytes,
+		})
 		return &nodeStores{main: push.Target{Name: "memory", Store: mem}}, nil
 	}
 	store.LogRedisTo(log)
@@ -54,8 +61,13 @@ func openRedis(f *nodeFlags, spec string) (push.Target, error) {
 	if pointsMaxLen <= 0 {
 		pointsMaxLen = -1 // the flag's 0 means none; the option's 0 means the default
 	}
+	history := f.history
+	if history <= 0 {
+		history = -1 // none, as for the points
+	}
 	st, err := store.NewRedis(store.RedisOptions{
 		Client: client, SealDelay: f.sealDelay, PointsMaxLen: pointsMaxLen, MaxComments: f.commentBudget,
+		History: history,
 	})
 	if err != nil {
 		_ = client.Close()
