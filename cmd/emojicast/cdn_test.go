@@ -413,3 +413,36 @@ func TestCDNOriginFlatWith10xViewers(t *testing.T) {
 		t.Fatalf("%v: want a hit ratio of at least 0.9", large)
 	}
 }
+
+// TestCDNCachesSealedHistory: a history answer for whole sealed minutes is
+// immutable, so the edge serves the second request for it from its cache,
+// whatever else the query holds; a range reaching past the newest sealed
+// second is cached for a second at most.
+func TestCDNCachesSealedHistory(t *testing.T) {
+	origin := startProc(t, "serve", "serve", "--log-level", "warn")
+	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
+	hour := time.Now().Unix()/60*60 - 3600
+	q := fmt.Sprintf("%s/v1/streams/replayed/history?from=%d&to=%d", e.url, hour, hour+3599)
+	a, hit := edgeGet(t, e, q+"&user=alice", "Accept-Encoding", "gzip")
+	if a.status != http.StatusOK || a.header.Get("Cache-Control") != "public, max-age=31536000, immutable" || hit.cache != "MISS" {
+		t.Fatalf("first history request: %d, Cache-Control %q, cache %s; want 200, immutable, MISS",
+			a.status, a.header.Get("Cache-Control"), hit.cache)
+	}
+	b, hit := edgeGet(t, e, q+"&user=bob", "Accept-Encoding", "gzip, deflate, br")
+	if b.status != http.StatusOK || hit.cache != "HIT" || !bytes.Equal(a.body, b.body) {
+		t.Fatalf("second history request: %d, cache %s, same bytes %v; want a HIT with the same bytes", b.status, hit.cache, bytes.Equal(a.body, b.body))
+	}
+	c, hit := edgeGet(t, e, q, "Accept-Encoding", "gzip", "If-None-Match", a.header.Get("ETag"))
+	if c.status != http.StatusNotModified || hit.cache != "HIT" {
+		t.Fatalf("revalidation at the edge: %d, cache %s; want 304 from the cache", c.status, hit.cache)
+	}
+	now := time.Now().Unix()
+	live := rawGet(t, fmt.Sprintf("%s/v1/streams/replayed/history?from=%d&to=%d", e.url, now-600, now+600))
+	if live.status != http.StatusOK || live.header.Get("Cache-Control") != "public, max-age=1" {
+		t.Fatalf("history reaching past the horizon: %d, Cache-Control %q; want max-age=1", live.status, live.header.Get("Cache-Control"))
+	}
+	bad := rawGet(t, fmt.Sprintf("%s/v1/streams/replayed/history?from=%d&to=%d", e.url, now, now-1))
+	if bad.status != http.StatusBadRequest || !bytes.Contains(bad.body, []byte("invalid_range")) {
+		t.Fatalf("a bad range through the edge: %d %s; want 400 invalid_range", bad.status, bad.body)
+	}
+}

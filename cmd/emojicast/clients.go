@@ -63,8 +63,12 @@ live bar chart of the last seconds with the latest comments when stdout is
 a terminal, else one line per second with reactions and one per comment. It polls like every viewer does, and keeps going through
 network drops. Stop it with Ctrl-C.
 
+With --from, it replays the stream from that Unix second on instead, as
+it happened (the server keeps --history of every stream), at --speed.
+
 Try it:
   emojicast watch --server http://localhost:8080 demo
+  emojicast watch --from $(($(date +%s) - 600)) --speed 4 demo
 `
 
 func runWatch(args []string) int {
@@ -74,9 +78,17 @@ func runWatch(args []string) int {
 	f.register(fs)
 	fs.StringVar(&mode, "mode", "auto", "lines, chart, or auto: chart when stdout is a terminal")
 	fs.BoolVar(&f.dataSaver, "data-saver", false, "poll at most every 3 s, within the server's longest interval: fewer bytes on a metered network, reactions a little later")
+	var from int64
+	var speed float64
+	fs.Int64Var(&from, "from", 0, "replay from this Unix second on instead of watching live (0: live)")
+	fs.Float64Var(&speed, "speed", 1, "with --from, how many times real time the replay plays")
 	rest, code, ok := parseClientArgs(fs, args, 1)
 	if !ok {
 		return code
+	}
+	if from < 0 || speed <= 0 {
+		fmt.Fprintf(os.Stderr, "emojicast watch: --from %d --speed %v: want a Unix second and a positive speed\n", from, speed)
+		return 2
 	}
 	show, err := newView(mode, rest[0])
 	if err != nil {
@@ -90,7 +102,13 @@ func runWatch(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := watch(ctx, c, rest[0], show); err != nil && !errors.Is(err, context.Canceled) {
+	run := watch
+	if from > 0 {
+		run = func(ctx context.Context, c *client.Client, stream string, show view) error {
+			return replay(ctx, c, stream, from, speed, show)
+		}
+	}
+	if err := run(ctx, c, rest[0], show); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "emojicast watch: %v\n", err)
 		return 1
 	}
@@ -137,6 +155,26 @@ func watch(ctx context.Context, c *client.Client, stream string, show view) erro
 		if u.Gap {
 			fmt.Fprintln(os.Stderr, "emojicast watch: away for more than the server keeps; some seconds were lost")
 		}
+		if showErr = show(s.Emojis, u); showErr != nil {
+			stop()
+		}
+	})
+	if showErr != nil {
+		return fmt.Errorf("cannot write to stdout: %w", showErr)
+	}
+	return err
+}
+
+// replay plays a stream's history from second from on through show.
+func replay(ctx context.Context, c *client.Client, stream string, from int64, speed float64, show view) error {
+	s, err := c.Watch(ctx, stream) // for the emoji set
+	if err != nil {
+		return err
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var showErr error
+	err = c.Replay(ctx, stream, from, speed, func(u client.Update) {
 		if showErr = show(s.Emojis, u); showErr != nil {
 			stop()
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -289,6 +290,7 @@ func TestWatchSendAndComment(t *testing.T) {
 	testutil.Eventually(t, 15*time.Second, "the chart is drawn", func() bool {
 		return strings.Contains(watchers[1].out.String(), "cli-test ·")
 	})
+	start := time.Now().Unix() - 1
 	for _, args := range [][]string{{"love", "-n", "5"}, {"🔥", "-n", "20"}} {
 		out, err := exec.Command(binary(t), append([]string{"send", "--server", base, "cli-test"}, args...)...).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "sent "+args[2]+" of "+args[2]+" taps") {
@@ -316,6 +318,20 @@ func TestWatchSendAndComment(t *testing.T) {
 		chart := watchers[1].out.String()
 		return strings.Contains(chart, "████ 20 🎉") && strings.Contains(chart, "\x1b[2K❤️ love") &&
 			strings.Contains(chart, "\x1b[2K💬 fan: what a goal!")
+	})
+	// watch --from replays the same seconds from history.
+	re := &watcher{cmd: exec.Command(binary(t), "watch", "--server", base, "--mode", "lines", "--speed", "20",
+		"--from", strconv.FormatInt(start, 10), "cli-test")}
+	re.cmd.Stdout, re.cmd.Stderr = &re.out, &re.out
+	if err := re.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = re.cmd.Process.Kill() })
+	watchers = append(watchers, re)
+	testutil.Eventually(t, 20*time.Second, "watch --from replays the taps and the comment", func() bool {
+		lines := re.out.String()
+		return strings.Contains(lines, "❤️ love=5") && strings.Contains(lines, "🔥 fire=20 (burst)") &&
+			strings.Contains(lines, "💬 fan: what a goal!")
 	})
 	for _, w := range watchers {
 		if err := w.cmd.Process.Signal(syscall.SIGINT); err != nil {
