@@ -5,6 +5,7 @@
 // each second's reactions and comments, confetti, stats.
 
 import { Viewer, APIError, request, backoffMs, DATA_SAVER_FLOOR_MS } from "./emojicast.js";
+import { Replayer } from "./replay.js";
 
 const $ = (id) => document.getElementById(id);
 const stage = $("stage");
@@ -98,7 +99,7 @@ function setButtonsEnabled(on) {
 }
 
 function tap(button, id) {
-  if (!viewer) return;
+  if (!viewer || viewer instanceof Replayer) return;
   viewer.tap(id);
   button.classList.remove("pressed");
   void button.offsetWidth; // restart the press animation
@@ -343,6 +344,9 @@ function setState(state, detail) {
       setButtonsEnabled(true);
       setSayEnabled(true);
       break;
+    case "replay":
+      status.textContent = "";
+      break;
     case "retrying": {
       const offline = !navigator.onLine || !(detail.error && detail.error.status);
       const why = offline ? "connection lost" : `server busy (${detail.error.status})`;
@@ -385,7 +389,7 @@ function updateStats() {
   $("stat-data-saver").textContent = viewer && viewer.savingData ? `on: polls ${DATA_SAVER_FLOOR_MS / 1000} s apart or more` : "off";
 }
 
-function watch(stream) {
+function watch(stream, at = null) {
   if (viewer) viewer.stop();
   totals.clear();
   secondsReceived = 0;
@@ -401,10 +405,64 @@ function watch(stream) {
   remember(stream);
   const url = new URL(location.href);
   url.searchParams.set("stream", stream);
+  if (at === null) url.searchParams.delete("at");
+  else url.searchParams.set("at", String(at));
   history.replaceState(null, "", url);
+  stage.dataset.mode = at === null ? "live" : "replay";
+  $("mode").textContent = at === null ? "LIVE" : "REPLAY";
+  $("replay").hidden = at === null;
+  setButtonsEnabled(false);
+  if (at !== null) {
+    viewer = new Replayer({ stream, at, onState: setState, onUpdate: onReplayUpdate });
+    viewer.run();
+    return;
+  }
   const onWatch = (w) => { $("viewers").textContent = (w.viewers || 0).toLocaleString(); };
   viewer = new Viewer({ stream, user: userID(), onWatch, onState: setState, onUpdate });
   viewer.run();
+}
+
+// ---- replay -------------------------------------------------------------
+
+const HISTORY_S = 24 * 3600; // the server's default --history
+let seeking = false;
+
+function onReplayUpdate(u) {
+  onUpdate(u);
+  const seek = $("replay-seek");
+  const now = Math.floor(Date.now() / 1000);
+  seek.min = String(Math.min(u.now, now - HISTORY_S));
+  seek.max = String(Math.max(u.now, now - 2));
+  if (!seeking) seek.value = String(u.now);
+  $("replay-time").value = new Date(u.now * 1000).toLocaleTimeString();
+}
+
+// seekTo plays the current stream from second t on; what was scheduled
+// for the old position is dropped.
+function seekTo(t) {
+  if (!(viewer instanceof Replayer)) return;
+  playout = new Playout();
+  stage.querySelectorAll(".float, .confetti").forEach((el) => el.remove());
+  lanes.clear();
+  const url = new URL(location.href);
+  url.searchParams.set("at", String(t));
+  history.replaceState(null, "", url);
+  viewer.seek(t);
+}
+
+$("replay-seek").addEventListener("input", () => { seeking = true; });
+$("replay-seek").addEventListener("change", (ev) => {
+  seeking = false;
+  seekTo(Number(ev.target.value));
+});
+$("replay-back").addEventListener("click", () => {
+  if (viewer instanceof Replayer) seekTo(Math.max(viewer.position - 11, 0));
+});
+$("replay-live").addEventListener("click", () => watch($("title").textContent));
+
+function initialAt() {
+  const at = new URLSearchParams(location.search).get("at");
+  return at && /^\d{1,12}$/.test(at) ? Number(at) : null;
 }
 
 function initialStream() {
@@ -428,4 +486,4 @@ loadEmojis().then((emojis) => {
   renderButtons(emojis);
   if (stage.dataset.state === "live") setButtonsEnabled(true);
 });
-watch(initialStream());
+watch(initialStream(), initialAt());
