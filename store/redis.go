@@ -133,13 +133,10 @@ var (
 	collectSource string
 	//go:embed redis_horizon.lua
 	horizonSource string
-	//go:embed redis_history.lua
-	historySource string
 
 	addScript     = redis.NewScript(clockSource + addSource)
 	collectScript = redis.NewScript(collectSource)
 	horizonScript = redis.NewScript(clockSource + horizonSource)
-	historyScript = redis.NewScript(clockSource + historySource)
 )
 
 // NewRedis returns a Redis store.
@@ -288,98 +285,96 @@ func (h *historyKeys) put(sm streamMinute) {
 	}
 }
 
-// History implements Store: one script on the stream's shard reads the
-// horizon and the at most 61 minute hashes the range touches.
+// History implements Store. It reads the horizon first, then the at most
+// 61 minute hashes of the range, pipelined: a second at or before that
+// horizon was sealed before the hashes were read, and sealed seconds never
+// change, so what it returns as sealed is final. Plain HGETALLs, not one
+// script, so that Redis serves other clients between the hashes of a busy
+// hour.
 func (r *Redis) History(ctx context.Context, stream string, from, to int64) (History, error) {
 	if to-from+1 > MaxHistoryRange {
 		return History{}, fmt.Errorf("history range [%d, %d] is longer than %d s", from, to, MaxHistoryRange)
 	}
+	horizon, err := r.Horizon(ctx)
+	if err != nil {
+		return History{}, err
+	}
+	hist := History{Horizon: horizon}
+	to = min(to, horizon)
 	if to < from {
-		h, err := r.Horizon(ctx)
-		return History{Horizon: h}, err
+		return hist, nil
 	}
 	first, last := minuteOf(from), minuteOf(to)
-	keys := make([]string, 0, last-first+1)
-	for m := first; m <= last; m++ {
-		keys = append(keys, r.historyKey(stream, m))
-	}
-	res, err := historyScript.Run(ctx, r.client, keys, r.nowArg(), r.sealMillis()).Slice()
+	cmds := make([]*redis.MapStringStringCmd, 0, last-first+1)
+	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for m := first; m <= last; m++ {
+			cmds = append(cmds, p.HGetAll(ctx, r.historyKey(stream, m)))
+		}
+		return nil
+	})
 	if err != nil {
 		return History{}, fmt.Errorf("cannot read the history of %s: %w", stream, err)
 	}
-	hist, err := parseHistory(stream, first, from, to, res)
-	if err != nil {
-		return History{}, fmt.Errorf("cannot read the history of %s: %w", stream, err)
+	for i, cmd := range cmds {
+		secs, err := parseHistoryMinute(stream, first+int64(i), from, to, cmd.Val())
+		if err != nil {
+			return History{}, fmt.Errorf("cannot read the history of %s: %w", stream, err)
+		}
+		hist.Seconds = append(hist.Seconds, secs...)
 	}
 	return hist, nil
 }
 
-// parseHistory decodes redis_history.lua's reply for the minutes from
-// first on, keeping the sealed seconds in [from, to].
-func parseHistory(stream string, first, from, to int64, res []any) (History, error) {
-	if len(res) == 0 {
-		return History{}, errors.New("empty history reply")
-	}
-	horizon, ok := res[0].(int64)
-	if !ok {
-		return History{}, fmt.Errorf("history reply starts with %v, not the horizon", res[0])
-	}
-	hist := History{Horizon: horizon}
-	to = min(to, horizon)
-	for i, raw := range res[1:] {
-		fields, ok := raw.([]any)
-		if !ok || len(fields)%2 != 0 {
-			return History{}, fmt.Errorf("history hash %d is %v", i, raw)
+// parseHistoryMinute decodes one history hash, keeping its seconds in
+// [from, to], oldest first.
+func parseHistoryMinute(stream string, minute, from, to int64, fields map[string]string) ([]Second, error) {
+	var secs [60]*Second
+	var comments [60][]indexedComment
+	base := minute * 60
+	for field, value := range fields {
+		sep := strings.IndexAny(field, ":#")
+		if sep < 0 {
+			return nil, fmt.Errorf("history field %q has no second", field)
 		}
-		var secs [60]*Second
-		var comments [60][]indexedComment
-		base := (first + int64(i)) * 60
-		for j := 0; j < len(fields); j += 2 {
-			field, _ := fields[j].(string)
-			value, _ := fields[j+1].(string)
-			sep := strings.IndexAny(field, ":#")
-			if sep < 0 {
-				return History{}, fmt.Errorf("history field %q has no second", field)
-			}
-			off, err := strconv.Atoi(field[:sep])
-			if err != nil || off < 0 || off >= 60 {
-				return History{}, fmt.Errorf("history field %q has no second", field)
-			}
-			sec := base + int64(off)
-			if sec < from || sec > to {
-				continue
-			}
-			if secs[off] == nil {
-				secs[off] = &Second{Stream: stream, Second: sec, Counts: []Count{}}
-			}
-			if field[sep] == ':' {
-				n, err := strconv.ParseInt(value, 10, 64)
-				if err != nil {
-					return History{}, fmt.Errorf("history count %q is %q", field, value)
-				}
-				secs[off].Counts = append(secs[off].Counts, Count{Emoji: field[sep+1:], N: n})
-				continue
-			}
-			idx, err := strconv.Atoi(field[sep+1:])
-			user, text, ok := strings.Cut(value, ":")
-			if err != nil || !ok {
-				return History{}, fmt.Errorf("history comment %q is %q", field, value)
-			}
-			comments[off] = append(comments[off], indexedComment{idx, Comment{User: user, Text: text}})
+		off, err := strconv.Atoi(field[:sep])
+		if err != nil || off < 0 || off >= 60 {
+			return nil, fmt.Errorf("history field %q has no second", field)
 		}
-		for off, s := range secs {
-			if s == nil {
-				continue
-			}
-			slices.SortFunc(s.Counts, func(a, b Count) int { return cmp.Compare(a.Emoji, b.Emoji) })
-			slices.SortFunc(comments[off], func(a, b indexedComment) int { return cmp.Compare(a.i, b.i) })
-			for _, c := range comments[off] {
-				s.Comments = append(s.Comments, c.Comment)
-			}
-			hist.Seconds = append(hist.Seconds, *s)
+		sec := base + int64(off)
+		if sec < from || sec > to {
+			continue
 		}
+		if secs[off] == nil {
+			secs[off] = &Second{Stream: stream, Second: sec, Counts: []Count{}}
+		}
+		if field[sep] == ':' {
+			n, err := strconv.ParseInt(value, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("history count %q is %q", field, value)
+			}
+			secs[off].Counts = append(secs[off].Counts, Count{Emoji: field[sep+1:], N: n})
+			continue
+		}
+		idx, err := strconv.Atoi(field[sep+1:])
+		user, text, ok := strings.Cut(value, ":")
+		if err != nil || !ok {
+			return nil, fmt.Errorf("history comment %q is %q", field, value)
+		}
+		comments[off] = append(comments[off], indexedComment{idx, Comment{User: user, Text: text}})
 	}
-	return hist, nil
+	var out []Second
+	for off, s := range secs {
+		if s == nil {
+			continue
+		}
+		slices.SortFunc(s.Counts, func(a, b Count) int { return cmp.Compare(a.Emoji, b.Emoji) })
+		slices.SortFunc(comments[off], func(a, b indexedComment) int { return cmp.Compare(a.i, b.i) })
+		for _, c := range comments[off] {
+			s.Comments = append(s.Comments, c.Comment)
+		}
+		out = append(out, *s)
+	}
+	return out, nil
 }
 
 type indexedComment struct {
