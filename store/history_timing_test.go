@@ -2,10 +2,14 @@ package store
 
 import (
 	"fmt"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/internal/redistest"
@@ -142,17 +146,40 @@ func BenchmarkRedisAddHistory(b *testing.B) {
 				b.Fatal(err)
 			}
 			clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
-			r, err := NewRedis(RedisOptions{Client: client, Clock: clk, History: tc.history, Prefix: tc.name})
+			r, err := NewRedis(RedisOptions{Client: client, Clock: clk, History: tc.history, Prefix: fmt.Sprintf("%s-%d", tc.name, prefixSeq.Add(1))})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer r.Close()
+			client.ConfigResetStat(ctx)
 			b.ReportAllocs()
+			n := 0
 			for i := 0; b.Loop(); i++ {
 				if err := r.Add(ctx, Batch{ID: fmt.Sprintf("bench-%d", i), Deltas: deltas}); err != nil {
 					b.Fatal(err)
 				}
+				n++
 			}
+			b.ReportMetric(float64(commandsRun(b, client))/float64(n), "cmds/op")
 		})
 	}
+}
+
+// commandsRun sums the calls of every command Redis ran since its stats
+// were reset, those inside scripts included, the script calls themselves
+// and the stats reads not.
+func commandsRun(b *testing.B, client redis.UniversalClient) int64 {
+	info, err := client.Info(ctx, "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total int64
+	for _, m := range regexp.MustCompile(`cmdstat_(\w+):calls=(\d+)`).FindAllStringSubmatch(info, -1) {
+		if m[1] == "evalsha" || m[1] == "eval" || m[1] == "info" || m[1] == "config|resetstat" {
+			continue
+		}
+		n, _ := strconv.ParseInt(m[2], 10, 64)
+		total += n
+	}
+	return total
 }

@@ -49,25 +49,36 @@ local first_delta = 13
 local first_comment = first_delta + 4 * tonumber(ARGV[12])
 
 -- history_key returns the history hash of a second and the second's
--- offset in its minute.
+-- offset in its minute. Deltas come grouped by stream and second, so the
+-- last answer is kept.
+local last_stream, last_second, last_key, last_offset
 local function history_key(stream, second)
-  local minute = math.floor(second / 60)
-  return history_prefix .. stream .. ':' .. minute, second - minute * 60
+  if stream ~= last_stream or second ~= last_second then
+    local minute = math.floor(second / 60)
+    last_stream, last_second = stream, second
+    last_key, last_offset = history_prefix .. stream .. ':' .. minute, second - minute * 60
+  end
+  return last_key, last_offset
 end
 
 if history_ttl > 0 then
-  -- Every history key a write may need must have been declared, checked
-  -- before anything is written, so a batch is applied whole or not at all.
-  local declared = {}
-  for i = 4, #KEYS do
-    declared[KEYS[i]] = true
-  end
+  -- The caller declares the history key of every second it sends; a
+  -- sealed second is carried into the oldest open one, whose key it can
+  -- only guess. Those are checked before anything is written, so a batch
+  -- is applied whole or not at all.
+  local declared
   local function check(stream, second)
     local target = tonumber(second)
-    if target <= horizon then
-      target = horizon + 1
+    if target > horizon then
+      return nil
     end
-    local key = history_key(stream, target)
+    if not declared then
+      declared = {}
+      for i = 4, #KEYS do
+        declared[KEYS[i]] = true
+      end
+    end
+    local key = history_key(stream, horizon + 1)
     if not declared[key] then
       return redis.error_reply('history key ' .. key .. ' was not passed in KEYS')
     end

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/internal/redistest"
+	"github.com/emojicast/emojicast/internal/testutil"
 )
 
 var prefixSeq atomic.Int64
@@ -286,5 +287,27 @@ func TestRedisCollectWhenMoreWrittenThanServed(t *testing.T) {
 	// s5: second t0; s999: t0-4 to t0, its newest written second.
 	if reads := commandCalls(t, r.client, "hgetall") - before; reads != 6 {
 		t.Fatalf("Collect read %d count hashes; want 6, all of the 2 served streams with reactions", reads)
+	}
+}
+
+// TestRedisHistoryOfCarriedSecondsOnTheRedisClock: on the Redis clock the
+// push node can only guess the minute a late second is carried into; its
+// guesses cover it, so a backlog ten minutes old lands in history in the
+// open second, once.
+func TestRedisHistoryOfCarriedSecondsOnTheRedisClock(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	r := newRedis(t, c.Addrs(), RedisOptions{})
+	old := time.Now().Unix() - 600
+	mustAddBatch(t, r, Batch{ID: "backlog", Deltas: []Delta{{"late", old, "love", 4}}, Comments: comments("late", old, "from the backlog")})
+	before := time.Now().Unix()
+	var h History
+	testutil.Eventually(t, 5*time.Second, "the carried second to seal", func() bool {
+		var err error
+		h, err = r.History(ctx, "late", old-10, old+3000)
+		return err == nil && len(h.Seconds) > 0
+	})
+	if len(h.Seconds) != 1 || h.Seconds[0].Second < before-2 || h.Seconds[0].Second > before+2 ||
+		!reflect.DeepEqual(h.Seconds[0].Counts, []Count{{"love", 4}}) || len(h.Seconds[0].Comments) != 1 {
+		t.Fatalf("history of a carried backlog = %s; want love 4 and the comment once, in the second open at %d", describe(h.Seconds), before)
 	}
 }
