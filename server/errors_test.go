@@ -68,6 +68,10 @@ func TestErrorsOfTheAPI(t *testing.T) {
 		{"missing emoji", "POST", "/v1/streams/s/reactions", `{"user":"u"}`, ct, 400, "invalid_emoji"},
 		{"since not a number", "GET", "/v1/streams/s/reactions?since=abc", "", nil, 400, "invalid_since"},
 		{"since a fraction", "GET", "/v1/streams/s/reactions?since=1.5", "", nil, 400, "invalid_since"},
+		{"history without a range", "GET", "/v1/streams/s/history", "", nil, 400, "invalid_range"},
+		{"history reversed", "GET", "/v1/streams/s/history?from=120&to=60", "", nil, 400, "invalid_range"},
+		{"history over an hour", "GET", "/v1/streams/s/history?from=0&to=3600", "", nil, 400, "invalid_range"},
+		{"history of a bad stream", "GET", "/v1/streams/bad!id/history?from=0&to=59", "", nil, 400, "invalid_stream"},
 		{"since empty", "GET", "/v1/streams/s/reactions?since=", "", nil, 400, "invalid_since"},
 		{"since too far ahead", "GET", "/v1/streams/s/reactions?since=" + future, "", nil, 400, "invalid_since"},
 		{"since huge", "GET", "/v1/streams/s/reactions?since=99999999999999999999999", "", nil, 400, "invalid_since"},
@@ -140,6 +144,7 @@ func TestErrorsOfTheAPI(t *testing.T) {
 		// Wrong methods and media types.
 		{"patch reactions", "PATCH", "/v1/streams/s/reactions", `{}`, ct, 405, "method_not_allowed"},
 		{"post watch", "POST", "/v1/streams/s/watch?user=u", `{}`, ct, 405, "method_not_allowed"},
+		{"post history", "POST", "/v1/streams/s/history?from=0&to=59", `{}`, ct, 405, "method_not_allowed"},
 		{"delete healthz", "DELETE", "/healthz", "", nil, 405, "method_not_allowed"},
 		{"trace emojis", "TRACE", "/v1/emojis", "", nil, 405, "method_not_allowed"},
 		{"lowercase get", "get", "/v1/emojis", "", nil, 405, "method_not_allowed"},
