@@ -66,7 +66,7 @@ func (c *Client) History(ctx context.Context, stream string, from, to int64) (Hi
 // hour at a time, each hour aligned to whole hours so that other viewers
 // and a CDN share the answers, and when it reaches the newest sealed
 // second it waits for the next ones, trailing live by the distance it
-// started at. It returns ctx's error when ctx is done, or an error that
+// started at, and reads the rest of that hour from the current minute on. It returns ctx's error when ctx is done, or an error that
 // retrying cannot cure. fn runs on Replay's goroutine.
 func (c *Client) Replay(ctx context.Context, stream string, from int64, speed float64, fn func(Update)) error {
 	if speed <= 0 {
@@ -77,9 +77,17 @@ func (c *Client) Replay(ctx context.Context, stream string, from int64, speed fl
 		return time.Duration(float64(sec-from)*float64(time.Second)/speed) - time.Since(start)
 	}
 	pos := from
+	fetched := int64(-1) // the hour read last
 	for {
 		hour := pos / MaxHistory * MaxHistory
-		h, err := c.History(ctx, stream, hour, hour+MaxHistory-1)
+		// An hour read again is one not sealed through its end when read:
+		// only its whole minutes from pos on are asked for this time.
+		first := hour
+		if hour == fetched {
+			first = pos / 60 * 60
+		}
+		fetched = hour
+		h, err := c.History(ctx, stream, first, hour+MaxHistory-1)
 		if err != nil {
 			return err
 		}

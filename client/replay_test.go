@@ -36,10 +36,13 @@ func TestReplayAgainstNode(t *testing.T) {
 		return err == nil && h.To >= last
 	})
 
-	runCtx, cancel := context.WithCancel(ctx)
+	// Once the replay has caught up with what is sealed, a new tap comes
+	// in: the replay, waiting at the present, plays it too.
+	runCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var nows []int64
-	love, comments := int64(0), 0
+	love, comments, fire := int64(0), 0, int64(0)
+	sent := make(chan error, 1)
 	err = c.Replay(runCtx, "replay-me", from, 50, func(u Update) {
 		nows = append(nows, u.Now)
 		for _, b := range u.Buckets {
@@ -47,12 +50,19 @@ func TestReplayAgainstNode(t *testing.T) {
 				t.Errorf("the update of second %d holds the bucket of %d", u.Now, b.T)
 			}
 			love += b.Counts["love"]
+			fire += b.Counts["fire"]
 			comments += len(b.Comments)
 		}
-		if u.Now >= last {
+		if u.Now == last {
+			go func() { sent <- s.Send(ctx, "fire", 2) }()
+		}
+		if fire > 0 {
 			cancel()
 		}
 	})
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Replay returned %v; want it to run until cancelled", err)
 	}
@@ -61,8 +71,8 @@ func TestReplayAgainstNode(t *testing.T) {
 			t.Fatalf("replay played seconds %v; want every second from %d once, in order", nows, from)
 		}
 	}
-	if love != 15 || comments != 3 {
-		t.Fatalf("replay showed %d love and %d comments; 15 and 3 were sent", love, comments)
+	if love != 15 || comments != 3 || fire != 2 {
+		t.Fatalf("replay showed %d love, %d fire and %d comments; 15, 2 and 3 were sent", love, fire, comments)
 	}
 
 	if _, err := c.History(ctx, "replay-me", from, from+MaxHistory); err == nil {

@@ -25,7 +25,7 @@ const historyCacheSize = 256
 // is served immutable, and the node keeps its body.
 func (p *Pull) HandleHistory(ctx *fasthttp.RequestCtx, id []byte) {
 	args := ctx.QueryArgs()
-	from, to, ok := ParseRange(args.Peek("from"), args.Peek("to"))
+	from, to, ok := parseRange(args.Peek("from"), args.Peek("to"))
 	if !ok {
 		api.WriteError(ctx, api.ErrInvalidRange)
 		return
@@ -86,9 +86,9 @@ func (p *Pull) encodeHistory(from, to int64, secs []store.Second) []byte {
 	return append(out, "]}"...)
 }
 
-// ParseRange parses a history range: from and to are Unix seconds, both
+// parseRange parses a history range: from and to are Unix seconds, both
 // present, 0 <= from <= to, spanning at most store.MaxHistoryRange seconds.
-func ParseRange(fromArg, toArg []byte) (from, to int64, ok bool) {
+func parseRange(fromArg, toArg []byte) (from, to int64, ok bool) {
 	from, hasFrom, okFrom := parseSince(fromArg)
 	to, hasTo, okTo := parseSince(toArg)
 	if !hasFrom || !hasTo || !okFrom || !okTo || from < 0 || to < from || to-from >= store.MaxHistoryRange {

@@ -147,7 +147,7 @@ func FuzzParseRange(f *testing.F) {
 		f.Add([]byte(s[0]), []byte(s[1]))
 	}
 	f.Fuzz(func(t *testing.T, fromArg, toArg []byte) {
-		from, to, ok := ParseRange(fromArg, toArg)
+		from, to, ok := parseRange(fromArg, toArg)
 		wantFrom, errFrom := strconv.ParseInt(string(fromArg), 10, 64)
 		wantTo, errTo := strconv.ParseInt(string(toArg), 10, 64)
 		valid := errFrom == nil && errTo == nil && len(fromArg) <= 19 && len(toArg) <= 19 &&
@@ -155,12 +155,12 @@ func FuzzParseRange(f *testing.F) {
 			fromArg[0] != '+' && toArg[0] != '+'
 		if !ok {
 			if valid && len(fromArg) <= 18 && len(toArg) <= 18 {
-				t.Fatalf("ParseRange(%q, %q) refused a valid range", fromArg, toArg)
+				t.Fatalf("parseRange(%q, %q) refused a valid range", fromArg, toArg)
 			}
 			return
 		}
 		if !valid || from != wantFrom || to != wantTo {
-			t.Fatalf("ParseRange(%q, %q) = %d, %d; strconv says %d (%v), %d (%v)", fromArg, toArg, from, to, wantFrom, errFrom, wantTo, errTo)
+			t.Fatalf("parseRange(%q, %q) = %d, %d; strconv says %d (%v), %d (%v)", fromArg, toArg, from, to, wantFrom, errFrom, wantTo, errTo)
 		}
 	})
 }

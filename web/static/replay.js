@@ -59,7 +59,6 @@ export class Replayer {
         if (this.position > page.to) {
           // Caught up with what is sealed: the next second comes soon.
           await sleep(SEALED_WAIT_MS, signal);
-          this.pages.delete(page.hour);
           due = performance.now();
           continue;
         }
@@ -79,17 +78,22 @@ export class Replayer {
   }
 
   // page returns the hour of history holding second t, reading it when it
-  // is not held or was not complete.
+  // is not held, or reading the rest of it from t's minute on when it was
+  // not sealed through its end.
   async page(t, signal) {
     const hour = Math.floor(t / HOUR) * HOUR;
     const held = this.pages.get(hour);
     if (held && (held.complete || t <= held.to)) return held;
-    const url = `/v1/streams/${encodeURIComponent(this.stream)}/history?from=${hour}&to=${hour + HOUR - 1}`;
+    const from = held ? Math.floor(t / 60) * 60 : hour;
+    const url = `/v1/streams/${encodeURIComponent(this.stream)}/history?from=${from}&to=${hour + HOUR - 1}`;
     for (let failures = 1; ; failures++) {
       try {
         this.stats.polls++;
         const h = await request(url, {}, { signal });
-        const page = { hour, to: h.to, complete: h.to === hour + HOUR - 1, buckets: new Map((h.buckets || []).map((b) => [b.t, b])) };
+        const page = held || { hour, buckets: new Map() };
+        page.to = h.to;
+        page.complete = h.to === hour + HOUR - 1;
+        for (const b of h.buckets || []) page.buckets.set(b.t, b);
         this.pages.set(hour, page);
         while (this.pages.size > MAX_PAGES) {
           let far = null;
