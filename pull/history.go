@@ -14,9 +14,10 @@ import (
 
 var cacheImmutable = []byte("public, max-age=31536000, immutable")
 
-// historyCacheSize bounds the immutable history bodies a node keeps: each
-// is at most an hour of one stream, and the edge caches them too.
-const historyCacheSize = 256
+// historyCacheBytes bounds the immutable history bodies a node keeps, both
+// encodings counted: an hour of a busy stream with comments is a few MB,
+// and the edge caches them too.
+const historyCacheBytes = 64 << 20
 
 // HandleHistory serves GET /v1/streams/{stream}/history?from=T1&to=T2. stream
 // is a valid stream id. The answer lists the sealed seconds of [T1, T2],
@@ -102,14 +103,17 @@ type historyKey struct {
 	from, to int64
 }
 
-// historyCache keeps the last immutable history bodies built, evicting the
-// oldest: it is keyed by client input, so it is bounded.
+// historyCache keeps the immutable history bodies built last, up to
+// historyCacheBytes, evicting the oldest: it is keyed by client input, so
+// it is bounded.
 type historyCache struct {
 	mu    sync.Mutex
 	m     map[historyKey]*compress.Body
-	order [historyCacheSize]historyKey
-	next  int
+	order []historyKey // oldest first
+	bytes int
 }
+
+func bodySize(b *compress.Body) int { return len(b.Plain) + len(b.Gzip) }
 
 func (c *historyCache) get(k historyKey) *compress.Body {
 	c.mu.Lock()
@@ -118,18 +122,25 @@ func (c *historyCache) get(k historyKey) *compress.Body {
 }
 
 func (c *historyCache) put(k historyKey, b *compress.Body) {
+	if bodySize(b) > historyCacheBytes/8 {
+		return // one body must not flush the rest
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = make(map[historyKey]*compress.Body, historyCacheSize)
+		c.m = make(map[historyKey]*compress.Body)
 	}
 	if _, ok := c.m[k]; ok {
 		return
 	}
-	if len(c.m) >= historyCacheSize {
-		delete(c.m, c.order[c.next])
-	}
 	c.m[k] = b
-	c.order[c.next] = k
-	c.next = (c.next + 1) % historyCacheSize
+	c.order = append(c.order, k)
+	c.bytes += bodySize(b)
+	for c.bytes > historyCacheBytes {
+		old := c.order[0]
+		c.order[0] = historyKey{}
+		c.order = c.order[1:]
+		c.bytes -= bodySize(c.m[old])
+		delete(c.m, old)
+	}
 }

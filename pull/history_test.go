@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/emojicast/emojicast/compress"
 	"github.com/emojicast/emojicast/store"
 )
 
@@ -163,4 +164,20 @@ func FuzzParseRange(f *testing.F) {
 			t.Fatalf("parseRange(%q, %q) = %d, %d; strconv says %d (%v), %d (%v)", fromArg, toArg, from, to, wantFrom, errFrom, wantTo, errTo)
 		}
 	})
+}
+
+func TestHistoryCacheIsBounded(t *testing.T) {
+	var c historyCache
+	body := compress.NewBody(bytes.Repeat([]byte(`{"t":1,"c":{"love":1}},`), 20_000))
+	size := bodySize(body)
+	for i := range int64(10 * historyCacheBytes / size) {
+		c.put(historyKey{stream: "s", from: i * 60, to: i*60 + 59}, body)
+		if c.bytes > historyCacheBytes || len(c.m) != len(c.order) {
+			t.Fatalf("cache holds %d bytes in %d bodies (%d in order); bound is %d", c.bytes, len(c.m), len(c.order), historyCacheBytes)
+		}
+	}
+	last := int64(10*historyCacheBytes/size) - 1
+	if c.get(historyKey{stream: "s", from: last * 60, to: last*60 + 59}) == nil || c.get(historyKey{stream: "s", from: 0, to: 59}) != nil {
+		t.Fatal("the cache kept the oldest body or lost the newest")
+	}
 }
