@@ -19,12 +19,30 @@ var (
 // 304 with no body when If-None-Match already names it. It reports whether
 // it answered 304, and does not allocate.
 func WriteBody(ctx *fasthttp.RequestCtx, body *compress.Body, contentType, cacheControl []byte) (notModified bool) {
-	acceptEncoding, ifNoneMatch := conditionalHeaders(&ctx.Request.Header)
-	gz := AcceptsGzip(acceptEncoding)
+	gz, ifNoneMatch := Negotiate(ctx)
 	etag, data := body.PlainETag, body.Plain
 	if gz {
 		etag, data = body.GzipETag, body.Gzip
 	}
+	if WriteBodyHeaders(ctx, gz, ifNoneMatch, etag, contentType, cacheControl) {
+		return true
+	}
+	ctx.Response.SetBodyRaw(data)
+	return false
+}
+
+// Negotiate reports whether a request accepts gzip, and returns its
+// If-None-Match. It does not allocate.
+func Negotiate(ctx *fasthttp.RequestCtx) (gz bool, ifNoneMatch []byte) {
+	acceptEncoding, ifNoneMatch := conditionalHeaders(&ctx.Request.Header)
+	return AcceptsGzip(acceptEncoding), ifNoneMatch
+}
+
+// WriteBodyHeaders writes the headers of a body WriteBody serves, for a
+// handler that writes the body itself (or none, for HEAD). It answers 304
+// and reports true when ifNoneMatch names etag; the body must then be left
+// out. It does not allocate.
+func WriteBodyHeaders(ctx *fasthttp.RequestCtx, gz bool, ifNoneMatch, etag, contentType, cacheControl []byte) (notModified bool) {
 	h := &ctx.Response.Header
 	h.SetCanonical(headerCache, cacheControl)
 	h.SetCanonical(headerVary, varyAcceptEncoding)
@@ -37,7 +55,6 @@ func WriteBody(ctx *fasthttp.RequestCtx, body *compress.Body, contentType, cache
 	if gz {
 		h.SetCanonical(headerContentEncoding, encodingGzip)
 	}
-	ctx.Response.SetBodyRaw(data)
 	return false
 }
 

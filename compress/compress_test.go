@@ -2,6 +2,7 @@ package compress
 
 import (
 	"bytes"
+	stdgzip "compress/gzip"
 	"io"
 	"strings"
 	"sync"
@@ -132,5 +133,42 @@ func TestCacheGetDoesNotAllocate(t *testing.T) {
 	c.Put(5, 3, NewBody([]byte("x")))
 	if allocs := testing.AllocsPerRun(1000, func() { _ = c.Get(5, 3) }); allocs != 0 {
 		t.Fatalf("Get allocates %.1f times; want 0", allocs)
+	}
+}
+
+// TestPiecesJoinIntoOneGzipStream: pieces compressed on their own, joined
+// in any order and number, are one gzip member (the standard library's
+// reader, which checks the CRC and size, agrees) of their concatenation.
+func TestPiecesJoinIntoOneGzipStream(t *testing.T) {
+	parts := []string{`{"now":1763700123,"buckets":[`, "", `{"t":1763700121,"c":{"love":1200}}`, ",",
+		strings.Repeat(`,{"t":1763700122,"c":{"haha":40},"m":[{"u":"u1","x":"what a goal!"}]}`, 40), `]}`}
+	pieces := make([]*Piece, len(parts))
+	for i, p := range parts {
+		pieces[i] = NewPiece([]byte(p))
+		if again := NewPiece([]byte(p)); !bytes.Equal(again.Deflate, pieces[i].Deflate) {
+			t.Fatalf("piece %d: equal inputs compressed to different bytes", i)
+		}
+	}
+	for _, order := range [][]int{{}, {0}, {0, 5}, {0, 2, 3, 4, 5}, {4, 4, 1, 4, 0}, {5, 3, 2, 1, 0, 1, 2, 3, 4, 5}} {
+		var j GzipJoiner
+		out := j.Start(nil)
+		var want []byte
+		for _, i := range order {
+			out = j.Append(out, pieces[i])
+			want = append(want, parts[i]...)
+		}
+		out = j.End(out)
+		zr, err := stdgzip.NewReader(bytes.NewReader(out))
+		if err != nil {
+			t.Fatalf("%v: %v", order, err)
+		}
+		zr.Multistream(false)
+		got, err := io.ReadAll(zr)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%v: decoded %q, %v; want %q", order, got, err, want)
+		}
+		if got := gunzip(t, out); !bytes.Equal(got, want) {
+			t.Fatalf("%v: klauspost decoded %q", order, got)
+		}
 	}
 }

@@ -1,7 +1,8 @@
 // Package compress encodes response bodies once and serves them as bytes:
 // pooled gzip writers (github.com/klauspost/compress), an encoded Body that
-// carries its plain and gzip forms with their strong ETags, and a Cache of
-// bodies for one generation (for pull: one second of one stream).
+// carries its plain and gzip forms with their strong ETags, a Cache of
+// bodies for one generation (for pull: one second of one stream), and
+// Pieces: parts compressed once that join into gzip bodies by copying.
 package compress
 
 import (

@@ -10,7 +10,15 @@ import (
 var (
 	bodiesEncoded = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_pull_bodies_encoded_total",
-		Help: "Poll bodies encoded and gzipped (cache misses); every other poll is served from stored bytes.",
+		Help: "Poll bodies of viewers who keep up encoded and gzipped whole (cache misses); every other poll is served from stored bytes or pieces.",
+	})
+	bodiesAssembled = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_pull_bodies_assembled_total",
+		Help: "Poll bodies assembled from pieces compressed once (cursors a few seconds or more behind).",
+	})
+	piecesEncoded = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_pull_pieces_encoded_total",
+		Help: "Body pieces (a second's bucket, a second's head) compressed; each at most once but for races.",
 	})
 	notModified = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_pull_not_modified_total",

@@ -1,6 +1,7 @@
 package pull
 
 import (
+	"bytes"
 	"strconv"
 
 	"github.com/valyala/fasthttp"
@@ -24,7 +25,7 @@ var (
 // HandlePoll serves GET /v1/streams/{stream}/reactions?since=T. stream is a
 // valid stream id. On a body cache hit it does not allocate.
 func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
-	since, hasSince, ok := parseSince(ctx.QueryArgs().Peek("since"))
+	since, hasSince, ok := parseSince(rawSince(ctx.URI().QueryString()))
 	nowMS := p.opts.Clock.Now().UnixMilli()
 	wall := nowMS / 1000
 	if !ok || hasSince && since > wall+MaxFuture {
@@ -51,26 +52,114 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
 	if !hasSince {
 		since = now - defaultBack
 	}
-	slot := slotOf(now, since)
-	body := st.bodies.Get(now, slot)
-	if body == nil {
-		body = st.bodies.Put(now, slot, p.encodeBody(st, now, slot))
-		bodiesEncoded.Inc()
-	}
-	writeBody(ctx, body)
+	p.writeSlot(ctx, st, now, slotOf(now, since))
 }
 
-// parseSince parses the since parameter: absent is fine, anything but a
-// decimal integer is not. It does not allocate.
+// writeSlot answers with the body of a slot. The bodies of viewers who keep
+// up and the gap body are cached; the others are assembled per request from
+// pieces. HEAD builds no body: the ETag comes from the parts' hashes.
+func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, now int64, slot int) {
+	cslot := cacheSlot(slot)
+	if cslot >= 0 {
+		if body := st.bodies.Get(now, cslot); body != nil {
+			writeBody(ctx, body)
+			return
+		}
+	}
+	var scratch [ringbuffer.Size]*ringbuffer.Bucket[bucket]
+	head, buckets, tail := st.bodyParts(scratch[:0], now, slot)
+	tag := bodyTag(head, buckets, tail)
+	if ctx.IsHead() {
+		gz, ifNoneMatch := api.Negotiate(ctx)
+		var buf [16]byte
+		if api.WriteBodyHeaders(ctx, gz, ifNoneMatch, compress.AppendETag(buf[:0], tag, etagMark(slot, gz)), contentTypeJSON, cachePublic) {
+			notModified.Inc()
+		}
+		return
+	}
+	if cslot >= 0 {
+		var body *compress.Body
+		if slot <= wholeSlots {
+			body = compress.NewBodyTag(appendPlain(nil, head, buckets, tail), tag)
+			bodiesEncoded.Inc()
+		} else {
+			body = &compress.Body{
+				Plain:     appendPlain(nil, head, buckets, tail),
+				Gzip:      appendGzip(nil, head, buckets, tail),
+				PlainETag: compress.AppendETag(nil, tag, compress.MarkPlain),
+				GzipETag:  compress.AppendETag(nil, tag, compress.MarkPieces),
+			}
+			bodiesAssembled.Inc()
+		}
+		writeBody(ctx, st.bodies.Put(now, cslot, body))
+		return
+	}
+	gz, ifNoneMatch := api.Negotiate(ctx)
+	var buf [16]byte
+	if api.WriteBodyHeaders(ctx, gz, ifNoneMatch, compress.AppendETag(buf[:0], tag, etagMark(slot, gz)), contentTypeJSON, cachePublic) {
+		notModified.Inc()
+		return
+	}
+	// The response's own pooled buffer takes the body.
+	out := ctx.Response.SwapBody(nil)[:0]
+	if gz {
+		out = appendGzip(out, head, buckets, tail)
+	} else {
+		out = appendPlain(out, head, buckets, tail)
+	}
+	ctx.Response.SwapBody(out)
+	bodiesAssembled.Inc()
+}
+
+// cacheSlot is where a slot's body is cached, or -1 for a body assembled
+// per request: the bodies of viewers who keep up, then the gap body, one
+// for every cursor older than the window.
+func cacheSlot(slot int) int {
+	switch {
+	case slot <= wholeSlots:
+		return slot
+	case slot == gapSlot:
+		return wholeSlots + 1
+	}
+	return -1
+}
+
+// etagMark is the ETag mark of a slot's representation.
+func etagMark(slot int, gz bool) byte {
+	switch {
+	case !gz:
+		return compress.MarkPlain
+	case slot <= wholeSlots:
+		return compress.MarkGzip
+	}
+	return compress.MarkPieces
+}
+
+// rawSince returns the since parameter of a query as sent, not decoded,
+// or nil when there is none. It does not allocate.
+func rawSince(query []byte) []byte {
+	for len(query) > 0 {
+		var param []byte
+		param, query, _ = bytes.Cut(query, []byte{'&'})
+		if key, value, _ := bytes.Cut(param, []byte{'='}); string(key) == "since" {
+			return value
+		}
+	}
+	return nil
+}
+
+// parseSince parses the since parameter as sent: absent is fine, anything
+// but the canonical decimal spelling of a second is not. A cursor is a now
+// the server sent, so no client has reason to spell it another way, and a
+// cache in front of the node keys on the spelling: a sign, leading zeros or
+// percent escapes would make every spelling of one cursor its own entry.
+// "0" is the one canonical cursor older than every window. It does not
+// allocate.
 func parseSince(b []byte) (since int64, present, ok bool) {
 	if b == nil {
 		return 0, false, true
 	}
-	neg := len(b) > 0 && b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	if len(b) == 0 || len(b) > 18 {
+	if len(b) == 0 || len(b) > 18 || b[0] == '0' && len(b) > 1 {
 		return 0, true, false
 	}
 	for _, c := range b {
@@ -78,9 +167,6 @@ func parseSince(b []byte) (since int64, present, ok bool) {
 			return 0, true, false
 		}
 		since = since*10 + int64(c-'0')
-	}
-	if neg {
-		since = -since
 	}
 	return since, true, true
 }
@@ -97,36 +183,6 @@ func slotOf(now, since int64) int {
 	default:
 		return int(d)
 	}
-}
-
-// encodeBody builds the poll body of a slot:
-// {"now":..,"next_ms":..,"sample":..,"viewers":..,"buckets":[..]} and
-// "gap":true when the cursor is older than the window.
-func (p *Pull) encodeBody(st *stream, now int64, slot int) *compress.Body {
-	ctl := st.ctl.Load()
-	var scratch [ringbuffer.Size]*ringbuffer.Bucket[bucket]
-	buckets, lost := st.ring.Range(scratch[:0], now-int64(slot), now)
-	size := 96
-	for _, b := range buckets {
-		size += len(b.Value.json) + 1
-	}
-	out := make([]byte, 0, size)
-	out = append(out, `{"now":`...)
-	out = strconv.AppendInt(out, now, 10)
-	out = appendControl(out, ctl)
-	out = append(out, `,"buckets":[`...)
-	for i, b := range buckets {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, b.Value.json...)
-	}
-	out = append(out, ']')
-	if lost {
-		out = append(out, `,"gap":true`...)
-	}
-	out = append(out, '}')
-	return compress.NewBody(out)
 }
 
 func appendControl(out []byte, ctl *control) []byte {

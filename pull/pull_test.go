@@ -206,8 +206,10 @@ func TestParseSince(t *testing.T) {
 	}{
 		{"1763700000", 1763700000, true, true},
 		{"0", 0, true, true},
-		{"-5", -5, true, true},
-		{"007", 7, true, true},
+		{"-5", 0, true, false},
+		{"007", 0, true, false},
+		{"00", 0, true, false},
+		{"%31", 0, true, false},
 		{"", 0, true, false},
 		{"-", 0, true, false},
 		{"+5", 0, true, false},
@@ -235,10 +237,28 @@ func FuzzParseSince(f *testing.F) {
 		if !present || !ok {
 			return
 		}
-		if want, err := strconv.ParseInt(string(b), 10, 64); err != nil || want != got {
-			t.Fatalf("parseSince(%q) = %d; strconv says %d, %v", b, got, want, err)
+		// One spelling per cursor: what is accepted is what the server
+		// itself would write.
+		if want := strconv.FormatInt(got, 10); got < 0 || want != string(b) {
+			t.Fatalf("parseSince(%q) = %d, spelled %q by the server", b, got, want)
 		}
 	})
+}
+
+func TestRawSince(t *testing.T) {
+	for _, tc := range []struct{ query, want string }{
+		{"since=5", "5"},
+		{"a=1&since=%35&since=6", "%35"},
+		{"%73ince=5", "<nil>"},
+		{"since", "<nil>"},
+		{"since=", ""},
+		{"", "<nil>"},
+	} {
+		got := rawSince([]byte(tc.query))
+		if s := string(got); got == nil && tc.want != "<nil>" || got != nil && s != tc.want {
+			t.Errorf("rawSince(%q) = %q; want %s", tc.query, got, tc.want)
+		}
+	}
 }
 
 func TestSlotOf(t *testing.T) {

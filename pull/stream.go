@@ -9,19 +9,25 @@ import (
 	"github.com/emojicast/emojicast/ringbuffer"
 )
 
-// bodySlots is the number of distinct poll bodies per stream and second:
-// one per cursor distance 0..60 from now, and one for cursors older than the
-// window (the gap body).
+// Every cursor maps to one of bodySlots bodies per stream and second: one
+// per distance 0..60 from now, and one for cursors older than the window
+// (the gap body). The slots up to wholeSlots are the bodies of viewers who
+// keep up, shared by nearly every poll: they are compressed whole, for the
+// fewest bytes, and cached. The others, a viewer catching up or a client
+// asking for every cursor there is, are assembled from pieces per request.
 const (
-	bodySlots = ringbuffer.Size + 2
-	gapSlot   = bodySlots - 1
+	bodySlots  = ringbuffer.Size + 2
+	gapSlot    = bodySlots - 1
+	wholeSlots = 3
 )
 
 // bucket is one published second of a stream, already encoded as the JSON
 // object the poll body lists.
 type bucket struct {
-	json  []byte
-	total int64 // reactions in the second, for the control rules
+	json   []byte
+	total  int64         // reactions in the second, for the control rules
+	tag    uint64        // FNV-1a of json: the bucket's part of an ETag
+	pieces *bucketPieces // json compressed once, when a body first needs it
 }
 
 // control is what the server tells a stream's viewers besides the buckets.
@@ -38,6 +44,7 @@ type stream struct {
 	ring   ringbuffer.Ring[bucket]
 	bodies *compress.Cache
 	ctl    atomic.Pointer[control]
+	head   atomic.Pointer[bodyHead] // the newest second's body head
 
 	lastSeen atomic.Int64 // Unix second of the last poll or watch
 	presence presence     // viewers arriving and due to leave, for the estimate
@@ -46,7 +53,7 @@ type stream struct {
 }
 
 func newStream(id string, ctl *control, now int64) *stream {
-	st := &stream{id: id, bodies: compress.NewCache(bodySlots)}
+	st := &stream{id: id, bodies: compress.NewCache(wholeSlots + 2)}
 	st.ctl.Store(ctl)
 	st.lastSeen.Store(now)
 	return st

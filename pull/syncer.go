@@ -136,7 +136,7 @@ func (p *Pull) encodeBucket(s store.Second) bucket {
 	}
 	b = appendComments(b, s.Comments)
 	b = append(b, '}')
-	return bucket{json: b, total: total}
+	return bucket{json: b, total: total, tag: hashOf(b), pieces: new(bucketPieces)}
 }
 
 // appendComments appends ,"m":[{"u":..,"x":..},..] when there are comments.
