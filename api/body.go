@@ -14,17 +14,19 @@ var (
 	encodingGzip          = []byte("gzip")
 )
 
-// WriteBody serves an encoded body: gzip when the request accepts it, with
-// its strong ETag, Vary: Accept-Encoding and the given Cache-Control, or
+// WriteBody serves an encoded body: gzip when the request accepts it and
+// the body has a gzip form, with its strong ETag (if it has one), Vary:
+// Accept-Encoding (if it has a gzip form) and the given Cache-Control, or
 // 304 with no body when If-None-Match already names it. It reports whether
 // it answered 304, and does not allocate.
 func WriteBody(ctx *fasthttp.RequestCtx, body *compress.Body, contentType, cacheControl []byte) (notModified bool) {
 	gz, ifNoneMatch := Negotiate(ctx)
+	gz = gz && body.Gzip != nil
 	etag, data := body.PlainETag, body.Plain
 	if gz {
 		etag, data = body.GzipETag, body.Gzip
 	}
-	if WriteBodyHeaders(ctx, gz, ifNoneMatch, etag, contentType, cacheControl) {
+	if WriteBodyHeaders(ctx, gz, body.Gzip != nil, ifNoneMatch, etag, contentType, cacheControl) {
 		return true
 	}
 	ctx.Response.SetBodyRaw(data)
@@ -39,17 +41,23 @@ func Negotiate(ctx *fasthttp.RequestCtx) (gz bool, ifNoneMatch []byte) {
 }
 
 // WriteBodyHeaders writes the headers of a body WriteBody serves, for a
-// handler that writes the body itself (or none, for HEAD). It answers 304
-// and reports true when ifNoneMatch names etag; the body must then be left
-// out. It does not allocate.
-func WriteBodyHeaders(ctx *fasthttp.RequestCtx, gz bool, ifNoneMatch, etag, contentType, cacheControl []byte) (notModified bool) {
+// handler that writes the body itself (or none, for HEAD): Vary only when
+// the body has a gzip form (otherwise every client gets the same bytes),
+// ETag only when there is one. It answers 304 and reports true when
+// ifNoneMatch names etag; the body must then be left out. It does not
+// allocate.
+func WriteBodyHeaders(ctx *fasthttp.RequestCtx, gz, vary bool, ifNoneMatch, etag, contentType, cacheControl []byte) (notModified bool) {
 	h := &ctx.Response.Header
 	h.SetCanonical(headerCache, cacheControl)
-	h.SetCanonical(headerVary, varyAcceptEncoding)
-	h.SetCanonical(headerETag, etag)
-	if len(ifNoneMatch) > 0 && ETagMatches(ifNoneMatch, etag) {
-		h.SetStatusCode(fasthttp.StatusNotModified)
-		return true
+	if vary {
+		h.SetCanonical(headerVary, varyAcceptEncoding)
+	}
+	if len(etag) > 0 {
+		h.SetCanonical(headerETag, etag)
+		if len(ifNoneMatch) > 0 && ETagMatches(ifNoneMatch, etag) {
+			h.SetStatusCode(fasthttp.StatusNotModified)
+			return true
+		}
 	}
 	h.SetContentTypeBytes(contentType)
 	if gz {

@@ -73,11 +73,25 @@ type Options struct {
 	// DataSaverFloor is the shortest wait between polls with DataSaver.
 	// Default: 3s.
 	DataSaverFloor time.Duration
+	// Body is the poll answer format the client asks for. Default:
+	// BodyCompact, a third of API v1's bytes for a busy second.
+	Body BodyFormat
 	// Rand returns uniform random numbers in [0, 1), for jitter and for
 	// sampling taps. Default: math/rand/v2's Float64. It must be safe for
 	// concurrent use.
 	Rand func() float64
 }
+
+// BodyFormat is a poll answer's format (docs/api.md).
+type BodyFormat int
+
+const (
+	// BodyCompact asks for the compact body (v=2). A server that does not
+	// know it answers with API v1's, which the client reads as well.
+	BodyCompact BodyFormat = iota
+	// BodyV1 asks for API v1's body.
+	BodyV1
+)
 
 // Client talks to one emojicast service. It is safe for concurrent use.
 type Client struct {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -131,6 +132,9 @@ func (p *poller) poll(ctx context.Context) (u Update, fresh bool, err error) {
 	pu := *p.s.pull
 	q := pu.Query()
 	q.Set("since", strconv.FormatInt(p.cursor, 10))
+	if p.s.c.opts.Body == BodyCompact {
+		q.Set("v", "2")
+	}
 	pu.RawQuery = q.Encode()
 	target := pu.String()
 	req, err := http.NewRequest(http.MethodGet, target, nil)
@@ -147,8 +151,8 @@ func (p *poller) poll(ctx context.Context) (u Update, fresh bool, err error) {
 	if a.status == http.StatusNotModified {
 		return u, false, nil
 	}
-	var ans pollAnswer
-	if err := json.Unmarshal(a.body, &ans); err != nil {
+	ans, err := p.s.decodeAnswer(a.body)
+	if err != nil {
 		return u, false, fmt.Errorf("cannot decode poll answer: %w", err)
 	}
 	if ans.Now <= 0 {
@@ -163,6 +167,77 @@ func (p *poller) poll(ctx context.Context) (u Update, fresh bool, err error) {
 	u.Buckets, p.cursor = newBuckets(ans.Buckets, p.cursor)
 	p.cursor = max(p.cursor, ans.Now)
 	return u, true, nil
+}
+
+// decodeAnswer decodes a poll answer in either format: API v1's object, or
+// the compact array (docs/api.md): [now,next_ms,sample,viewers,[buckets]]
+// and a 1 after them when seconds were lost, each bucket
+// [t,burst,[counts by emoji index]] with [user,text,user,text..] after it
+// when it has comments.
+func (s *Stream) decodeAnswer(b []byte) (pollAnswer, error) {
+	var ans pollAnswer
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 || b[0] != '[' {
+		err := json.Unmarshal(b, &ans)
+		return ans, err
+	}
+	var top []json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil {
+		return ans, err
+	}
+	if len(top) < 5 {
+		return ans, fmt.Errorf("compact answer has %d fields; want at least 5", len(top))
+	}
+	var raw [][]json.RawMessage
+	for i, dst := range []any{&ans.Now, &ans.NextMS, &ans.Sample, &ans.Viewers, &raw} {
+		if err := json.Unmarshal(top[i], dst); err != nil {
+			return ans, fmt.Errorf("compact answer field %d: %w", i, err)
+		}
+	}
+	ans.Gap = len(top) > 5 && string(top[5]) == "1"
+	ans.Buckets = make([]Bucket, 0, len(raw))
+	for _, r := range raw {
+		bk, err := s.compactBucket(r)
+		if err != nil {
+			return ans, err
+		}
+		ans.Buckets = append(ans.Buckets, bk)
+	}
+	return ans, nil
+}
+
+// compactBucket decodes one bucket of a compact answer. Counts at indices
+// past the emoji set watch gave are dropped: this client cannot name them.
+func (s *Stream) compactBucket(r []json.RawMessage) (Bucket, error) {
+	var bk Bucket
+	var burst uint64
+	var counts []int64
+	var comments []string
+	if len(r) < 3 {
+		return bk, fmt.Errorf("compact bucket has %d fields; want at least 3", len(r))
+	}
+	fields := []any{&bk.T, &burst, &counts, &comments}
+	for i := range min(len(r), len(fields)) {
+		if err := json.Unmarshal(r[i], fields[i]); err != nil {
+			return bk, fmt.Errorf("compact bucket field %d: %w", i, err)
+		}
+	}
+	bk.Counts = make(map[string]int64, len(counts))
+	for i, n := range counts {
+		if i >= len(s.Emojis) {
+			break
+		}
+		if n > 0 {
+			bk.Counts[s.Emojis[i].ID] = n
+		}
+		if i < 64 && burst&(1<<i) != 0 {
+			bk.Burst = append(bk.Burst, s.Emojis[i].ID)
+		}
+	}
+	for i := 0; i+1 < len(comments); i += 2 {
+		bk.Comments = append(bk.Comments, Comment{User: comments[i], Text: comments[i+1]})
+	}
+	return bk, nil
 }
 
 // newBuckets returns the buckets after cursor, oldest first, each second

@@ -54,9 +54,10 @@ func TestAppendGzipIsDeterministicAcrossPooledWriters(t *testing.T) {
 }
 
 func TestNewBodyETags(t *testing.T) {
-	a := NewBody([]byte(`{"now":1}`))
-	a2 := NewBody([]byte(`{"now":1}`))
-	b := NewBody([]byte(`{"now":2}`))
+	long := strings.Repeat(`{"t":1763700121,"c":{"love":1200}},`, 4)
+	a := NewBody([]byte(long + `{"now":1}`))
+	a2 := NewBody([]byte(long + `{"now":1}`))
+	b := NewBody([]byte(long + `{"now":2}`))
 	if !bytes.Equal(a.PlainETag, a2.PlainETag) || !bytes.Equal(a.GzipETag, a2.GzipETag) {
 		t.Errorf("equal bodies got different ETags: %s %s vs %s %s", a.PlainETag, a.GzipETag, a2.PlainETag, a2.GzipETag)
 	}
@@ -73,6 +74,14 @@ func TestNewBodyETags(t *testing.T) {
 	}
 	if got := gunzip(t, a.Gzip); !bytes.Equal(got, a.Plain) {
 		t.Errorf("Gzip decodes to %q; want %q", got, a.Plain)
+	}
+}
+
+// TestShortBodyHasNoGzipForm: gzip's 18 bytes of framing make a short
+// body longer; such a body is served plain to everyone.
+func TestShortBodyHasNoGzipForm(t *testing.T) {
+	if b := NewBody([]byte(`[1763700123,1000,1,3,[]]`)); b.Gzip != nil || b.GzipETag != nil || len(b.PlainETag) == 0 {
+		t.Fatalf("short body: %d gzip bytes, ETags %s %s; want no gzip form", len(b.Gzip), b.PlainETag, b.GzipETag)
 	}
 }
 

@@ -5,15 +5,18 @@ import (
 	"strconv"
 	"sync/atomic"
 
+	"github.com/emojicast/emojicast/api"
 	"github.com/emojicast/emojicast/compress"
 	"github.com/emojicast/emojicast/ringbuffer"
 )
 
-// A poll body is a head, the buckets separated by commas, and a tail:
+// A poll body is a head, the buckets separated by commas, and a tail, in
+// one of two formats (API v1's, and the compact one a client asks for with
+// v=2):
 //
-//	{"now":..,"next_ms":..,"sample":..,"viewers":..,"buckets":[  head
-//	{"t":..,..},{"t":..,..}                                       buckets
-//	]} or ],"gap":true}                                           tail
+//	{"now":..,"next_ms":..,"sample":..,"viewers":..,"buckets":[  [now,next_ms,sample,viewers,[
+//	{"t":..,..},{"t":..,..}                                       [t,burst,[counts..]],..
+//	]} or ],"gap":true}                                           ]] or ],1]
 //
 // Each part is compressed at most once (a compress.Piece), so a body
 // assembled from them costs copies, whatever the cursor. Its identity, the
@@ -35,26 +38,49 @@ type bucketPieces struct {
 	first, next atomic.Pointer[compress.Piece]
 }
 
-var (
-	tailPlain = compress.NewPiece([]byte(`]}`))
-	tailGap   = compress.NewPiece([]byte(`],"gap":true}`))
-)
+// tails are the ends of the bodies of each format: [format][gap].
+var tails = [formats][2]*compress.Piece{
+	{compress.NewPiece([]byte(`]}`)), compress.NewPiece([]byte(`],"gap":true}`))},
+	{compress.NewPiece([]byte(`]]`)), compress.NewPiece([]byte(`],1]`))},
+}
 
-// headFor returns the head of second now under control ctl, building it
-// when the stream's stored one is older.
-func (st *stream) headFor(now int64, ctl *control) *bodyHead {
-	if h := st.head.Load(); h != nil && h.now == now && h.ctl == ctl {
+// headFor returns the head of st's second now under control ctl in format
+// f, building it when the stream's stored one is older. A compact head
+// advises at least CompactMinNextMS.
+func (p *Pull) headFor(st *stream, f format, now int64, ctl *control) *bodyHead {
+	if h := st.head[f].Load(); h != nil && h.now == now && h.ctl == ctl {
 		return h
 	}
-	out := make([]byte, 0, 96)
-	out = append(out, `{"now":`...)
-	out = strconv.AppendInt(out, now, 10)
-	out = appendControl(out, ctl)
-	out = append(out, `,"buckets":[`...)
+	advised := ctl
+	if f == formatCompact && ctl.nextMS < p.opts.CompactMinNextMS {
+		c := *ctl
+		c.nextMS = p.opts.CompactMinNextMS
+		advised = &c
+	}
+	out := appendHead(make([]byte, 0, 96), f, now, advised)
 	h := &bodyHead{now: now, ctl: ctl, plain: out}
 	// Two builders of the same second store equal heads: either will do.
-	st.head.Store(h)
+	st.head[f].Store(h)
 	return h
+}
+
+// appendHead appends the head of a body in format f.
+func appendHead(out []byte, f format, now int64, ctl *control) []byte {
+	if f == formatV1 {
+		out = append(out, `{"now":`...)
+		out = strconv.AppendInt(out, now, 10)
+		out = appendControl(out, ctl)
+		return append(out, `,"buckets":[`...)
+	}
+	out = append(out, '[')
+	out = strconv.AppendInt(out, now, 10)
+	out = append(out, ',')
+	out = strconv.AppendInt(out, ctl.nextMS, 10)
+	out = append(out, ',')
+	out = api.AppendSample(out, ctl.divisor)
+	out = append(out, ',')
+	out = strconv.AppendInt(out, ctl.viewers, 10)
+	return append(out, ",["...)
 }
 
 // headPiece returns the head compressed as a piece.
@@ -62,12 +88,13 @@ func (h *bodyHead) headPiece() *compress.Piece {
 	return storePiece(&h.piece, h.plain, false)
 }
 
-// piece returns the bucket's JSON as a piece, after a comma unless first.
-func (b *bucket) piece(first bool) *compress.Piece {
+// piece returns the bucket's JSON in format f as a piece, after a comma
+// unless first.
+func (b *bucket) piece(f format, first bool) *compress.Piece {
 	if first {
-		return storePiece(&b.pieces.first, b.json, false)
+		return storePiece(&b.pieces[f].first, b.json[f], false)
 	}
-	return storePiece(&b.pieces.next, b.json, true)
+	return storePiece(&b.pieces[f].next, b.json[f], true)
 }
 
 // storePiece returns the piece at ptr, compressing plain (after a comma if
@@ -88,50 +115,57 @@ func storePiece(ptr *atomic.Pointer[compress.Piece], plain []byte, comma bool) *
 	return ptr.Load()
 }
 
-// bodyParts reads what the body of a slot is made of.
-func (st *stream) bodyParts(scratch []*ringbuffer.Bucket[bucket], now int64, slot int) (head *bodyHead, buckets []*ringbuffer.Bucket[bucket], tail *compress.Piece) {
-	head = st.headFor(now, st.ctl.Load())
-	buckets, lost := st.ring.Range(scratch, now-int64(slot), now)
-	tail = tailPlain
-	if lost {
-		tail = tailGap
-	}
-	return head, buckets, tail
+// parts is what a body is made of.
+type parts struct {
+	f       format
+	head    *bodyHead
+	buckets []*ringbuffer.Bucket[bucket]
+	tail    *compress.Piece
 }
 
-// bodyTag is the identity of the body made of the given parts.
-func bodyTag(head *bodyHead, buckets []*ringbuffer.Bucket[bucket], tail *compress.Piece) uint64 {
-	h := fnvAdd(fnvOffset, head.plain)
+// bodyParts reads what the body of a slot of st is made of in format f.
+func (p *Pull) bodyParts(st *stream, scratch []*ringbuffer.Bucket[bucket], f format, now int64, slot int) parts {
+	buckets, lost := st.ring.Range(scratch, now-int64(slot), now)
+	gap := 0
+	if lost {
+		gap = 1
+	}
+	return parts{f: f, head: p.headFor(st, f, now, st.ctl.Load()), buckets: buckets, tail: tails[f][gap]}
+}
+
+// tag is the identity of the body made of the parts.
+func (p *parts) tag() uint64 {
+	h := fnvAdd(fnvOffset, p.head.plain)
 	var b [8]byte
-	for _, bk := range buckets {
-		binary.LittleEndian.PutUint64(b[:], bk.Value.tag)
+	for _, bk := range p.buckets {
+		binary.LittleEndian.PutUint64(b[:], bk.Value.tag[p.f])
 		h = fnvAdd(h, b[:])
 	}
-	return fnvAdd(h, tail.Plain)
+	return fnvAdd(h, p.tail.Plain)
 }
 
-// appendPlain appends the body made of the given parts.
-func appendPlain(dst []byte, head *bodyHead, buckets []*ringbuffer.Bucket[bucket], tail *compress.Piece) []byte {
-	dst = append(dst, head.plain...)
-	for i, b := range buckets {
+// appendPlain appends the body made of the parts.
+func (p *parts) appendPlain(dst []byte) []byte {
+	dst = append(dst, p.head.plain...)
+	for i, b := range p.buckets {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, b.Value.json...)
+		dst = append(dst, b.Value.json[p.f]...)
 	}
-	return append(dst, tail.Plain...)
+	return append(dst, p.tail.Plain...)
 }
 
-// appendGzip appends the body made of the given parts as gzip, assembled
-// from their pieces.
-func appendGzip(dst []byte, head *bodyHead, buckets []*ringbuffer.Bucket[bucket], tail *compress.Piece) []byte {
+// appendGzip appends the body made of the parts as gzip, assembled from
+// their pieces.
+func (p *parts) appendGzip(dst []byte) []byte {
 	var j compress.GzipJoiner
 	dst = j.Start(dst)
-	dst = j.Append(dst, head.headPiece())
-	for i, b := range buckets {
-		dst = j.Append(dst, b.Value.piece(i == 0))
+	dst = j.Append(dst, p.head.headPiece())
+	for i, b := range p.buckets {
+		dst = j.Append(dst, b.Value.piece(p.f, i == 0))
 	}
-	dst = j.Append(dst, tail)
+	dst = j.Append(dst, p.tail)
 	return j.End(dst)
 }
 

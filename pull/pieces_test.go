@@ -66,10 +66,11 @@ func TestEveryCursorGetsItsBody(t *testing.T) {
 		q := "?since=" + strconv.FormatInt(now-d, 10)
 		gz := f.poll("s", q, "Accept-Encoding", "gzip")
 		plain := f.poll("s", q)
-		if gz.Response.StatusCode() != 200 || string(gz.Response.Header.ContentEncoding()) != "gzip" || plain.Response.StatusCode() != 200 {
+		// Only a body gzip does not shrink (no buckets) goes plain.
+		if gz.Response.StatusCode() != 200 || (string(gz.Response.Header.ContentEncoding()) == "gzip") != (d > 0) || plain.Response.StatusCode() != 200 {
 			t.Fatalf("d=%d: status %d/%d, encoding %q", d, gz.Response.StatusCode(), plain.Response.StatusCode(), gz.Response.Header.ContentEncoding())
 		}
-		if got := gunzip(t, gz.Response.Body()); !bytes.Equal(got, plain.Response.Body()) {
+		if got := gz.Response.Body(); d > 0 && !bytes.Equal(gunzip(t, got), plain.Response.Body()) || d == 0 && !bytes.Equal(got, plain.Response.Body()) {
 			t.Fatalf("d=%d: gzip decodes to\n%s\nplain is\n%s", d, got, plain.Response.Body())
 		}
 		var b commentBody
@@ -90,10 +91,10 @@ func TestEveryCursorGetsItsBody(t *testing.T) {
 			t.Fatalf("d=%d: gap %v", d, gap)
 		}
 		for _, r := range []*fasthttp.RequestCtx{gz, plain} {
-			etag := etagOf(r)
+			etag := responseETag(r)
 			enc := string(r.Response.Header.ContentEncoding())
 			head := f.pollMethod("HEAD", "s", q, "Accept-Encoding", enc)
-			if got := etagOf(head); etag == "" || got != etag || head.Response.StatusCode() != 200 {
+			if got := responseETag(head); etag == "" || got != etag || head.Response.StatusCode() != 200 {
 				t.Fatalf("d=%d %s: HEAD status %d, ETag %s; GET's ETag is %s", d, enc, head.Response.StatusCode(), got, etag)
 			}
 			if again := f.poll("s", q, "Accept-Encoding", enc, "If-None-Match", etag); again.Response.StatusCode() != 304 || len(again.Response.Body()) != 0 {
@@ -102,7 +103,7 @@ func TestEveryCursorGetsItsBody(t *testing.T) {
 			// Equal bodies (every cursor past the window) share a tag;
 			// different ones never do.
 			key := etag
-			if prev, ok := etags[key]; ok && !(prev > 60 && d > 60) {
+			if prev, ok := etags[key]; ok && prev != d && !(prev > 60 && d > 60) {
 				t.Fatalf("d=%d and d=%d share ETag %s", prev, d, etag)
 			}
 			etags[key] = d
@@ -183,13 +184,114 @@ func counter(t *testing.T, c prometheus.Counter) float64 {
 	return m.GetCounter().GetValue()
 }
 
-// etagOf returns a response's ETag as the handler spelled it (fasthttp's
+// responseETag returns a response's ETag as the handler spelled it (fasthttp's
 // Peek would look for "Etag").
-func etagOf(ctx *fasthttp.RequestCtx) string {
+func responseETag(ctx *fasthttp.RequestCtx) string {
 	for k, v := range ctx.Response.Header.All() {
 		if string(k) == "ETag" {
 			return string(v)
 		}
 	}
 	return ""
+}
+
+// compactAnswer decodes a compact (v=2) body into v1's shape, with the
+// emoji set's ids for the indices.
+func compactAnswer(t *testing.T, f *fixture, b []byte) (now int64, gap bool, buckets []map[string]any) {
+	t.Helper()
+	var top []json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil || len(top) < 5 || len(top) > 6 {
+		t.Fatalf("compact body %.200s: %v", b, err)
+	}
+	_ = json.Unmarshal(top[0], &now)
+	gap = len(top) == 6 && string(top[5]) == "1"
+	buckets = []map[string]any{}
+	var raw [][]json.RawMessage
+	if err := json.Unmarshal(top[4], &raw); err != nil {
+		t.Fatalf("compact buckets %.200s: %v", top[4], err)
+	}
+	for _, r := range raw {
+		var sec, burst int64
+		var counts []int64
+		_ = json.Unmarshal(r[0], &sec)
+		_ = json.Unmarshal(r[1], &burst)
+		_ = json.Unmarshal(r[2], &counts)
+		bk := map[string]any{"t": sec}
+		c := map[string]int64{}
+		var bursts []string
+		for i, n := range counts {
+			id := f.p.opts.Emojis.At(i).ID
+			if n > 0 {
+				c[id] = n
+			}
+			if burst&(1<<i) != 0 {
+				bursts = append(bursts, id)
+			}
+		}
+		bk["c"] = c
+		if len(bursts) > 0 {
+			bk["burst"] = bursts
+		}
+		if len(r) == 4 {
+			var um []string
+			_ = json.Unmarshal(r[3], &um)
+			var ms []map[string]string
+			for i := 0; i+1 < len(um); i += 2 {
+				ms = append(ms, map[string]string{"u": um[i], "x": um[i+1]})
+			}
+			bk["m"] = ms
+		}
+		buckets = append(buckets, bk)
+	}
+	return now, gap, buckets
+}
+
+// TestCompactBodySaysWhatV1Says: for every cursor distance the compact
+// body (v=2) holds exactly the seconds, counts, bursts and comments of the
+// v1 body, gzip or not.
+func TestCompactBodySaysWhatV1Says(t *testing.T) {
+	f := busyMinute(t)
+	f.addComments("s", []store.Delta{{Stream: "s", Second: f.clk.Now().Unix(), Emoji: "wow", Count: 3}})
+	f.step()
+	now := f.p.Horizon()
+	for d := int64(0); d <= 62; d++ {
+		q := "?since=" + strconv.FormatInt(now-d, 10)
+		var v1 struct {
+			Now     int64            `json:"now"`
+			Gap     bool             `json:"gap"`
+			Buckets []map[string]any `json:"buckets"`
+		}
+		if err := json.Unmarshal(f.poll("s", q).Response.Body(), &v1); err != nil {
+			t.Fatal(err)
+		}
+		for _, enc := range []string{"", "gzip"} {
+			r := f.poll("s", q+"&v=2", "Accept-Encoding", enc)
+			b := r.Response.Body()
+			if string(r.Response.Header.ContentEncoding()) == "gzip" {
+				b = gunzip(t, b)
+			}
+			if etag := responseETag(r); etag != "" || len(r.Response.Header.Peek("Vary")) == 0 && string(r.Response.Header.ContentEncoding()) == "gzip" {
+				t.Fatalf("d=%d %q: compact answer with ETag %q and Vary %q", d, enc, etag, r.Response.Header.Peek("Vary"))
+			}
+			cnow, cgap, cb := compactAnswer(t, f, b)
+			want, _ := json.Marshal(v1.Buckets)
+			got, _ := json.Marshal(cb)
+			if cnow != v1.Now || cgap != v1.Gap || string(got) != string(want) {
+				t.Fatalf("d=%d %q: compact says now %d gap %v\n%.300s\nv1 says now %d gap %v\n%.300s", d, enc, cnow, cgap, got, v1.Now, v1.Gap, want)
+			}
+		}
+	}
+	for _, q := range []string{"?v=3", "?v=02", "?v=", "?v=%32"} {
+		if r := f.poll("s", q); r.Response.StatusCode() != 400 || !bytes.Contains(r.Response.Body(), []byte("invalid_version")) {
+			t.Errorf("%s: %d %.80s; want 400 invalid_version", q, r.Response.StatusCode(), r.Response.Body())
+		}
+	}
+	if r := f.poll("fresh", "?v=2&since=5"); string(r.Response.Body()) != "[5,250,1,0,[]]" {
+		t.Errorf("unsynced compact answer %s", r.Response.Body())
+	}
+	// A busy stream's compact answer paces its viewer at CompactMinNextMS.
+	var top []json.RawMessage
+	if err := json.Unmarshal(f.poll("s", "?v=2").Response.Body(), &top); err != nil || string(top[1]) != "2000" {
+		t.Errorf("compact answer next_ms %s (%v); want 2000", top[1], err)
+	}
 }

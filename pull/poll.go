@@ -25,7 +25,13 @@ var (
 // HandlePoll serves GET /v1/streams/{stream}/reactions?since=T. stream is a
 // valid stream id. On a body cache hit it does not allocate.
 func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
-	since, hasSince, ok := parseSince(rawSince(ctx.URI().QueryString()))
+	query := ctx.URI().QueryString()
+	f, fok := parseFormat(rawArg(query, "v"))
+	if !fok {
+		api.WriteError(ctx, api.ErrInvalidVersion)
+		return
+	}
+	since, hasSince, ok := parseSince(rawArg(query, "since"))
 	nowMS := p.opts.Clock.Now().UnixMilli()
 	wall := nowMS / 1000
 	if !ok || hasSince && since > wall+MaxFuture {
@@ -44,7 +50,7 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
 	if !st.synced() {
 		st.presence.poll(nowMS, unsyncedNextMS)
 		p.wakeSyncer()
-		p.writeUnsynced(ctx, since, hasSince)
+		p.writeUnsynced(ctx, f, since, hasSince)
 		return
 	}
 	st.presence.poll(nowMS, st.ctl.Load().nextMS)
@@ -52,27 +58,29 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
 	if !hasSince {
 		since = now - defaultBack
 	}
-	p.writeSlot(ctx, st, now, slotOf(now, since))
+	p.writeSlot(ctx, st, f, now, slotOf(now, since))
 }
 
 // writeSlot answers with the body of a slot. The bodies of viewers who keep
 // up and the gap body are cached; the others are assembled per request from
-// pieces. HEAD builds no body: the ETag comes from the parts' hashes.
-func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, now int64, slot int) {
+// pieces. HEAD builds no body but those of viewers who keep up (their
+// ETag depends on whether gzip made them smaller): the ETag comes from the
+// parts' hashes.
+func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, f format, now int64, slot int) {
 	cslot := cacheSlot(slot)
 	if cslot >= 0 {
-		if body := st.bodies.Get(now, cslot); body != nil {
+		if body := st.bodies[f].Get(now, cslot); body != nil {
 			writeBody(ctx, body)
 			return
 		}
 	}
 	var scratch [ringbuffer.Size]*ringbuffer.Bucket[bucket]
-	head, buckets, tail := st.bodyParts(scratch[:0], now, slot)
-	tag := bodyTag(head, buckets, tail)
-	if ctx.IsHead() {
+	parts := p.bodyParts(st, scratch[:0], f, now, slot)
+	tag := parts.tag()
+	var buf [16]byte
+	if ctx.IsHead() && slot > wholeSlots {
 		gz, ifNoneMatch := api.Negotiate(ctx)
-		var buf [16]byte
-		if api.WriteBodyHeaders(ctx, gz, ifNoneMatch, compress.AppendETag(buf[:0], tag, etagMark(slot, gz)), contentTypeJSON, cachePublic) {
+		if api.WriteBodyHeaders(ctx, gz, true, ifNoneMatch, etagOf(buf[:0], f, tag, gz), contentTypeJSON, cachePublic) {
 			notModified.Inc()
 		}
 		return
@@ -80,32 +88,34 @@ func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, now int64, slot i
 	if cslot >= 0 {
 		var body *compress.Body
 		if slot <= wholeSlots {
-			body = compress.NewBodyTag(appendPlain(nil, head, buckets, tail), tag)
+			body = compress.NewBodyTag(parts.appendPlain(nil), tag)
+			if f == formatCompact {
+				body.PlainETag, body.GzipETag = nil, nil
+			}
 			bodiesEncoded.Inc()
 		} else {
 			body = &compress.Body{
-				Plain:     appendPlain(nil, head, buckets, tail),
-				Gzip:      appendGzip(nil, head, buckets, tail),
-				PlainETag: compress.AppendETag(nil, tag, compress.MarkPlain),
-				GzipETag:  compress.AppendETag(nil, tag, compress.MarkPieces),
+				Plain:     parts.appendPlain(nil),
+				Gzip:      parts.appendGzip(nil),
+				PlainETag: etagOf(nil, f, tag, false),
+				GzipETag:  etagOf(nil, f, tag, true),
 			}
 			bodiesAssembled.Inc()
 		}
-		writeBody(ctx, st.bodies.Put(now, cslot, body))
+		writeBody(ctx, st.bodies[f].Put(now, cslot, body))
 		return
 	}
 	gz, ifNoneMatch := api.Negotiate(ctx)
-	var buf [16]byte
-	if api.WriteBodyHeaders(ctx, gz, ifNoneMatch, compress.AppendETag(buf[:0], tag, etagMark(slot, gz)), contentTypeJSON, cachePublic) {
+	if api.WriteBodyHeaders(ctx, gz, true, ifNoneMatch, etagOf(buf[:0], f, tag, gz), contentTypeJSON, cachePublic) {
 		notModified.Inc()
 		return
 	}
 	// The response's own pooled buffer takes the body.
 	out := ctx.Response.SwapBody(nil)[:0]
 	if gz {
-		out = appendGzip(out, head, buckets, tail)
+		out = parts.appendGzip(out)
 	} else {
-		out = appendPlain(out, head, buckets, tail)
+		out = parts.appendPlain(out)
 	}
 	ctx.Response.SwapBody(out)
 	bodiesAssembled.Inc()
@@ -124,24 +134,26 @@ func cacheSlot(slot int) int {
 	return -1
 }
 
-// etagMark is the ETag mark of a slot's representation.
-func etagMark(slot int, gz bool) byte {
+// etagOf appends the ETag of an assembled body's representation. Compact
+// bodies have none: an answer without news is as short as a 304 with its
+// ETag, and every header is paid by every poll.
+func etagOf(dst []byte, f format, tag uint64, gz bool) []byte {
 	switch {
-	case !gz:
-		return compress.MarkPlain
-	case slot <= wholeSlots:
-		return compress.MarkGzip
+	case f == formatCompact:
+		return nil
+	case gz:
+		return compress.AppendETag(dst, tag, compress.MarkPieces)
 	}
-	return compress.MarkPieces
+	return compress.AppendETag(dst, tag, compress.MarkPlain)
 }
 
-// rawSince returns the since parameter of a query as sent, not decoded,
-// or nil when there is none. It does not allocate.
-func rawSince(query []byte) []byte {
+// rawArg returns the first parameter name of a query as sent, not
+// decoded, or nil when there is none. It does not allocate.
+func rawArg(query []byte, name string) []byte {
 	for len(query) > 0 {
 		var param []byte
 		param, query, _ = bytes.Cut(query, []byte{'&'})
-		if key, value, _ := bytes.Cut(param, []byte{'='}); string(key) == "since" {
+		if key, value, _ := bytes.Cut(param, []byte{'='}); string(key) == name {
 			return value
 		}
 	}
@@ -197,15 +209,13 @@ func appendControl(out []byte, ctl *control) []byte {
 // writeUnsynced answers a poll for a stream the node has not synced yet: no
 // buckets, the client's own cursor back as now (so it skips nothing), and a
 // short next_ms. Such an answer is not cacheable.
-func (p *Pull) writeUnsynced(ctx *fasthttp.RequestCtx, since int64, hasSince bool) {
+func (p *Pull) writeUnsynced(ctx *fasthttp.RequestCtx, f format, since int64, hasSince bool) {
 	if !hasSince {
 		since = p.horizonEstimate() - defaultBack
 	}
 	var buf [160]byte
-	out := append(buf[:0], `{"now":`...)
-	out = strconv.AppendInt(out, since, 10)
-	out = appendControl(out, &control{nextMS: unsyncedNextMS, divisor: 1})
-	out = append(out, `,"buckets":[]}`...)
+	out := appendHead(buf[:0], f, since, &control{nextMS: unsyncedNextMS, divisor: 1})
+	out = append(out, tails[f][0].Plain...)
 	api.WriteJSON(ctx, fasthttp.StatusOK, out)
 }
 

@@ -30,7 +30,7 @@ func BenchmarkPollHandler(b *testing.B) {
 	probe.Request.Header.Set("Accept-Encoding", "gzip")
 	f.p.HandlePoll(&probe, id)
 	constBody := append([]byte(nil), probe.Response.Body()...)
-	etag := []byte(etagOf(&probe))
+	etag := []byte(responseETag(&probe))
 
 	run := func(b *testing.B, handle func(ctx *fasthttp.RequestCtx)) {
 		b.ReportAllocs()
@@ -77,14 +77,14 @@ func BenchmarkEncodeBody(b *testing.B) {
 	st := f.p.streams.get([]byte("s"), f.p.initial, 0)
 	now := st.ring.Tail()
 	var scratch [ringbuffer.Size]*ringbuffer.Bucket[bucket]
-	head, buckets, tail := st.bodyParts(scratch[:0], now, wholeSlots)
-	body := compress.NewBody(appendPlain(nil, head, buckets, tail))
+	parts := f.p.bodyParts(st, scratch[:0], formatV1, now, wholeSlots)
+	body := compress.NewBody(parts.appendPlain(nil))
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body.Plain)))
 	b.ReportMetric(float64(len(body.Gzip)), "gzip-bytes")
 	for b.Loop() {
-		head, buckets, tail := st.bodyParts(scratch[:0], now, wholeSlots)
-		_ = compress.NewBodyTag(appendPlain(nil, head, buckets, tail), bodyTag(head, buckets, tail))
+		parts := f.p.bodyParts(st, scratch[:0], formatV1, now, wholeSlots)
+		_ = compress.NewBodyTag(parts.appendPlain(nil), parts.tag())
 	}
 }
 
@@ -127,8 +127,8 @@ func BenchmarkDistinctCursors(b *testing.B) {
 		run(b, func(f *fixture, st *stream, now int64) {
 			var scratch [ringbuffer.Size]*ringbuffer.Bucket[bucket]
 			for slot := 0; slot < bodySlots; slot++ {
-				head, buckets, tail := st.bodyParts(scratch[:0], now, slot)
-				_ = compress.NewBody(appendPlain(nil, head, buckets, tail))
+				parts := f.p.bodyParts(st, scratch[:0], formatV1, now, slot)
+				_ = compress.NewBody(parts.appendPlain(nil))
 			}
 		})
 	})

@@ -63,6 +63,12 @@ type Options struct {
 	QuietAfter time.Duration
 	// MinNextMS and MaxNextMS bound every next_ms. Default: 500 and 30000.
 	MinNextMS, MaxNextMS int64
+	// CompactMinNextMS is the shortest next_ms a compact body (v=2)
+	// advises: clients that ask for the fewest bytes play each second
+	// spread over a second of screen time, behind live, so polling a busy
+	// stream every 2 s instead of every second shows them the same flow,
+	// a second later, for about half the bytes. Default: 2000.
+	CompactMinNextMS int64
 	// Load stretches next_ms when the process is over its budget; nil never does.
 	Load *load.Meter
 	// TargetSends is the forwarded taps per second per stream the push
@@ -99,10 +105,14 @@ func (o *Options) fillDefaults() error {
 	setDefault(&o.QuietNextMS, 5000)
 	setDefault(&o.QuietAfter, 10*time.Second)
 	setDefault(&o.MinNextMS, 500)
+	setDefault(&o.CompactMinNextMS, 2000)
 	setDefault(&o.MaxNextMS, 30_000)
 	setDefault(&o.TargetSends, 2000)
 	if o.MaxNextMS > maxNextMS {
 		return fmt.Errorf("pull: the longest next_ms is %d, above the %d the viewer count can follow", o.MaxNextMS, maxNextMS)
+	}
+	if o.CompactMinNextMS > o.MaxNextMS {
+		return fmt.Errorf("pull: the compact body's shortest next_ms %d is above the longest, %d", o.CompactMinNextMS, o.MaxNextMS)
 	}
 	if o.MinNextMS > o.MaxNextMS || o.BusyNextMS < o.MinNextMS || o.QuietNextMS > o.MaxNextMS {
 		return fmt.Errorf("pull: next_ms bounds [%d, %d] must hold the busy (%d) and quiet (%d) intervals",

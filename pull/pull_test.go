@@ -254,9 +254,9 @@ func TestRawSince(t *testing.T) {
 		{"since=", ""},
 		{"", "<nil>"},
 	} {
-		got := rawSince([]byte(tc.query))
+		got := rawArg([]byte(tc.query), "since")
 		if s := string(got); got == nil && tc.want != "<nil>" || got != nil && s != tc.want {
-			t.Errorf("rawSince(%q) = %q; want %s", tc.query, got, tc.want)
+			t.Errorf("rawArg(%q, since) = %q; want %s", tc.query, got, tc.want)
 		}
 	}
 }

@@ -24,10 +24,10 @@ const (
 // bucket is one published second of a stream, already encoded as the JSON
 // object the poll body lists.
 type bucket struct {
-	json   []byte
-	total  int64         // reactions in the second, for the control rules
-	tag    uint64        // FNV-1a of json: the bucket's part of an ETag
-	pieces *bucketPieces // json compressed once, when a body first needs it
+	json   [formats][]byte // in each body format
+	total  int64           // reactions in the second, for the control rules
+	tag    [formats]uint64 // FNV-1a of json: the bucket's part of an ETag
+	pieces *[formats]bucketPieces
 }
 
 // control is what the server tells a stream's viewers besides the buckets.
@@ -42,9 +42,9 @@ type control struct {
 type stream struct {
 	id     string
 	ring   ringbuffer.Ring[bucket]
-	bodies *compress.Cache
+	bodies [formats]*compress.Cache
 	ctl    atomic.Pointer[control]
-	head   atomic.Pointer[bodyHead] // the newest second's body head
+	head   [formats]atomic.Pointer[bodyHead] // the newest second's body heads
 
 	lastSeen atomic.Int64 // Unix second of the last poll or watch
 	presence presence     // viewers arriving and due to leave, for the estimate
@@ -53,7 +53,10 @@ type stream struct {
 }
 
 func newStream(id string, ctl *control, now int64) *stream {
-	st := &stream{id: id, bodies: compress.NewCache(wholeSlots + 2)}
+	st := &stream{id: id}
+	for f := range st.bodies {
+		st.bodies[f] = compress.NewCache(wholeSlots + 2)
+	}
 	st.ctl.Store(ctl)
 	st.lastSeen.Store(now)
 	return st

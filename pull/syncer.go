@@ -136,7 +136,8 @@ func (p *Pull) encodeBucket(s store.Second) bucket {
 	}
 	b = appendComments(b, s.Comments)
 	b = append(b, '}')
-	return bucket{json: b, total: total, tag: hashOf(b), pieces: new(bucketPieces)}
+	compact := p.appendCompactBucket(make([]byte, 0, len(b)/2+16), s, counts[:n])
+	return bucket{json: [formats][]byte{b, compact}, total: total, tag: [formats]uint64{hashOf(b), hashOf(compact)}, pieces: new([formats]bucketPieces)}
 }
 
 // appendComments appends ,"m":[{"u":..,"x":..},..] when there are comments.

@@ -2,7 +2,14 @@ package main
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -24,6 +31,10 @@ type edge struct {
 	url  string
 	dir  string
 	logs *syncBuffer
+	// tlsURL is the edge's HTTPS address (HTTP/2 or HTTP/1.1 by ALPN),
+	// with a certificate the test made and certs trusts.
+	tlsURL string
+	certs  *x509.CertPool
 }
 
 // nginxPath finds nginx; scripts/install-test-deps.sh installs it, and
@@ -37,8 +48,18 @@ func nginxPath(t *testing.T) string {
 // (host:port each) and runs nginx on a free port until the test ends.
 func startEdge(t *testing.T, pull, push []string) *edge {
 	t.Helper()
+	return startEdgeTLS(t, pull, push, testutil.FreePort(t))
+}
+
+// startEdgeTLS is startEdge with the port of the edge's HTTPS listener
+// given, for origins that must name it in their watch answers.
+func startEdgeTLS(t *testing.T, pull, push []string, tlsPort int) *edge {
+	t.Helper()
 	port := testutil.FreePort(t)
 	e := &edge{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: t.TempDir(), logs: &syncBuffer{}}
+	e.tlsURL = fmt.Sprintf("https://127.0.0.1:%d", tlsPort)
+	certFile, keyFile := filepath.Join(e.dir, "cert.pem"), filepath.Join(e.dir, "key.pem")
+	e.certs = selfSigned(t, certFile, keyFile)
 	tmpl, err := template.ParseFiles(filepath.Join("..", "..", "deploy", "nginx.conf"))
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +69,8 @@ func startEdge(t *testing.T, pull, push []string) *edge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = tmpl.Execute(f, map[string]any{"Dir": e.dir, "Listen": fmt.Sprintf("127.0.0.1:%d", port), "Pull": pull, "Push": push})
+	err = tmpl.Execute(f, map[string]any{"Dir": e.dir, "Listen": fmt.Sprintf("127.0.0.1:%d", port), "Pull": pull, "Push": push,
+		"TLSListen": fmt.Sprintf("127.0.0.1:%d", tlsPort), "Cert": certFile, "Key": keyFile})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -94,6 +116,46 @@ func startEdge(t *testing.T, pull, push []string) *edge {
 		return err == nil
 	})
 	return e
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and its key as
+// PEM files, and returns a pool that trusts it.
+func selfSigned(t *testing.T, certFile, keyFile string) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "emojicast test edge"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return pool
 }
 
 // edgeHit is one line of the edge's access log (deploy/nginx.conf's

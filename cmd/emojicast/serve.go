@@ -91,6 +91,7 @@ type nodeFlags struct {
 	busyNextMS     int64
 	quietNextMS    int64
 	minNextMS      int64
+	compactNextMS  int64
 	maxNextMS      int64
 	targetSends    int64
 }
@@ -151,6 +152,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.Int64Var(&f.busyNextMS, "busy-next-ms", 1000, "poll interval told to viewers of a stream with recent reactions, in ms")
 		fs.Int64Var(&f.quietNextMS, "quiet-next-ms", 5000, "poll interval told to viewers of a quiet stream, in ms")
 		fs.Int64Var(&f.minNextMS, "min-next-ms", 500, "shortest poll interval ever told to viewers, in ms")
+		fs.Int64Var(&f.compactNextMS, "compact-min-next-ms", 2000, "shortest poll interval told to viewers that ask for the compact body (v=2), in ms")
 		fs.Int64Var(&f.maxNextMS, "max-next-ms", 30_000, "longest poll interval ever told to viewers (also under overload), in ms")
 		fs.Int64Var(&f.targetSends, "target-sends", 2000, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
 	}
@@ -391,7 +393,7 @@ func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Sign
 	return pull.New(pull.Options{
 		Store: st, Emojis: emojis, Signer: signer, PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
-		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS,
+		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
 		TargetSends: f.targetSends, Load: meter, Logger: log,
 	})
 }
