@@ -10,7 +10,7 @@ import (
 // immutable once built and safe to share between goroutines.
 type Body struct {
 	Plain     []byte
-	Gzip      []byte // nil when gzip would not make Plain smaller
+	Gzip      []byte // nil when there is none: Plain goes to every client
 	PlainETag []byte // strong ETag of Plain, quoted
 	GzipETag  []byte // strong ETag of Gzip, quoted
 }
@@ -34,15 +34,14 @@ func NewBody(plain []byte) *Body {
 
 // NewBodyTag is NewBody with the body's identity given: tag must differ
 // for different plain bodies and be the same on every node for the same
-// one, so that every node gives a body the same validators. A body that
-// gzip does not make smaller (a short compact answer) has no Gzip form:
-// it is served plain to every client.
+// one, so that every node gives a body the same validators.
 func NewBodyTag(plain []byte, tag uint64) *Body {
-	b := &Body{Plain: plain, PlainETag: AppendETag(nil, tag, MarkPlain)}
-	if gz := AppendGzip(make([]byte, 0, len(plain)/2+32), plain); len(gz) < len(plain) {
-		b.Gzip, b.GzipETag = gz, AppendETag(nil, tag, MarkGzip)
+	return &Body{
+		Plain:     plain,
+		Gzip:      AppendGzip(make([]byte, 0, len(plain)/2+32), plain),
+		PlainETag: AppendETag(nil, tag, MarkPlain),
+		GzipETag:  AppendETag(nil, tag, MarkGzip),
 	}
-	return b
 }
 
 // AppendETag appends the strong ETag of a representation: tag in 11

@@ -90,7 +90,13 @@ func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, f format, now int
 		if slot <= wholeSlots {
 			body = compress.NewBodyTag(parts.appendPlain(nil), tag)
 			if f == formatCompact {
+				// No ETag (see etagOf), and no gzip form where gzip's 18
+				// bytes of framing make the body longer: a second of
+				// reactions without comments.
 				body.PlainETag, body.GzipETag = nil, nil
+				if len(body.Gzip) >= len(body.Plain) {
+					body.Gzip = nil
+				}
 			}
 			bodiesEncoded.Inc()
 		} else {

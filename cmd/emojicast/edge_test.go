@@ -35,6 +35,7 @@ type edge struct {
 	// with a certificate the test made and certs trusts.
 	tlsURL string
 	certs  *x509.CertPool
+	seen   int // access log lines lastHit returned
 }
 
 // nginxPath finds nginx; scripts/install-test-deps.sh installs it, and
