@@ -201,6 +201,19 @@ func TestCDNCachesPollsNotViewers(t *testing.T) {
 		}
 	})
 
+	// Each cursor has one spelling, so the edge holds one entry per cursor:
+	// another spelling is refused, and errors are not cached.
+	t.Run("other spellings of a cursor are refused", func(t *testing.T) {
+		for _, q := range []string{"-1", "-" + strconv.FormatInt(since, 10), "0" + strconv.FormatInt(since, 10), "%3" + strconv.FormatInt(since, 10)[1:]} {
+			for range 2 {
+				a := rawGet(t, fmt.Sprintf("%s/v1/streams/%s/reactions?since=%s", e.url, stream, q), "Accept-Encoding", "gzip")
+				if h := e.lastHit(); a.status != http.StatusBadRequest || !bytes.Contains(a.body, []byte("invalid_since")) || h.cache == "HIT" {
+					t.Fatalf("since=%s through the edge: %d %s, cache %s; want 400 invalid_since from the origin", q, a.status, a.body, h.cache)
+				}
+			}
+		}
+	})
+
 	t.Run("sends pass through", func(t *testing.T) {
 		body := `{"emoji":"love","count":3}`
 		for range 4 {
