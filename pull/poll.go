@@ -22,8 +22,9 @@ var (
 	contentTypeJSON = []byte("application/json")
 )
 
-// HandlePoll serves GET /v1/streams/{stream}/reactions?since=T. stream is a
-// valid stream id. On a body cache hit it does not allocate.
+// HandlePoll serves GET /v1/streams/{stream}/reactions?since=T, and with
+// &v=2 the compact body. stream is a valid stream id. On a body cache hit
+// it does not allocate.
 func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
 	query := ctx.URI().QueryString()
 	f, fok := parseFormat(rawArg(query, "v"))
@@ -63,9 +64,10 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
 
 // writeSlot answers with the body of a slot. The bodies of viewers who keep
 // up and the gap body are cached; the others are assembled per request from
-// pieces. HEAD builds no body but those of viewers who keep up (their
-// ETag depends on whether gzip made them smaller): the ETag comes from the
-// parts' hashes.
+// pieces. HEAD of an assembled body builds nothing: its ETag comes from the
+// parts' hashes. (HEAD of a slot of viewers who keep up builds and caches
+// the body, as a GET would: whether a compact one has a gzip form decides
+// its headers.)
 func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, f format, now int64, slot int) {
 	cslot := cacheSlot(slot)
 	if cslot >= 0 {

@@ -3,7 +3,8 @@
 // syncer goroutine moves newly sealed seconds from the store into the rings,
 // and polls are answered from the rings through a cache of encoded, gzipped
 // bodies, so the request path touches only memory and, for a popular
-// (stream, cursor, second), serves stored bytes.
+// (stream, cursor, second), serves stored bytes; other cursors get bodies
+// assembled from per-second pieces gzipped once.
 package pull
 
 import (
