@@ -167,6 +167,8 @@ func TestBandwidthPerViewer(t *testing.T) {
 // benchmarks/README.md's "Bytes per viewer" alone and together, and holds
 // the default client to 10 KB per minute.
 func TestBytesPerViewerMinute(t *testing.T) {
+	testutil.Long(t, "20 s of four viewers on a busy stream")
+	nginxPath(t)
 	tlsPort := testutil.FreePort(t)
 	origin := startProc(t, "serve", "serve", "--log-level", "warn", "--public-url", fmt.Sprintf("https://127.0.0.1:%d", tlsPort))
 	e := startEdgeTLS(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)}, tlsPort)
