@@ -146,7 +146,7 @@ func TestDistinctCursorsAreNotEncodedPerRequest(t *testing.T) {
 		whole, pieces := counter(t, bodiesEncoded), counter(t, piecesEncoded)
 		attack()
 		whole, pieces = counter(t, bodiesEncoded)-whole, counter(t, piecesEncoded)-pieces
-		// Whole: the slots of viewers who keep up (0..3), each once.
+		// Whole: the slots of viewers who keep up (0..5), each once.
 		// Pieces: the second's head, and the new bucket once as the
 		// first of a list and once after a comma.
 		if whole > wholeSlots+1 || pieces > 3 {

@@ -12,13 +12,13 @@ import (
 // Every cursor maps to one of bodySlots bodies per stream and second: one
 // per distance 0..60 from now, and one for cursors older than the window
 // (the gap body). The slots up to wholeSlots are the bodies of viewers who
-// keep up, shared by nearly every poll: they are compressed whole, for the
+// keep up and of polls without a cursor, shared by nearly every poll: they are compressed whole, for the
 // fewest bytes, and cached. The others, a viewer catching up or a client
 // asking for every cursor there is, are assembled from pieces per request.
 const (
 	bodySlots  = ringbuffer.Size + 2
 	gapSlot    = bodySlots - 1
-	wholeSlots = 3
+	wholeSlots = defaultBack // and polls without a cursor
 )
 
 // bucket is one published second of a stream, already encoded as the JSON
