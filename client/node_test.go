@@ -38,7 +38,7 @@ func startNodeWith(t *testing.T, mod func(*pull.Options)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plOpts := pull.Options{Store: st, SyncInterval: 20 * time.Millisecond, BusyNextMS: 200, QuietNextMS: 200, MinNextMS: 100, Logger: quiet}
+	plOpts := pull.Options{Store: st, SyncInterval: 20 * time.Millisecond, BusyNextMS: 200, QuietNextMS: 200, MinNextMS: 100, CompactMinNextMS: 100, Logger: quiet}
 	if mod != nil {
 		mod(&plOpts)
 	}

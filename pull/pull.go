@@ -68,7 +68,8 @@ type Options struct {
 	// advises: clients that ask for the fewest bytes play each second
 	// spread over a second of screen time, behind live, so polling a busy
 	// stream every 2 s instead of every second shows them the same flow,
-	// a second later, for about half the bytes. Default: 2000.
+	// a second later, for about half the bytes. At most MaxNextMS.
+	// Default: 2000.
 	CompactMinNextMS int64
 	// Load stretches next_ms when the process is over its budget; nil never does.
 	Load *load.Meter
@@ -112,9 +113,8 @@ func (o *Options) fillDefaults() error {
 	if o.MaxNextMS > maxNextMS {
 		return fmt.Errorf("pull: the longest next_ms is %d, above the %d the viewer count can follow", o.MaxNextMS, maxNextMS)
 	}
-	if o.CompactMinNextMS > o.MaxNextMS {
-		return fmt.Errorf("pull: the compact body's shortest next_ms %d is above the longest, %d", o.CompactMinNextMS, o.MaxNextMS)
-	}
+	// A node whose longest next_ms is shorter tells compact clients that.
+	o.CompactMinNextMS = min(o.CompactMinNextMS, o.MaxNextMS)
 	if o.MinNextMS > o.MaxNextMS || o.BusyNextMS < o.MinNextMS || o.QuietNextMS > o.MaxNextMS {
 		return fmt.Errorf("pull: next_ms bounds [%d, %d] must hold the busy (%d) and quiet (%d) intervals",
 			o.MinNextMS, o.MaxNextMS, o.BusyNextMS, o.QuietNextMS)
