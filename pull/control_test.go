@@ -38,6 +38,30 @@ func TestViewerCountThroughArrivalsAndDepartures(t *testing.T) {
 	}
 }
 
+// TestCompactViewersCountOnce: a viewer of a busy stream polling every 2 s,
+// as its compact answers advise, is one viewer, not half of one.
+func TestCompactViewersCountOnce(t *testing.T) {
+	f := newFixture(t)
+	f.poll("s", "")
+	f.sync()
+	st := f.p.streams.get([]byte("s"), f.p.initial, 0)
+	const crowd = 100
+	for sec := range 8 {
+		f.add("s", "love", 30)
+		if sec%2 == 0 {
+			for range crowd {
+				if r := f.poll("s", "?v=2"); r.Response.StatusCode() != 200 {
+					t.Fatalf("poll: %d", r.Response.StatusCode())
+				}
+			}
+		}
+		f.step()
+		if n := st.ctlState.localViewers(st, f.clk.Now()); sec > 0 && n < crowd {
+			t.Fatalf("second %d: %d viewers; want %d polling every 2 s", sec, n, crowd)
+		}
+	}
+}
+
 func TestChooseDivisor(t *testing.T) {
 	f := newFixture(t)
 	f.p.opts.TargetSends = 2000

@@ -54,7 +54,12 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
 		p.writeUnsynced(ctx, f, since, hasSince)
 		return
 	}
-	st.presence.poll(nowMS, st.ctl.Load().nextMS)
+	// A viewer is counted for the next_ms its answer advises.
+	advised := st.ctl.Load().nextMS
+	if f == formatCompact {
+		advised = max(advised, p.opts.CompactMinNextMS)
+	}
+	st.presence.poll(nowMS, advised)
 	now := st.ring.Tail()
 	if !hasSince {
 		since = now - defaultBack
