@@ -82,7 +82,7 @@ func (p *Pull) encodeHistory(from, to int64, secs []store.Second) []byte {
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = append(out, p.encodeBucket(s).json...)
+		out = append(out, p.encodeBucket(s).json[formatV1]...)
 	}
 	return append(out, "]}"...)
 }
