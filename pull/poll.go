@@ -48,8 +48,11 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
 	if st.lastSeen.Load() != wall {
 		st.lastSeen.Store(wall)
 	}
+	counts := p.countsPoll(ctx)
 	if !st.synced() {
-		st.presence.poll(nowMS, unsyncedNextMS)
+		if counts {
+			st.presence.poll(nowMS, unsyncedNextMS)
+		}
 		p.wakeSyncer()
 		p.writeUnsynced(ctx, f, since, hasSince)
 		return
@@ -59,7 +62,9 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
 	if f == formatCompact {
 		advised = max(advised, p.opts.CompactMinNextMS)
 	}
-	st.presence.poll(nowMS, advised)
+	if counts {
+		st.presence.poll(nowMS, advised)
+	}
 	now := st.ring.Tail()
 	if !hasSince {
 		since = now - defaultBack

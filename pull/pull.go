@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/emojicast/emojicast/clientip"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,10 @@ type Options struct {
 	NodeID string
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
+	// EdgeFeed, when set, names the edges whose log feed reports their
+	// polls (CountEdgePolls); polls from them are not counted again when
+	// they reach this node. Nil: every poll that reaches the node counts.
+	EdgeFeed *clientip.Resolver
 }
 
 // unsyncedNextMS is next_ms for a stream the node has not synced yet: the

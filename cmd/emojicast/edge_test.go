@@ -56,6 +56,18 @@ func startEdge(t *testing.T, pull, push []string) *edge {
 // given, for origins that must name it in their watch answers.
 func startEdgeTLS(t *testing.T, pull, push []string, tlsPort int) *edge {
 	t.Helper()
+	return startEdgeWith(t, pull, push, tlsPort, nil)
+}
+
+// startEdgeFeed is startEdge with the edge's polls reported as syslog to
+// the UDP addresses edgeLog (the pull nodes' --edge-log-listen).
+func startEdgeFeed(t *testing.T, pull, push, edgeLog []string) *edge {
+	t.Helper()
+	return startEdgeWith(t, pull, push, testutil.FreePort(t), edgeLog)
+}
+
+func startEdgeWith(t *testing.T, pull, push []string, tlsPort int, edgeLog []string) *edge {
+	t.Helper()
 	port := testutil.FreePort(t)
 	e := &edge{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: t.TempDir(), logs: &syncBuffer{}}
 	e.tlsURL = fmt.Sprintf("https://127.0.0.1:%d", tlsPort)
@@ -71,7 +83,7 @@ func startEdgeTLS(t *testing.T, pull, push []string, tlsPort int) *edge {
 		t.Fatal(err)
 	}
 	err = tmpl.Execute(f, map[string]any{"Dir": e.dir, "Listen": fmt.Sprintf("127.0.0.1:%d", port), "Pull": pull, "Push": push,
-		"TLSListen": fmt.Sprintf("127.0.0.1:%d", tlsPort), "Cert": certFile, "Key": keyFile})
+		"TLSListen": fmt.Sprintf("127.0.0.1:%d", tlsPort), "Cert": certFile, "Key": keyFile, "EdgeLog": edgeLog})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emojicast/emojicast/clientip"
 	"github.com/emojicast/emojicast/comment"
+	"github.com/emojicast/emojicast/edgelog"
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/pull"
@@ -68,6 +69,7 @@ type nodeFlags struct {
 	ipWatchBurst    int
 	maxClientIPs    int
 	corsOrigins     string
+	edgeLogListen   string
 	// Push.
 	flushInterval time.Duration
 	userRate      float64
@@ -154,6 +156,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.Int64Var(&f.minNextMS, "min-next-ms", 500, "shortest poll interval ever told to viewers, in ms")
 		fs.Int64Var(&f.compactNextMS, "compact-min-next-ms", 2000, "shortest poll interval told to viewers that ask for the compact body (v=2), in ms")
 		fs.Int64Var(&f.maxNextMS, "max-next-ms", 30_000, "longest poll interval ever told to viewers (also under overload), in ms")
+		fs.StringVar(&f.edgeLogListen, "edge-log-listen", "", "UDP address (host:port) to receive the edges' access log as syslog at: their polls, cache hits included, count as viewers; only lines from --trusted-proxies are read, and polls from them are not counted again (empty: off)")
 		fs.Int64Var(&f.targetSends, "target-sends", 2000, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
 	}
 }
@@ -247,6 +250,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	}
 	var pu *push.Push
 	var pl *pull.Pull
+	var feed *edgelog.Listener
 	var index fasthttp.RequestHandler
 	if r.push {
 		if pu, err = newPush(f, stores, emojis, signer, meter, filter, log); err != nil {
@@ -255,13 +259,27 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		}
 	}
 	if r.pull {
-		if pl, err = newPull(f, stores.main.Store, emojis, signer, meter, log); err != nil {
+		if f.edgeLogListen != "" && len(proxies) == 0 {
+			stores.close()
+			return errors.New("--edge-log-listen needs --trusted-proxies: the edges whose log lines count")
+		}
+		var edges *clientip.Resolver // nil: no edge feed
+		if f.edgeLogListen != "" {
+			edges = clientip.New(proxies)
+		}
+		if pl, err = newPull(f, stores.main.Store, emojis, signer, meter, edges, log); err != nil {
 			stores.close()
 			return err
 		}
 		if index, err = newViewer(f); err != nil {
 			stores.close()
 			return err
+		}
+		if edges != nil {
+			if feed, err = edgelog.Listen(f.edgeLogListen, edges, pl, log); err != nil {
+				stores.close()
+				return fmt.Errorf("cannot listen for the edge log on %s: %w", f.edgeLogListen, err)
+			}
 		}
 	}
 	srv := server.New(server.Options{
@@ -273,11 +291,19 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		CORSOrigins: origins, Logger: log,
 	})
 	if err := srv.Listen(); err != nil {
+		if feed != nil {
+			_ = feed.Close()
+		}
 		stores.close()
 		return fmt.Errorf("cannot listen on %s: %w", f.listen, err)
 	}
 	meter.Start()
 	steps := append(startParts(pu, pl, stores), stopStep{"load meter", func(context.Context) { meter.Stop() }})
+	if feed != nil {
+		// Stopped before the pull syncer: it counts into its streams.
+		steps = append([]stopStep{{"edge log feed", func(context.Context) { _ = feed.Close() }}}, steps...)
+		log.Info("edge log feed", "addr", feed.Addr().String())
+	}
 	if filter != nil {
 		steps = append(steps, watchFilter(filter, f.blockedWords, log))
 	}
@@ -385,7 +411,7 @@ func newViewer(f *nodeFlags) (fasthttp.RequestHandler, error) {
 	return viewer.Handle, nil
 }
 
-func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, log *slog.Logger) (*pull.Pull, error) {
+func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, edges *clientip.Resolver, log *slog.Logger) (*pull.Pull, error) {
 	pushURL := f.pushURL
 	if pushURL == "" {
 		pushURL = f.publicURL
@@ -394,7 +420,7 @@ func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Sign
 		Store: st, Emojis: emojis, Signer: signer, PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
 		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
-		TargetSends: f.targetSends, Load: meter, Logger: log,
+		TargetSends: f.targetSends, Load: meter, Logger: log, EdgeFeed: edges,
 	})
 }
 
