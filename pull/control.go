@@ -21,15 +21,21 @@ import (
 // sum.
 //
 // sample: the push fleet should receive about TargetSends forwarded taps
-// per second per stream. The sealed counts (already scaled by 1/sample)
-// estimate the true taps per second, the same on every node; divided by
-// the viewers they give a per-viewer tap rate, smoothed slowly. The divisor
-// is ceil(viewers * rate / target): it follows the audience at once when a
-// stream grows and the tapping habit within half a minute. It rises at
-// once but falls at most by half per step, and only moves when off by
-// more than a quarter, so clients and push nodes rarely see it change. A
-// divisor is written to the store a second before it is advertised, so push
-// nodes know it before clients use it.
+// per second per stream. What sampling can change is the sends that state
+// a sample: push nodes add their taps, at the weight each was counted
+// with, under store.SampledTaps with every second's counts, so every pull
+// node reads the same figure. It is smoothed over about ten seconds (a
+// second at least twice the smoothed figure is taken at once: a surge),
+// and the divisor is ceil(figure / target), between 1 and MaxDivisor.
+// Sends that state no sample are counted once and left out: raising the
+// divisor would not make them fewer, so they cannot drive it up. A client
+// that states a sample but forwards every tap weighs on the figure only
+// up to its per-user limit, which push charges at the send's weight. The
+// divisor moves only when off by more than an eighth, and then by at
+// most 2x per step, so clients and push nodes rarely see it change. A
+// divisor is written to the store a second before it is advertised, so
+// push nodes know it before clients use it; every report keeps it alive
+// in the store, so it never expires while the stream is served.
 //
 // next_ms: BusyNextMS for a stream with reactions in the last QuietAfter,
 // QuietNextMS otherwise (sparse control), stretched by the node's overload
@@ -62,7 +68,8 @@ type streamControl struct {
 	counted    int64   // the newest second folded into present
 	present    int64   // viewers present at the end of second counted
 	lastActive int64   // newest second that had reactions
-	tapRate    float64 // smoothed taps per second per viewer; 0 until known
+	sampled    float64 // smoothed store.SampledTaps per second
+	judged     bool    // sampled holds at least one step's figure
 }
 
 // localViewers folds the seconds completed since the last step into the
@@ -85,8 +92,8 @@ func (sc *streamControl) localViewers(st *stream, now time.Time) int64 {
 	return max(sc.present, 0)
 }
 
-// demand returns the reactions per second in the seconds just published,
-// or -1 when there are none to judge by (a stream just added).
+// demand returns the store.SampledTaps per second in the seconds just
+// published, or -1 when there are none to judge by (a stream just added).
 func demand(secs []store.Second, since, horizon int64) float64 {
 	if since == 0 || horizon <= since {
 		return -1
@@ -94,7 +101,9 @@ func demand(secs []store.Second, since, horizon int64) float64 {
 	var total int64
 	for _, s := range secs {
 		for _, c := range s.Counts {
-			total += c.N
+			if c.Emoji == store.SampledTaps {
+				total += c.N
+			}
 		}
 	}
 	return float64(total) / float64(horizon-since)
@@ -102,27 +111,27 @@ func demand(secs []store.Second, since, horizon int64) float64 {
 
 // chooseDivisor applies the sample rule to one stream, starting from the
 // divisor the fleet advertises so that nodes converge on one value.
-func (p *Pull) chooseDivisor(sc *streamControl, viewers int64, perSecond float64, current int64) int64 {
-	if perSecond >= 0 && viewers > 0 {
-		// Half a minute of memory: a stream's tapping habit changes slowly.
+func (p *Pull) chooseDivisor(sc *streamControl, perSecond float64, current int64) int64 {
+	if perSecond >= 0 {
 		const alpha = 0.1
-		rate := perSecond / float64(viewers)
-		if sc.tapRate == 0 {
-			sc.tapRate = rate
+		if !sc.judged || perSecond >= 2*sc.sampled {
+			sc.sampled = perSecond
 		} else {
-			sc.tapRate += alpha * (rate - sc.tapRate)
+			sc.sampled += alpha * (perSecond - sc.sampled)
 		}
+		sc.judged = true
 	}
-	if sc.tapRate == 0 {
+	if !sc.judged {
 		return current // nothing to judge by yet
 	}
-	want := int64(math.Ceil(float64(viewers) * sc.tapRate / float64(p.opts.TargetSends)))
-	want = max(want, 1)
+	current = min(max(current, 1), p.opts.MaxDivisor)
+	want := int64(math.Ceil(sc.sampled / float64(p.opts.TargetSends)))
+	want = min(max(want, 1), p.opts.MaxDivisor)
 	switch {
 	case float64(want) > 1.125*float64(current):
-		return want
+		return min(want, 2*current)
 	case 1.125*float64(want) < float64(current):
-		return max(want, current/2)
+		return max(want, (current+1)/2)
 	}
 	return current
 }
@@ -176,8 +185,8 @@ func (p *Pull) control(ctx context.Context, behind []*stream, coll store.Collect
 			viewers, advertised = fleet[i].Viewers, fleet[i].Divisor
 		}
 		reports[i] = store.ControlReport{Stream: st.id, Viewers: local[i]}
-		if k := p.chooseDivisor(sc, viewers, demand(mine, st.ring.Tail(), coll.Horizon), advertised); k != advertised {
-			reports[i].Divisor = k
+		if k := p.chooseDivisor(sc, demand(mine, st.ring.Tail(), coll.Horizon), advertised); k != advertised {
+			reports[i].Divisor, reports[i].Previous = k, advertised
 		}
 		next := &control{nextMS: p.nextMS(sc, coll.Horizon), divisor: advertised, viewers: viewers}
 		if *next == *old {

@@ -3,6 +3,8 @@ package pull
 import (
 	"testing"
 	"time"
+
+	"github.com/emojicast/emojicast/store"
 )
 
 // TestViewerCountThroughArrivalsAndDepartures: a crowd that arrives at once
@@ -65,29 +67,63 @@ func TestCompactViewersCountOnce(t *testing.T) {
 func TestChooseDivisor(t *testing.T) {
 	f := newFixture(t)
 	f.p.opts.TargetSends = 2000
+	f.p.opts.MaxDivisor = 1000
 	for _, tc := range []struct {
 		name    string
-		viewers int64
-		perSec  float64
+		perSec  float64 // sampled taps per second
 		current int64
 		want    int64
 	}{
-		{"10k taps/s for a target of 2k", 50_000, 10_000, 1, 5},
-		{"already right", 50_000, 10_000, 5, 5},
-		{"within an eighth: kept", 50_000, 17_000, 8, 8},
-		{"a fifth over: raised", 50_000, 10_500 * 1.15, 5, 7},
-		{"falls at most by half", 50_000, 1_000, 8, 4},
-		{"under the target: everything forwarded", 100, 50, 1, 1},
-		{"a celebrity stream", 10_000_000, 1e6, 1, 500},
+		{"10k taps/s for a target of 2k", 10_000, 5, 5},
+		{"rises at most 2x a step", 10_000, 1, 2},
+		{"within an eighth: kept", 17_000, 8, 8},
+		{"a fifth over: raised", 10_500 * 1.15, 5, 7},
+		{"falls at most by half", 1_000, 8, 4},
+		{"under the target: everything forwarded", 50, 1, 1},
+		{"capped", 1e9, 800, 1000},
+		{"a fleet divisor above the cap comes down to it", 1e9, 5000, 1000},
 	} {
 		var sc streamControl
-		if got := f.p.chooseDivisor(&sc, tc.viewers, tc.perSec, tc.current); got != tc.want {
+		if got := f.p.chooseDivisor(&sc, tc.perSec, tc.current); got != tc.want {
 			t.Errorf("%s: divisor %d; want %d", tc.name, got, tc.want)
 		}
 	}
 	var fresh streamControl
-	if got := f.p.chooseDivisor(&fresh, 1000, -1, 7); got != 7 {
+	if got := f.p.chooseDivisor(&fresh, -1, 7); got != 7 {
 		t.Errorf("no demand known yet: divisor %d; want the fleet's 7 kept", got)
+	}
+	// Smoothed: one quiet second does not halve a busy stream's divisor.
+	var sc streamControl
+	for range 30 {
+		sc.sampled = 0
+		f.p.chooseDivisor(&sc, 20_000, 10)
+	}
+	if got := f.p.chooseDivisor(&sc, 0, 10); got != 10 {
+		t.Errorf("one second without sampled taps: divisor %d; want 10 kept", got)
+	}
+}
+
+// A steady divisor is chosen once and reported once; the store must keep
+// it for as long as the stream is served, not forget it DivisorTTL after
+// it was chosen. (Before: the node advertised 1 again 61 s in.)
+func TestSteadyDivisorIsNeverForgotten(t *testing.T) {
+	f := newFixture(t)
+	f.p.opts.TargetSends = 2000
+	f.poll("s", "")
+	f.sync()
+	var trace []int64
+	for range 130 {
+		f.add("s", "love", 20_000)
+		f.add("s", store.SampledTaps, 20_000)
+		f.poll("s", "")
+		f.step()
+		st := f.p.streams.get([]byte("s"), f.p.initial, 0)
+		trace = append(trace, st.ctl.Load().divisor)
+	}
+	for i := 10; i < len(trace); i++ {
+		if trace[i] != 10 {
+			t.Fatalf("second %d: divisor %d; want a steady 10 (trace %v)", i, trace[i], trace)
+		}
 	}
 }
 

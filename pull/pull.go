@@ -77,6 +77,9 @@ type Options struct {
 	// TargetSends is the forwarded taps per second per stream the push
 	// fleet should receive; sample is chosen to keep it there. Default: 2000.
 	TargetSends int64
+	// MaxDivisor caps the sample divisor; push nodes must use the same.
+	// Default: store.DefaultMaxDivisor.
+	MaxDivisor int64
 	// NodeID names this node in the viewer reports it shares.
 	// Default: a random id.
 	NodeID string
@@ -115,6 +118,7 @@ func (o *Options) fillDefaults() error {
 	setDefault(&o.CompactMinNextMS, 2000)
 	setDefault(&o.MaxNextMS, 30_000)
 	setDefault(&o.TargetSends, 2000)
+	setDefault(&o.MaxDivisor, store.DefaultMaxDivisor)
 	if o.MaxNextMS > maxNextMS {
 		return fmt.Errorf("pull: the longest next_ms is %d, above the %d the viewer count can follow", o.MaxNextMS, maxNextMS)
 	}

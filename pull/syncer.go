@@ -88,6 +88,9 @@ func (p *Pull) encodeBucket(s store.Second) bucket {
 	n := p.opts.Emojis.Len()
 	var total int64
 	for _, c := range s.Counts {
+		if c.Emoji == store.SampledTaps {
+			continue
+		}
 		i, ok := p.opts.Emojis.IndexString(c.Emoji)
 		if !ok || c.N <= 0 {
 			unknownEmojis.Inc()

@@ -57,6 +57,7 @@ type secondSums struct {
 	second  int64
 	writers atomic.Int64
 	counts  [emoji.Max]atomic.Int64
+	sampled atomic.Int64 // store.SampledTaps: weighted taps of sends that stated a sample
 }
 
 func (s *secondSums) enter() bool {
@@ -84,6 +85,9 @@ func (s *secondSums) drain(stream string, emojis *emoji.Set, deltas []store.Delt
 			deltas = append(deltas, store.Delta{Stream: stream, Second: s.second, Emoji: emojis.At(i).ID, Count: n})
 		}
 	}
+	if n := s.sampled.Swap(0); n != 0 {
+		deltas = append(deltas, store.Delta{Stream: stream, Second: s.second, Emoji: store.SampledTaps, Count: n})
+	}
 	return deltas
 }
 
@@ -95,14 +99,15 @@ func newAggregator(maxStreams int) *aggregator {
 	return a
 }
 
-// add counts n taps of emoji index e on stream in second sec.
-func (a *aggregator) add(stream []byte, sec int64, e int, n int64) error {
+// add counts n taps of emoji index e on stream in second sec, sampled of
+// them (0 or n) from a send that stated a sample.
+func (a *aggregator) add(stream []byte, sec int64, e int, n, sampled int64) error {
 	for {
 		st, err := a.lookup(stream, sec)
 		if err != nil {
 			return err
 		}
-		if st.add(sec, e, n) {
+		if st.add(sec, e, n, sampled) {
 			return nil
 		}
 	}
@@ -132,7 +137,7 @@ func (a *aggregator) lookup(stream []byte, sec int64) (*streamSums, error) {
 }
 
 // add reports false if the stream was evicted and must be looked up again.
-func (st *streamSums) add(sec int64, e int, n int64) bool {
+func (st *streamSums) add(sec int64, e int, n, sampled int64) bool {
 	for {
 		cur := st.cur.Load()
 		if cur.second < sec {
@@ -145,6 +150,9 @@ func (st *streamSums) add(sec int64, e int, n int64) bool {
 		// newer second: off by a moment, never lost.
 		if cur.enter() {
 			cur.counts[e].Add(n)
+			if sampled != 0 {
+				cur.sampled.Add(sampled)
+			}
 			cur.leave()
 			return true
 		}

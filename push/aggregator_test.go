@@ -58,7 +58,7 @@ func TestAggregatorCountsExactlyUnderConcurrentFlushes(t *testing.T) {
 				<-start[s]
 				for i := range perSec {
 					stream := fmt.Appendf(nil, "s%d", (w+i)%3)
-					if err := a.add(stream, int64(1000+s), i%emojis.Len(), 1); err != nil {
+					if err := a.add(stream, int64(1000+s), i%emojis.Len(), 1, 0); err != nil {
 						t.Error(err)
 					}
 				}
@@ -99,20 +99,20 @@ func TestAggregatorCountsExactlyUnderConcurrentFlushes(t *testing.T) {
 func TestAggregatorStreamBound(t *testing.T) {
 	a := newAggregator(2)
 	for _, s := range []string{"a", "b"} {
-		if err := a.add([]byte(s), 1, 0, 1); err != nil {
+		if err := a.add([]byte(s), 1, 0, 1, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := a.add([]byte("c"), 1, 0, 1); err != errTooManyStreams {
+	if err := a.add([]byte("c"), 1, 0, 1, 0); err != errTooManyStreams {
 		t.Fatalf("third stream: %v; want errTooManyStreams", err)
 	}
-	if err := a.add([]byte("a"), 1, 0, 1); err != nil {
+	if err := a.add([]byte("a"), 1, 0, 1, 0); err != nil {
 		t.Fatalf("known stream refused at the bound: %v", err)
 	}
 	// Idle streams go away and make room.
 	a.drain(nil, emoji.Default(), 5)
 	a.drain(nil, emoji.Default(), 5)
-	if err := a.add([]byte("c"), 6, 0, 1); err != nil {
+	if err := a.add([]byte("c"), 6, 0, 1, 0); err != nil {
 		t.Fatalf("new stream refused after idle ones were evicted: %v", err)
 	}
 }
@@ -125,7 +125,7 @@ func TestAggregatorConcurrentDrainsEvictOnce(t *testing.T) {
 	for round := range 50 {
 		a := newAggregator(1000)
 		for i := range 200 {
-			if err := a.add(fmt.Appendf(nil, "s%d", i), 1, 0, 1); err != nil {
+			if err := a.add(fmt.Appendf(nil, "s%d", i), 1, 0, 1, 0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -150,8 +150,8 @@ func TestAggregatorConcurrentDrainsEvictOnce(t *testing.T) {
 func TestAggregatorAddDoesNotAllocate(t *testing.T) {
 	a := newAggregator(10)
 	stream := []byte("launch-2026")
-	if err := a.add(stream, 7, 1, 1); err != nil {
+	if err := a.add(stream, 7, 1, 1, 0); err != nil {
 		t.Fatal(err)
 	}
-	testutil.NoAllocs(t, "aggregator.add", func() { _ = a.add(stream, 7, 1, 1) })
+	testutil.NoAllocs(t, "aggregator.add", func() { _ = a.add(stream, 7, 1, 1, 0) })
 }

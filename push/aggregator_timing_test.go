@@ -72,7 +72,7 @@ func BenchmarkAggregatorAdd(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			a := newAggregator(10_000)
 			runAdds(b, bc.streams, func(stream []byte, sec int64, e int) {
-				if err := a.add(stream, sec, e, 1); err != nil {
+				if err := a.add(stream, sec, e, 1, 0); err != nil {
 					b.Error(err)
 				}
 			})

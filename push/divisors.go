@@ -4,54 +4,65 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/emojicast/emojicast/store"
 )
 
-// divisors keeps the sample divisor pull nodes advertise for each stream
+// divisors keeps the sample divisors the fleet advertises for the streams
 // this node receives sends for, read from the store in the background so
-// the request path only reads memory. Each accepted tap counts k times,
-// where 1/k is the sample the client applied: a client may say which sample
-// it used, and it is believed if that sample was advertised for the stream
-// within the last recentFor seconds; otherwise the current one applies.
+// the request path only reads memory.
+//
+// The weighting rule (API.md, Sampling): a send counts count × k taps only
+// when it states the sample 1/k it was forwarded with and the fleet
+// advertised 1/k for the stream (now, or within store.RecentFor); a send
+// that states none, or one the fleet never advertised, counts count taps.
+// Until the node has read a stream's divisor it trusts a stated sample up
+// to maxDivisor, and it advertises nothing rather than 1. The per-user
+// limit is charged the weight, so no claim buys more than the limit.
 type divisors struct {
-	max int
+	maxStreams int
+	maxDivisor int64
 
 	mu sync.RWMutex
 	m  map[string]*streamDivisor
 }
 
-// recentFor is how long a replaced divisor is still accepted from clients:
-// a viewer may go that long between polls when the fleet is overloaded.
-const recentFor = 60
+// recentFor is store.RecentFor in seconds.
+const recentFor = int64(store.RecentFor / time.Second)
 
 type streamDivisor struct {
-	current  atomic.Int64
+	current  atomic.Int64 // 0 until read from the store
 	lastUsed atomic.Int64 // Unix second of the last send
 
-	mu     sync.Mutex
-	recent [4]advertised // replaced divisors, newest first
+	mu      sync.Mutex
+	recent  [4]advertised // replaced divisors, newest first
+	loading chan struct{} // closed when the read under way ends; nil if none
+	failed  int64         // Unix second of the last failed first read
 }
 
 type advertised struct {
 	k     int64
-	until int64 // Unix second after which it is no longer accepted
+	until int64 // Unix second after which it is no longer honoured
 }
 
-func newDivisors(max int) *divisors {
-	return &divisors{max: max, m: make(map[string]*streamDivisor)}
+func newDivisors(maxStreams int, maxDivisor int64) *divisors {
+	return &divisors{maxStreams: maxStreams, maxDivisor: maxDivisor, m: make(map[string]*streamDivisor)}
 }
 
-// weight returns the divisor to weight a tap with, and the one to advertise
-// in the answer. claimed is the divisor the client says it sampled with; 0
-// when it did not say.
-func (d *divisors) weight(stream []byte, claimed, now int64) (weight, current int64) {
-	sd := d.get(stream, now)
-	if sd == nil {
-		return 1, 1
+// weigh returns the weight of a send for a stream (nil: the table is full)
+// that states the divisor claimed (0: it stated no sample), and the
+// divisor to advertise in the answer, 0 while it is unknown.
+func (d *divisors) weigh(sd *streamDivisor, claimed, now int64) (weight, current int64) {
+	if sd != nil {
+		current = sd.current.Load()
 	}
-	current = sd.current.Load()
-	if claimed == 0 || claimed == current {
+	switch {
+	case claimed <= 1:
+		return 1, current
+	case current == 0:
+		return min(claimed, d.maxDivisor), 0
+	case claimed == current:
 		return current, current
 	}
 	sd.mu.Lock()
@@ -61,10 +72,10 @@ func (d *divisors) weight(stream []byte, claimed, now int64) (weight, current in
 			return claimed, current
 		}
 	}
-	return current, current
+	return 1, current
 }
 
-// get returns the stream's entry, creating one at divisor 1 if there is
+// get returns the stream's entry, creating an unknown one if there is
 // room; nil if the table is full.
 func (d *divisors) get(stream []byte, now int64) *streamDivisor {
 	d.mu.RLock()
@@ -73,12 +84,11 @@ func (d *divisors) get(stream []byte, now int64) *streamDivisor {
 	if sd == nil {
 		d.mu.Lock()
 		if sd = d.m[string(stream)]; sd == nil {
-			if len(d.m) >= d.max {
+			if len(d.m) >= d.maxStreams {
 				d.mu.Unlock()
 				return nil
 			}
 			sd = &streamDivisor{}
-			sd.current.Store(1)
 			d.m[string(stream)] = sd
 		}
 		d.mu.Unlock()
@@ -87,6 +97,45 @@ func (d *divisors) get(stream []byte, now int64) *streamDivisor {
 		sd.lastUsed.Store(now)
 	}
 	return sd
+}
+
+// load reads the divisor of a stream the node does not know yet, waiting
+// at most timeout; concurrent sends share one read. A read that failed is
+// not retried within the same second: the background refresh takes over.
+func (d *divisors) load(sd *streamDivisor, stream []byte, s store.Store, timeout time.Duration, now int64) {
+	sd.mu.Lock()
+	if sd.current.Load() != 0 || sd.failed == now {
+		sd.mu.Unlock()
+		return
+	}
+	wait := sd.loading
+	if wait == nil {
+		sd.loading = make(chan struct{})
+	}
+	sd.mu.Unlock()
+	if wait != nil {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-wait:
+		case <-t.C:
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctl, err := s.Control(ctx, []string{string(stream)})
+	cancel()
+	if err == nil {
+		sd.set(ctl[0], now)
+	}
+	sd.mu.Lock()
+	if err != nil {
+		sd.failed = now
+		divisorErrors.Inc()
+	}
+	close(sd.loading)
+	sd.loading = nil
+	sd.mu.Unlock()
 }
 
 // refresh reads the current divisors of the streams sent to within
@@ -101,7 +150,7 @@ func (d *divisors) refresh(ctx context.Context, s store.Store, now int64) error 
 		return err
 	}
 	for i, sd := range entries {
-		sd.set(ctl[i].Divisor, now)
+		sd.set(ctl[i], now)
 	}
 	return nil
 }
@@ -123,14 +172,22 @@ func (d *divisors) snapshot(before int64) ([]string, []*streamDivisor) {
 	return ids, entries
 }
 
-func (sd *streamDivisor) set(k, now int64) {
+// set records the fleet's divisor. The one it replaces stays honoured for
+// recentFor; so does the fleet's previous one when this node learns the
+// divisor for the first time (it may have just started).
+func (sd *streamDivisor) set(c store.Control, now int64) {
 	old := sd.current.Load()
-	if k < 1 || k == old {
+	if c.Divisor < 1 || c.Divisor == old {
 		return
 	}
 	sd.mu.Lock()
-	copy(sd.recent[1:], sd.recent[:len(sd.recent)-1])
-	sd.recent[0] = advertised{k: old, until: now + recentFor}
-	sd.current.Store(k)
-	sd.mu.Unlock()
+	defer sd.mu.Unlock()
+	if old == 0 {
+		old = c.Previous
+	}
+	if old > 0 {
+		copy(sd.recent[1:], sd.recent[:len(sd.recent)-1])
+		sd.recent[0] = advertised{k: old, until: now + recentFor}
+	}
+	sd.current.Store(c.Divisor)
 }

@@ -7,54 +7,80 @@ import (
 	"github.com/emojicast/emojicast/store"
 )
 
-func TestDivisorsFollowTheStoreAndRememberRecentOnes(t *testing.T) {
+func TestDivisorsWeighOnlyWhatTheFleetAdvertised(t *testing.T) {
 	fs, _ := newFaulty()
-	d := newDivisors(10)
+	d := newDivisors(10, 1000)
 	stream := []byte("s")
 	const now = 1000
-	if w, cur := d.weight(stream, 0, now); w != 1 || cur != 1 {
-		t.Fatalf("unknown stream: weight %d, current %d; want 1, 1", w, cur)
+	sd := d.get(stream, now)
+	for _, tc := range []struct{ claimed, want int64 }{{0, 1}, {1, 1}, {40, 40}, {5000, 1000}} {
+		// Unknown yet: a stated sample is trusted up to the cap, and
+		// nothing is advertised.
+		if w, cur := d.weigh(sd, tc.claimed, now); w != tc.want || cur != 0 {
+			t.Fatalf("unknown stream, claimed %d: weight %d, advertised %d; want %d, 0", tc.claimed, w, cur, tc.want)
+		}
 	}
-	report := func(k int64) {
+	report := func(c store.ControlReport) {
 		t.Helper()
-		if err := fs.ReportControl(context.Background(), "pull-1", []store.ControlReport{{Stream: "s", Divisor: k}}); err != nil {
+		c.Stream = "s"
+		if err := fs.ReportControl(context.Background(), "pull-1", []store.ControlReport{c}); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.refresh(context.Background(), fs, now); err != nil {
 			t.Fatal(err)
 		}
 	}
-	report(20)
-	if w, cur := d.weight(stream, 0, now); w != 20 || cur != 20 {
-		t.Fatalf("after the fleet chose 20: weight %d, current %d", w, cur)
+	report(store.ControlReport{Divisor: 20})
+	if w, cur := d.weigh(sd, 20, now); w != 20 || cur != 20 {
+		t.Fatalf("after the fleet chose 20: weight %d, advertised %d", w, cur)
 	}
-	report(50)
+	report(store.ControlReport{Divisor: 50, Previous: 20})
 	for _, tc := range []struct {
 		claimed, at, want int64
 	}{
-		{0, now, 50},                  // no claim: the current divisor
-		{50, now, 50},                 // the current one
-		{20, now, 20},                 // replaced a moment ago: a client still sampling at 1/20
-		{1, now, 1},                   // the first one, also recent
-		{7, now, 50},                  // never advertised: not believed
-		{1000, now, 50},               // a client claiming a tiny sample to inflate counts
-		{20, now + recentFor + 1, 50}, // replaced too long ago
+		{0, now, 1},                  // no stated sample: one tap is one tap
+		{50, now, 50},                // the current one
+		{20, now, 20},                // replaced a moment ago: a client still sampling at 1/20
+		{7, now, 1},                  // never advertised: not believed
+		{1000, now, 1},               // a client claiming a tiny sample to inflate counts
+		{20, now + recentFor + 1, 1}, // replaced too long ago
 	} {
-		if w, _ := d.weight(stream, tc.claimed, tc.at); w != tc.want {
-			t.Errorf("claimed %d at %d: weight %d; want %d", tc.claimed, tc.at, w, tc.want)
+		if w, cur := d.weigh(sd, tc.claimed, tc.at); w != tc.want || cur != 50 {
+			t.Errorf("claimed %d at %d: weight %d, advertised %d; want %d, 50", tc.claimed, tc.at, w, cur, tc.want)
+		}
+	}
+}
+
+func TestDivisorsFirstReadKnowsTheReplacedDivisor(t *testing.T) {
+	fs, _ := newFaulty()
+	ctx := context.Background()
+	for _, c := range []store.ControlReport{{Stream: "s", Divisor: 12}, {Stream: "s", Divisor: 16, Previous: 12}} {
+		if err := fs.ReportControl(ctx, "pull-1", []store.ControlReport{c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := newDivisors(10, 1000)
+	sd := d.get([]byte("s"), 1000)
+	d.load(sd, []byte("s"), fs, firstReadTimeout, 1000)
+	for _, k := range []int64{16, 12} {
+		if w, cur := d.weigh(sd, k, 1000); w != k || cur != 16 {
+			t.Errorf("a new node, claimed %d: weight %d, advertised %d; want %d, 16", k, w, cur, k)
 		}
 	}
 }
 
 func TestDivisorsAreBoundedAndForgetIdleStreams(t *testing.T) {
 	fs, _ := newFaulty()
-	d := newDivisors(2)
-	d.weight([]byte("a"), 0, 1000)
-	d.weight([]byte("b"), 0, 1000)
-	if w, _ := d.weight([]byte("c"), 0, 1000); w != 1 || len(d.m) != 2 {
-		t.Fatalf("a third stream past the bound: weight %d, %d entries", w, len(d.m))
+	d := newDivisors(2, 1000)
+	d.get([]byte("a"), 1000)
+	d.get([]byte("b"), 1000)
+	if sd := d.get([]byte("c"), 1000); sd != nil || len(d.m) != 2 {
+		t.Fatalf("a third stream past the bound: %v, %d entries", sd, len(d.m))
 	}
-	d.weight([]byte("b"), 0, 1000+recentFor)
+	if w, cur := d.weigh(nil, 30, 1000); w != 30 || cur != 0 {
+		t.Fatalf("a stream past the bound, claimed 30: weight %d, advertised %d; want 30 (the cap holds), 0", w, cur)
+	}
+	d.get([]byte("b"), 1000+recentFor)
 	if err := d.refresh(context.Background(), fs, 1000+recentFor+1); err != nil {
 		t.Fatal(err)
 	}

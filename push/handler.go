@@ -41,13 +41,31 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 		api.WriteError(ctx, aerr)
 		return
 	}
-	if wait := p.users.Allow(user, int(r.count), now.UnixNano()); wait > 0 {
+	sec := now.Unix()
+	sd := p.divisors.get(stream, sec)
+	if sd != nil && sd.current.Load() == 0 {
+		// The first send of a stream new to this node: learn the fleet's
+		// divisor before weighting or advertising anything.
+		p.divisors.load(sd, stream, p.targets[0].store, firstReadTimeout, sec)
+	}
+	k, current := p.divisors.weigh(sd, r.divisor, sec)
+	weighted := r.count * k
+	var wait time.Duration
+	if k == 1 {
+		wait = p.users.Allow(user, int(r.count), now.UnixNano())
+	} else {
+		wait = p.users.AllowDebt(user, weighted, now.UnixNano())
+	}
+	if wait > 0 {
 		rateLimited.Inc()
 		api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 		return
 	}
-	k, current := p.divisors.weight(stream, r.divisor, now.Unix())
-	if err := p.agg.add(stream, now.Unix(), r.emoji, r.count*k); err != nil {
+	var sampled int64
+	if r.divisor > 0 {
+		sampled = weighted
+	}
+	if err := p.agg.add(stream, sec, r.emoji, weighted, sampled); err != nil {
 		if errors.Is(err, errTooManyStreams) {
 			overloaded.Inc()
 			api.WriteRetry(ctx, api.ErrOverloaded, 1)
@@ -56,9 +74,13 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 		panic("BUG: unexpected aggregator error: " + err.Error())
 	}
 	tapsAccepted.Add(float64(r.count))
-	reactionsCounted.Add(float64(r.count * k))
+	reactionsCounted.Add(float64(weighted))
 	writeAccepted(ctx, current)
 }
+
+// firstReadTimeout bounds the read of a new stream's divisor in a send;
+// past it the send is weighted as the divisor were unknown.
+const firstReadTimeout = 250 * time.Millisecond
 
 // readBody applies what every POST of push checks before reading its
 // body: the load budget, a JSON Content-Type and the size limit. It
@@ -132,11 +154,16 @@ func isJSON(contentType []byte) bool {
 	return bytes.EqualFold(bytes.TrimSpace(media), mediaJSON)
 }
 
-// writeAccepted writes 202 {"status":"accepted","sample":1/k}.
+// writeAccepted writes 202 {"status":"accepted","sample":1/k}, without
+// sample when k is 0: the node does not know the fleet's divisor, and an
+// answer of 1 would make every client that adopts it send every tap.
 func writeAccepted(ctx *fasthttp.RequestCtx, k int64) {
 	var buf [64]byte
-	b := append(buf[:0], `{"status":"accepted","sample":`...)
-	b = api.AppendSample(b, k)
+	b := append(buf[:0], `{"status":"accepted"`...)
+	if k > 0 {
+		b = append(b, `,"sample":`...)
+		b = api.AppendSample(b, k)
+	}
 	b = append(b, '}')
 	api.WriteJSON(ctx, fasthttp.StatusAccepted, b)
 }

@@ -52,6 +52,10 @@ var (
 		Name: "emojicast_push_divisor_refresh_errors_total",
 		Help: "Failed reads of the streams' sample divisors from the store (the last known ones stay in use).",
 	})
+	limitShareErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_limit_share_errors_total",
+		Help: "Failed exchanges of the per-user and per-address limits with the fleet (each node limits on its own until the next succeeds).",
+	})
 	flushDuration = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "emojicast_push_flush_duration_seconds",
 		Help:    "Time to write one batch to a store.",

@@ -57,6 +57,16 @@ type Options struct {
 	UserBurst int
 	// MaxUsers bounds the users whose rate is remembered. Default: 1,000,000.
 	MaxUsers int
+	// MaxDivisor is the largest sample divisor the fleet may advertise
+	// (the pull nodes' cap, the same on every node): a send stating a
+	// sample for a stream whose divisor this node has not read yet is
+	// weighted by at most it. Default: store.DefaultMaxDivisor.
+	MaxDivisor int64
+	// SharedLimits are further per-key limiters (such as the server's
+	// per-address one) to share across the push fleet with the per-user
+	// one, through the first target when it is a store.LimitSharer. Each
+	// must come from ratelimit.NewShared; names must differ and not be "u".
+	SharedLimits []SharedLimit
 	// MaxStreams bounds the streams summed between flushes; sends for new
 	// streams past it get 503. Default: 100,000.
 	MaxStreams int
@@ -113,6 +123,9 @@ func (o *Options) fillDefaults() error {
 	if o.MaxStreams <= 0 {
 		o.MaxStreams = 100_000
 	}
+	if o.MaxDivisor <= 0 {
+		o.MaxDivisor = store.DefaultMaxDivisor
+	}
 	if o.MaxBacklog <= 0 {
 		o.MaxBacklog = 1_000_000
 	}
@@ -132,6 +145,12 @@ func (o *Options) fillDefaults() error {
 		o.Logger = slog.Default()
 	}
 	return nil
+}
+
+// SharedLimit is a limiter shared across the push fleet under a name.
+type SharedLimit struct {
+	Name    string
+	Limiter *ratelimit.Limiter
 }
 
 // Push is a push node. Create it with New, serve Handle, Start its flusher,
@@ -156,10 +175,15 @@ type Push struct {
 	refreshedSec int64
 	refreshedAt  time.Time
 
+	sharer       store.LimitSharer // nil: limits are this node's own
+	shared       []SharedLimit     // the per-user limit first
+	shareFailing bool              // the last exchange failed; owned by limitsLoop
+
 	stopOnce    sync.Once
-	stop        chan struct{} // stops the flush and comment-load loops
+	stop        chan struct{} // stops the flush, comment-load and limit loops
 	loopDone    chan struct{}
 	loadDone    chan struct{}
+	limitsDone  chan struct{}
 	stopTargets chan struct{}   // closed after the loop's last flush
 	final       context.Context // bounds the last writes; set before stopTargets closes
 	started     atomic.Bool
@@ -175,15 +199,22 @@ func New(opts Options) (*Push, error) {
 	p := &Push{
 		opts:        opts,
 		agg:         newAggregator(opts.MaxStreams),
-		divisors:    newDivisors(opts.MaxStreams),
-		users:       ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers),
+		divisors:    newDivisors(opts.MaxStreams, opts.MaxDivisor),
 		nodeID:      hex.EncodeToString(id[:]),
 		commenters:  ratelimit.New(opts.CommentUserRate, opts.CommentUserBurst, opts.MaxUsers),
 		masking:     make(chan struct{}, maxMasking),
 		stop:        make(chan struct{}),
 		loopDone:    make(chan struct{}),
 		loadDone:    make(chan struct{}),
+		limitsDone:  make(chan struct{}),
 		stopTargets: make(chan struct{}),
+	}
+	p.sharer, _ = opts.Targets[0].Store.(store.LimitSharer)
+	if p.sharer != nil {
+		p.users = ratelimit.NewShared(opts.UserRate, opts.UserBurst, opts.MaxUsers)
+		p.shared = append([]SharedLimit{{Name: "u", Limiter: p.users}}, opts.SharedLimits...)
+	} else {
+		p.users = ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers)
 	}
 	p.budget = newBudget(opts.CommentBudget, p.nodeID, opts.MaxStreams)
 	for i, t := range opts.Targets {
@@ -207,6 +238,7 @@ func (p *Push) Start() {
 		go t.run(p.stopTargets, func() context.Context { return p.final })
 	}
 	go p.flushLoop()
+	go p.limitsLoop()
 	// Join the fleet's comment budget before serving: a node takes no
 	// comment seats until it has (see budget.go).
 	p.shareCommentLoad()
@@ -289,6 +321,7 @@ func (p *Push) Stop(ctx context.Context) {
 		// targets write their last batches and stop.
 		<-p.loopDone
 		<-p.loadDone
+		<-p.limitsDone
 		p.final = ctx
 		close(p.stopTargets)
 		for _, t := range p.targets {

@@ -9,6 +9,9 @@
 // refilling, the limiter forgets some of them anyway and counts it: a
 // forgotten key gets a full bucket back, which errs toward letting clients
 // through rather than growing without bound.
+//
+// A limiter can be shared by processes (see Share): each remembers what
+// each key used since the last exchange, and takes back the fleet's TAT.
 package ratelimit
 
 import (
@@ -26,14 +29,23 @@ type Limiter struct {
 	tolerance int64 // nanoseconds of burst: burst * interval
 	perShard  int
 	seed      maphash.Seed
+	shared    bool // keys record what they used, for Usage
 	shards    [shardCount]shard
 	evicted   atomic.Uint64
 }
 
 type shard struct {
-	mu  sync.Mutex
-	tat map[string]*int64 // a pointer so a known key updates without a map write
-	_   [40]byte          // keep neighbouring shards' locks off one cache line
+	mu    sync.Mutex
+	tat   map[string]*cell // a pointer so a known key updates without a map write
+	dirty []string         // keys with used > 0, when shared
+	_     [16]byte         // keep neighbouring shards' locks off one cache line
+}
+
+// cell is one key's state: its TAT, and when the limiter is shared, the
+// nanoseconds of allowance it took since the last Usage.
+type cell struct {
+	tat  int64
+	used int64
 }
 
 // New returns a Limiter that allows rate events per second per key with
@@ -50,8 +62,16 @@ func New(rate float64, burst, maxKeys int) *Limiter {
 		seed:      maphash.MakeSeed(),
 	}
 	for i := range l.shards {
-		l.shards[i].tat = make(map[string]*int64)
+		l.shards[i].tat = make(map[string]*cell)
 	}
+	return l
+}
+
+// NewShared returns a Limiter like New whose keys record what they use, so
+// that Usage and Merge can share it with other processes.
+func NewShared(rate float64, burst, maxKeys int) *Limiter {
+	l := New(rate, burst, maxKeys)
+	l.shared = true
 	return l
 }
 
@@ -60,35 +80,98 @@ func New(rate float64, burst, maxKeys int) *Limiter {
 // would be. An n larger than the burst is never allowed. Allow does not
 // allocate unless it remembers a new key.
 func (l *Limiter) Allow(key []byte, n int, now int64) (wait time.Duration) {
+	return l.take(key, int64(n), l.tolerance, now)
+}
+
+// AllowDebt is Allow for events that arrive in rare heavy lumps, such as
+// sampled taps each standing for many: n events are allowed when, after
+// them, the key owes at most max(burst, 2n) events, so a key may go into
+// debt by up to its own lump and then waits it out. Over any time T a key
+// still gets at most rate*T + max(burst, 2n) events.
+func (l *Limiter) AllowDebt(key []byte, n int64, now int64) (wait time.Duration) {
+	return l.take(key, n, max(l.tolerance, 2*n*l.interval), now)
+}
+
+func (l *Limiter) take(key []byte, n, tolerance, now int64) time.Duration {
 	s := &l.shards[maphash.Bytes(l.seed, key)%shardCount]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cell := s.tat[string(key)]
+	c := s.tat[string(key)]
 	tat := now
-	if cell != nil && *cell > now {
-		tat = *cell
+	if c != nil && c.tat > now {
+		tat = c.tat
 	}
-	next := tat + int64(n)*l.interval
-	if over := next - now - l.tolerance; over > 0 {
+	cost := n * l.interval
+	next := tat + cost
+	if over := next - now - tolerance; over > 0 {
 		return time.Duration(over)
 	}
-	if cell == nil {
+	if c == nil {
 		if len(s.tat) >= l.perShard {
 			l.makeRoom(s, now)
 		}
-		cell = new(int64)
-		s.tat[string(key)] = cell
+		c = new(cell)
+		s.tat[string(key)] = c
 	}
-	*cell = next
+	c.tat = next
+	if l.shared {
+		if c.used == 0 {
+			s.dirty = append(s.dirty, string(key))
+		}
+		c.used += cost
+	}
 	return 0
 }
+
+// Usage calls fn for every key that took events since the last call, with
+// the nanoseconds of allowance it took (events times the interval), and
+// starts counting afresh.
+func (l *Limiter) Usage(fn func(key string, used int64)) {
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		dirty := s.dirty
+		s.dirty = nil
+		for _, k := range dirty {
+			if c := s.tat[k]; c != nil && c.used > 0 {
+				fn(k, c.used)
+				c.used = 0
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Merge raises key's TAT (Unix nanoseconds) to tat, the fleet's: what
+// other processes let the key use counts here too. An unknown key is
+// remembered only if its bucket is not full at now.
+func (l *Limiter) Merge(key string, tat, now int64) {
+	if tat <= now {
+		return
+	}
+	s := &l.shards[maphash.String(l.seed, key)%shardCount]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.tat[key]
+	if c == nil {
+		if len(s.tat) >= l.perShard {
+			l.makeRoom(s, now)
+		}
+		c = new(cell)
+		s.tat[key] = c
+	}
+	c.tat = max(c.tat, tat)
+}
+
+// Interval returns the nanoseconds of allowance one event takes.
+func (l *Limiter) Interval() int64 { return l.interval }
 
 // makeRoom forgets keys with full buckets; if that frees less than an eighth
 // of the shard, it forgets arbitrary keys too, so that a flood of new keys
 // costs amortized O(1) per key instead of a sweep per key.
 func (l *Limiter) makeRoom(s *shard, now int64) {
-	for k, tat := range s.tat {
-		if *tat <= now {
+	for k, c := range s.tat {
+		if c.tat <= now && c.used == 0 {
 			delete(s.tat, k)
 		}
 	}

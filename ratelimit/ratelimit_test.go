@@ -145,3 +145,57 @@ func TestAllowForKnownKeysDoesNotAllocate(t *testing.T) {
 	l.Allow(key, 1, 1)
 	testutil.NoAllocs(t, "Allow for a known key", func() { l.Allow(key, 1, 2) })
 }
+
+// A lump heavier than the burst passes when nothing is owed, and the key
+// then waits it out; over a window the key gets at most rate*T plus
+// max(burst, 2n).
+func TestAllowDebtLetsHeavyLumpsThroughAndBoundsThem(t *testing.T) {
+	l := New(10, 20, 1000)
+	key := []byte("fan")
+	now := 100 * sec
+	if w := l.AllowDebt(key, 100, now); w != 0 {
+		t.Fatalf("a lump of 100 with a full bucket refused: %v", w)
+	}
+	if w := l.AllowDebt(key, 100, now+sec); w != 0 {
+		t.Fatalf("a second lump owing 90: refused %v; a key may owe up to one lump", w)
+	}
+	if w := l.AllowDebt(key, 100, now+2*sec); w == 0 {
+		t.Fatal("a third lump owing 180 allowed")
+	}
+	// A key sending a lump of 10 every 100 ms for 30 s gets at most
+	// 10/s * 30 s + max(20, 2*10).
+	l2 := New(10, 20, 1000)
+	var got int64
+	for ts := now; ts < now+30*sec; ts += sec / 10 {
+		if l2.AllowDebt(key, 10, ts) == 0 {
+			got += 10
+		}
+	}
+	if got > 10*30+20 {
+		t.Fatalf("got %d in 30 s; want at most 320", got)
+	}
+}
+
+// A shared limiter reports what each key used since the last report, and
+// takes the fleet's TAT back: what other processes allowed counts here.
+func TestSharedLimiterUsageAndMerge(t *testing.T) {
+	l := NewShared(10, 20, 1000)
+	now := 100 * sec
+	l.Allow([]byte("a"), 5, now)
+	l.AllowDebt([]byte("b"), 30, now)
+	used := map[string]int64{}
+	l.Usage(func(k string, u int64) { used[k] = u })
+	if want := map[string]int64{"a": 5 * l.Interval(), "b": 30 * l.Interval()}; fmt.Sprint(used) != fmt.Sprint(want) {
+		t.Fatalf("usage %v; want %v", used, want)
+	}
+	l.Usage(func(k string, u int64) { t.Errorf("usage reported twice: %s %d", k, u) })
+	// Another process let "a" use the whole burst: this one refuses now.
+	l.Merge("a", now+2*sec, now)
+	if w := l.Allow([]byte("a"), 1, now); w == 0 {
+		t.Fatal("a key the fleet exhausted was allowed")
+	}
+	l.Merge("c", now-sec, now) // a full bucket: nothing to remember
+	if l.Len() != 2 {
+		t.Fatalf("%d keys remembered; want 2", l.Len())
+	}
+}

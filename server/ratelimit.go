@@ -26,8 +26,12 @@ type ipLimits struct {
 }
 
 func newIPLimits(o *Options) ipLimits {
+	send := o.SendLimiter
+	if send == nil {
+		send = ratelimit.New(o.SendRatePerIP, o.SendBurstPerIP, o.MaxClientIPs)
+	}
 	return ipLimits{
-		send:      ratelimit.New(o.SendRatePerIP, o.SendBurstPerIP, o.MaxClientIPs),
+		send:      send,
 		watch:     ratelimit.New(o.WatchRatePerIP, o.WatchBurstPerIP, o.MaxClientIPs),
 		sendHits:  ipLimited.WithLabelValues("send"),
 		watchHits: ipLimited.WithLabelValues("watch"),

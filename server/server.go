@@ -24,6 +24,7 @@ import (
 	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/pull"
 	"github.com/emojicast/emojicast/push"
+	"github.com/emojicast/emojicast/ratelimit"
 )
 
 // Options configures a Server. Zero fields take the default in their comment.
@@ -76,6 +77,11 @@ type Options struct {
 	// MaxClientIPs bounds the client addresses each per-address limit
 	// remembers. Default: 200,000.
 	MaxClientIPs int
+	// SendLimiter is the per-address limit of sends when the caller
+	// shares it across the push fleet (push.Options.SharedLimits); its
+	// rate and burst are then its own. Default: one of this process from
+	// SendRatePerIP and SendBurstPerIP.
+	SendLimiter *ratelimit.Limiter
 	// CORSOrigins are the origins browsers may call the API from (see
 	// ParseCORSOrigins), or "*" for any. Default: none, CORS is off.
 	CORSOrigins []string

@@ -11,18 +11,15 @@ import (
 type memControl struct {
 	viewers   map[string]nodeViewers // by pull node
 	divisor   int64
-	divisorAt time.Time
+	divisorAt time.Time // the last report of the stream
+	prev      int64     // the divisor that divisor replaced
+	prevAt    time.Time // when it was replaced
 }
 
 type nodeViewers struct {
 	n  int64
 	at time.Time
 }
-
-// divisorTTL is how long a chosen divisor outlives the last report that
-// set it: longer than ControlTTL so push nodes keep weighting taps of a
-// stream whose pull nodes restarted.
-const divisorTTL = 60 * time.Second
 
 // ReportControl implements Store.
 func (m *Memory) ReportControl(_ context.Context, node string, reports []ControlReport) error {
@@ -41,8 +38,12 @@ func (m *Memory) ReportControl(_ context.Context, node string, reports []Control
 		}
 		c.viewers[node] = nodeViewers{n: r.Viewers, at: now}
 		if r.Divisor > 0 {
-			c.divisor, c.divisorAt = r.Divisor, now
+			c.divisor = r.Divisor
+			if r.Previous > 0 {
+				c.prev, c.prevAt = r.Previous, now
+			}
 		}
+		c.divisorAt = now
 	}
 	return nil
 }
@@ -64,8 +65,11 @@ func (m *Memory) Control(_ context.Context, streams []string) ([]Control, error)
 				out[i].Viewers += v.n
 			}
 		}
-		if c.divisor > 0 && now.Sub(c.divisorAt) <= divisorTTL {
+		if c.divisor > 0 && now.Sub(c.divisorAt) <= DivisorTTL {
 			out[i].Divisor = c.divisor
+			if c.prev > 0 && c.prev != c.divisor && now.Sub(c.prevAt) <= RecentFor {
+				out[i].Previous = c.prev
+			}
 		}
 	}
 	return out, nil
@@ -83,7 +87,7 @@ func (m *Memory) sweepControl(now time.Time) {
 				delete(c.viewers, node)
 			}
 		}
-		if len(c.viewers) == 0 && now.Sub(c.divisorAt) > divisorTTL {
+		if len(c.viewers) == 0 && now.Sub(c.divisorAt) > DivisorTTL {
 			delete(m.control, s)
 		}
 	}

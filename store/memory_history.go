@@ -87,7 +87,9 @@ func (m *Memory) archive(horizon int64) {
 			ms := st.seconds[sec]
 			s := Second{Stream: id, Second: sec, Counts: make([]Count, 0, len(ms.counts)), Comments: slices.Clone(ms.comments)}
 			for e, n := range ms.counts {
-				s.Counts = append(s.Counts, Count{Emoji: e, N: n})
+				if e != SampledTaps { // push's own tally, no reaction
+					s.Counts = append(s.Counts, Count{Emoji: e, N: n})
+				}
 			}
 			slices.SortFunc(s.Counts, func(a, b Count) int { return cmp.Compare(a.Emoji, b.Emoji) })
 			hs.secs = append(hs.secs, s)

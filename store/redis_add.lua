@@ -132,12 +132,15 @@ for i = first_delta, first_comment - 1, 4 do
   local key = count_prefix .. stream .. ':' .. target
   redis.call('HINCRBY', key, emoji, count)
   expire(key)
-  if history_ttl > 0 then
+  -- The push nodes' own tallies ('~' names, see store.SampledTaps) are
+  -- no reactions: they stay out of the history and the data points.
+  local reaction = string.byte(emoji) ~= 126
+  if history_ttl > 0 and reaction then
     local hkey, offset = history_key(stream, target)
     redis.call('HINCRBY', hkey, offset .. ':' .. emoji, count)
     expire_history(hkey)
   end
-  if maxlen > 0 then
+  if maxlen > 0 and reaction then
     -- The data point keeps the second the reactions were made in.
     redis.call('XADD', points, 'MAXLEN', '~', maxlen, '*',
       'stream', stream, 'second', ARGV[i + 1], 'emoji', emoji, 'count', count)

@@ -13,7 +13,9 @@ import (
 // The control figures of a stream live in one hash under its shard's tag:
 //
 //	{p:k}:ctl:<stream>  v:<node> -> "<viewers> <unix ms>", k -> divisor,
-//	                    kt -> <unix ms> the divisor was chosen; TTL divisorTTL
+//	                    kt -> <unix ms> of the last report, kp -> the divisor
+//	                    k replaced, kpt -> <unix ms> it was replaced;
+//	                    TTL DivisorTTL
 //
 // A node's report overwrites its own field; readers sum the fields younger
 // than ControlTTL and delete older ones, so nodes that went away drop out.
@@ -39,12 +41,17 @@ func (r *Redis) ReportControl(ctx context.Context, node string, reports []Contro
 	pipe := r.client.Pipeline()
 	for _, rep := range reports {
 		key := r.controlKey(rep.Stream)
-		fields := []any{"v:" + node, strconv.FormatInt(rep.Viewers, 10) + " " + ms}
+		// Every report stamps kt, so a steady divisor lives as long as
+		// the stream is reported.
+		fields := []any{"v:" + node, strconv.FormatInt(rep.Viewers, 10) + " " + ms, "kt", ms}
 		if rep.Divisor > 0 {
-			fields = append(fields, "k", rep.Divisor, "kt", ms)
+			fields = append(fields, "k", rep.Divisor)
+			if rep.Previous > 0 {
+				fields = append(fields, "kp", rep.Previous, "kpt", ms)
+			}
 		}
 		pipe.HSet(ctx, key, fields...)
-		pipe.PExpire(ctx, key, divisorTTL)
+		pipe.PExpire(ctx, key, DivisorTTL)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("cannot report control figures: %w", err)
@@ -88,8 +95,11 @@ func (r *Redis) Control(ctx context.Context, streams []string) ([]Control, error
 // sumControl folds one stream's hash into c and returns its stale fields.
 func (r *Redis) sumControl(h map[string]string, now time.Time, c *Control) (stale []string) {
 	c.Divisor = 1
-	if k, err := strconv.ParseInt(h["k"], 10, 64); err == nil && k > 0 && fresh(h["kt"], now, divisorTTL) {
+	if k, err := strconv.ParseInt(h["k"], 10, 64); err == nil && k > 0 && fresh(h["kt"], now, DivisorTTL) {
 		c.Divisor = k
+		if kp, err := strconv.ParseInt(h["kp"], 10, 64); err == nil && kp > 0 && kp != k && fresh(h["kpt"], now, RecentFor) {
+			c.Previous = kp
+		}
 	}
 	for field, v := range h {
 		if !strings.HasPrefix(field, "v:") {

@@ -116,17 +116,44 @@ type History struct {
 const ControlTTL = 5 * time.Second
 
 // ControlReport is one pull node's view of one stream, reported every second.
+// Every report keeps the stream's divisor alive: a divisor is forgotten
+// only DivisorTTL after the last pull node stopped reporting the stream.
 type ControlReport struct {
 	Stream  string
 	Viewers int64 // this node's estimate of the stream's concurrent viewers
 	Divisor int64 // the sample divisor chosen from the fleet's figures; 0 keeps the current one
+	// Previous is the divisor Divisor replaces; 0 when Divisor is 0. Push
+	// nodes still honour sends sampled with it for RecentFor.
+	Previous int64
 }
 
 // Control is what the fleet shares about a stream besides its counts.
 type Control struct {
 	Viewers int64 // sum of the pull nodes' fresh viewer reports
 	Divisor int64 // the sample divisor last chosen; 1 when none was
+	// Previous is the divisor Divisor replaced within RecentFor; 0 if none.
+	Previous int64
 }
+
+// DivisorTTL is how long a stream's divisor outlives the last control
+// report of the stream: longer than ControlTTL, so push nodes keep
+// weighting the taps of a stream whose pull nodes restarted.
+const DivisorTTL = 60 * time.Second
+
+// RecentFor is how long a replaced divisor is still honoured in sends: a
+// viewer may go that long between polls when the fleet is overloaded.
+const RecentFor = 60 * time.Second
+
+// SampledTaps is the count under which push nodes add, with each second's
+// reaction counts, the weighted taps of the sends that stated a sample:
+// what pull nodes choose the divisor from. It is no emoji (emoji ids never
+// start with '~'), and pull nodes never publish it.
+const SampledTaps = "~sampled"
+
+// DefaultMaxDivisor is the default cap on the sample divisor: at the
+// default 2,000 forwarded taps per second, a stream of up to 2,000,000
+// taps a second is sampled to its target.
+const DefaultMaxDivisor = 1000
 
 // CommentLoadTTL is how long a push node's comment report counts, and how
 // long a push node that stopped reporting is still counted as live.

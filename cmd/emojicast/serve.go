@@ -21,6 +21,7 @@ import (
 	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/pull"
 	"github.com/emojicast/emojicast/push"
+	"github.com/emojicast/emojicast/ratelimit"
 	"github.com/emojicast/emojicast/server"
 	"github.com/emojicast/emojicast/store"
 	"github.com/emojicast/emojicast/token"
@@ -96,6 +97,7 @@ type nodeFlags struct {
 	compactNextMS  int64
 	maxNextMS      int64
 	targetSends    int64
+	maxDivisor     int64
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
@@ -130,6 +132,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.Float64Var(&f.ipWatchRate, "ip-watch-rate", 20, "watches per second one client address may make (a poll that opens a stream counts as one)")
 	fs.IntVar(&f.ipWatchBurst, "ip-watch-burst", 100, "watches one client address may make at once")
 	fs.IntVar(&f.maxClientIPs, "max-client-ips", 200_000, "client addresses each per-address limit remembers")
+	fs.Int64Var(&f.maxDivisor, "max-divisor", store.DefaultMaxDivisor, "largest sample divisor ever advertised (sample 1/N); the same on every push and pull node")
 	fs.StringVar(&f.corsOrigins, "cors-origins", "", "origins whose pages may call the API from a browser: * for any, or comma-separated scheme://host[:port] (empty: CORS off; the web viewer is same-origin and needs none)")
 	if r.push {
 		fs.DurationVar(&f.history, "history", store.DefaultHistory, "how long every sealed second is kept for replay (GET .../history), in whole seconds; 0 keeps none (the same on every push node)")
@@ -252,8 +255,13 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	var pl *pull.Pull
 	var feed *edgelog.Listener
 	var index fasthttp.RequestHandler
+	var ipSends *ratelimit.Limiter
 	if r.push {
-		if pu, err = newPush(f, stores, emojis, signer, meter, filter, log); err != nil {
+		if _, ok := stores.main.Store.(store.LimitSharer); ok {
+			// The per-address limit of sends holds across the push fleet.
+			ipSends = ratelimit.NewShared(f.ipSendRate, f.ipSendBurst, f.maxClientIPs)
+		}
+		if pu, err = newPush(f, stores, emojis, signer, meter, filter, ipSends, log); err != nil {
 			stores.close()
 			return err
 		}
@@ -287,7 +295,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
 		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHeaderBytes,
 		TrustedProxies: proxies, SendRatePerIP: f.ipSendRate, SendBurstPerIP: f.ipSendBurst,
-		WatchRatePerIP: f.ipWatchRate, WatchBurstPerIP: f.ipWatchBurst, MaxClientIPs: f.maxClientIPs,
+		WatchRatePerIP: f.ipWatchRate, WatchBurstPerIP: f.ipWatchBurst, MaxClientIPs: f.maxClientIPs, SendLimiter: ipSends,
 		CORSOrigins: origins, Logger: log,
 	})
 	if err := srv.Listen(); err != nil {
@@ -330,9 +338,9 @@ func startParts(pu *push.Push, pl *pull.Pull, stores *nodeStores) []stopStep {
 	return append(steps, stopStep{"store", func(context.Context) { stores.close() }})
 }
 
-func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, filter *comment.Filter, log *slog.Logger) (*push.Push, error) {
+func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, log *slog.Logger) (*push.Push, error) {
 	opts := push.Options{
-		Targets: stores.targets(), Emojis: emojis, Signer: signer,
+		Targets: stores.targets(), Emojis: emojis, Signer: signer, MaxDivisor: f.maxDivisor,
 		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
 		MaxUsers: f.maxUsers, MaxStreams: f.maxStreams, MaxBacklog: f.backlog, Load: meter, Logger: log,
 		CommentBudget: f.commentBudget, CommentUserRate: f.commentRate, CommentUserBurst: f.commentBurst,
@@ -340,6 +348,9 @@ func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.
 	}
 	if filter != nil {
 		opts.Filter = filter
+	}
+	if ipSends != nil {
+		opts.SharedLimits = []push.SharedLimit{{Name: "ip", Limiter: ipSends}}
 	}
 	return push.New(opts)
 }
@@ -420,7 +431,7 @@ func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Sign
 		Store: st, Emojis: emojis, Signer: signer, PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
 		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
-		TargetSends: f.targetSends, Load: meter, Logger: log, EdgeFeed: edges,
+		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, Load: meter, Logger: log, EdgeFeed: edges,
 	})
 }
 

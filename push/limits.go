@@ -1,0 +1,68 @@
+package push
+
+import (
+	"context"
+	"time"
+)
+
+// The per-user and per-address limits hold across the push fleet: every
+// FlushInterval each node adds what each key used since the last exchange
+// to the key's record in the store (one script per shard, pipelined), and
+// takes back the fleet's TAT of the key. Between exchanges a node limits
+// on its own, so a client spreading sends over N nodes gets at most the
+// limit plus (N-1) intervals' worth of it; over a long run, the limit.
+
+// limitsLoop shares the limits until Stop.
+func (p *Push) limitsLoop() {
+	defer close(p.limitsDone)
+	if p.sharer == nil {
+		return
+	}
+	tick := time.NewTicker(p.opts.FlushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			p.shareLimits()
+		case <-p.stop:
+			return
+		}
+	}
+}
+
+// shareLimits runs one exchange of every shared limiter. What a failed
+// exchange carried is not retried: the fleet forgets those uses, erring
+// toward letting clients through.
+func (p *Push) shareLimits() {
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.FlushTimeout)
+	defer cancel()
+	var keys []string
+	var used []int64
+	failed := false
+	for _, sl := range p.shared {
+		keys, used = keys[:0], used[:0]
+		sl.Limiter.Usage(func(k string, u int64) {
+			keys = append(keys, k)
+			used = append(used, u)
+		})
+		if len(keys) == 0 {
+			continue
+		}
+		now := p.opts.Clock.Now()
+		tats, err := p.sharer.ShareLimits(ctx, sl.Name, now, keys, used)
+		if err != nil {
+			failed = true
+			limitShareErrors.Inc()
+			continue
+		}
+		for i, k := range keys {
+			sl.Limiter.Merge(k, tats[i], now.UnixNano())
+		}
+	}
+	if failed && !p.shareFailing {
+		p.opts.Logger.Warn("cannot share rate limits with the fleet; limiting on this node alone until it works again")
+	} else if !failed && p.shareFailing {
+		p.opts.Logger.Info("sharing rate limits with the fleet again")
+	}
+	p.shareFailing = failed
+}

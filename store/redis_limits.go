@@ -1,0 +1,76 @@
+package store
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// LimitSharer is a store through which the processes of a fleet share
+// rate limits (see ratelimit.Limiter's Usage and Merge). Redis is one; the
+// memory store serves one process and needs none.
+type LimitSharer interface {
+	// ShareLimits adds what each key of the limiter named kind used since
+	// the last call (nanoseconds of allowance) to the fleet's record, and
+	// returns each key's fleet-wide TAT in Unix nanoseconds, in order.
+	ShareLimits(ctx context.Context, kind string, now time.Time, keys []string, used []int64) ([]int64, error)
+}
+
+var (
+	//go:embed redis_limits.lua
+	limitsSource string
+	limitsScript = redis.NewScript(limitsSource)
+)
+
+// maxLimitKeysPerCall bounds the keys of one script call, so one call
+// never holds Redis for long.
+const maxLimitKeysPerCall = 512
+
+// ShareLimits implements LimitSharer: one script call per shard (and per
+// maxLimitKeysPerCall keys), all in one pipeline. Keys live under the
+// shard's hash tag as {prefix:k}:rl:<kind>:<key>.
+func (r *Redis) ShareLimits(ctx context.Context, kind string, now time.Time, keys []string, used []int64) ([]int64, error) {
+	out := make([]int64, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	nowUS := now.UnixMicro()
+	var byShard [RedisShards][]int
+	for i, k := range keys {
+		s := shard(k)
+		byShard[s] = append(byShard[s], i)
+	}
+	var calls []scriptCall
+	var order [][]int
+	for s, idx := range byShard {
+		for len(idx) > 0 {
+			part := idx[:min(len(idx), maxLimitKeysPerCall)]
+			idx = idx[len(part):]
+			c := scriptCall{keys: make([]string, len(part)), args: make([]any, 1, 1+len(part))}
+			c.args[0] = nowUS
+			for j, i := range part {
+				c.keys[j] = r.tags[s] + "rl:" + kind + ":" + keys[i]
+				c.args = append(c.args, (used[i]+999)/1000)
+			}
+			calls = append(calls, c)
+			order = append(order, part)
+		}
+	}
+	cmds, err := r.runAll(ctx, limitsScript, calls)
+	if err != nil {
+		return nil, fmt.Errorf("cannot share %s limits: %w", kind, err)
+	}
+	for c, cmd := range cmds {
+		tats, err := cmd.Int64Slice()
+		if err != nil || len(tats) != len(order[c]) {
+			return nil, fmt.Errorf("cannot share %s limits: unexpected script reply %v: %w", kind, cmd.Val(), err)
+		}
+		for j, i := range order[c] {
+			out[i] = tats[j] * 1000
+		}
+	}
+	return out, nil
+}
