@@ -285,12 +285,13 @@ type fleetViewer struct {
 	pull   *proc
 	stream string
 
-	mu     sync.Mutex
-	cursor int64
-	seen   counts
-	err    error
-	stop   chan struct{}
-	done   chan struct{}
+	mu      sync.Mutex
+	cursor  int64
+	seen    counts
+	samples []float64 // the sample of every poll answer, in order
+	err     error
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // watchStream opens the stream on the pull node and polls it every 200 ms
@@ -333,7 +334,8 @@ func (v *fleetViewer) loop() {
 }
 
 type fleetPoll struct {
-	Now     int64 `json:"now"`
+	Now     int64   `json:"now"`
+	Sample  float64 `json:"sample"`
 	Buckets []struct {
 		T int64            `json:"t"`
 		C map[string]int64 `json:"c"`
@@ -359,6 +361,7 @@ func (v *fleetViewer) poll() {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.samples = append(v.samples, pb.Sample)
 	for _, b := range pb.Buckets {
 		if b.T <= v.cursor {
 			continue
