@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/emojicast/emojicast/internal/redistest"
 	"github.com/emojicast/emojicast/store"
 	"github.com/emojicast/emojicast/token"
 )
@@ -24,6 +25,8 @@ const benchUsers = 4096
 // the cheapest handler that writes the same 202 body: the ratio is what
 // accepting a tap costs over answering at all. The user rate and burst are
 // set so high that no send is refused: the accept path is what is measured.
+// "sampled": the fleet advertises 1/10 and every send states it; "redis":
+// the node writes to a real Redis, through which it shares its limits.
 func BenchmarkPushHandler(b *testing.B) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	signer, err := token.NewSigner(secret, nil, time.Hour)
@@ -32,23 +35,44 @@ func BenchmarkPushHandler(b *testing.B) {
 	}
 	stream := []byte("launch-2026")
 	for _, bc := range []struct {
-		name   string
-		signer *token.Signer
-	}{{"open", nil}, {"token", signer}} {
-		p := benchNode(b, bc.signer)
-		reqs := benchRequests(bc.signer, string(stream))
+		name    string
+		signer  *token.Signer
+		sampled bool
+		redis   bool
+	}{{"open", nil, false, false}, {"token", signer, false, false}, {"open-sampled", nil, true, false}, {"open-redis", nil, false, true}} {
+		var st store.Store = store.NewMemory(store.MemoryOptions{})
+		if bc.redis {
+			client, err := store.NewRedisClient(redistest.Start(b).URL())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if st, err = store.NewRedis(store.RedisOptions{Client: client}); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { st.Close() })
+		}
+		sample := ""
+		if bc.sampled {
+			sample = `,"sample":0.1`
+			err := st.ReportControl(context.Background(), "pull-1", []store.ControlReport{{Stream: string(stream), Viewers: 1, Divisor: 10}})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		p := benchNode(b, bc.signer, st)
+		reqs := benchRequests(bc.signer, string(stream), sample)
 		b.Run(bc.name, func(b *testing.B) {
 			runSends(b, reqs, func(ctx *fasthttp.RequestCtx) { p.HandleReactions(ctx, stream) })
 		})
 	}
 	b.Run("constant", func(b *testing.B) {
-		runSends(b, benchRequests(nil, string(stream)), func(ctx *fasthttp.RequestCtx) { writeAccepted(ctx, 1) })
+		runSends(b, benchRequests(nil, string(stream), ""), func(ctx *fasthttp.RequestCtx) { writeAccepted(ctx, 1) })
 	})
 }
 
-func benchNode(b *testing.B, signer *token.Signer) *Push {
+func benchNode(b *testing.B, signer *token.Signer, st store.Store) *Push {
 	p, err := New(Options{
-		Targets: []Target{{Name: "memory", Store: store.NewMemory(store.MemoryOptions{})}},
+		Targets: []Target{{Name: "bench", Store: st}},
 		Signer:  signer, UserRate: 1e9, UserBurst: 1 << 20, Logger: quiet,
 	})
 	if err != nil {
@@ -60,8 +84,9 @@ func benchNode(b *testing.B, signer *token.Signer) *Push {
 }
 
 // benchRequests returns one send request per user, with a token when signer
-// is set and the user in the body otherwise.
-func benchRequests(signer *token.Signer, stream string) []*fasthttp.Request {
+// is set and the user in the body otherwise, and more fields (sample) if
+// given.
+func benchRequests(signer *token.Signer, stream, more string) []*fasthttp.Request {
 	emojis := []string{"like", "love", "haha", "wow", "clap", "fire"}
 	reqs := make([]*fasthttp.Request, benchUsers)
 	for i := range reqs {
@@ -73,7 +98,7 @@ func benchRequests(signer *token.Signer, stream string) []*fasthttp.Request {
 		if signer != nil {
 			r.Header.Set("Authorization", "Bearer "+signer.Issue(user, stream, time.Now()))
 		}
-		r.SetBodyString(`{"emoji":"` + emojis[i%len(emojis)] + `","count":` + strconv.Itoa(1+i%3) + `,"user":"` + user + `"}`)
+		r.SetBodyString(`{"emoji":"` + emojis[i%len(emojis)] + `","count":` + strconv.Itoa(1+i%3) + `,"user":"` + user + `"` + more + `}`)
 		reqs[i] = r
 	}
 	return reqs

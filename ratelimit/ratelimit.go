@@ -130,17 +130,25 @@ func (l *Limiter) Usage(fn func(key string, used int64)) {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		dirty := s.dirty
-		s.dirty = nil
-		for _, k := range dirty {
+		for _, k := range s.dirty {
 			if c := s.tat[k]; c != nil && c.used > 0 {
 				fn(k, c.used)
 				c.used = 0
 			}
 		}
+		// Keep the list's memory for the next round unless a flood grew it.
+		if cap(s.dirty) > maxKeptDirty {
+			s.dirty = nil
+		} else {
+			clear(s.dirty)
+			s.dirty = s.dirty[:0]
+		}
 		s.mu.Unlock()
 	}
 }
+
+// maxKeptDirty bounds the dirty list a shard keeps between rounds.
+const maxKeptDirty = 1024
 
 // Merge raises key's TAT (Unix nanoseconds) to tat, the fleet's: what
 // other processes let the key use counts here too. An unknown key is

@@ -213,6 +213,7 @@ var (
 // a divisor that ran away, the cheater by the divisor.)
 func TestNonSamplingClientsUnderAForcedDivisor(t *testing.T) {
 	t.Parallel()
+	testutil.Long(t, "30 s of a forced divisor")
 	serve := startProc(t, "serve", "serve", "--target-sends", "2", "--log-level", "warn", "--seal-delay", fleetSealDelay)
 	const stream = "forced"
 	view := watchStream(t, serve, stream)
@@ -315,6 +316,7 @@ func testCompliantCrowd(t *testing.T, view []*fleetViewer, pushes ...*proc) {
 // TestCompliantCrowdOnMemory: one serve process, its memory store.
 func TestCompliantCrowdOnMemory(t *testing.T) {
 	t.Parallel()
+	testutil.Long(t, "30 s of a crowd")
 	serve := startProc(t, "serve", append([]string{"serve", "--target-sends", "180", "--log-level", "warn", "--seal-delay", fleetSealDelay}, noLimits...)...)
 	testCompliantCrowd(t, []*fleetViewer{watchStream(t, serve, "crowd")}, serve)
 }
@@ -352,7 +354,7 @@ func TestPushRestartKeepsTheSample(t *testing.T) {
 	const stream = "restart"
 	view := watchStream(t, pulls[0], stream)
 	c := newCrowd(t, stream, "haha", 200, 10, view, pushes...)
-	const d = 40 * time.Second
+	const d = 30 * time.Second
 	end := time.Now().Add(d)
 	done := make(chan struct{})
 	go func() { defer close(done); c.run(d) }()
@@ -381,6 +383,7 @@ func TestPushRestartKeepsTheSample(t *testing.T) {
 // it returned to 1 every ~61 s.)
 func TestSteadyStreamKeepsItsSample(t *testing.T) {
 	t.Parallel()
+	testutil.Long(t, "150 s of a steady stream")
 	rd := redistest.Start(t)
 	serve := startProc(t, "serve", append([]string{"serve", "--redis", rd.URL(), "--target-sends", "20", "--log-level", "warn", "--seal-delay", fleetSealDelay}, noLimits...)...)
 	const stream = "steady"
