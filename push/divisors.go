@@ -72,6 +72,7 @@ func (d *divisors) weigh(sd *streamDivisor, claimed, now int64) (weight, current
 			return claimed, current
 		}
 	}
+	unadvertised.Inc()
 	return 1, current
 }
 

@@ -16,6 +16,10 @@ var (
 		Name: "emojicast_push_reactions_counted_total",
 		Help: "Reactions added to the counts: accepted taps weighted by 1/sample.",
 	})
+	unadvertised = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_unadvertised_samples_total",
+		Help: "Sends stating a sample the fleet did not advertise for the stream, counted as their taps once.",
+	})
 	rateLimited = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_rate_limited_total",
 		Help: "Sends refused with 429 because the user exceeded their rate.",
