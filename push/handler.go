@@ -79,7 +79,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 }
 
 // firstReadTimeout bounds the read of a new stream's divisor in a send;
-// past it the send is weighted as the divisor were unknown.
+// past it the send is weighted as if the divisor were unknown.
 const firstReadTimeout = 250 * time.Millisecond
 
 // readBody applies what every POST of push checks before reading its

@@ -171,9 +171,6 @@ func (l *Limiter) Merge(key string, tat, now int64) {
 	c.tat = max(c.tat, tat)
 }
 
-// Interval returns the nanoseconds of allowance one event takes.
-func (l *Limiter) Interval() int64 { return l.interval }
-
 // makeRoom forgets keys with full buckets; if that frees less than an eighth
 // of the shard, it forgets arbitrary keys too, so that a flood of new keys
 // costs amortized O(1) per key instead of a sweep per key.

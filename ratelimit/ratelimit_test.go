@@ -185,7 +185,8 @@ func TestSharedLimiterUsageAndMerge(t *testing.T) {
 	l.AllowDebt([]byte("b"), 30, now)
 	used := map[string]int64{}
 	l.Usage(func(k string, u int64) { used[k] = u })
-	if want := map[string]int64{"a": 5 * l.Interval(), "b": 30 * l.Interval()}; fmt.Sprint(used) != fmt.Sprint(want) {
+	const interval = sec / 10
+	if want := map[string]int64{"a": 5 * interval, "b": 30 * interval}; fmt.Sprint(used) != fmt.Sprint(want) {
 		t.Fatalf("usage %v; want %v", used, want)
 	}
 	l.Usage(func(k string, u int64) { t.Errorf("usage reported twice: %s %d", k, u) })
