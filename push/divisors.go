@@ -15,8 +15,9 @@ import (
 //
 // The weighting rule (API.md, Sampling): a send counts count × k taps only
 // when it states the sample 1/k it was forwarded with and the fleet
-// advertised 1/k for the stream (now, or within store.RecentFor); a send
-// that states none, or one the fleet never advertised, counts count taps.
+// advertised 1/k for the stream (now, or within store.RecentFor), or k is
+// within 2x of the current divisor (the most the fleet moves it in a
+// step); a send that states none, or another k, counts count taps.
 // Until the node has read a stream's divisor it trusts a stated sample up
 // to maxDivisor, and it advertises nothing rather than 1. The per-user
 // limit is charged the weight, so no claim buys more than the limit.
@@ -71,6 +72,12 @@ func (d *divisors) weigh(sd *streamDivisor, claimed, now int64) (weight, current
 		if a.k == claimed && now <= a.until {
 			return claimed, current
 		}
+	}
+	if claimed <= 2*current && 2*claimed >= current && claimed <= d.maxDivisor {
+		// The fleet moves its divisor at most 2x a step, and pull and push
+		// nodes read it at different moments: a client may hold a divisor
+		// another node advertised before this one read it.
+		return claimed, current
 	}
 	unadvertised.Inc()
 	return 1, current

@@ -42,6 +42,8 @@ func TestDivisorsWeighOnlyWhatTheFleetAdvertised(t *testing.T) {
 		{50, now, 50},                // the current one
 		{20, now, 20},                // replaced a moment ago: a client still sampling at 1/20
 		{7, now, 1},                  // never advertised: not believed
+		{90, now, 90},                // within 2x of the current one: another node's newer divisor
+		{101, now, 1},                // more than 2x: not believed
 		{1000, now, 1},               // a client claiming a tiny sample to inflate counts
 		{20, now + recentFor + 1, 1}, // replaced too long ago
 	} {

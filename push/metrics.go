@@ -18,7 +18,7 @@ var (
 	})
 	unadvertised = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_unadvertised_samples_total",
-		Help: "Sends stating a sample the fleet did not advertise for the stream, counted as their taps once.",
+		Help: "Sends stating a sample the fleet did not advertise for the stream (nor within 2x of its divisor), counted as their taps once.",
 	})
 	rateLimited = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_rate_limited_total",

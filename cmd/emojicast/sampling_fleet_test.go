@@ -307,7 +307,7 @@ func testCompliantCrowd(t *testing.T, view []*fleetViewer, pushes ...*proc) {
 	for _, p := range pushes {
 		unadvertised += p.metric("emojicast_push_unadvertised_samples_total")
 	}
-	t.Logf("the sample changed %d times in %d polls; %.0f sends stated a sample the fleet had not advertised", changes, len(trace), unadvertised)
+	t.Logf("the sample changed %d times in %d polls; %.0f sends stated a sample push did not honour", changes, len(trace), unadvertised)
 	if last > 0.1 {
 		t.Errorf("the stream ended sampled at %g; want a divisor of at least 10", last)
 	}
