@@ -40,6 +40,11 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"HistoryKeepsSealedSecondsPastTheWindow", contractHistoryKeepsSealedSecondsPastTheWindow},
 		{"HistoryHoldsCarriedSecondsOnce", contractHistoryHoldsCarriedSecondsOnce},
 		{"HistoryBoundsItsRange", contractHistoryBoundsItsRange},
+		{"CommentIDsAndRetractions", contractCommentIDsAndRetractions},
+		{"SettingsReplaceAndVersion", contractSettingsReplaceAndVersion},
+		{"BansExpire", contractBansExpire},
+		{"TopMergesFreshReports", contractTopMergesFreshReports},
+		{"ModerationIsBounded", contractModerationIsBounded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
@@ -110,8 +115,8 @@ func contractSealedSecondsAreCollected(t *testing.T, s Store, clk *clock.Manual)
 		t.Fatalf("Horizon() = %d, %v; want %d", h, err, t0+2)
 	}
 	want := []Second{
-		{"a", t0, []Count{{"haha", 1}, {"love", 3}}, nil},
-		{"a", t0 + 2, []Count{{"love", 5}}, nil},
+		{"a", t0, []Count{{"haha", 1}, {"love", 3}}, nil, nil},
+		{"a", t0 + 2, []Count{{"love", 5}}, nil, nil},
 	}
 	if !reflect.DeepEqual(c.Seconds, want) {
 		t.Fatalf("Seconds = %s; want %s", describe(c.Seconds), describe(want))
@@ -150,7 +155,7 @@ func contractLateCountsAreCarriedOnce(t *testing.T, s Store, clk *clock.Manual) 
 	mustAdd(t, s, Delta{"a", t0, "love", 7})
 	sealThrough(clk, t0+5)
 	next := mustCollect(t, s, Cursor{"a", first.Horizon})
-	want := []Second{{"a", first.Horizon + 1, []Count{{"love", 7}}, nil}}
+	want := []Second{{"a", first.Horizon + 1, []Count{{"love", 7}}, nil, nil}}
 	if !reflect.DeepEqual(next.Seconds, want) {
 		t.Fatalf("after a late delta: %s; want it carried into %s", describe(next.Seconds), describe(want))
 	}
@@ -175,10 +180,10 @@ func contractCursorsFilterAndGroup(t *testing.T, s Store, clk *clock.Manual) {
 	sealThrough(clk, t0+2)
 	c := mustCollect(t, s, Cursor{"b", t0 - 1}, Cursor{"nobody", 0}, Cursor{"a", t0})
 	want := []Second{
-		{"b", t0, []Count{{"wow", 2}}, nil},
-		{"b", t0 + 1, []Count{{"wow", 1}}, nil},
-		{"a", t0 + 1, []Count{{"like", 1}}, nil},
-		{"a", t0 + 2, []Count{{"like", 4}}, nil},
+		{"b", t0, []Count{{"wow", 2}}, nil, nil},
+		{"b", t0 + 1, []Count{{"wow", 1}}, nil, nil},
+		{"a", t0 + 1, []Count{{"like", 1}}, nil, nil},
+		{"a", t0 + 2, []Count{{"like", 4}}, nil, nil},
 	}
 	if !reflect.DeepEqual(c.Seconds, want) {
 		t.Fatalf("Seconds = %s; want %s", describe(c.Seconds), describe(want))
@@ -220,7 +225,7 @@ func contractRetriedBatchesCountOnce(t *testing.T, s Store, clk *clock.Manual) {
 	mustAddBatch(t, s, Batch{ID: "node-1/43", Deltas: []Delta{{"a", t0, "love", 1}}})
 	sealThrough(clk, t0)
 	c := mustCollect(t, s, Cursor{"a", t0 - 1}, Cursor{"b", t0 - 1})
-	want := []Second{{"a", t0, []Count{{"love", 4}}, nil}, {"b", t0, []Count{{"love", 1}}, nil}}
+	want := []Second{{"a", t0, []Count{{"love", 4}}, nil, nil}, {"b", t0, []Count{{"love", 1}}, nil, nil}}
 	if !reflect.DeepEqual(c.Seconds, want) {
 		t.Fatalf("after retrying a batch: %s; want %s", describe(c.Seconds), describe(want))
 	}
@@ -289,7 +294,7 @@ func contractControlKeepsSteadyDivisor(t *testing.T, s Store, clk *clock.Manual)
 func comments(stream string, sec int64, texts ...string) []CommentAt {
 	var out []CommentAt
 	for i, x := range texts {
-		out = append(out, CommentAt{stream, sec, Comment{fmt.Sprintf("u%d", i), x}})
+		out = append(out, CommentAt{stream, sec, Comment{User: fmt.Sprintf("u%d", i), Text: x}})
 	}
 	return out
 }
@@ -302,13 +307,13 @@ func contractCommentsTravelWithCounts(t *testing.T, s Store, clk *clock.Manual) 
 		Comments: append(comments("a", t0, "what a goal!", "ｗｏｗ: 🔥", `"quoted" \\ back`),
 			append(comments("a", t0+1, "only words here"), comments("b", t0, "other stream")...)...),
 	})
-	mustAddBatch(t, s, Batch{ID: "comments-2", Comments: []CommentAt{{"a", t0, Comment{"late-one", "third batch, last"}}}})
+	mustAddBatch(t, s, Batch{ID: "comments-2", Comments: []CommentAt{{"a", t0, Comment{User: "late-one", Text: "third batch, last"}}}})
 	sealThrough(clk, t0+1)
 	c := mustCollect(t, s, Cursor{"a", t0 - 1}, Cursor{"b", t0 - 1})
 	want := []Second{
-		{"a", t0, []Count{{"love", 2}}, []Comment{{"u0", "what a goal!"}, {"u1", "ｗｏｗ: 🔥"}, {"u2", `"quoted" \\ back`}, {"late-one", "third batch, last"}}},
-		{"a", t0 + 1, []Count{}, []Comment{{"u0", "only words here"}}},
-		{"b", t0, []Count{}, []Comment{{"u0", "other stream"}}},
+		{"a", t0, []Count{{"love", 2}}, []Comment{{"u0", "what a goal!", ""}, {"u1", "ｗｏｗ: 🔥", ""}, {"u2", `"quoted" \\ back`, ""}, {"late-one", "third batch, last", ""}}, nil},
+		{"a", t0 + 1, []Count{}, []Comment{{"u0", "only words here", ""}}, nil},
+		{"b", t0, []Count{}, []Comment{{"u0", "other stream", ""}}, nil},
 	}
 	if !reflect.DeepEqual(c.Seconds, want) {
 		t.Fatalf("Seconds = %s; want %s", describe(c.Seconds), describe(want))
@@ -326,7 +331,7 @@ func contractLateCommentsAreCarriedOnce(t *testing.T, s Store, clk *clock.Manual
 	}
 	sealThrough(clk, t0+5)
 	next := mustCollect(t, s, Cursor{"a", first.Horizon})
-	want := []Second{{"a", first.Horizon + 1, []Count{}, []Comment{{"u0", "late but here"}}}}
+	want := []Second{{"a", first.Horizon + 1, []Count{}, []Comment{{"u0", "late but here", ""}}, nil}}
 	if !reflect.DeepEqual(next.Seconds, want) {
 		t.Fatalf("after a late comment: %s; want it carried once into %s", describe(next.Seconds), describe(want))
 	}

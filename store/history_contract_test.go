@@ -39,7 +39,7 @@ func contractHistoryKeepsSealedSecondsPastTheWindow(t *testing.T, s Store, clk *
 		batch := Batch{ID: fmt.Sprintf("h-%d", i), Deltas: deltas}
 		if i%4 == 0 {
 			batch.Comments = comments("a", sec, fmt.Sprintf("at %d", i), "second: one")
-			w.Comments = []Comment{{"u0", fmt.Sprintf("at %d", i)}, {"u1", "second: one"}}
+			w.Comments = []Comment{{User: "u0", Text: fmt.Sprintf("at %d", i)}, {User: "u1", Text: "second: one"}}
 		}
 		mustAddBatch(t, s, batch)
 		want = append(want, w)
@@ -86,8 +86,8 @@ func contractHistoryHoldsCarriedSecondsOnce(t *testing.T, s Store, clk *clock.Ma
 	sealThrough(clk, t0+200)
 	h := mustHistory(t, s, "a", t0-10, t0+100)
 	want := []Second{
-		{"a", t0, []Count{{"love", 1}}, nil},
-		{"a", t0 + 4, []Count{{"love", 7}}, []Comment{{"u0", "late"}}},
+		{"a", t0, []Count{{"love", 1}}, nil, nil},
+		{"a", t0 + 4, []Count{{"love", 7}}, []Comment{{User: "u0", Text: "late"}}, nil},
 	}
 	if !reflect.DeepEqual(h.Seconds, want) {
 		t.Fatalf("history with a carried delta = %s; want %s", describe(h.Seconds), describe(want))

@@ -32,7 +32,7 @@ func fillBusyHour(tb testing.TB, s Store, clk *clock.Manual, stream string, comm
 			b.Deltas = append(b.Deltas, Delta{stream, sec, e, 1000 + int64(j)*37 + i%100})
 		}
 		for j := range comments {
-			b.Comments = append(b.Comments, CommentAt{stream, sec, Comment{fmt.Sprintf("viewer-%04d", j), text}})
+			b.Comments = append(b.Comments, CommentAt{stream, sec, Comment{User: fmt.Sprintf("viewer-%04d", j), Text: text}})
 		}
 		if err := s.Add(ctx, b); err != nil {
 			tb.Fatal(err)

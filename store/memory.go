@@ -76,6 +76,8 @@ type Memory struct {
 	commentLoad   map[string]map[string]nodeLoad // stream -> node -> report
 	pushNodes     map[string]time.Time           // push node -> last report
 	lastLoadSweep int64
+
+	moderation memModeration
 }
 
 type memStream struct {
@@ -84,8 +86,9 @@ type memStream struct {
 }
 
 type memSecond struct {
-	counts   map[string]int64
-	comments []Comment
+	counts    map[string]int64
+	comments  []Comment
+	retracted []string
 }
 
 var _ Store = (*Memory)(nil)
@@ -101,6 +104,11 @@ func NewMemory(opts MemoryOptions) *Memory {
 		commentLoad: make(map[string]map[string]nodeLoad),
 		pushNodes:   make(map[string]time.Time),
 		history:     memHistory{streams: make(map[string]*histStream)},
+		moderation: memModeration{
+			settings: make(map[string]Settings),
+			bans:     make(map[banKey]time.Time),
+			top:      make(map[string]memTop),
+		},
 	}
 }
 
@@ -132,11 +140,19 @@ func (m *Memory) Add(_ context.Context, batch Batch) error {
 			lateCommentsCarried.Inc()
 		}
 		ms := m.second(c.Stream, sec)
-		if len(ms.comments) >= m.opts.MaxComments {
+		if len(ms.comments)+len(ms.retracted) >= m.opts.MaxComments {
 			commentsDropped.Inc()
 			continue
 		}
 		ms.comments = append(ms.comments, c.Comment)
+	}
+	for _, r := range batch.Retractions {
+		ms := m.second(r.Stream, m.open(r.Second, horizon))
+		if len(ms.comments)+len(ms.retracted) >= m.opts.MaxComments+MaxRetractions {
+			retractionsDropped.Inc()
+			continue
+		}
+		ms.retracted = append(ms.retracted, r.ID)
 	}
 	return nil
 }
@@ -187,7 +203,7 @@ func (m *Memory) Collect(_ context.Context, cursors []Cursor) (Collection, error
 		}
 		for sec := max(cur.After, horizon-Window) + 1; sec <= horizon; sec++ {
 			ms := st.seconds[sec]
-			if ms == nil || len(ms.counts) == 0 && len(ms.comments) == 0 {
+			if ms == nil || len(ms.counts) == 0 && len(ms.comments) == 0 && len(ms.retracted) == 0 {
 				continue
 			}
 			s := Second{Stream: cur.Stream, Second: sec, Counts: make([]Count, 0, len(ms.counts))}
@@ -195,6 +211,7 @@ func (m *Memory) Collect(_ context.Context, cursors []Cursor) (Collection, error
 				s.Counts = append(s.Counts, Count{Emoji: e, N: n})
 			}
 			s.Comments = slices.Clone(ms.comments)
+			s.Retracted = slices.Clone(ms.retracted)
 			c.Seconds = append(c.Seconds, s)
 		}
 	}

@@ -18,6 +18,10 @@ var (
 		Name: "emojicast_store_comments_dropped_total",
 		Help: "Comments dropped because their second already held the most comments a second may (late comments carried into a full second).",
 	})
+	retractionsDropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_store_retractions_dropped_total",
+		Help: "Comment retractions dropped because their second already held the most comments and retractions it may.",
+	})
 	evictedStreams = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_store_streams_evicted_total",
 		Help: "Streams dropped from the in-memory store because it held its maximum number of streams.",

@@ -99,7 +99,7 @@ func (o *RedisOptions) fillDefaults() error {
 // the hash tag {prefix:k}:
 //
 //	{p:k}:c:<stream>:<second>  hash emoji -> count, TTL Retention
-//	{p:k}:m:<stream>:<second>  list of "user:text" comments, at most MaxComments, TTL Retention
+//	{p:k}:m:<stream>:<second>  list of comments and retractions (see commentEntry), TTL Retention
 //	{p:k}:active               sorted set stream -> newest second written, TTL Retention
 //	{p:k}:b:<batch id>         marker of an added batch, TTL DedupeWindow
 //	{p:k}:points               stream of data points, MAXLEN ~PointsMaxLen
@@ -180,9 +180,13 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 	}
 	for _, c := range batch.Comments {
 		k := shard(c.Stream)
-		// User ids never hold ':' (api.ValidID), so the first one ends it.
-		comments[k] = append(comments[k], c.Stream, c.Second, c.User+":"+c.Text)
+		comments[k] = append(comments[k], c.Stream, c.Second, commentEntry(c.Comment))
 		history[k].add(c.Stream, c.Second, carry)
+	}
+	for _, rt := range batch.Retractions {
+		k := shard(rt.Stream)
+		comments[k] = append(comments[k], rt.Stream, rt.Second, retractionMark+rt.ID)
+		history[k].add(rt.Stream, rt.Second, carry)
 	}
 	var calls []scriptCall
 	now := r.nowArg()
@@ -195,7 +199,7 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 		args := append([]any{
 			now, r.sealMillis(), int64(r.opts.Retention.Seconds()), DedupeWindow.Milliseconds(),
 			r.opts.PointsMaxLen, int64(pointsTTL.Seconds()), tag + "c:", tag + "m:", r.opts.MaxComments,
-			tag + "h:", historyTTL, len(deltas[k]) / 4,
+			tag + "h:", historyTTL, len(deltas[k]) / 4, MaxRetractions,
 		}, deltas[k]...)
 		keys := []string{tag + "active", tag + "b:" + batch.ID, tag + "points"}
 		if historyTTL > 0 {
@@ -211,12 +215,13 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 	}
 	for _, c := range cmds {
 		res, err := c.Int64Slice()
-		if err != nil || len(res) != 4 {
+		if err != nil || len(res) != 5 {
 			return fmt.Errorf("cannot add batch %s: unexpected script reply %v: %w", batch.ID, c.Val(), err)
 		}
 		lateCarried.Add(float64(res[1]))
 		lateCommentsCarried.Add(float64(res[2]))
 		commentsDropped.Add(float64(res[3]))
+		retractionsDropped.Add(float64(res[4]))
 	}
 	return nil
 }
@@ -356,11 +361,11 @@ func parseHistoryMinute(stream string, minute, from, to int64, fields map[string
 			continue
 		}
 		idx, err := strconv.Atoi(field[sep+1:])
-		user, text, ok := strings.Cut(value, ":")
+		c, ok := parseCommentEntry(value)
 		if err != nil || !ok {
 			return nil, fmt.Errorf("history comment %q is %q", field, value)
 		}
-		comments[off] = append(comments[off], indexedComment{idx, Comment{User: user, Text: text}})
+		comments[off] = append(comments[off], indexedComment{idx, c})
 	}
 	var out []Second
 	for off, s := range secs {
@@ -552,15 +557,47 @@ func parseCollected(cmd *redis.Cmd) ([]Second, error) {
 		}
 		for _, c := range comments {
 			raw, _ := c.(string)
-			user, text, ok := strings.Cut(raw, ":")
+			if id, ok := strings.CutPrefix(raw, retractionMark); ok {
+				s.Retracted = append(s.Retracted, id)
+				continue
+			}
+			cm, ok := parseCommentEntry(raw)
 			if !ok {
 				return nil, fmt.Errorf("comment of %s/%d is %q, not user:text", stream, second, raw)
 			}
-			s.Comments = append(s.Comments, Comment{User: user, Text: text})
+			s.Comments = append(s.Comments, cm)
 		}
 		secs = append(secs, s)
 	}
 	return secs, nil
+}
+
+// A second's comment list holds comments as "=id:user:text" ("user:text"
+// from nodes that assigned no ids) and retractions as "!id". Ids and user
+// ids never hold ':', '=' or '!' (api.ValidID), so the marks and the first
+// colons are unambiguous.
+const (
+	commentMark    = "="
+	retractionMark = "!"
+)
+
+func commentEntry(c Comment) string {
+	if c.ID == "" {
+		return c.User + ":" + c.Text
+	}
+	return commentMark + c.ID + ":" + c.User + ":" + c.Text
+}
+
+func parseCommentEntry(raw string) (Comment, bool) {
+	var c Comment
+	if rest, ok := strings.CutPrefix(raw, commentMark); ok {
+		if c.ID, raw, ok = strings.Cut(rest, ":"); !ok {
+			return c, false
+		}
+	}
+	var ok bool
+	c.User, c.Text, ok = strings.Cut(raw, ":")
+	return c, ok
 }
 
 // scriptCall is one run of a script.

@@ -23,8 +23,11 @@
 --          prefix .. stream .. ":" .. floor(second / 60)
 -- ARGV[11] TTL of history keys, in seconds; 0 keeps no history
 -- ARGV[12] number of deltas, n
--- ARGV[13..12+4n] deltas as (stream, second, emoji, count) quadruples
--- ARGV[13+4n..] comments as (stream, second, "user:text") triples
+-- ARGV[13] most retractions a second holds beyond its comments
+-- ARGV[14..13+4n] deltas as (stream, second, emoji, count) quadruples
+-- ARGV[14+4n..] comments as (stream, second, entry) triples; an entry
+--               starting with "!" is a retraction, which the comment
+--               budget does not shed and history does not keep
 --
 -- A history hash holds, for second s of its minute, the field
 -- (s % 60) .. ":" .. emoji -> count and (s % 60) .. "#" .. i -> "user:text"
@@ -33,11 +36,11 @@
 --
 -- Count and comment keys carry the shard's hash tag, like KEYS, so they
 -- live in the same cluster slot. Returns {applied (0 or 1), reactions
--- carried, comments carried, comments dropped}, or an error, having
+-- carried, comments carried, comments dropped, retractions dropped}, or an error, having
 -- written nothing, when a history key it needs was not passed in KEYS.
 local index, marker, points = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', marker) == 1 then
-  return {0, 0, 0, 0}
+  return {0, 0, 0, 0, 0}
 end
 
 local horizon = sealed_horizon(ARGV[1], ARGV[2])
@@ -45,7 +48,8 @@ local horizon = sealed_horizon(ARGV[1], ARGV[2])
 local ttl, maxlen, points_ttl = ARGV[3], tonumber(ARGV[5]), ARGV[6]
 local count_prefix, comment_prefix, max_comments = ARGV[7], ARGV[8], tonumber(ARGV[9])
 local history_prefix, history_ttl = ARGV[10], tonumber(ARGV[11])
-local first_delta = 13
+local max_retractions = tonumber(ARGV[13])
+local first_delta = 14
 local first_comment = first_delta + 4 * tonumber(ARGV[12])
 
 -- history_key returns the history hash of a second and the second's
@@ -147,15 +151,22 @@ for i = first_delta, first_comment - 1, 4 do
   end
 end
 
-local comments_carried, dropped = 0, 0
+local comments_carried, dropped, retractions_dropped = 0, 0, 0
 for i = first_comment, #ARGV, 3 do
-  local stream = ARGV[i]
+  local stream, entry = ARGV[i], ARGV[i + 2]
   local target, late = open(stream, ARGV[i + 1])
   local key = comment_prefix .. stream .. ':' .. target
   local held = redis.call('LLEN', key)
-  if held < max_comments then
+  if string.sub(entry, 1, 1) == '!' then
+    if held < max_comments + max_retractions then
+      redis.call('RPUSH', key, entry)
+      expire(key)
+    else
+      retractions_dropped = retractions_dropped + 1
+    end
+  elseif held < max_comments then
     comments_carried = comments_carried + late
-    redis.call('RPUSH', key, ARGV[i + 2])
+    redis.call('RPUSH', key, entry)
     expire(key)
     if history_ttl > 0 then
       local hkey, offset = history_key(stream, target)
@@ -177,4 +188,4 @@ if maxlen > 0 then
   redis.call('EXPIRE', points, points_ttl)
 end
 redis.call('SET', marker, '1', 'PX', ARGV[4])
-return {1, carried, comments_carried, dropped}
+return {1, carried, comments_carried, dropped, retractions_dropped}

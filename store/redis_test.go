@@ -81,7 +81,7 @@ func testManyStreams(t *testing.T, s Store, clk *clock.Manual) {
 		id := fmt.Sprintf("stream-%d", i)
 		deltas = append(deltas, Delta{id, t0, "like", int64(i + 1)})
 		cursors = append(cursors, Cursor{id, t0 - 1})
-		want = append(want, Second{id, t0, []Count{{"like", int64(i + 1)}}, nil})
+		want = append(want, Second{id, t0, []Count{{"like", int64(i + 1)}}, nil, nil})
 	}
 	mustAdd(t, s, deltas...)
 	sealThrough(clk, t0)
@@ -280,7 +280,7 @@ func TestRedisCollectWhenMoreWrittenThanServed(t *testing.T) {
 	sealThrough(clk, t0+1)
 	before := commandCalls(t, r.client, "hgetall")
 	c := mustCollect(t, r, Cursor{"s5", t0 - 1}, Cursor{"s999", t0 - 5}, Cursor{"never", t0 - 1})
-	want := []Second{{"s5", t0, []Count{{"like", 5}}, nil}, {"s999", t0, []Count{{"like", 999}}, nil}}
+	want := []Second{{"s5", t0, []Count{{"like", 5}}, nil, nil}, {"s999", t0, []Count{{"like", 999}}, nil, nil}}
 	if !reflect.DeepEqual(c.Seconds, want) {
 		t.Fatalf("collected %s; want %s", describe(c.Seconds), describe(want))
 	}

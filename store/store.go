@@ -35,10 +35,13 @@ type Delta struct {
 	Count  int64
 }
 
-// Comment is one danmaku comment: who wrote it and its cleaned text.
+// Comment is one danmaku comment: who wrote it, its cleaned text and its
+// id, unique in the fleet (push nodes assign it), which operators name to
+// retract it. Comments of older nodes have none.
 type Comment struct {
 	User string
 	Text string
+	ID   string
 }
 
 // CommentAt is a comment a push node accepted in a second of a stream.
@@ -56,10 +59,24 @@ const DefaultMaxComments = 30
 // store went away mid-write) is retried with the same ID, and the store adds
 // a batch at most once per ID, so a retry never counts anything twice.
 type Batch struct {
-	ID       string
-	Deltas   []Delta
-	Comments []CommentAt
+	ID          string
+	Deltas      []Delta
+	Comments    []CommentAt
+	Retractions []Retraction
 }
+
+// Retraction takes a comment down: it is listed in a second after the
+// comment's, so that clients showing the comment remove it. A second's
+// retractions are not bounded by its comment budget.
+type Retraction struct {
+	Stream string
+	Second int64
+	ID     string
+}
+
+// MaxRetractions is how many retractions a second of a stream holds beyond
+// its comments: an operator taking down a flood has room.
+const MaxRetractions = 100
 
 // DedupeWindow is how long a store remembers batch IDs: retries must happen
 // within it.
@@ -77,13 +94,14 @@ type Count struct {
 	N     int64
 }
 
-// Second holds the counts and comments of one sealed, non-empty second of
-// a stream; comments in the order they were added.
+// Second holds the counts, comments and retractions of one sealed,
+// non-empty second of a stream; comments in the order they were added.
 type Second struct {
-	Stream   string
-	Second   int64
-	Counts   []Count
-	Comments []Comment
+	Stream    string
+	Second    int64
+	Counts    []Count
+	Comments  []Comment
+	Retracted []string // ids of comments taken down
 }
 
 // Collection is what Collect found.
