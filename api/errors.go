@@ -55,6 +55,14 @@ var (
 	ErrRequestTimeout   = NewError(fasthttp.StatusRequestTimeout, "request_timeout", "the request was not received in time")
 )
 
+// The errors of a moderated stream (the admin API's settings and bans).
+var (
+	ErrUnknownEmoji = NewError(fasthttp.StatusBadRequest, "unknown_emoji", "this stream takes only the emojis its watch answer lists")
+	ErrCommentsOff  = NewError(fasthttp.StatusForbidden, "comments_off", "comments are turned off on this stream")
+	ErrBanned       = NewError(fasthttp.StatusForbidden, "banned", "this user is banned from this stream")
+	ErrStreamClosed = NewError(fasthttp.StatusGone, "stream_closed", "this stream is closed: it takes no more reactions or comments")
+)
+
 var (
 	headerRetryAfter = []byte("Retry-After")
 	headerAllow      = []byte("Allow")

@@ -16,7 +16,8 @@ const (
 	RouteHealthz         // /healthz
 	RouteReadyz          // /readyz
 	RouteMetrics         // /metrics
-	RouteIndex           // / and the web viewer's files
+	RouteIndex           // / and the web viewer's files (and the ops page, /admin)
+	RouteAdmin           // /v1/admin/...: the operators' API
 	routeCount
 )
 
@@ -34,6 +35,7 @@ var routeNames = [...]string{
 	RouteReadyz:    "readyz",
 	RouteMetrics:   "metrics",
 	RouteIndex:     "index",
+	RouteAdmin:     "admin",
 }
 
 // String returns the route's name, used as a metric label.
@@ -44,7 +46,10 @@ func (r Route) HasStream() bool {
 	return r == RouteReactions || r == RouteWatch || r == RouteComments || r == RouteHistory
 }
 
-var streamsPrefix = []byte("/v1/streams/")
+var (
+	streamsPrefix = []byte("/v1/streams/")
+	adminPrefix   = []byte("/v1/admin/")
+)
 
 // ParsePath maps a request path to its route and, for stream routes, the
 // stream id segment (not yet validated: an empty or malformed id still
@@ -78,8 +83,11 @@ func ParsePath(path []byte) (route Route, stream []byte) {
 		return RouteReadyz, nil
 	case "/metrics":
 		return RouteMetrics, nil
-	case "/", "/index.html":
+	case "/", "/index.html", "/admin":
 		return RouteIndex, nil
+	}
+	if bytes.HasPrefix(path, adminPrefix) {
+		return RouteAdmin, nil
 	}
 	if bytes.HasPrefix(path, []byte("/static/")) {
 		return RouteIndex, nil

@@ -70,6 +70,32 @@ type streamControl struct {
 	lastActive int64   // newest second that had reactions
 	sampled    float64 // smoothed store.SampledTaps per second
 	judged     bool    // sampled holds at least one step's figure
+
+	// Smoothed rates of the stream, for the operators' view.
+	tapsPerS, commentsPerS float64
+}
+
+// rateAlpha smooths the operators' rates over a few seconds.
+const rateAlpha = 0.3
+
+// observe folds the seconds just published into the operators' rates.
+func (sc *streamControl) observe(secs []store.Second, since, horizon int64) {
+	if since == 0 || horizon <= since {
+		return // a stream just added: nothing to judge by
+	}
+	var reactions int64
+	var comments int
+	for _, s := range secs {
+		comments += len(s.Comments)
+		for _, c := range s.Counts {
+			if c.Emoji != store.SampledTaps {
+				reactions += c.N
+			}
+		}
+	}
+	perSecond := float64(reactions) / float64(horizon-since)
+	sc.tapsPerS += rateAlpha * (perSecond - sc.tapsPerS)
+	sc.commentsPerS += rateAlpha * (float64(comments)/float64(horizon-since) - sc.commentsPerS)
 }
 
 // localViewers folds the seconds completed since the last step into the
@@ -185,6 +211,7 @@ func (p *Pull) control(ctx context.Context, behind []*stream, coll store.Collect
 			viewers, advertised = fleet[i].Viewers, fleet[i].Divisor
 		}
 		reports[i] = store.ControlReport{Stream: st.id, Viewers: local[i]}
+		sc.observe(mine, st.ring.Tail(), coll.Horizon)
 		if k := p.chooseDivisor(sc, demand(mine, st.ring.Tail(), coll.Horizon), advertised); k != advertised {
 			reports[i].Divisor, reports[i].Previous = k, advertised
 		}

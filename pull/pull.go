@@ -155,7 +155,10 @@ type Pull struct {
 
 	horizon  atomic.Int64 // newest second published to the rings
 	lastSync atomic.Int64 // Unix nanoseconds of the last successful sync
-	wake     chan struct{}
+	// topReported is when the busiest streams were last reported; the
+	// syncer goroutine owns it.
+	topReported time.Time
+	wake        chan struct{}
 
 	stopOnce sync.Once
 	stop     chan struct{}

@@ -2,6 +2,7 @@ package pull
 
 import (
 	"context"
+	"slices"
 	"strconv"
 
 	"github.com/emojicast/emojicast/api"
@@ -15,6 +16,7 @@ type syncScratch struct {
 	streams []*stream
 	behind  []*stream
 	cursors []store.Cursor
+	top     []store.StreamStats
 }
 
 // sync moves the seconds sealed since the last sync into the rings of the
@@ -49,6 +51,7 @@ func (p *Pull) sync(ctx context.Context, sc *syncScratch) error {
 	}
 	if horizon > p.horizon.Load() {
 		p.horizon.Store(horizon)
+		p.reportTop(ctx, sc)
 		now := p.opts.Clock.Now()
 		evicted := p.streams.evictIdle(now.Add(-p.opts.IdleAfter).Unix())
 		streamsEvicted.Add(float64(evicted))
@@ -101,7 +104,10 @@ func (p *Pull) encodeBucket(s store.Second) bucket {
 	}
 	size := 32 + 16*len(s.Counts)
 	for _, c := range s.Comments {
-		size += 16 + len(c.User) + len(c.Text)
+		size += 24 + len(c.User) + len(c.Text) + len(c.ID)
+	}
+	for _, id := range s.Retracted {
+		size += 3 + len(id)
 	}
 	b := make([]byte, 0, size)
 	b = append(b, `{"t":`...)
@@ -137,27 +143,55 @@ func (p *Pull) encodeBucket(s store.Second) bucket {
 	if !first {
 		b = append(b, ']')
 	}
-	b = appendComments(b, s.Comments)
+	b = appendComments(b, s.Comments, s.Retracted)
+	b = appendRetracted(b, s.Retracted)
 	b = append(b, '}')
 	compact := p.appendCompactBucket(make([]byte, 0, len(b)/2+16), s, counts[:n])
 	return bucket{json: [formats][]byte{b, compact}, total: total, tag: [formats]uint64{hashOf(b), hashOf(compact)}, pieces: new([formats]bucketPieces)}
 }
 
-// appendComments appends ,"m":[{"u":..,"x":..},..] when there are comments.
-func appendComments(b []byte, comments []store.Comment) []byte {
-	for i, c := range comments {
-		if i == 0 {
+// appendComments appends ,"m":[{"u":..,"x":..,"id":..},..] when there are
+// comments, leaving out those the same second retracts.
+func appendComments(b []byte, comments []store.Comment, retracted []string) []byte {
+	first := true
+	for _, c := range comments {
+		if c.ID != "" && slices.Contains(retracted, c.ID) {
+			continue
+		}
+		if first {
 			b = append(b, `,"m":[`...)
 		} else {
 			b = append(b, ',')
 		}
+		first = false
 		b = append(b, `{"u":`...)
 		b = api.AppendJSONString(b, c.User)
 		b = append(b, `,"x":`...)
 		b = api.AppendJSONString(b, c.Text)
+		if c.ID != "" {
+			b = append(b, `,"id":`...)
+			b = api.AppendJSONString(b, c.ID)
+		}
 		b = append(b, '}')
 	}
-	if len(comments) > 0 {
+	if !first {
+		b = append(b, ']')
+	}
+	return b
+}
+
+// appendRetracted appends ,"r":[id,..]: the comments of earlier seconds
+// (or of this one) that clients showing them must take down.
+func appendRetracted(b []byte, ids []string) []byte {
+	for i, id := range ids {
+		if i == 0 {
+			b = append(b, `,"r":[`...)
+		} else {
+			b = append(b, ',')
+		}
+		b = api.AppendJSONString(b, id)
+	}
+	if len(ids) > 0 {
 		b = append(b, ']')
 	}
 	return b

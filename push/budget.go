@@ -101,8 +101,13 @@ func newBudget(perSecond int, node string, maxStreams int) *budget {
 // second when a request that read the clock just before the second turned
 // gets here after one that read it just after (it is off by a moment,
 // never counted against a second whose seats are closed). ok is false when
-// the node holds its maximum of streams and this one is new.
-func (b *budget) admit(stream []byte, sec int64) (keep bool, in int64, ok bool) {
+// the node holds its maximum of streams and this one is new. A positive
+// perSecond below the node's budget is the stream's own (an operator's
+// setting); it takes effect from the stream's next second.
+func (b *budget) admit(stream []byte, sec int64, perSecond int) (keep bool, in int64, ok bool) {
+	if perSecond <= 0 || perSecond > b.perSecond {
+		perSecond = b.perSecond
+	}
 	for {
 		sb := b.get(stream, sec)
 		if sb == nil {
@@ -110,21 +115,21 @@ func (b *budget) admit(stream []byte, sec int64) (keep bool, in int64, ok bool) 
 		}
 		// An entry forgotten as idle between get and its lock is got
 		// again, so that no second's seats are counted in two places.
-		if keep, in, alive := b.offer(sb, string(stream), sec); alive {
+		if keep, in, alive := b.offer(sb, string(stream), sec, perSecond); alive {
 			return keep, in, true
 		}
 	}
 }
 
 // offer counts one offer in sb; alive is false when sb was forgotten.
-func (b *budget) offer(sb *streamBudget, stream string, sec int64) (keep bool, in int64, alive bool) {
+func (b *budget) offer(sb *streamBudget, stream string, sec int64, perSecond int) (keep bool, in int64, alive bool) {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
 	if sb.dead {
 		return false, 0, false
 	}
 	if sec > sb.second {
-		b.startSecond(sb, stream, sec)
+		b.startSecond(sb, stream, sec, perSecond)
 	}
 	sb.offered++
 	sb.acc += sb.p
@@ -141,7 +146,7 @@ func (b *budget) offer(sb *streamBudget, stream string, sec int64) (keep bool, i
 
 // startSecond moves a stream's counting to second sec and fixes the
 // second's probability and seats.
-func (b *budget) startSecond(sb *streamBudget, stream string, sec int64) {
+func (b *budget) startSecond(sb *streamBudget, stream string, sec int64, perSecond int) {
 	if sb.second == sec-1 {
 		sb.last = sb.offered
 	} else {
@@ -151,12 +156,12 @@ func (b *budget) startSecond(sb *streamBudget, stream string, sec int64) {
 	view := b.fleet.Load()
 	sb.seats = 0
 	if now := time.Now(); !view.at.IsZero() && now.Sub(view.at) <= store.CommentLoadTTL && !now.Before(view.seatsFrom) {
-		sb.seats = seats(b.perSecond, view.nodes, b.node, stream, sec)
+		sb.seats = seats(perSecond, view.nodes, b.node, stream, sec)
 	}
 	rate := float64(sb.last + view.offered[stream])
 	sb.p = 1
 	if rate > 0 {
-		sb.p = min(1, keepShare*float64(b.perSecond)/rate)
+		sb.p = min(1, keepShare*float64(perSecond)/rate)
 		if sb.last > 0 {
 			sb.p = min(sb.p, keepShare*float64(sb.seats)/float64(sb.last))
 		}

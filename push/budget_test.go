@@ -61,7 +61,7 @@ func TestBudgetSplitsAcrossNodesFairly(t *testing.T) {
 		n := 0
 		for i := range 200 {
 			node := []*budget{a, b}[i%2]
-			keep, _, ok := node.admit([]byte("s"), sec)
+			keep, _, ok := node.admit([]byte("s"), sec, 0)
 			if !ok {
 				t.Fatal("budget refused a stream")
 			}
@@ -96,16 +96,16 @@ func TestBudgetSplitsAcrossNodesFairly(t *testing.T) {
 func TestBudgetIsBounded(t *testing.T) {
 	b := newBudget(30, "a", 2)
 	for _, s := range []string{"x", "y"} {
-		if _, _, ok := b.admit([]byte(s), 1); !ok {
+		if _, _, ok := b.admit([]byte(s), 1, 0); !ok {
 			t.Fatal("refused a stream under the bound")
 		}
 	}
-	if _, _, ok := b.admit([]byte("z"), 1); ok {
+	if _, _, ok := b.admit([]byte("z"), 1, 0); ok {
 		t.Fatal("took a third stream past a bound of 2")
 	}
 	// Idle streams are forgotten when reported on.
 	b.reports(1 + idleAfter + 1)
-	if _, _, ok := b.admit([]byte("z"), 10); !ok {
+	if _, _, ok := b.admit([]byte("z"), 10, 0); !ok {
 		t.Fatal("idle streams were not forgotten")
 	}
 }
@@ -119,7 +119,7 @@ func TestBudgetSecondsNeverReopen(t *testing.T) {
 	kept := 0
 	for i := range 200 {
 		sec := int64(100 + i%2) // 100, 101, 100, 101...: requests straddling the turn
-		keep, in, _ := b.admit([]byte("s"), sec)
+		keep, in, _ := b.admit([]byte("s"), sec, 0)
 		if i > 0 && in != 101 {
 			t.Fatalf("offer %d for second %d was counted in %d; want 101", i, sec, in)
 		}
@@ -140,7 +140,7 @@ func TestBudgetJoinsBeforeTakingSeats(t *testing.T) {
 	st := store.NewMemory(store.MemoryOptions{})
 	ctx := context.Background()
 	keeps := func(b *budget, sec int64) bool {
-		keep, _, _ := b.admit([]byte("s"), sec)
+		keep, _, _ := b.admit([]byte("s"), sec, 0)
 		return keep
 	}
 	a := newBudget(30, "a", 10)

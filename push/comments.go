@@ -61,12 +61,26 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
 		api.WriteError(ctx, aerr)
 		return
 	}
+	m := p.moderated(stream)
+	if m != nil {
+		if aerr := checkComment(m, user, now); aerr != nil {
+			api.WriteError(ctx, aerr)
+			return
+		}
+	}
 	if wait := p.commenters.Allow(user, 1, now.UnixNano()); wait > 0 {
 		commentsBy(resultRateLimited).Inc()
 		api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 		return
 	}
-	keep, sec, ok := p.budget.admit(stream, now.Unix())
+	if m != nil && m.SlowMode > 0 {
+		if wait := p.slowMode.Allow(stream, user, m.SlowMode, now.UnixNano()); wait > 0 {
+			refusedSlowMode.Inc()
+			api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
+			return
+		}
+	}
+	keep, sec, ok := p.budget.admit(stream, now.Unix(), commentBudgetOf(m))
 	switch {
 	case !ok:
 		overloaded.Inc()
@@ -77,7 +91,7 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
 	default:
 		p.pending.add(store.CommentAt{
 			Stream: string(stream), Second: sec,
-			Comment: store.Comment{User: string(user), Text: p.mask(text)},
+			Comment: store.Comment{User: string(user), Text: p.mask(text), ID: p.commentID()},
 		})
 		commentsBy(resultAccepted).Inc()
 		api.WriteJSON(ctx, fasthttp.StatusAccepted, bodyAccepted)

@@ -41,6 +41,12 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 		api.WriteError(ctx, aerr)
 		return
 	}
+	if m := p.moderated(stream); m != nil {
+		if aerr := checkSend(m, user, r.emoji, now); aerr != nil {
+			api.WriteError(ctx, aerr)
+			return
+		}
+	}
 	sec := now.Unix()
 	sd := p.divisors.get(stream, sec)
 	if sd != nil && sd.current.Load() == 0 {

@@ -21,6 +21,7 @@ import (
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/load"
+	"github.com/emojicast/emojicast/moderation"
 	"github.com/emojicast/emojicast/ratelimit"
 	"github.com/emojicast/emojicast/store"
 	"github.com/emojicast/emojicast/token"
@@ -88,6 +89,9 @@ type Options struct {
 	// FilterTimeout is the longest a comment waits for Filter before it
 	// goes out unmasked. Default: 20ms.
 	FilterTimeout time.Duration
+	// Moderation holds the operators' stream settings and bans; nil
+	// enforces none.
+	Moderation *moderation.Rules
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -165,6 +169,8 @@ type Push struct {
 	seq      atomic.Uint64
 
 	commenters   *ratelimit.Limiter
+	slowMode     *moderation.SlowMode
+	commentSeq   atomic.Uint64
 	budget       *budget
 	pending      pendingComments
 	masking      chan struct{} // semaphore of masking calls under way
@@ -202,6 +208,7 @@ func New(opts Options) (*Push, error) {
 		divisors:    newDivisors(opts.MaxStreams, opts.MaxDivisor),
 		nodeID:      hex.EncodeToString(id[:]),
 		commenters:  ratelimit.New(opts.CommentUserRate, opts.CommentUserBurst, opts.MaxUsers),
+		slowMode:    moderation.NewSlowMode(opts.MaxUsers),
 		masking:     make(chan struct{}, maxMasking),
 		stop:        make(chan struct{}),
 		loopDone:    make(chan struct{}),

@@ -93,6 +93,12 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 		if s.allow(ctx, get, "GET, HEAD") {
 			metricsHandler(ctx)
 		}
+	case api.RouteAdmin:
+		if s.opts.Admin == nil {
+			api.WriteError(ctx, api.ErrNotFound)
+		} else {
+			s.opts.Admin(ctx)
+		}
 	case api.RouteIndex:
 		if s.opts.Index == nil {
 			api.WriteError(ctx, api.ErrNotFound)

@@ -37,6 +37,9 @@ type Options struct {
 	Pull *pull.Pull
 	// Index serves the web viewer (GET / and /static/...) when set.
 	Index fasthttp.RequestHandler
+	// Admin serves the operators' API (/v1/admin/...) when set; the
+	// routes answer 404 otherwise.
+	Admin fasthttp.RequestHandler
 	// Emojis is the set GET /v1/emojis lists. Default: emoji.Default().
 	Emojis *emoji.Set
 	// Load counts every request against the process's budget when set.

@@ -35,6 +35,9 @@ type Options struct {
 	// besides its own: those of the pull and push URLs that watch hands
 	// out, when they point elsewhere (--public-url, a CDN). Default: none.
 	ConnectOrigins []string
+	// OpsPage serves the operators' page at /admin (static/admin.*);
+	// without it those paths answer 404. Default: off.
+	OpsPage bool
 }
 
 // file is one embedded file, encoded for serving.
@@ -67,6 +70,9 @@ func New(opts Options) (*Viewer, error) {
 		if !ok {
 			return fmt.Errorf("cannot serve %s: unknown file type", name)
 		}
+		if strings.HasPrefix(path.Base(name), "admin.") && !opts.OpsPage {
+			return nil
+		}
 		b, err := static.ReadFile(name)
 		if err != nil {
 			return err
@@ -84,6 +90,9 @@ func New(opts Options) (*Viewer, error) {
 		return nil, fmt.Errorf("cannot load the web viewer: static/index.html is missing")
 	}
 	v.files["/"], v.files["/index.html"] = index, index
+	if ops := v.files["/static/admin.html"]; ops != nil {
+		v.files["/admin"] = ops
+	}
 	csp, err := contentSecurityPolicy(opts.ConnectOrigins)
 	if err != nil {
 		return nil, err

@@ -14,11 +14,13 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/emojicast/emojicast/admin"
 	"github.com/emojicast/emojicast/clientip"
 	"github.com/emojicast/emojicast/comment"
 	"github.com/emojicast/emojicast/edgelog"
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/load"
+	"github.com/emojicast/emojicast/moderation"
 	"github.com/emojicast/emojicast/pull"
 	"github.com/emojicast/emojicast/push"
 	"github.com/emojicast/emojicast/ratelimit"
@@ -71,6 +73,7 @@ type nodeFlags struct {
 	maxClientIPs    int
 	corsOrigins     string
 	edgeLogListen   string
+	adminToken      string
 	// Push.
 	flushInterval time.Duration
 	userRate      float64
@@ -102,6 +105,7 @@ type nodeFlags struct {
 
 func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.StringVar(&f.listen, "listen", ":8080", "address to serve HTTP on")
+	fs.StringVar(&f.adminToken, "admin-token", "", "admin tokens that open the operators' API (/v1/admin/) and the ops page (/admin): comma-separated, each label:secret or a bare secret of at least 16 characters; several rotate; empty turns both off (404)")
 	fs.StringVar(&f.emojis, "emojis", emoji.DefaultSpec, "the emoji set, as comma-separated id=glyph pairs in display order")
 	redisUsage := "Redis to share counts through: a redis:// URL, or comma-separated host:port addresses of a Redis Cluster"
 	if !r.needsRedis {
@@ -255,13 +259,18 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	var pl *pull.Pull
 	var feed *edgelog.Listener
 	var index fasthttp.RequestHandler
+	adm, rules, err := newAdmin(r, f, stores.main.Store, emojis, log)
+	if err != nil {
+		stores.close()
+		return err
+	}
 	var ipSends *ratelimit.Limiter
 	if r.push {
 		if _, ok := stores.main.Store.(store.LimitSharer); ok {
 			// The per-address limit of sends holds across the push fleet.
 			ipSends = ratelimit.NewShared(f.ipSendRate, f.ipSendBurst, f.maxClientIPs)
 		}
-		if pu, err = newPush(f, stores, emojis, signer, meter, filter, ipSends, log); err != nil {
+		if pu, err = newPush(f, stores, emojis, signer, meter, filter, ipSends, rules, log); err != nil {
 			stores.close()
 			return err
 		}
@@ -279,7 +288,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 			stores.close()
 			return err
 		}
-		if index, err = newViewer(f); err != nil {
+		if index, err = newViewer(f, adm != nil); err != nil {
 			stores.close()
 			return err
 		}
@@ -291,7 +300,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		}
 	}
 	srv := server.New(server.Options{
-		Addr: f.listen, Push: pu, Pull: pl, Index: index, Emojis: emojis, Load: meter,
+		Addr: f.listen, Push: pu, Pull: pl, Index: index, Admin: adm, Emojis: emojis, Load: meter,
 		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
 		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHeaderBytes,
 		TrustedProxies: proxies, SendRatePerIP: f.ipSendRate, SendBurstPerIP: f.ipSendBurst,
@@ -306,17 +315,23 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		return fmt.Errorf("cannot listen on %s: %w", f.listen, err)
 	}
 	meter.Start()
+	if rules != nil {
+		rules.Start() // before push serves: a restarted node enforces bans at once
+	}
 	steps := append(startParts(pu, pl, stores), stopStep{"load meter", func(context.Context) { meter.Stop() }})
 	if feed != nil {
 		// Stopped before the pull syncer: it counts into its streams.
 		steps = append([]stopStep{{"edge log feed", func(context.Context) { _ = feed.Close() }}}, steps...)
 		log.Info("edge log feed", "addr", feed.Addr().String())
 	}
+	if rules != nil {
+		steps = append([]stopStep{{"moderation", func(context.Context) { rules.Stop() }}}, steps...)
+	}
 	if filter != nil {
 		steps = append(steps, watchFilter(filter, f.blockedWords, log))
 	}
 	srv.Serve()
-	log.Info("emojicast serving", "role", r.name, "addr", srv.Addr(), "store", strings.Join(stores.names(), " "), "tokens", signer != nil)
+	log.Info("emojicast serving", "role", r.name, "addr", srv.Addr(), "store", strings.Join(stores.names(), " "), "tokens", signer != nil, "admin", adm != nil)
 
 	waitForSignal(log)
 	shutdown(log, f, srv, steps)
@@ -338,9 +353,10 @@ func startParts(pu *push.Push, pl *pull.Pull, stores *nodeStores) []stopStep {
 	return append(steps, stopStep{"store", func(context.Context) { stores.close() }})
 }
 
-func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, log *slog.Logger) (*push.Push, error) {
+func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, rules *moderation.Rules, log *slog.Logger) (*push.Push, error) {
 	opts := push.Options{
-		Targets: stores.targets(), Emojis: emojis, Signer: signer, MaxDivisor: f.maxDivisor,
+		Moderation: rules,
+		Targets:    stores.targets(), Emojis: emojis, Signer: signer, MaxDivisor: f.maxDivisor,
 		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
 		MaxUsers: f.maxUsers, MaxStreams: f.maxStreams, MaxBacklog: f.backlog, Load: meter, Logger: log,
 		CommentBudget: f.commentBudget, CommentUserRate: f.commentRate, CommentUserBurst: f.commentBurst,
@@ -408,18 +424,47 @@ func watchFilter(filter *comment.Filter, path string, log *slog.Logger) stopStep
 
 // newViewer returns the web viewer's handler; the page may call the URLs
 // watch hands out, so their origins join its Content-Security-Policy.
-func newViewer(f *nodeFlags) (fasthttp.RequestHandler, error) {
+func newViewer(f *nodeFlags, ops bool) (fasthttp.RequestHandler, error) {
 	var origins []string
 	for _, u := range []string{f.publicURL, f.pushURL} {
 		if u != "" {
 			origins = append(origins, u)
 		}
 	}
-	viewer, err := web.New(web.Options{ConnectOrigins: origins})
+	viewer, err := web.New(web.Options{ConnectOrigins: origins, OpsPage: ops})
 	if err != nil {
 		return nil, err
 	}
 	return viewer.Handle, nil
+}
+
+// newAdmin returns the operators' API when --admin-token is set, and the
+// moderation rules push nodes enforce whenever the store keeps them: a
+// push node without the flag still follows what other nodes' admins set.
+func newAdmin(r role, f *nodeFlags, st store.Store, emojis *emoji.Set, log *slog.Logger) (fasthttp.RequestHandler, *moderation.Rules, error) {
+	m, ok := st.(store.Moderator)
+	if !ok {
+		return nil, nil, nil
+	}
+	var rules *moderation.Rules
+	if r.push {
+		var err error
+		if rules, err = moderation.New(moderation.Options{Store: m, Emojis: emojis, Logger: log}); err != nil {
+			return nil, nil, err
+		}
+	}
+	if f.adminToken == "" {
+		return nil, rules, nil
+	}
+	tokens, err := admin.ParseTokens(f.adminToken)
+	if err != nil {
+		return nil, nil, fmt.Errorf("invalid --admin-token: %w", err)
+	}
+	a, err := admin.New(admin.Options{Tokens: tokens, Store: m, Emojis: emojis, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return a.Handle, rules, nil
 }
 
 func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, edges *clientip.Resolver, log *slog.Logger) (*pull.Pull, error) {

@@ -1,0 +1,60 @@
+package moderation
+
+import (
+	"sync"
+	"time"
+)
+
+// SlowMode remembers when each user last commented on each stream in slow
+// mode, on one node: a user behind a load balancer that spreads requests
+// over N push nodes may comment up to N times per period. It is bounded:
+// past MaxKeys it forgets the entries whose period has surely passed, then
+// arbitrary ones (which lets those users comment early, never refuses
+// anyone wrongly for longer than a period).
+type SlowMode struct {
+	mu      sync.Mutex
+	last    map[string]int64 // stream "\x00" user -> Unix ns of the last comment
+	maxKeys int
+}
+
+// MaxSlowMode is the longest slow-mode period settings may ask for.
+const MaxSlowMode = time.Hour
+
+// NewSlowMode returns a SlowMode remembering at most maxKeys users.
+func NewSlowMode(maxKeys int) *SlowMode {
+	return &SlowMode{last: make(map[string]int64), maxKeys: max(maxKeys, 1)}
+}
+
+// Allow records a comment of user on stream at now (Unix ns) and returns 0,
+// or returns how long the user must still wait when their last comment is
+// less than period ago.
+func (s *SlowMode) Allow(stream, user []byte, period time.Duration, now int64) time.Duration {
+	key := make([]byte, 0, len(stream)+1+len(user))
+	key = append(append(append(key, stream...), 0), user...)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last, ok := s.last[string(key)]; ok {
+		if wait := time.Duration(last + int64(period) - now); wait > 0 {
+			return wait
+		}
+	} else if len(s.last) >= s.maxKeys {
+		s.makeRoom(now)
+	}
+	s.last[string(key)] = now
+	return 0
+}
+
+func (s *SlowMode) makeRoom(now int64) {
+	for k, at := range s.last {
+		if now-at > int64(MaxSlowMode) {
+			delete(s.last, k)
+		}
+	}
+	for k := range s.last {
+		if len(s.last) < s.maxKeys-s.maxKeys/8 {
+			break
+		}
+		delete(s.last, k)
+		slowModeEvicted.Inc()
+	}
+}

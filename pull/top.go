@@ -1,0 +1,46 @@
+package pull
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emojicast/emojicast/store"
+)
+
+// topEvery is how often a node reports its busiest streams for the
+// operators' view; well within store.TopTTL.
+const topEvery = 2 * time.Second
+
+// reportTop reports the node's busiest streams to the store, at most every
+// topEvery, when the store keeps such reports. It runs on the syncer
+// goroutine, which owns the streams' control state.
+func (p *Pull) reportTop(ctx context.Context, sc *syncScratch) {
+	m, ok := p.opts.Store.(store.Moderator)
+	now := p.opts.Clock.Now()
+	if !ok || now.Sub(p.topReported) < topEvery {
+		return
+	}
+	p.topReported = now
+	top := sc.top[:0]
+	for _, st := range sc.streams {
+		ctl := st.ctl.Load()
+		top = append(top, store.StreamStats{
+			ID: st.id, Viewers: ctl.viewers, Sample: 1 / float64(ctl.divisor),
+			TapsPerS: round2(st.ctlState.tapsPerS), CommentsPerS: round2(st.ctlState.commentsPerS),
+		})
+	}
+	slices.SortFunc(top, func(a, b store.StreamStats) int {
+		return cmp.Or(cmp.Compare(b.Viewers, a.Viewers), cmp.Compare(b.TapsPerS, a.TapsPerS), strings.Compare(a.ID, b.ID))
+	})
+	sc.top = top
+	if err := m.ReportTop(ctx, p.opts.NodeID, top[:min(len(top), store.MaxTopStreams)]); err != nil {
+		controlErrors.Inc()
+		p.logSyncError(err)
+	}
+}
+
+// round2 keeps two decimals: the view needs no more, and reports stay small.
+func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }

@@ -1,0 +1,74 @@
+package push
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/moderation"
+)
+
+// The reasons of emojicast_moderation_refused_total, resolved once.
+var (
+	refusedClosed      = moderation.Refused.WithLabelValues("closed")
+	refusedBanned      = moderation.Refused.WithLabelValues("banned")
+	refusedEmoji       = moderation.Refused.WithLabelValues("emoji")
+	refusedCommentsOff = moderation.Refused.WithLabelValues("comments_off")
+	refusedSlowMode    = moderation.Refused.WithLabelValues("slow_mode")
+)
+
+// moderated returns the stream's moderation, or nil when it has none (or
+// the node enforces none).
+func (p *Push) moderated(stream []byte) *moderation.Stream {
+	if p.opts.Moderation == nil {
+		return nil
+	}
+	return p.opts.Moderation.Stream(stream)
+}
+
+// checkSend applies a moderated stream's rules to a send of emoji i.
+func checkSend(m *moderation.Stream, user []byte, i int, now time.Time) *api.Error {
+	switch {
+	case m.Closed:
+		refusedClosed.Inc()
+		return api.ErrStreamClosed
+	case m.Banned(user, now.UnixMilli()):
+		refusedBanned.Inc()
+		return api.ErrBanned
+	case !m.AllowsEmoji(i):
+		refusedEmoji.Inc()
+		return api.ErrUnknownEmoji
+	}
+	return nil
+}
+
+// checkComment applies a moderated stream's rules to a comment, but for
+// slow mode, which is checked once the user's own rate allowed it.
+func checkComment(m *moderation.Stream, user []byte, now time.Time) *api.Error {
+	switch {
+	case m.Closed:
+		refusedClosed.Inc()
+		return api.ErrStreamClosed
+	case m.Banned(user, now.UnixMilli()):
+		refusedBanned.Inc()
+		return api.ErrBanned
+	case m.CommentsOff:
+		refusedCommentsOff.Inc()
+		return api.ErrCommentsOff
+	}
+	return nil
+}
+
+// commentBudgetOf is a moderated stream's comment budget, 0 for the fleet's.
+func commentBudgetOf(m *moderation.Stream) int {
+	if m == nil {
+		return 0
+	}
+	return m.CommentBudget
+}
+
+// commentID returns a new comment id, unique in the fleet: the node's id
+// and a sequence number.
+func (p *Push) commentID() string {
+	return p.nodeID[:8] + "." + strconv.FormatUint(p.commentSeq.Add(1), 36)
+}
