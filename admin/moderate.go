@@ -196,4 +196,3 @@ func (c *call) retract(stream, id string) {
 	}
 	c.writeJSON(fasthttp.StatusAccepted, map[string]any{"status": "retracted", "stream": stream, "id": id})
 }
-
