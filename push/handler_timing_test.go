@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/internal/redistest"
+	"github.com/emojicast/emojicast/moderation"
 	"github.com/emojicast/emojicast/store"
 	"github.com/emojicast/emojicast/token"
 )
@@ -65,9 +66,41 @@ func BenchmarkPushHandler(b *testing.B) {
 			runSends(b, reqs, func(ctx *fasthttp.RequestCtx) { p.HandleReactions(ctx, stream) })
 		})
 	}
+	// The same open sends to a stream an operator moderates: an emoji
+	// subset, slow mode and a thousand bans of other users, so each send
+	// looks its stream and user up in the moderation snapshot.
+	p := benchNode(b, nil, store.NewMemory(store.MemoryOptions{}))
+	p.opts.Moderation = benchModeration(b, string(stream))
+	reqs := benchRequests(nil, string(stream), "")
+	b.Run("open-moderated", func(b *testing.B) {
+		runSends(b, reqs, func(ctx *fasthttp.RequestCtx) { p.HandleReactions(ctx, stream) })
+	})
 	b.Run("constant", func(b *testing.B) {
 		runSends(b, benchRequests(nil, string(stream), ""), func(ctx *fasthttp.RequestCtx) { writeAccepted(ctx, 1) })
 	})
+}
+
+func benchModeration(b *testing.B, stream string) *moderation.Rules {
+	st := store.NewMemory(store.MemoryOptions{})
+	ctx := context.Background()
+	set := store.Settings{Emojis: []string{"like", "love", "haha", "wow", "clap", "fire"}, SlowModeS: 5}
+	if err := st.PutSettings(ctx, stream, set); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 1000 {
+		ban := store.Ban{Stream: stream, User: "banned" + strconv.Itoa(i), Until: time.Now().Add(time.Hour)}
+		if err := st.BanUser(ctx, ban); err != nil {
+			b.Fatal(err)
+		}
+	}
+	r, err := moderation.New(moderation.Options{Store: st, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Refresh(); err != nil {
+		b.Fatal(err)
+	}
+	return r
 }
 
 func benchNode(b *testing.B, signer *token.Signer, st store.Store) *Push {
