@@ -76,5 +76,24 @@ func init() {
 	})
 }
 
+func init() {
+	promauto.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "emojicast_pull_publish_lag_seconds",
+		Help: "How far the newest second this process published is behind its clock: about 1 s plus the seal delay when healthy; it grows while the store is unreachable or slow.",
+	}, func() float64 {
+		lag := 0.0
+		nodes.Range(func(k, _ any) bool { lag = max(lag, k.(*Pull).publishLag().Seconds()); return true })
+		return lag
+	})
+	promauto.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "emojicast_pull_sample_divisor_max",
+		Help: "The largest sample divisor (1/sample) this process advertises for any stream, as of its last report of its busiest streams.",
+	}, func() float64 {
+		d := int64(1)
+		nodes.Range(func(k, _ any) bool { d = max(d, k.(*Pull).maxDivisor.Load()); return true })
+		return float64(d)
+	})
+}
+
 func registerGauges(p *Pull)   { nodes.Store(p, struct{}{}) }
 func unregisterGauges(p *Pull) { nodes.Delete(p) }

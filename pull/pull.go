@@ -158,6 +158,8 @@ type Pull struct {
 	// topReported is when the busiest streams were last reported; the
 	// syncer goroutine owns it.
 	topReported time.Time
+	maxDivisor  atomic.Int64 // the largest divisor advertised at the last report
+	createdAt   time.Time
 	wake        chan struct{}
 
 	stopOnce sync.Once
@@ -172,12 +174,13 @@ func New(opts Options) (*Pull, error) {
 		return nil, err
 	}
 	p := &Pull{
-		opts:    opts,
-		streams: newRegistry(opts.MaxStreams),
-		initial: &control{nextMS: opts.BusyNextMS, divisor: 1},
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		opts:      opts,
+		streams:   newRegistry(opts.MaxStreams),
+		initial:   &control{nextMS: opts.BusyNextMS, divisor: 1},
+		wake:      make(chan struct{}, 1),
+		createdAt: opts.Clock.Now(),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	registerGauges(p)
 	return p, nil
@@ -217,6 +220,17 @@ func (p *Pull) Ready() (bool, string) {
 // Serves reports whether the node keeps a ring for the stream already, so
 // that a poll for it adds nothing. It does not allocate.
 func (p *Pull) Serves(id []byte) bool { return p.streams.has(id) }
+
+// publishLag is how far the newest published second is behind the clock;
+// before the first sync, the time since the node was created.
+func (p *Pull) publishLag() time.Duration {
+	now := p.opts.Clock.Now()
+	h := p.horizon.Load()
+	if h == 0 {
+		return now.Sub(p.createdAt)
+	}
+	return now.Sub(time.Unix(h+1, 0))
+}
 
 // Horizon returns the newest second the node has published.
 func (p *Pull) Horizon() int64 { return p.horizon.Load() }

@@ -25,8 +25,10 @@ func (p *Pull) reportTop(ctx context.Context, sc *syncScratch) {
 	}
 	p.topReported = now
 	top := sc.top[:0]
+	maxDivisor := int64(1)
 	for _, st := range sc.streams {
 		ctl := st.ctl.Load()
+		maxDivisor = max(maxDivisor, ctl.divisor)
 		top = append(top, store.StreamStats{
 			ID: st.id, Viewers: ctl.viewers, Sample: 1 / float64(ctl.divisor),
 			TapsPerS: round2(st.ctlState.tapsPerS), CommentsPerS: round2(st.ctlState.commentsPerS),
@@ -36,6 +38,7 @@ func (p *Pull) reportTop(ctx context.Context, sc *syncScratch) {
 		return cmp.Or(cmp.Compare(b.Viewers, a.Viewers), cmp.Compare(b.TapsPerS, a.TapsPerS), strings.Compare(a.ID, b.ID))
 	})
 	sc.top = top
+	p.maxDivisor.Store(maxDivisor)
 	if err := m.ReportTop(ctx, p.opts.NodeID, top[:min(len(top), store.MaxTopStreams)]); err != nil {
 		controlErrors.Inc()
 		p.logSyncError(err)

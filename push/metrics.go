@@ -90,6 +90,21 @@ func init() {
 		return float64(n)
 	})
 	promauto.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "emojicast_push_stores_unreachable",
+		Help: "Stores this process writes to whose last write failed (their counts wait in the backlog).",
+	}, func() float64 {
+		n := 0
+		nodes.Range(func(k, _ any) bool {
+			for _, t := range k.(*Push).targets {
+				if !t.healthy.Load() {
+					n++
+				}
+			}
+			return true
+		})
+		return float64(n)
+	})
+	promauto.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "emojicast_push_active_streams",
 		Help: "Streams with sums waiting for the next flush.",
 	}, func() float64 {

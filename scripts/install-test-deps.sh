@@ -4,7 +4,9 @@
 # clusters with redis-cli; the browser tests drive Debian's Chromium and
 # draw emojis with the Noto Color Emoji font; the CDN tests put nginx in
 # front of emojicast; the JavaScript client's tests run on Node.js 20 or
-# later. Needs root (or sudo) only when something is missing.
+# later; the alerting tests check deploy/prometheus with promtool and
+# scrape a running emojicast with a real Prometheus (both from Debian's
+# prometheus package). Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
 # need PACKAGE CHECK...: PACKAGE is missing when the CHECK command fails.
@@ -24,6 +26,7 @@ need fonts-noto-color-emoji test -e /usr/share/fonts/truetype/noto/NotoColorEmoj
 # Debian puts nginx in /usr/sbin, which a user's PATH may lack.
 need nginx test -x /usr/sbin/nginx
 need nodejs command -v node
+need prometheus command -v promtool
 
 # node_new_enough fails, saying why, unless node is Node.js 20 or later.
 node_new_enough() {
@@ -47,8 +50,8 @@ if [[ $(id -u) != 0 ]]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 # The tests start their own servers; a package must not start its service
-# (nginx would take port 80). policy-rc.d is Debian's way to say so; add
-# one for this install only, unless the machine has its own.
+# (nginx would take port 80, prometheus 9090). policy-rc.d is Debian's way
+# to say so; add one for this install only, unless the machine has its own.
 policy=/usr/sbin/policy-rc.d
 if [[ ! -e $policy ]]; then
 	printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
