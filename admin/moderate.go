@@ -45,9 +45,12 @@ func (c *call) readJSON(v any) bool {
 	return true
 }
 
-func badRequest(ctx *fasthttp.RequestCtx, code, msg string) {
-	api.WriteError(ctx, api.NewError(fasthttp.StatusBadRequest, code, msg))
+// invalidSettings is the 400 answer to a setting out of its range.
+func invalidSettings(format string, args ...any) *api.Error {
+	return api.NewError(fasthttp.StatusBadRequest, "invalid_settings", fmt.Sprintf(format, args...))
 }
+
+var errInvalidSeconds = api.NewError(fasthttp.StatusBadRequest, "invalid_seconds", "seconds must be from 1 to 2592000 (30 days)")
 
 // settingsPatch is a PUT body: every field optional.
 type settingsPatch struct {
@@ -59,18 +62,18 @@ type settingsPatch struct {
 }
 
 // apply validates the patch and applies it to s.
-func (a *Admin) apply(p settingsPatch, s *store.Settings) (code, msg string) {
+func (a *Admin) apply(p settingsPatch, s *store.Settings) *api.Error {
 	if p.Emojis != nil {
 		ids := *p.Emojis
 		if len(ids) > a.opts.Emojis.Len() {
-			return "invalid_settings", "emojis lists more ids than the emoji set has"
+			return invalidSettings("emojis lists more ids than the emoji set has")
 		}
 		for i, id := range ids {
 			if _, ok := a.opts.Emojis.IndexString(id); !ok {
-				return "invalid_settings", fmt.Sprintf("emoji %q is not in the emoji set (GET /v1/emojis)", id)
+				return invalidSettings("emoji %q is not in the emoji set (GET /v1/emojis)", id)
 			}
 			if slices.Contains(ids[:i], id) {
-				return "invalid_settings", fmt.Sprintf("emoji %q is listed twice", id)
+				return invalidSettings("emoji %q is listed twice", id)
 			}
 		}
 		s.Emojis = slices.Clone(ids)
@@ -83,20 +86,20 @@ func (a *Admin) apply(p settingsPatch, s *store.Settings) (code, msg string) {
 	}
 	if p.CommentBudget != nil {
 		if *p.CommentBudget < 0 || *p.CommentBudget > MaxCommentBudget {
-			return "invalid_settings", fmt.Sprintf("comment_budget must be from 0 (the fleet's) to %d", MaxCommentBudget)
+			return invalidSettings("comment_budget must be from 0 (the fleet's) to %d", MaxCommentBudget)
 		}
 		s.CommentBudget = *p.CommentBudget
 	}
 	if p.SlowModeS != nil {
 		if *p.SlowModeS < 0 || *p.SlowModeS > int(moderation.MaxSlowMode/time.Second) {
-			return "invalid_settings", fmt.Sprintf("slow_mode_s must be from 0 (off) to %d", int(moderation.MaxSlowMode/time.Second))
+			return invalidSettings("slow_mode_s must be from 0 (off) to %d", int(moderation.MaxSlowMode/time.Second))
 		}
 		s.SlowModeS = *p.SlowModeS
 	}
 	if p.Closed != nil {
 		s.Closed = *p.Closed
 	}
-	return "", ""
+	return nil
 }
 
 // putSettings serves PUT /v1/admin/streams/{stream}/settings.
@@ -115,8 +118,8 @@ func (c *call) putSettings(stream string) {
 		return
 	}
 	s := m.Settings[stream]
-	if code, msg := c.a.apply(p, &s); code != "" {
-		badRequest(c.ctx, code, msg)
+	if aerr := c.a.apply(p, &s); aerr != nil {
+		api.WriteError(c.ctx, aerr)
 		return
 	}
 	if err := c.a.opts.Store.PutSettings(ctx, stream, s); err != nil {
@@ -144,7 +147,7 @@ func (c *call) ban(stream string) {
 		return
 	}
 	if b.Seconds < 1 || b.Seconds > int64(MaxBan/time.Second) {
-		badRequest(c.ctx, "invalid_seconds", fmt.Sprintf("seconds must be from 1 to %d (30 days)", int64(MaxBan/time.Second)))
+		api.WriteError(c.ctx, errInvalidSeconds)
 		return
 	}
 	until := c.a.opts.Clock.Now().Add(time.Duration(b.Seconds) * time.Second)

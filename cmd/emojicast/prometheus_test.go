@@ -21,10 +21,7 @@ import (
 // series, loads every rule without error, and evaluates the recording
 // rules into series of their own.
 func TestPrometheusScrapesEmojicast(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatal("prometheus is missing: run scripts/install-test-deps.sh (Debian's prometheus package)")
-	}
+	bin := testutil.NeedsProgram(t, "prometheus")
 	rules, err := filepath.Abs("../../deploy/prometheus/emojicast.rules.yml")
 	if err != nil {
 		t.Fatal(err)

@@ -17,21 +17,14 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
-)
 
-func promtool(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatal("promtool is missing: run scripts/install-test-deps.sh (Debian's prometheus package)")
-	}
-	return p
-}
+	"github.com/emojicast/emojicast/internal/testutil"
+)
 
 // TestRulesPassPromtool: the rules are valid and their unit tests (the
 // alerts fire on the series that should fire them, and only then) pass.
 func TestRulesPassPromtool(t *testing.T) {
-	bin := promtool(t)
+	bin := testutil.NeedsProgram(t, "promtool")
 	for _, args := range [][]string{
 		{"check", "rules", "emojicast.rules.yml"},
 		{"test", "rules", "emojicast.rules.test.yml"},
