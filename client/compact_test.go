@@ -16,7 +16,7 @@ func TestDecodeCompactAnswer(t *testing.T) {
 	}
 	want := pollAnswer{Now: 1795622454, NextMS: 2000, Sample: 0.5, Viewers: 3, Gap: true, Buckets: []Bucket{
 		{T: 1795622452, Counts: map[string]int64{"love": 5, "fire": 20}, Burst: []string{"fire"}},
-		{T: 1795622453, Counts: map[string]int64{"like": 1}, Comments: []Comment{{"u1", "what a goal!"}, {"u2", "wow"}}},
+		{T: 1795622453, Counts: map[string]int64{"like": 1}, Comments: []Comment{{User: "u1", Text: "what a goal!"}, {User: "u2", Text: "wow"}}},
 	}}
 	if !reflect.DeepEqual(ans, want) {
 		t.Fatalf("decoded %+v\nwant %+v", ans, want)

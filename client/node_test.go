@@ -206,7 +206,7 @@ func TestCommentsAgainstNode(t *testing.T) {
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	if len(got) != 1 || got[0] != (Comment{User: "fan", Text: "what a goal!"}) {
+	if len(got) != 1 || got[0].User != "fan" || got[0].Text != "what a goal!" {
 		t.Fatalf("viewer got comments %+v; want the one from fan, trimmed", got)
 	}
 }

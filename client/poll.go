@@ -24,13 +24,18 @@ type Bucket struct {
 	Burst []string `json:"burst,omitempty"`
 	// Comments are the danmaku comments of the second, oldest first.
 	Comments []Comment `json:"m,omitempty"`
+	// Retracted are the ids of earlier comments an operator deleted: a
+	// client showing one takes it down.
+	Retracted []string `json:"r,omitempty"`
 }
 
-// Comment is one danmaku comment: who wrote it and its text (already
-// cleaned and masked by the server).
+// Comment is one danmaku comment: who wrote it, its text (already
+// cleaned and masked by the server) and its id, which a later bucket's
+// Retracted may name.
 type Comment struct {
 	User string `json:"u"`
 	Text string `json:"x"`
+	ID   string `json:"id,omitempty"`
 }
 
 // Update is what one poll brought: the stream's state and the seconds the

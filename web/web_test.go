@@ -206,3 +206,40 @@ func TestConnectOrigins(t *testing.T) {
 		}
 	}
 }
+
+// TestOpsPageOnlyWithAdmin: /admin and its files exist only when the
+// process serves the admin API, and follow the viewer's discipline: no
+// inline code, nothing from elsewhere, the same security headers.
+func TestOpsPageOnlyWithAdmin(t *testing.T) {
+	off := serveViewer(t, Options{})
+	for _, p := range []string{"/admin", "/static/admin.html", "/static/admin.js", "/static/admin.css"} {
+		if resp, _ := get(t, "GET", off+p); resp.StatusCode != 404 {
+			t.Errorf("GET %s without the ops page: %d; want 404", p, resp.StatusCode)
+		}
+	}
+	on := serveViewer(t, Options{OpsPage: true})
+	resp, page := get(t, "GET", on+"/admin")
+	if resp.StatusCode != 200 || !bytes.Contains(page, []byte(`src="/static/admin.js"`)) {
+		t.Fatalf("GET /admin: %d; want the ops page", resp.StatusCode)
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+		t.Errorf("the ops page's CSP is %q", csp)
+	}
+	for _, bad := range []*regexp.Regexp{
+		regexp.MustCompile(`<script(\s[^>]*)?>\s*[^<\s]`),
+		regexp.MustCompile(`\sstyle=`),
+		regexp.MustCompile(`\son[a-z]+=`),
+		regexp.MustCompile(`<style`),
+		regexp.MustCompile(`https?://`),
+	} {
+		if m := bad.Find(page); m != nil {
+			t.Errorf("admin.html has %q, which the CSP blocks or which loads from elsewhere", m)
+		}
+	}
+	_, js := get(t, "GET", on+"/static/admin.js")
+	for _, bad := range []string{"localStorage", "sessionStorage", "document.cookie", "innerHTML"} {
+		if bytes.Contains(js, []byte(bad)) {
+			t.Errorf("admin.js uses %s: the token stays in memory and comments are text", bad)
+		}
+	}
+}

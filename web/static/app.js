@@ -141,6 +141,8 @@ class Playout {
     // After a switch to another stream, what was scheduled for this one
     // is not shown.
     const current = () => this === playout;
+    // Comments an operator deleted come down at once, wherever they are.
+    for (const id of bucket.r || []) retract(id);
     const said = bucket.m || [];
     said.forEach((c, i) => {
       at(startLocal + ((i + 0.5) / said.length) * 1000, () => current() && lanes.add(c, { mine: viewer && c.u === viewer.user }));
@@ -163,13 +165,30 @@ function merge(buckets) {
   const c = {};
   const burst = new Set();
   const m = [];
+  const r = [];
   for (const b of buckets) {
     for (const [id, n] of Object.entries(b.c || {})) c[id] = (c[id] || 0) + n;
     for (const id of b.burst || []) burst.add(id);
     m.push(...(b.m || []));
+    r.push(...(b.r || []));
   }
   // The latest comments only: a minute of them would queue for minutes.
-  return { t: buckets[buckets.length - 1].t, c, burst: [...burst], m: m.slice(-DANMAKU_MAX_WAITING / 2) };
+  return { t: buckets[buckets.length - 1].t, c, burst: [...burst], m: m.slice(-DANMAKU_MAX_WAITING / 2), r };
+}
+
+// retracted holds the ids of the comments operators took down lately, so
+// that one still waiting for its moment or a lane is never shown.
+const retracted = new Set();
+const RETRACTED_MAX = 1000;
+let takenDown = 0;
+
+function retract(id) {
+  retracted.add(id);
+  if (retracted.size > RETRACTED_MAX) retracted.delete(retracted.values().next().value);
+  if (lanes.retract(id)) {
+    takenDown++;
+    stage.dataset.retracted = String(takenDown);
+  }
 }
 
 function at(localMs, f) {
@@ -230,9 +249,25 @@ class Lanes {
   }
 
   add(c, { mine = false, shed = false } = {}) {
+    if (c.id && retracted.has(c.id)) return;
     if (this.waiting.length >= DANMAKU_MAX_WAITING) this.waiting.shift();
     this.waiting.push({ c, mine, shed, since: performance.now() });
     this.pump();
+  }
+
+  // retract takes a comment down, waiting or flying; it reports whether
+  // one was on its way.
+  retract(id) {
+    const before = this.waiting.length;
+    this.waiting = this.waiting.filter((w) => w.c.id !== id);
+    let found = this.waiting.length < before;
+    for (const el of this.box.children) {
+      if (el.dataset.id === id) {
+        el.remove();
+        found = true;
+      }
+    }
+    return found;
   }
 
   clear() {
@@ -278,6 +313,7 @@ class Lanes {
     el.title = w.c.u;
     el.dataset.lane = String(lane);
     el.dataset.user = w.c.u;
+    if (w.c.id) el.dataset.id = w.c.id;
     el.style.top = `${lane * this.laneHeight}px`;
     this.box.append(el);
     const stageWidth = this.box.clientWidth;
