@@ -22,6 +22,7 @@ import (
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/load"
+	"github.com/emojicast/emojicast/moderation"
 	"github.com/emojicast/emojicast/store"
 	"github.com/emojicast/emojicast/token"
 )
@@ -83,6 +84,9 @@ type Options struct {
 	// NodeID names this node in the viewer reports it shares.
 	// Default: a random id.
 	NodeID string
+	// Moderation, when set, restricts the emojis watch lists for a stream
+	// to those its settings allow.
+	Moderation *moderation.Rules
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
 	// EdgeFeed, when set, names the edges whose log feed reports their

@@ -6,6 +6,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/moderation"
 )
 
 // HandleWatch serves GET /v1/streams/{stream}/watch?user=U: the seed's
@@ -56,7 +57,7 @@ func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
 	b = append(b, `,"max_next_ms":`...)
 	b = strconv.AppendInt(b, p.opts.MaxNextMS, 10)
 	b = append(b, `,"emojis":`...)
-	b = p.opts.Emojis.AppendJSON(b)
+	b = p.appendEmojis(b, id)
 	b = append(b, '}')
 	api.WriteJSON(ctx, fasthttp.StatusOK, b)
 }
@@ -83,4 +84,34 @@ func validHost(h []byte) bool {
 		}
 	}
 	return true
+}
+
+// appendEmojis appends the emoji set as a JSON array, only the emojis the
+// stream's settings allow when an operator restricted them.
+func (p *Pull) appendEmojis(b, id []byte) []byte {
+	var m *moderation.Stream
+	if p.opts.Moderation != nil {
+		m = p.opts.Moderation.Stream(id)
+	}
+	if m == nil {
+		return p.opts.Emojis.AppendJSON(b)
+	}
+	b = append(b, '[')
+	first := true
+	for i := range p.opts.Emojis.Len() {
+		if !m.AllowsEmoji(i) {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		e := p.opts.Emojis.At(i)
+		b = append(b, `{"id":`...)
+		b = api.AppendJSONString(b, e.ID)
+		b = append(b, `,"glyph":`...)
+		b = api.AppendJSONString(b, e.Glyph)
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/emojicast/emojicast/admin"
 	"github.com/emojicast/emojicast/internal/testutil"
 	"github.com/emojicast/emojicast/moderation"
+	"github.com/emojicast/emojicast/pull"
 	"github.com/emojicast/emojicast/push"
 	"github.com/emojicast/emojicast/store"
 )
@@ -55,6 +56,7 @@ func adminNode(t *testing.T, log *syncBuffer) *node {
 			rules.Start()
 			t.Cleanup(rules.Stop)
 			o.Moderation = rules
+			c.pullOpts = func(o *pull.Options) { o.Moderation = rules }
 			tokens, err := admin.ParseTokens("ops:" + adminSecret + ", other-secret-0123456789")
 			if err != nil {
 				t.Fatal(err)
@@ -180,6 +182,16 @@ func TestAdminSettingsAndBansReachSends(t *testing.T) {
 	wantError(t, "send like", n.do("POST", "/v1/streams/s/reactions", `{"emoji":"like","user":"u1"}`, map[string]string{"Content-Type": "application/json"}), 400, "unknown_emoji")
 	if s := n.send("s", "u1", "fire", 1); s != 202 {
 		t.Fatalf("send fire: %d; want 202", s)
+	}
+	var ids []string
+	for _, e := range n.watch("s", "v").Emojis {
+		ids = append(ids, e.ID)
+	}
+	if strings.Join(ids, ",") != "love,fire" {
+		t.Fatalf("watch lists emojis %v; want the stream's love and fire", ids)
+	}
+	if n := len(n.watch("other", "v").Emojis); n != 8 {
+		t.Fatalf("watch of another stream lists %d emojis; want the whole set", n)
 	}
 	if s := n.send("other", "u1", "like", 1); s != 202 {
 		t.Fatalf("send like to another stream: %d; want 202", s)

@@ -259,7 +259,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	var pl *pull.Pull
 	var feed *edgelog.Listener
 	var index fasthttp.RequestHandler
-	adm, rules, err := newAdmin(r, f, stores.main.Store, emojis, log)
+	adm, rules, err := newAdmin(f, stores.main.Store, emojis, log)
 	if err != nil {
 		stores.close()
 		return err
@@ -284,7 +284,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		if f.edgeLogListen != "" {
 			edges = clientip.New(proxies)
 		}
-		if pl, err = newPull(f, stores.main.Store, emojis, signer, meter, edges, log); err != nil {
+		if pl, err = newPull(f, stores.main.Store, emojis, signer, meter, edges, rules, log); err != nil {
 			stores.close()
 			return err
 		}
@@ -439,19 +439,17 @@ func newViewer(f *nodeFlags, ops bool) (fasthttp.RequestHandler, error) {
 }
 
 // newAdmin returns the operators' API when --admin-token is set, and the
-// moderation rules push nodes enforce whenever the store keeps them: a
-// push node without the flag still follows what other nodes' admins set.
-func newAdmin(r role, f *nodeFlags, st store.Store, emojis *emoji.Set, log *slog.Logger) (fasthttp.RequestHandler, *moderation.Rules, error) {
+// moderation rules push nodes enforce (and pull nodes' watch answers
+// follow) whenever the store keeps them: a node without the flag still
+// follows what other nodes' admins set.
+func newAdmin(f *nodeFlags, st store.Store, emojis *emoji.Set, log *slog.Logger) (fasthttp.RequestHandler, *moderation.Rules, error) {
 	m, ok := st.(store.Moderator)
 	if !ok {
 		return nil, nil, nil
 	}
-	var rules *moderation.Rules
-	if r.push {
-		var err error
-		if rules, err = moderation.New(moderation.Options{Store: m, Emojis: emojis, Logger: log}); err != nil {
-			return nil, nil, err
-		}
+	rules, err := moderation.New(moderation.Options{Store: m, Emojis: emojis, Logger: log})
+	if err != nil {
+		return nil, nil, err
 	}
 	if f.adminToken == "" {
 		return nil, rules, nil
@@ -467,7 +465,7 @@ func newAdmin(r role, f *nodeFlags, st store.Store, emojis *emoji.Set, log *slog
 	return a.Handle, rules, nil
 }
 
-func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, edges *clientip.Resolver, log *slog.Logger) (*pull.Pull, error) {
+func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, edges *clientip.Resolver, rules *moderation.Rules, log *slog.Logger) (*pull.Pull, error) {
 	pushURL := f.pushURL
 	if pushURL == "" {
 		pushURL = f.publicURL
@@ -476,7 +474,7 @@ func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Sign
 		Store: st, Emojis: emojis, Signer: signer, PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
 		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
-		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, Load: meter, Logger: log, EdgeFeed: edges,
+		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, Load: meter, Moderation: rules, Logger: log, EdgeFeed: edges,
 	})
 }
 

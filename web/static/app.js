@@ -78,7 +78,9 @@ async function loadEmojis() {
 }
 
 function renderButtons(emojis) {
-  glyphs = new Map(emojis.map((e) => [e.id, e.glyph]));
+  // Glyphs accumulate: a stream restricted to some emojis may still show
+  // seconds counted before.
+  for (const e of emojis) glyphs.set(e.id, e.glyph);
   const buttons = emojis.map((e) => {
     const b = document.createElement("button");
     b.type = "button";
@@ -453,7 +455,15 @@ function watch(stream, at = null) {
     viewer.run();
     return;
   }
-  const onWatch = (w) => { $("viewers").textContent = (w.viewers || 0).toLocaleString(); };
+  const onWatch = (w) => {
+    $("viewers").textContent = (w.viewers || 0).toLocaleString();
+    // The stream's own emojis: an operator may allow only some.
+    const ids = (w.emojis || []).map((e) => e.id).join(",");
+    if (ids && ids !== [...$("buttons").children].map((b) => b.dataset.emoji).join(",")) {
+      renderButtons(w.emojis);
+      if (stage.dataset.state === "live") setButtonsEnabled(true);
+    }
+  };
   viewer = new Viewer({ stream, user: userID(), onWatch, onState: setState, onUpdate });
   viewer.run();
 }
