@@ -20,7 +20,7 @@ import (
 // token is kept nowhere but the page's memory.
 func TestOpsPageInBrowser(t *testing.T) {
 	const secret = "ops-page-secret-0123456789"
-	base := startServe(t, "EMOJICAST_ADMIN_TOKEN=ops:"+secret, "EMOJICAST_BUSY_NEXT_MS=1000", "EMOJICAST_QUIET_NEXT_MS=1000")
+	base := startServe(t, "EMOJICAST_ADMIN_TOKEN=ops:"+secret+",script:fleet-admin-secret-0123456789", "EMOJICAST_BUSY_NEXT_MS=1000", "EMOJICAST_QUIET_NEXT_MS=1000")
 	resp, err := fleetClient.Get(base + "/admin")
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +98,24 @@ func TestOpsPageInBrowser(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "comments are refused", func() bool {
 		code, body := postJSON(t, &proc{url: base}, "/v1/streams/match/comments", `{"text":"hi","user":"fan"}`)
 		return code == http.StatusForbidden && strings.Contains(body, "comments_off")
+	})
+
+	// A viewer of a stream restricted to two emojis gets their buttons only.
+	code, _ := adminDo(t, &proc{url: base}, "PUT", "/v1/admin/streams/cup/settings", `{"emojis":["love","fire"]}`)
+	if code != http.StatusOK {
+		t.Fatalf("PUT settings: %d", code)
+	}
+	testutil.Eventually(t, 5*time.Second, "watch follows the settings", func() bool {
+		var w struct{ Emojis []struct{ ID string } }
+		getJSON(t, base+"/v1/streams/cup/watch?user=probe", &w)
+		return len(w.Emojis) == 2
+	})
+	viewer.do(
+		chromedp.Navigate(base+"/?stream=cup&user=bob"),
+		chromedp.WaitVisible(chromedp.CSS(`#stage[data-state="live"]`)),
+	)
+	testutil.Eventually(t, 10*time.Second, "the viewer shows the stream's two emojis", func() bool {
+		return eval[string](viewer, `[...document.querySelectorAll("#buttons button")].map((b) => b.dataset.emoji).join(",")`) == "love,fire"
 	})
 
 	// The viewer, on the same origin, keeps its recent streams; nothing

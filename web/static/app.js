@@ -529,6 +529,9 @@ $("pick").addEventListener("submit", (ev) => {
 
 renderButtons([]);
 loadEmojis().then((emojis) => {
+  for (const e of emojis) glyphs.set(e.id, e.glyph);
+  // The watch answer's list, when it came first, is the stream's own.
+  if ($("buttons").children.length > 0) return;
   renderButtons(emojis);
   if (stage.dataset.state === "live") setButtonsEnabled(true);
 });
