@@ -59,6 +59,8 @@ export function pollWaitMs(intervalMs: number, r: number): number;
 export interface Comment {
   u: string;
   x: string;
+  /** Unique in the deployment; a later bucket's `r` may name it. */
+  id?: string;
 }
 
 /** One second of a stream: the reactions accepted during [t, t+1). */
@@ -71,6 +73,8 @@ export interface Bucket {
   burst?: string[];
   /** The second's comments, oldest first. */
   m?: Comment[];
+  /** Ids of earlier comments an operator deleted: take them down if shown. */
+  r?: string[];
 }
 
 /** A poll answer (docs/api.md). */
