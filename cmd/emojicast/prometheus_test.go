@@ -22,7 +22,7 @@ import (
 // rules into series of their own.
 func TestPrometheusScrapesEmojicast(t *testing.T) {
 	bin := testutil.NeedsProgram(t, "prometheus")
-	rules, err := filepath.Abs("../../deploy/prometheus/emojicast.rules.yml")
+	rulesFile, err := filepath.Abs("../../deploy/prometheus/emojicast.rules.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ scrape_configs:
   - job_name: emojicast
     static_configs:
       - targets: [%q]
-`, rules, strings.TrimPrefix(svc.url, "http://"))
+`, rulesFile, strings.TrimPrefix(svc.url, "http://"))
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -99,29 +99,34 @@ scrape_configs:
 		})
 	}
 
-	var rs struct {
-		Data struct {
-			Groups []struct {
-				Name  string
-				Rules []struct {
-					Name, Health, LastError string
-				}
+	// Every rule evaluated without error; a group evaluates first at its
+	// interval (15 s for the recording rules), so wait for all of them.
+	type ruleHealth struct{ Name, Health, LastError string }
+	var rules []ruleHealth
+	testutil.Eventually(t, 60*time.Second, "prometheus evaluated every rule", func() bool {
+		var rs struct {
+			Data struct {
+				Groups []struct{ Rules []ruleHealth }
 			}
 		}
-	}
-	if code := getJSON(t, api+"rules", &rs); code != http.StatusOK {
-		t.Fatalf("GET rules: %d", code)
-	}
-	n := 0
-	for _, g := range rs.Data.Groups {
-		for _, r := range g.Rules {
-			n++
+		if code := getJSON(t, api+"rules", &rs); code != http.StatusOK {
+			t.Fatalf("GET rules: %d", code)
+		}
+		rules = rules[:0]
+		for _, g := range rs.Data.Groups {
+			rules = append(rules, g.Rules...)
+		}
+		for _, r := range rules {
+			if r.Health == "err" {
+				t.Fatalf("rule %s: %s", r.Name, r.LastError)
+			}
 			if r.Health != "ok" {
-				t.Errorf("rule %s in %s: health %q: %s", r.Name, g.Name, r.Health, r.LastError)
+				return false
 			}
 		}
-	}
-	if n < 15 {
-		t.Fatalf("prometheus loaded %d rules; want every rule of %s", n, rules)
+		return true
+	})
+	if len(rules) < 15 {
+		t.Fatalf("prometheus loaded %d rules; want every rule of %s", len(rules), rulesFile)
 	}
 }
