@@ -149,6 +149,9 @@ func Group(a netip.Addr) netip.Addr {
 	return a
 }
 
+// MaxKeyLen is the longest key AppendKey appends.
+const MaxKeyLen = 8
+
 // AppendKey appends the bytes that identify a's group (see Group) as a map
 // key: 4 bytes for IPv4, the 8 bytes of the /64 for IPv6.
 func AppendKey(dst []byte, a netip.Addr) []byte {

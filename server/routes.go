@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/clientip"
 )
 
 var metricsHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.Handler())
@@ -109,10 +110,16 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 func (s *Server) reactions(ctx *fasthttp.RequestCtx, stream []byte, get bool) {
 	switch {
 	case get && s.opts.Pull != nil:
-		// A poll for a stream the node does not serve yet opens it, like
-		// a watch, so it counts as one; polls of served streams are free.
-		if s.validStream(ctx, stream) && (s.opts.Pull.Serves(stream) || s.allowWatch(ctx)) {
-			s.opts.Pull.HandlePoll(ctx, stream)
+		if !s.validStream(ctx, stream) {
+			return
+		}
+		// Each address has an allowance of polls per stream; a poll for a
+		// stream the node does not serve yet opens it, like a watch, so it
+		// also counts as one.
+		var buf [clientip.MaxKeyLen]byte
+		client := clientip.AppendKey(buf[:0], s.clientIP(ctx))
+		if s.allowPoll(ctx, client, stream) && (s.opts.Pull.Serves(stream) || s.allowWatch(ctx)) {
+			s.opts.Pull.HandlePoll(ctx, stream, client)
 		}
 	case ctx.IsPost() && s.opts.Push != nil:
 		if s.validStream(ctx, stream) && s.allowSend(ctx) {

@@ -74,6 +74,13 @@ type Options struct {
 	// WatchBurstPerIP is the watches one client address may make at once.
 	// Default: 100.
 	WatchBurstPerIP int
+	// PollRatePerIP is the polls per second one client address may make of
+	// one stream; a viewer polls at most every next_ms, so this leaves
+	// room for many viewers behind one NAT. Default: 50.
+	PollRatePerIP float64
+	// PollBurstPerIP is the polls of one stream one client address may
+	// make at once. Default: 100.
+	PollBurstPerIP int
 	// MaxClientIPs bounds the client addresses each per-address limit
 	// remembers. Default: 200,000.
 	MaxClientIPs int
@@ -115,6 +122,8 @@ func (o *Options) fillDefaults() {
 	setDefault(&o.SendBurstPerIP, 100)
 	setDefault(&o.WatchRatePerIP, 20)
 	setDefault(&o.WatchBurstPerIP, 100)
+	setDefault(&o.PollRatePerIP, 50)
+	setDefault(&o.PollBurstPerIP, 100)
 	setDefault(&o.MaxClientIPs, 200_000)
 	if o.Clock == nil {
 		o.Clock = clock.Real{}

@@ -68,6 +68,8 @@ type nodeFlags struct {
 	ipSendBurst     int
 	ipWatchRate     float64
 	ipWatchBurst    int
+	ipPollRate      float64
+	ipPollBurst     int
 	maxClientIPs    int
 	corsOrigins     string
 	edgeLogListen   string
@@ -98,6 +100,7 @@ type nodeFlags struct {
 	maxNextMS      int64
 	targetSends    int64
 	maxDivisor     int64
+	ipViewers      int
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
@@ -131,6 +134,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.IntVar(&f.ipSendBurst, "ip-send-burst", 100, "sends one client address may make at once")
 	fs.Float64Var(&f.ipWatchRate, "ip-watch-rate", 20, "watches per second one client address may make (a poll that opens a stream counts as one)")
 	fs.IntVar(&f.ipWatchBurst, "ip-watch-burst", 100, "watches one client address may make at once")
+	fs.Float64Var(&f.ipPollRate, "ip-poll-rate", 50, "polls per second one client address may make of one stream")
+	fs.IntVar(&f.ipPollBurst, "ip-poll-burst", 100, "polls of one stream one client address may make at once")
 	fs.IntVar(&f.maxClientIPs, "max-client-ips", 200_000, "client addresses each per-address limit remembers")
 	fs.Int64Var(&f.maxDivisor, "max-divisor", store.DefaultMaxDivisor, "largest sample divisor ever advertised (sample 1/N); the same on every push and pull node")
 	fs.StringVar(&f.corsOrigins, "cors-origins", "", "origins whose pages may call the API from a browser: * for any, or comma-separated scheme://host[:port] (empty: CORS off; the web viewer is same-origin and needs none)")
@@ -161,6 +166,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.Int64Var(&f.maxNextMS, "max-next-ms", 30_000, "longest poll interval ever told to viewers (also under overload), in ms")
 		fs.StringVar(&f.edgeLogListen, "edge-log-listen", "", "UDP address (host:port) to receive the edges' access log as syslog at: their polls, cache hits included, count as viewers; only lines from --trusted-proxies are read, and polls from them are not counted again (empty: off)")
 		fs.Int64Var(&f.targetSends, "target-sends", 2000, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
+		fs.IntVar(&f.ipViewers, "ip-viewers", 4, "most viewers one client address counts as in a stream's viewer estimate per poll interval")
 	}
 }
 
@@ -296,6 +302,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHeaderBytes,
 		TrustedProxies: proxies, SendRatePerIP: f.ipSendRate, SendBurstPerIP: f.ipSendBurst,
 		WatchRatePerIP: f.ipWatchRate, WatchBurstPerIP: f.ipWatchBurst, MaxClientIPs: f.maxClientIPs, SendLimiter: ipSends,
+		PollRatePerIP: f.ipPollRate, PollBurstPerIP: f.ipPollBurst,
 		CORSOrigins: origins, Logger: log,
 	})
 	if err := srv.Listen(); err != nil {
@@ -431,7 +438,7 @@ func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Sign
 		Store: st, Emojis: emojis, Signer: signer, PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
 		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
-		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, Load: meter, Logger: log, EdgeFeed: edges,
+		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, ViewersPerAddress: f.ipViewers, MaxAddresses: f.maxClientIPs, Load: meter, Logger: log, EdgeFeed: edges,
 	})
 }
 
