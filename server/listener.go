@@ -128,6 +128,7 @@ func (l *limitListener) admit(c net.Conn) net.Conn {
 	}
 	l.mu.Unlock()
 	openConns.Inc()
+	connsAccepted.Inc()
 	return &limitedConn{Conn: c, l: l, group: group, counted: !exempt}
 }
 

@@ -196,7 +196,7 @@ func TestCDNCachesPollsNotViewers(t *testing.T) {
 			}
 		}
 		keys := cacheKeys(t, e)
-		if !keys[stream+"|"+strconv.FormatInt(since, 10)+"||gzip"] || !keys[stream+"|"+strconv.FormatInt(since, 10)+"||"] {
+		if !keys[stream+"|"+strconv.FormatInt(since, 10)+"||gzip|"] || !keys[stream+"|"+strconv.FormatInt(since, 10)+"|||"] {
 			t.Fatalf("cache keys %v; want the gzip and the plain answer cached apart", keys)
 		}
 	})
@@ -256,15 +256,15 @@ func TestCDNCachesPollsNotViewers(t *testing.T) {
 			}
 		}
 		for k := range cacheKeys(t, e) {
-			if !regexp.MustCompile(`^[A-Za-z0-9_.-]+\|[0-9]*\|(v=2&)?\|(gzip)?$`).MatchString(k) {
-				t.Fatalf("cache key %q holds more than stream, cursor, format and encoding", k)
+			if !regexp.MustCompile(`^[A-Za-z0-9_.-]+\|[0-9]*\|(v=2&)?\|(gzip)?\|$`).MatchString(k) {
+				t.Fatalf("cache key %q holds more than stream, cursor, format, encoding and origin", k)
 			}
 		}
 	})
 }
 
 // cacheKeys returns the keys of the edge's cached answers, without the
-// common path prefix: stream|since|format|encoding.
+// common path prefix: stream|since|format|encoding|origin.
 func cacheKeys(t *testing.T, e *edge) map[string]bool {
 	t.Helper()
 	keys := map[string]bool{}
