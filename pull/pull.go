@@ -35,8 +35,13 @@ type Options struct {
 	Emojis *emoji.Set
 	// Clock is used for "now" in limits and staleness. Default: system clock.
 	Clock clock.Clock
-	// Signer issues viewer tokens from watch; nil means open mode.
+	// Signer issues anonymous viewer tokens from watch, for ids the node
+	// makes up. With neither Signer nor JWT, watch runs the open mode: the
+	// viewer is whoever ?user= says.
 	Signer *token.Signer
+	// JWT checks the identity tokens the application's backend signs, that
+	// viewers show watch in Authorization.
+	JWT *token.JWTVerifier
 	// PullURL and PushURL are the base URLs (scheme://host[:port]) watch
 	// hands to viewers. Default: http:// and the request's Host header.
 	PullURL, PushURL string

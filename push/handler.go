@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/token"
 )
 
 // MaxBody is the largest send body (docs/api.md: at most 1 KiB).
@@ -119,9 +120,10 @@ func (p *Push) shed() (retryAfter int64, refuse bool) {
 }
 
 // authenticate returns the user a send is from: from the token when tokens
-// are on, else from the body.
+// are on (an anonymous token of ours, or the application's JWT), else from
+// the body.
 func (p *Push) authenticate(ctx *fasthttp.RequestCtx, dst, stream, bodyUser []byte, now time.Time) ([]byte, *api.Error) {
-	if p.opts.Signer == nil {
+	if p.opts.Signer == nil && p.opts.JWT == nil {
 		if bodyUser == nil {
 			return nil, api.ErrInvalidUser
 		}
@@ -131,7 +133,17 @@ func (p *Push) authenticate(ctx *fasthttp.RequestCtx, dst, stream, bodyUser []by
 	if !ok {
 		return nil, api.ErrUnauthorized
 	}
-	user, err := p.opts.Signer.Verify(dst, bytes.TrimSpace(tok), stream, now)
+	tok = bytes.TrimSpace(tok)
+	var user []byte
+	var err error
+	switch {
+	case p.opts.Signer != nil && token.IsAnonymous(tok):
+		user, err = p.opts.Signer.Verify(dst, tok, stream, now)
+	case p.opts.JWT != nil:
+		user, err = p.opts.JWT.Verify(dst, tok, stream, now)
+	default:
+		err = token.ErrMalformed
+	}
 	if err != nil {
 		return nil, api.ErrUnauthorized
 	}

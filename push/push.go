@@ -41,8 +41,12 @@ type Options struct {
 	Emojis *emoji.Set
 	// Clock assigns taps to seconds. Default: the system clock.
 	Clock clock.Clock
-	// Signer checks viewer tokens; nil means open mode (user in the body).
+	// Signer checks the anonymous viewer tokens pull nodes issue from
+	// watch. With neither Signer nor JWT the node runs the open mode: the
+	// user is whatever the body says, for trusted networks only.
 	Signer *token.Signer
+	// JWT checks identity tokens the application's backend signs.
+	JWT *token.JWTVerifier
 	// Load sheds sends with 503 when the process is over its budget; nil
 	// never sheds.
 	Load *load.Meter

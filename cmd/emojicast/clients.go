@@ -19,19 +19,21 @@ import (
 type clientFlags struct {
 	server    string
 	user      string
+	token     string
 	dataSaver bool // watch only
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.server, "server", "http://localhost:8080", "base URL of the emojicast service")
-	fs.StringVar(&f.user, "user", "", "user id to watch and send as (default: a random one)")
+	fs.StringVar(&f.user, "user", "", "user id to watch and send as, on a server in the open mode (default: a random one)")
+	fs.StringVar(&f.token, "token", "", "identity token (a JWT) your application's backend signed for this viewer, for servers run with --jwt-keys")
 }
 
 // newClient returns a client that reports its retries on stderr, so a
 // person sees why nothing moves while the network is down.
 func (f *clientFlags) newClient(cmd string) (*client.Client, error) {
 	return client.New(client.Options{
-		Server: f.server, User: f.user, DataSaver: f.dataSaver,
+		Server: f.server, User: f.user, Token: f.token, DataSaver: f.dataSaver,
 		OnRetry: func(op string, failures int, wait time.Duration, err error) {
 			fmt.Fprintf(os.Stderr, "emojicast %s: %s failed (%v); retrying in %v\n", cmd, op, err, wait.Round(100*time.Millisecond))
 		},

@@ -50,6 +50,7 @@ type nodeFlags struct {
 	redis           string
 	tokenSecret     string
 	tokenSecretPrev string
+	jwtKeys         string
 	sealDelay       time.Duration
 	maxStreams      int
 	readTimeout     time.Duration
@@ -111,7 +112,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		redisUsage += " (empty: the in-memory store, one process only)"
 	}
 	fs.StringVar(&f.redis, "redis", "", redisUsage)
-	fs.StringVar(&f.tokenSecret, "token-secret", "", "HMAC secret for viewer tokens, at least 16 bytes; empty runs the open mode, for trusted networks only")
+	fs.StringVar(&f.tokenSecret, "token-secret", "", "HMAC secret, at least 16 bytes, for anonymous viewer tokens: watch gives each viewer an id it makes up and a token for it (with neither this nor --jwt-keys, the open mode: anyone is whoever they say, for trusted networks only)")
+	fs.StringVar(&f.jwtKeys, "jwt-keys", "", "file of the keys your backend signs viewers' identity JWTs with, one \"kid alg key\" per line (HS256 secret, or RS256/EdDSA public key PEM path); read at start")
 	fs.StringVar(&f.tokenSecretPrev, "token-secret-previous", "", "the secret before the last rotation: its tokens are still accepted")
 	if !r.needsRedis {
 		fs.Int64Var(&f.historyMB, "history-memory-mb", store.DefaultHistoryBytes>>20, "most MiB of memory the in-memory store spends on history; past it the oldest seconds go first")
@@ -239,6 +241,12 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var jwtKeys *token.JWTVerifier
+	if f.jwtKeys != "" {
+		if jwtKeys, err = token.LoadJWTKeys(f.jwtKeys); err != nil {
+			return fmt.Errorf("invalid --jwt-keys: %w", err)
+		}
+	}
 	proxies, err := clientip.ParsePrefixes(f.trustedProxies)
 	if err != nil {
 		return fmt.Errorf("invalid --trusted-proxies: %w", err)
@@ -267,7 +275,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 			// The per-address limit of sends holds across the push fleet.
 			ipSends = ratelimit.NewShared(f.ipSendRate, f.ipSendBurst, f.maxClientIPs)
 		}
-		if pu, err = newPush(f, stores, emojis, signer, meter, filter, ipSends, log); err != nil {
+		if pu, err = newPush(f, stores, emojis, signer, jwtKeys, meter, filter, ipSends, log); err != nil {
 			stores.close()
 			return err
 		}
@@ -281,7 +289,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		if f.edgeLogListen != "" {
 			edges = clientip.New(proxies)
 		}
-		if pl, err = newPull(f, stores.main.Store, emojis, signer, meter, edges, log); err != nil {
+		if pl, err = newPull(f, stores.main.Store, emojis, signer, jwtKeys, meter, edges, log); err != nil {
 			stores.close()
 			return err
 		}
@@ -323,7 +331,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		steps = append(steps, watchFilter(filter, f.blockedWords, log))
 	}
 	srv.Serve()
-	log.Info("emojicast serving", "role", r.name, "addr", srv.Addr(), "store", strings.Join(stores.names(), " "), "tokens", signer != nil)
+	log.Info("emojicast serving", "role", r.name, "addr", srv.Addr(), "store", strings.Join(stores.names(), " "), "anonymous_tokens", signer != nil, "jwt", jwtKeys != nil)
 
 	waitForSignal(log)
 	shutdown(log, f, srv, steps)
@@ -345,9 +353,9 @@ func startParts(pu *push.Push, pl *pull.Pull, stores *nodeStores) []stopStep {
 	return append(steps, stopStep{"store", func(context.Context) { stores.close() }})
 }
 
-func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, log *slog.Logger) (*push.Push, error) {
+func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, log *slog.Logger) (*push.Push, error) {
 	opts := push.Options{
-		Targets: stores.targets(), Emojis: emojis, Signer: signer, MaxDivisor: f.maxDivisor,
+		Targets: stores.targets(), Emojis: emojis, Signer: signer, JWT: jwtKeys, MaxDivisor: f.maxDivisor,
 		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
 		MaxUsers: f.maxUsers, MaxStreams: f.maxStreams, MaxBacklog: f.backlog, Load: meter, Logger: log,
 		CommentBudget: f.commentBudget, CommentUserRate: f.commentRate, CommentUserBurst: f.commentBurst,
@@ -429,13 +437,13 @@ func newViewer(f *nodeFlags) (fasthttp.RequestHandler, error) {
 	return viewer.Handle, nil
 }
 
-func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, edges *clientip.Resolver, log *slog.Logger) (*pull.Pull, error) {
+func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, edges *clientip.Resolver, log *slog.Logger) (*pull.Pull, error) {
 	pushURL := f.pushURL
 	if pushURL == "" {
 		pushURL = f.publicURL
 	}
 	return pull.New(pull.Options{
-		Store: st, Emojis: emojis, Signer: signer, PullURL: f.publicURL, PushURL: pushURL,
+		Store: st, Emojis: emojis, Signer: signer, JWT: jwtKeys, PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
 		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
 		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, ViewersPerAddress: f.ipViewers, MaxAddresses: f.maxClientIPs, Load: meter, Logger: log, EdgeFeed: edges,
