@@ -35,7 +35,7 @@ func (f *clientFlags) newClient(cmd string) (*client.Client, error) {
 	return client.New(client.Options{
 		Server: f.server, User: f.user, Token: f.token, DataSaver: f.dataSaver,
 		OnRetry: func(op string, failures int, wait time.Duration, err error) {
-			fmt.Fprintf(os.Stderr, "emojicast %s: %s failed (%v); retrying in %v\n", cmd, op, err, wait.Round(100*time.Millisecond))
+			fmt.Fprintf(os.Stderr, "emojicast %s: %s failed (%s); retrying in %v\n", cmd, op, display.Safe(err.Error()), wait.Round(100*time.Millisecond))
 		},
 	})
 }
@@ -111,7 +111,7 @@ func runWatch(args []string) int {
 		}
 	}
 	if err := run(ctx, c, rest[0], show); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(os.Stderr, "emojicast watch: %v\n", err)
+		fmt.Fprintf(os.Stderr, "emojicast watch: %s\n", display.Safe(err.Error()))
 		return 1
 	}
 	return 0
@@ -223,7 +223,7 @@ func runSend(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := send(ctx, c, rest[0], rest[1], n); err != nil {
-		fmt.Fprintf(os.Stderr, "emojicast send: %v\n", err)
+		fmt.Fprintf(os.Stderr, "emojicast send: %s\n", display.Safe(err.Error()))
 		return 1
 	}
 	return 0
@@ -243,7 +243,7 @@ func send(ctx context.Context, c *client.Client, stream, emoji string, n int) er
 	if err != nil {
 		return fmt.Errorf("%w (%d of %d taps were sent)", err, sent, n)
 	}
-	fmt.Printf("sent %d of %d taps of %s %s to %s (sample %g)\n", sent, n, s.Glyph(emoji), emoji, stream, s.Sample())
+	fmt.Printf("sent %d of %d taps of %s %s to %s (sample %g)\n", sent, n, display.Safe(s.Glyph(emoji)), emoji, stream, s.Sample())
 	return nil
 }
 
@@ -292,6 +292,6 @@ func runComment(args []string) int {
 			return 0
 		}
 	}
-	fmt.Fprintf(os.Stderr, "emojicast comment: %v\n", err)
+	fmt.Fprintf(os.Stderr, "emojicast comment: %s\n", display.Safe(err.Error()))
 	return 1
 }
