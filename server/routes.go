@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,6 +20,9 @@ var (
 	cacheEmojis     = []byte("public, max-age=300")
 	headerCache     = []byte("Cache-Control")
 	contentTypeJSON = []byte("application/json")
+	// headerContentLength is how a Content-Length line starts, name and
+	// colon, in any case.
+	headerContentLength = []byte("content-length:")
 )
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
@@ -32,7 +36,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.opts.Load.Request()
 	}
 	route, stream := api.ParsePath(ctx.Path())
-	s.dispatch(ctx, route, stream)
+	if smuggled(&ctx.Request.Header) {
+		// A proxy in front that went by the Content-Length would see
+		// another request in this body: answer nothing of it, and close.
+		api.WriteError(ctx, api.ErrBadRequest)
+		ctx.SetConnectionClose()
+	} else {
+		s.dispatch(ctx, route, stream)
+	}
 	if isAPI(route) {
 		s.cors.apply(ctx)
 	}
@@ -103,6 +114,22 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 	default:
 		api.WriteError(ctx, api.ErrNotFound)
 	}
+}
+
+// smuggled reports whether a request came with both Transfer-Encoding and
+// Content-Length (RFC 9112 6.3: a request smuggling attempt, or a broken
+// proxy). fasthttp goes by Transfer-Encoding and drops Content-Length, so
+// the raw headers are searched; only chunked requests pay for it.
+func smuggled(h *fasthttp.RequestHeader) bool {
+	if h.ContentLength() != -1 {
+		return false
+	}
+	for line := range bytes.SplitSeq(h.RawHeaders(), []byte("\r\n")) {
+		if len(line) > len(headerContentLength) && bytes.EqualFold(line[:len(headerContentLength)], headerContentLength) {
+			return true
+		}
+	}
+	return false
 }
 
 // reactions routes /v1/streams/{stream}/reactions: GET polls on a pull node,
