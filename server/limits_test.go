@@ -171,3 +171,26 @@ func TestCommentsShareTheAddressSendLimit(t *testing.T) {
 	}
 	checkError(t, n.do("POST", "/v1/streams/s/comments", `{"text":"again","user":"c"}`, ct), 429, "rate_limited")
 }
+
+// TestIPv6SubscriberIsOneClient: a client with an IPv6 /56 does not get a
+// fresh allowance per /64 (or per address) of it; the next /56 does.
+func TestIPv6SubscriberIsOneClient(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) {
+		c.server.WatchRatePerIP, c.server.WatchBurstPerIP = 1, 5
+		c.server.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	n.step()
+	through := 0
+	for i := range 150 {
+		xff := fmt.Sprintf("2001:db8:0:%x::%x", i%256, i+1) // a new /64 of one /56 each time
+		if n.do("GET", "/v1/streams/s/watch?user=u", "", map[string]string{"X-Forwarded-For": xff}).status == http.StatusOK {
+			through++
+		}
+	}
+	if through != 5 {
+		t.Fatalf("%d of 150 watches from the /64s of one /56 got through; want its burst of 5", through)
+	}
+	if r := n.do("GET", "/v1/streams/s/watch?user=u", "", map[string]string{"X-Forwarded-For": "2001:db8:0:100::1"}); r.status != http.StatusOK {
+		t.Fatalf("the next /56 was limited: %d %s", r.status, r.body)
+	}
+}

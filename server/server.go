@@ -52,7 +52,7 @@ type Options struct {
 	// 20,000 open files these machines allow).
 	MaxConns int
 	// MaxConnsPerIP bounds concurrent connections from one client address
-	// (an IPv6 /64); TrustedProxies are exempt. Past it a connection gets
+	// (an IPv6 /56); TrustedProxies are exempt. Past it a connection gets
 	// 429 rate_limited. Default: 1,000, room for a carrier-grade NAT.
 	MaxConnsPerIP int
 	// MaxHeaderBytes bounds a request's headers. Default: 8 KiB.
