@@ -50,6 +50,17 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 		p.divisors.load(sd, stream, p.targets[0].store, firstReadTimeout, sec)
 	}
 	k, current := p.divisors.weigh(sd, r.divisor, sec)
+	var keyBuf [3 * 65]byte
+	var idKey []byte
+	if r.id != nil {
+		idKey = append(append(append(append(append(keyBuf[:0], user...), 0), stream...), 0), r.id...)
+		if !p.sendIDs.AllowPer(idKey, 1, sendIDWindow, now.UnixNano()) {
+			// Counted already: a retry of a send whose answer was lost.
+			sendsDeduplicated.Inc()
+			writeAccepted(ctx, current)
+			return
+		}
+	}
 	weighted := r.count * k
 	var wait time.Duration
 	if k == 1 {
@@ -58,6 +69,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 		wait = p.users.AllowDebt(user, weighted, now.UnixNano())
 	}
 	if wait > 0 {
+		p.forgetID(idKey)
 		rateLimited.Inc()
 		api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 		return
@@ -68,6 +80,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 	}
 	if err := p.agg.add(stream, sec, r.emoji, weighted, sampled); err != nil {
 		if errors.Is(err, errTooManyStreams) {
+			p.forgetID(idKey)
 			overloaded.Inc()
 			api.WriteRetry(ctx, api.ErrOverloaded, 1)
 			return
@@ -82,6 +95,21 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 // firstReadTimeout bounds the read of a new stream's divisor in a send;
 // past it the send is weighted as if the divisor were unknown.
 const firstReadTimeout = 250 * time.Millisecond
+
+// sendIDWindow is how long a send's id is remembered: a client retries a
+// send whose answer it lost within seconds, never minutes later.
+const sendIDWindow = 2 * time.Minute
+
+// maxSendIDs bounds the ids remembered; past it the oldest are forgotten.
+const maxSendIDs = 200_000
+
+// forgetID forgets the id of a send that was refused after all, so that
+// its retry is counted.
+func (p *Push) forgetID(key []byte) {
+	if key != nil {
+		p.sendIDs.Forget(key)
+	}
+}
 
 // readBody applies what every POST of push checks before reading its
 // body: the load budget, a JSON Content-Type and the size limit. It

@@ -164,6 +164,7 @@ type Push struct {
 	agg      *aggregator
 	divisors *divisors
 	users    *ratelimit.Limiter
+	sendIDs  *ratelimit.Limiter // (user, stream, id) of sends counted lately
 	targets  []*target
 	nodeID   string
 	seq      atomic.Uint64
@@ -201,9 +202,12 @@ func New(opts Options) (*Push, error) {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	p := &Push{
-		opts:        opts,
-		agg:         newAggregator(opts.MaxStreams),
-		divisors:    newDivisors(opts.MaxStreams, opts.MaxDivisor),
+		opts:     opts,
+		agg:      newAggregator(opts.MaxStreams),
+		divisors: newDivisors(opts.MaxStreams, opts.MaxDivisor),
+		users:    ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers),
+		// Its rate and burst are unused: an id is taken once per window.
+		sendIDs:     ratelimit.New(1, 1, maxSendIDs),
 		nodeID:      hex.EncodeToString(id[:]),
 		commenters:  ratelimit.New(opts.CommentUserRate, opts.CommentUserBurst, opts.MaxUsers),
 		masking:     make(chan struct{}, maxMasking),

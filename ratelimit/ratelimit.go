@@ -182,6 +182,15 @@ func (l *Limiter) Merge(key string, tat, now int64) {
 	c.tat = max(c.tat, tat)
 }
 
+// Forget forgets key, as if its bucket were full: for a caller that took an
+// event and then could not use it.
+func (l *Limiter) Forget(key []byte) {
+	s := &l.shards[maphash.Bytes(l.seed, key)%shardCount]
+	s.mu.Lock()
+	delete(s.tat, string(key))
+	s.mu.Unlock()
+}
+
 // makeRoom forgets keys with full buckets; if that frees less than an eighth
 // of the shard, it forgets arbitrary keys too, so that a flood of new keys
 // costs amortized O(1) per key instead of a sweep per key.

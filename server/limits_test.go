@@ -194,3 +194,45 @@ func TestIPv6SubscriberIsOneClient(t *testing.T) {
 		t.Fatalf("the next /56 was limited: %d %s", r.status, r.body)
 	}
 }
+
+// TestSendIDIsCountedOnce: a send retried with the same id after a lost
+// answer is answered 202 again but counted once; another user's or another
+// id is its own send, a refused send leaves its id unused, and a bad id is
+// 400 invalid_id.
+func TestSendIDIsCountedOnce(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) { c.userRate = 1 })
+	v := n.newViewer("s")
+	send := func(user, id string) response {
+		return n.do("POST", "/v1/streams/s/reactions", `{"emoji":"love","count":3,"user":"`+user+`","id":"`+id+`"}`,
+			map[string]string{"Content-Type": jsonCT})
+	}
+	for range 3 {
+		if r := send("alice", "tap-1"); r.status != http.StatusAccepted {
+			t.Fatalf("send: %d %s", r.status, r.body)
+		}
+	}
+	send("bob", "tap-1")
+	send("alice", "tap-2")
+	for i := range 4 { // 12 more taps leave alice 2 of her burst of 20
+		send("alice", fmt.Sprintf("filler-%d", i))
+	}
+	checkError(t, send("alice", "late"), 429, "rate_limited")
+	n.clk.Add(3 * time.Second)
+	if r := send("alice", "late"); r.status != http.StatusAccepted {
+		t.Fatalf("the refused send's retry: %d %s; its id must be unused", r.status, r.body)
+	}
+	checkError(t, send("alice", "not an id"), 400, "invalid_id")
+	n.step()
+	n.step()
+	v.poll()
+	love := int64(0)
+	for _, c := range v.seen {
+		love += c["love"]
+	}
+	if want := int64(3 + 3 + 3 + 12 + 3); love != want {
+		t.Fatalf("counted %d taps; want %d: tap-1 once, bob's tap-1, tap-2, the fillers and the late one", love, want)
+	}
+	if counterValue(t, n, "emojicast_push_sends_deduplicated_total") < 2 {
+		t.Fatal("/metrics does not count the deduplicated sends")
+	}
+}
