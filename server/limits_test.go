@@ -236,3 +236,29 @@ func TestSendIDIsCountedOnce(t *testing.T) {
 		t.Fatal("/metrics does not count the deduplicated sends")
 	}
 }
+
+// TestFullStreamsDoNotLockOutNewOnes: streams opened once and abandoned
+// fill --max-streams, but a new stream gets in once they have gone
+// unpolled for twice their poll interval, not after a minute; a stream viewers
+// keep polling is never the one dropped.
+func TestFullStreamsDoNotLockOutNewOnes(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) { c.maxStreams = 4 })
+	n.step()
+	n.do("GET", "/v1/streams/watched/reactions", "", nil)
+	for i := range 3 {
+		n.do("GET", fmt.Sprintf("/v1/streams/junk-%d/reactions", i), "", nil)
+	}
+	checkError(t, n.do("GET", "/v1/streams/new/reactions", "", nil), 503, "overloaded")
+	// Quiet streams are told to poll every 5 s: 13 s without a poll is
+	// more than twice that; the syncer's idle eviction is at 60 s.
+	for range 13 {
+		n.step()
+		n.do("GET", "/v1/streams/watched/reactions", "", nil)
+	}
+	if r := n.do("GET", "/v1/streams/new/reactions", "", nil); r.status != http.StatusOK {
+		t.Fatalf("a new stream 13 s after the others were abandoned: %d %s; want room", r.status, r.body)
+	}
+	if !n.pull.Serves([]byte("watched")) {
+		t.Fatal("the stream a viewer kept polling was dropped")
+	}
+}
