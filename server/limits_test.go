@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -260,5 +261,39 @@ func TestFullStreamsDoNotLockOutNewOnes(t *testing.T) {
 	}
 	if !n.pull.Serves([]byte("watched")) {
 		t.Fatal("the stream a viewer kept polling was dropped")
+	}
+}
+
+// TestIdleConnectionsReclaimedAtMaxConns: at --max-conns, a new
+// connection closes the keep-alive connection that has been idle longest
+// instead of being refused, while connections idle for less than a second
+// still make it wait.
+func TestIdleConnectionsReclaimedAtMaxConns(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) { c.server.MaxConns = 3 })
+	addr := n.srv.Addr()
+	get := "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+	var idle []net.Conn
+	for i := range 3 {
+		c := dialFrom(t, fmt.Sprintf("127.0.0.%d", i+2), addr)
+		if r := exchange(t, c, get); r.status != http.StatusOK {
+			t.Fatalf("connection %d: %d", i, r.status)
+		}
+		idle = append(idle, c)
+	}
+	checkError(t, exchange(t, dialFrom(t, "127.0.0.9", addr), get), 503, "overloaded")
+	testutil.Eventually(t, 5*time.Second, "the refused connection's slot is free again", func() bool { return n.srv.ln.Open() == 3 })
+	time.Sleep(1100 * time.Millisecond) // past reclaimAfter
+	if r := exchange(t, dialFrom(t, "127.0.0.10", addr), get); r.status != http.StatusOK {
+		t.Fatalf("a new connection with idle ones open: %d %s; want one of them reclaimed", r.status, r.body)
+	}
+	closed := 0
+	for _, c := range idle {
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+			closed++
+		}
+	}
+	if closed != 1 {
+		t.Fatalf("%d idle connections were closed; want the one idle longest", closed)
 	}
 }
