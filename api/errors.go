@@ -40,6 +40,7 @@ var (
 	ErrInvalidRange     = NewError(fasthttp.StatusBadRequest, "invalid_range", "from and to must be Unix seconds with 0 <= from <= to < from + 3600")
 	ErrInvalidVersion   = NewError(fasthttp.StatusBadRequest, "invalid_version", "v must be absent (API v1 body) or 2 (compact body)")
 	ErrInvalidCount     = NewError(fasthttp.StatusBadRequest, "invalid_count", "count must be an integer from 1 to 20")
+	ErrInvalidSendID    = NewError(fasthttp.StatusBadRequest, "invalid_id", "id, when given, must be 1 to 64 characters of A-Z a-z 0-9 _ - .")
 	ErrInvalidSample    = NewError(fasthttp.StatusBadRequest, "invalid_sample", "sample, when given, must be a sample rate the server advertised: 1, 0.5, 0.05, ...")
 	ErrInvalidBody      = NewError(fasthttp.StatusBadRequest, "invalid_body", "body must be one JSON object in which every key appears at most once")
 	ErrUnauthorized     = NewError(fasthttp.StatusUnauthorized, "unauthorized", "a valid token for this stream is required: send Authorization: Bearer <token from watch>")

@@ -42,8 +42,14 @@ type Options struct {
 	// balancer in front of several, such as http://localhost:8080. Required.
 	Server string
 	// User is the viewer's user id, sent with watch (and with taps when the
-	// server runs without tokens). Default: "go-" and 8 random hex digits.
+	// server runs the open mode, without tokens); a server that issues
+	// anonymous tokens names the viewer itself. Default: "go-" and 8
+	// random hex digits.
 	User string
+	// Token is the identity token (a JWT) the application's backend signed
+	// for this viewer, shown to watch and sent with every tap and comment.
+	// Default: none; the server's anonymous token, if it issues one.
+	Token string
 	// HTTPClient makes the requests. Default: a client with a transport of
 	// its own, so CloseIdleConnections closes only this client's.
 	HTTPClient *http.Client

@@ -15,11 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/emojicast/emojicast/internal/testutil"
 	"github.com/emojicast/emojicast/pull"
 	"github.com/emojicast/emojicast/push"
 	"github.com/emojicast/emojicast/server"
 	"github.com/emojicast/emojicast/store"
+	"github.com/emojicast/emojicast/token"
 )
 
 // startNode runs a whole emojicast node (push, pull, memory store, one
@@ -29,12 +32,17 @@ func startNode(t *testing.T) string {
 	return startNodeWith(t, nil)
 }
 
-// startNodeWith is startNode with the pull options changed by mod.
-func startNodeWith(t *testing.T, mod func(*pull.Options)) string {
+// startNodeWith is startNode with the pull options changed by mod, and
+// the push options by pushMods.
+func startNodeWith(t *testing.T, mod func(*pull.Options), pushMods ...func(*push.Options)) string {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	st := store.NewMemory(store.MemoryOptions{})
-	pu, err := push.New(push.Options{Targets: []push.Target{{Name: "memory", Store: st}}, FlushInterval: 50 * time.Millisecond, Logger: quiet})
+	puOpts := push.Options{Targets: []push.Target{{Name: "memory", Store: st}}, FlushInterval: 50 * time.Millisecond, Logger: quiet}
+	for _, m := range pushMods {
+		m(&puOpts)
+	}
+	pu, err := push.New(puOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,5 +341,44 @@ func TestDataSaverAgainstNode(t *testing.T) {
 				t.Errorf("%d claps delivered; 12 were sent", claps)
 			}
 		})
+	}
+}
+
+// TestApplicationTokenAgainstNode: a client given the JWT its
+// application's backend signed watches as the JWT's user and taps with it;
+// a client without one may watch but not tap.
+func TestApplicationTokenAgainstNode(t *testing.T) {
+	secret := []byte("backend-secret-0123456789abcdef0123")
+	v, err := token.NewJWTVerifier(map[string][]byte{"k1": secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := startNodeWith(t, func(o *pull.Options) { o.JWT = v }, func(o *push.Options) { o.JWT = v })
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "stream": "show", "exp": time.Now().Add(time.Hour).Unix()})
+	tok.Header["kid"] = "k1"
+	signed, err := tok.SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	alice := newTestClient(t, url, func(o *Options) { o.User, o.Token = "mallory", signed })
+	s, err := alice.Watch(ctx, "show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.User != "alice" {
+		t.Fatalf("watched as %q; want the JWT's alice", s.User)
+	}
+	if err := s.Send(ctx, "love", 1); err != nil {
+		t.Fatalf("send with the JWT: %v", err)
+	}
+	nobody := newTestClient(t, url, nil)
+	ns, err := nobody.Watch(ctx, "show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var apiErr *Error
+	if err := ns.Send(ctx, "love", 1); !errors.As(err, &apiErr) || apiErr.Status != 401 {
+		t.Fatalf("send without a token: %v; want 401", err)
 	}
 }

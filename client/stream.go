@@ -83,7 +83,10 @@ func (c *Client) Watch(ctx context.Context, stream string) (*Stream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot watch stream %q: %w", stream, err)
 	}
-	s := &Stream{ID: stream, User: c.opts.User, Since: w.Since, NextMS: w.NextMS, MaxNextMS: w.MaxNext, Viewers: w.Viewers, Emojis: w.Emojis, c: c, token: w.Token}
+	s := &Stream{ID: stream, User: c.opts.User, Since: w.Since, NextMS: w.NextMS, MaxNextMS: w.MaxNext, Viewers: w.Viewers, Emojis: w.Emojis, c: c, token: c.tokenOf(w)}
+	if w.User != "" {
+		s.User = w.User // the server's word: who the token or JWT names
+	}
 	if s.pull, err = c.resolve(w.Pull); err != nil {
 		return nil, err
 	}
@@ -95,6 +98,15 @@ func (c *Client) Watch(ctx context.Context, stream string) (*Stream, error) {
 	return s, nil
 }
 
+// tokenOf is the token to send with: the one watch issued, else the
+// application's own.
+func (c *Client) tokenOf(w watchAnswer) string {
+	if w.Token != "" {
+		return w.Token
+	}
+	return c.opts.Token
+}
+
 // watch makes one watch request.
 func (c *Client) watch(ctx context.Context, stream string) (watchAnswer, error) {
 	u := c.base.JoinPath("/v1/streams", stream, "watch")
@@ -102,6 +114,9 @@ func (c *Client) watch(ctx context.Context, stream string) (watchAnswer, error) 
 	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
 	if err != nil {
 		return watchAnswer{}, err
+	}
+	if c.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
 	}
 	a, err := c.do(ctx, req)
 	if err != nil {
@@ -255,7 +270,7 @@ func (s *Stream) renewToken(ctx context.Context) error {
 		return err
 	}
 	s.mu.Lock()
-	s.token = w.Token
+	s.token = s.c.tokenOf(w)
 	s.mu.Unlock()
 	s.setSample(w.Sample)
 	return nil

@@ -137,20 +137,26 @@ func ParseAddr(b []byte) (netip.Addr, bool) {
 	return a.Unmap().WithZone(""), true
 }
 
+// GroupBits is the IPv6 prefix that counts as one client: a /56, the
+// delegation an ISP commonly gives one subscriber (RFC 6177), who could
+// otherwise take a fresh /64 of it, or a fresh address, per request.
+const GroupBits = 56
+
 // Group returns the address that stands for a's network in per-client
-// limits: an IPv4 address itself, an IPv6 address's /64, because one IPv6
-// subscriber is given a whole /64 and could otherwise take a fresh address
-// per request.
+// limits: an IPv4 address itself, an IPv6 address's /56.
 func Group(a netip.Addr) netip.Addr {
 	a = a.Unmap().WithZone("")
 	if a.Is6() {
-		return netip.PrefixFrom(a, 64).Masked().Addr()
+		return netip.PrefixFrom(a, GroupBits).Masked().Addr()
 	}
 	return a
 }
 
+// MaxKeyLen is the longest key AppendKey appends.
+const MaxKeyLen = GroupBits / 8
+
 // AppendKey appends the bytes that identify a's group (see Group) as a map
-// key: 4 bytes for IPv4, the 8 bytes of the /64 for IPv6.
+// key: 4 bytes for IPv4, the 7 bytes of the /56 for IPv6.
 func AppendKey(dst []byte, a netip.Addr) []byte {
 	a = a.Unmap()
 	if a.Is4() {
@@ -158,5 +164,5 @@ func AppendKey(dst []byte, a netip.Addr) []byte {
 		return append(dst, b[:]...)
 	}
 	b := a.As16()
-	return append(dst, b[:8]...)
+	return append(dst, b[:GroupBits/8]...)
 }

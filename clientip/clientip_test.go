@@ -89,13 +89,13 @@ func TestParsePrefixes(t *testing.T) {
 
 func TestGroupAndKey(t *testing.T) {
 	a := netip.MustParseAddr("2001:db8:1:2:aaaa::1")
-	b := netip.MustParseAddr("2001:db8:1:2:bbbb::2")
-	c := netip.MustParseAddr("2001:db8:1:3::1")
+	b := netip.MustParseAddr("2001:db8:1:ff:bbbb::2") // another /64 of a's /56
+	c := netip.MustParseAddr("2001:db8:1:100::1")     // the next /56
 	if Group(a) != Group(b) || Group(a) == Group(c) {
-		t.Fatalf("groups %v %v %v: want one /64 for a and b, another for c", Group(a), Group(b), Group(c))
+		t.Fatalf("groups %v %v %v: want one /56 for a and b, another for c", Group(a), Group(b), Group(c))
 	}
 	if !bytes.Equal(AppendKey(nil, a), AppendKey(nil, b)) || bytes.Equal(AppendKey(nil, a), AppendKey(nil, c)) {
-		t.Fatal("keys do not follow the /64")
+		t.Fatal("keys do not follow the /56")
 	}
 	v4 := netip.MustParseAddr("192.0.2.1")
 	if got := AppendKey(nil, netip.MustParseAddr("::ffff:192.0.2.1")); !bytes.Equal(got, []byte{192, 0, 2, 1}) || Group(v4) != v4 {

@@ -2,7 +2,9 @@
 // viewer typed (Unicode NFC, trimmed, length in characters, no control or
 // bidi-override characters) and masks the words on the operator's
 // blocked-word list however they are disguised: upper case, full-width
-// forms, accents, or spaces and punctuation inserted between letters.
+// forms, accents, look-alike letters of other scripts (UTS #39 confusable
+// skeletons), or spaces, punctuation and invisible characters inserted
+// between letters.
 //
 // It knows nothing of HTTP or of the budget that decides which comments
 // are broadcast; push calls it for every comment it takes.

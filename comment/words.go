@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mtibben/confusables"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -22,9 +24,11 @@ const MaxWords = 100_000
 // Words is a list of blocked words and phrases. Matching compares
 // skeletons: each character is decomposed for compatibility (NFKD, which
 // turns full-width, circled or mathematical letters and ligatures into
-// plain ones), accents and every character that is not a letter or digit
-// are dropped, and the rest is lower-cased. So "BAD", "ｂａｄ", "b.a.d",
-// "b a d" and "bäd" all match "bad". A match must start and end at word
+// plain ones), default-ignorable characters (zero-width joiners, Hangul
+// fillers) count as nothing, accents and every other character that is not
+// a letter or digit are dropped, and the rest is lower-cased and mapped to
+// its confusable skeleton (UTS #39). So "BAD", "ｂａｄ", "b.a.d", "b a d",
+// "bäd", "bаd" with a Cyrillic а and "b\u3164ad" all match "bad". A match must start and end at word
 // boundaries (the edges of the text or a dropped character), so "bad" does
 // not mask "badge"; in scripts written without spaces (Han, kana, Thai and
 // their neighbours) it may start and end anywhere. Words is immutable.
@@ -120,33 +124,120 @@ func equalRunes(a, b []rune) bool {
 }
 
 // skeleton is a text reduced for matching: its letters and digits,
-// decomposed, unaccented and lower-cased, each with the index of the rune
-// of the text it came from.
+// decomposed, unaccented, lower-cased and mapped to their confusable
+// skeletons, each with the index of the rune of the text it came from.
 type skeleton struct {
 	runes  []rune
 	origin []int
-	n      int // runes in the text
+	sep    []bool // a separator came right before runes[i]
+	n      int    // runes in the text
 }
 
 func skeletonOf(text string) skeleton {
 	var sk skeleton
 	var buf [32]byte
+	sep := false
+	emit := func(fs []rune) {
+		for _, f := range fs {
+			sk.runes = append(sk.runes, f)
+			sk.origin = append(sk.origin, sk.n)
+			sk.sep = append(sk.sep, sep)
+			sep = false
+		}
+	}
 	for _, r := range text {
 		var dec []byte
 		if r < utf8.RuneSelf {
 			dec = append(buf[:0], byte(r))
 		} else {
 			dec = norm.NFKD.AppendString(buf[:0], string(r))
+			if !ignorable(r) && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
+				// A look-alike of a Latin letter is that letter, before
+				// NFKD could turn it into a letter of its own script
+				// (lunate sigma into sigma); a letter NFKD leaves alone
+				// needs folding once.
+				f := fold(r)
+				if len(f) > 0 && f[0] < utf8.RuneSelf || string(dec) == string(r) {
+					emit(f)
+					sk.n++
+					continue
+				}
+			}
 		}
 		for _, c := range string(dec) {
-			if unicode.IsLetter(c) || unicode.IsDigit(c) {
-				sk.runes = append(sk.runes, unicode.ToLower(c))
-				sk.origin = append(sk.origin, sk.n)
+			switch {
+			case ignorable(c):
+				// Invisible: neither a letter nor a separator.
+			case unicode.IsLetter(c) || unicode.IsDigit(c):
+				emit(fold(c))
+			default:
+				sep = true
 			}
 		}
 		sk.n++
 	}
 	return sk
+}
+
+// fold returns what a letter or digit stands for in matching: its
+// lower-case form's confusable skeleton (Unicode UTS #39), lower-cased,
+// so that Cyrillic "а" and Latin "a", "0" and "o", "rn" and "m" are one.
+// A capital that looks Latin while its lower-case form does not (Cyrillic
+// "М" and "м") stands for the Latin letter instead.
+func fold(c rune) []rune {
+	lower := unicode.ToLower(c)
+	if lower < utf8.RuneSelf {
+		return asciiFolds[lower]
+	}
+	sk := confusables.Skeleton(string(lower))
+	if lower != c && !isASCII(sk) {
+		if latin := strings.ToLower(confusables.Skeleton(string(c))); isASCII(latin) {
+			sk = confusables.Skeleton(latin)
+		}
+	}
+	var out []rune
+	for _, f := range sk {
+		if unicode.IsLetter(f) || unicode.IsDigit(f) {
+			out = append(out, unicode.ToLower(f))
+		}
+	}
+	return out
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiFolds holds fold for ASCII, which most comments are.
+var asciiFolds = func() (t [utf8.RuneSelf][]rune) {
+	for c := range rune(utf8.RuneSelf) {
+		for _, f := range confusables.Skeleton(string(c)) {
+			if unicode.IsLetter(f) || unicode.IsDigit(f) {
+				t[c] = append(t[c], unicode.ToLower(f))
+			}
+		}
+	}
+	return t
+}()
+
+// ignorable reports whether c is a default-ignorable code point (Unicode
+// DerivedCoreProperties: Other_Default_Ignorable_Code_Point, format
+// characters and variation selectors, less the prepended concatenation
+// marks): it shows as nothing, so a word split by one, such as a Hangul
+// filler (U+3164, U+115F) or a zero-width joiner, is still the word.
+func ignorable(c rune) bool {
+	if c < 0xad {
+		return false
+	}
+	if unicode.Is(unicode.Prepended_Concatenation_Mark, c) {
+		return false
+	}
+	return unicode.In(c, unicode.Other_Default_Ignorable_Code_Point, unicode.Cf, unicode.Variation_Selector)
 }
 
 // boundary reports whether a match may start or end between skeleton
@@ -157,7 +248,7 @@ func (sk *skeleton) boundary(i int) bool {
 	if i == 0 || i == len(sk.runes) {
 		return true
 	}
-	return sk.origin[i]-sk.origin[i-1] > 1 || unspaced(sk.runes[i-1]) || unspaced(sk.runes[i])
+	return sk.sep[i] || unspaced(sk.runes[i-1]) || unspaced(sk.runes[i])
 }
 
 // unspaced reports whether r belongs to a script whose words are not

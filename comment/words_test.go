@@ -21,7 +21,7 @@ func mustWords(t testing.TB, list string) *Words {
 // TestMaskEveryDisguise: a blocked word is masked however it is written,
 // and words that merely contain it are left alone.
 func TestMaskEveryDisguise(t *testing.T) {
-	w := mustWords(t, "# the operator's list\nbad\n\nsp am\n糞\n")
+	w := mustWords(t, "# the operator's list\nbad\n\nsp am\n糞\ngood\n")
 	for _, tc := range []struct{ name, in, want string }{
 		{"plain", "so bad", "so ***"},
 		{"upper case", "so BAD!", "so ***!"},
@@ -47,6 +47,19 @@ func TestMaskEveryDisguise(t *testing.T) {
 		{"word inside", "abad", "abad"},
 		{"clean", "what a goal!", "what a goal!"},
 		{"emoji kept", "🔥 bad 🔥", "🔥 *** 🔥"},
+		{"Cyrillic а", "so b\u0430d", "so ***"},
+		{"all Cyrillic look-alikes", "\u0455\u0440\u0430m", "****"},
+		{"Greek α", "b\u03b1d", "***"},
+		{"zeros for o", "g00d", "****"},
+		{"Hangul filler inside", "b\u3164ad", "****"},
+		{"Hangul choseong filler inside", "sp\u115fam", "*****"},
+		{"halfwidth Hangul filler", "ba\uffa0d", "****"},
+		{"word joiner", "b\u2060ad", "****"},
+		{"soft hyphen", "b\u00adad", "****"},
+		{"variation selector", "b\ufe0fad", "****"},
+		{"filler does not make a boundary", "a\u3164bad", "a\u3164bad"},
+		{"filler at the edge", "\u3164bad\u3164", "\u3164***\u3164"},
+		{"look-alike inside a longer word", "b\u0430dge", "b\u0430dge"},
 	} {
 		if got := w.Mask(tc.in); got != tc.want {
 			t.Errorf("%s: Mask(%q) = %q; want %q", tc.name, tc.in, got, tc.want)
@@ -157,6 +170,46 @@ func FuzzMask(f *testing.F) {
 			if got := w.Mask(text + " bad"); !strings.HasSuffix(got, " ***") {
 				t.Fatalf("Mask(%q) = %q; the trailing word is not masked", text+" bad", got)
 			}
+		}
+	})
+}
+
+// FuzzMaskDisguised: a blocked word written with look-alike letters of
+// other scripts and invisible characters between them is masked, over the
+// whole span it takes in the text, wherever it stands between spaces.
+func FuzzMaskDisguised(f *testing.F) {
+	w := mustWords(f, "scam\n")
+	looks := [][]string{
+		{"s", "S", "\u0455", "\uff53"},
+		{"c", "C", "\u0441", "\u03f2"},
+		{"a", "A", "\u0430", "\u03b1"},
+		{"m", "M", "\u041c", "rn"},
+	}
+	invisible := []string{"", "\u3164", "\u115f", "\u200d", "\u2060", "\ufe0f", "\u00ad"}
+	f.Add("hey", []byte{0, 1, 2, 3, 4, 5, 6, 7})
+	f.Add("", []byte{2, 2, 2, 2, 1, 1, 1, 1})
+	f.Fuzz(func(t *testing.T, prefix string, picks []byte) {
+		if len(picks) < 8 {
+			return
+		}
+		var word strings.Builder
+		for i, l := range looks {
+			word.WriteString(l[int(picks[i])%len(l)])
+			if i < len(looks)-1 {
+				word.WriteString(invisible[int(picks[4+i])%len(invisible)])
+			}
+		}
+		p, err := Clean(prefix)
+		if err != nil || utf8.RuneCountInString(p)+12 > MaxLen {
+			return
+		}
+		text := p + " " + word.String() + " !"
+		out := w.Mask(text)
+		start := utf8.RuneCountInString(p) + 1
+		n := utf8.RuneCountInString(word.String())
+		got := []rune(out)[start : start+n]
+		if strings.Trim(string(got), "*") != "" {
+			t.Fatalf("Mask(%q) = %q; the disguised word %q is not masked whole", text, out, word.String())
 		}
 	})
 }

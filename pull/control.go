@@ -17,8 +17,10 @@ import (
 // arrivals minus departures so far (Little's law, counted rather than
 // averaged, so it stays right while next_ms changes and while a crowd
 // arrives at once). It needs no viewer ids and costs two atomic adds per
-// poll. Each node reports its own count to the store and shows the fleet's
-// sum.
+// poll. A client that polls faster than it is told would count as many
+// viewers, so each client address counts at most ViewersPerAddress
+// arrivals per stream and poll window. Each node reports its own count to
+// the store and shows the fleet's sum.
 //
 // sample: the push fleet should receive about TargetSends forwarded taps
 // per second per stream. What sampling can change is the sends that state
@@ -61,6 +63,20 @@ func presenceSlot(sec int64) int { return int(uint64(sec) % presenceSlots) }
 func (pr *presence) poll(nowMS, nextMS int64) {
 	pr.arrive[presenceSlot(nowMS/1000)].Add(1)
 	pr.depart[presenceSlot((nowMS+nextMS)/1000)].Add(1)
+}
+
+// arrive counts a poll of st from client (an address key; nil when the
+// caller cannot tell clients apart) answered at nowMS with nextMS, unless
+// the client already counted its share of viewers in this poll window.
+func (p *Pull) arrive(st *stream, client []byte, nowMS, nextMS int64) {
+	if client != nil {
+		var buf [16 + 1 + 64]byte
+		key := append(append(append(buf[:0], client...), '|'), st.id...)
+		if !p.counted.AllowPer(key, p.opts.ViewersPerAddress, time.Duration(nextMS)*time.Millisecond, nowMS*int64(time.Millisecond)) {
+			return
+		}
+	}
+	st.presence.poll(nowMS, nextMS)
 }
 
 // streamControl is the syncer's memory of one stream between control steps.

@@ -143,3 +143,34 @@ func TestNextMSBounds(t *testing.T) {
 		t.Error("a busy interval under MinNextMS was accepted")
 	}
 }
+
+// TestFloodingClientCountsAsFewViewers: one address polling a thousand
+// times a second counts as at most ViewersPerAddress viewers, beside 50
+// viewers that poll as told; another stream's count is its own.
+func TestFloodingClientCountsAsFewViewers(t *testing.T) {
+	f := newFixture(t)
+	f.poll("s", "")
+	f.sync()
+	st := f.p.streams.get([]byte("s"), f.p.initial, 0)
+	flooder := []byte{198, 51, 100, 7}
+	honest := make([][]byte, 50)
+	for i := range honest {
+		honest[i] = []byte{203, 0, 113, byte(i)}
+	}
+	period := int(st.ctl.Load().nextMS / 1000) // the honest poll as told
+	for sec := range 4 * period {
+		for range 1000 {
+			f.pollFrom(flooder, "s", "")
+		}
+		for i, c := range honest {
+			if sec%period == i%period {
+				f.pollFrom(c, "s", "")
+			}
+		}
+		f.clk.Add(time.Second)
+		n := st.ctlState.localViewers(st, f.clk.Now())
+		if sec >= period && (n < 50 || n > 50+int64(f.p.opts.ViewersPerAddress)) {
+			t.Fatalf("second %d: %d viewers; want 50 honest plus at most %d for the flooder", sec, n, f.p.opts.ViewersPerAddress)
+		}
+	}
+}

@@ -33,7 +33,7 @@ func TestEdgeFeedCountsOnce(t *testing.T) {
 			var ctx fasthttp.RequestCtx
 			ctx.Request.SetRequestURI("/v1/streams/s/reactions")
 			ctx.SetRemoteAddr(&net.TCPAddr{IP: a.AsSlice(), Port: 4000})
-			p.HandlePoll(&ctx, []byte("s"))
+			p.HandlePoll(&ctx, []byte("s"), nil)
 			return decode(t, &ctx)
 		}
 		f.add("s", "like", 1)

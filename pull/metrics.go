@@ -34,7 +34,7 @@ var (
 	})
 	streamsEvicted = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_pull_streams_evicted_total",
-		Help: "Streams dropped because nobody polled them for the idle time.",
+		Help: "Streams dropped because nobody polled them for the idle time, or, when the node serves its maximum, for twice their poll interval.",
 	})
 	unknownEmojis = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_pull_unknown_emoji_counts_total",

@@ -117,7 +117,7 @@ func (f *fixture) pollMethod(method, stream, query string, headers ...string) *f
 	for i := 0; i+1 < len(headers); i += 2 {
 		ctx.Request.Header.Set(headers[i], headers[i+1])
 	}
-	f.p.HandlePoll(&ctx, []byte(stream))
+	f.p.HandlePoll(&ctx, []byte(stream), nil)
 	return &ctx
 }
 

@@ -23,9 +23,10 @@ var (
 )
 
 // HandlePoll serves GET /v1/streams/{stream}/reactions?since=T, and with
-// &v=2 the compact body. stream is a valid stream id. On a body cache hit
-// it does not allocate.
-func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
+// &v=2 the compact body. stream is a valid stream id; client identifies the
+// client's address for the viewer estimate (nil: every poll counts). On a
+// body cache hit it does not allocate.
+func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id, client []byte) {
 	query := ctx.URI().QueryString()
 	f, fok := parseFormat(rawArg(query, "v"))
 	if !fok {
@@ -51,7 +52,7 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
 	counts := p.countsPoll(ctx)
 	if !st.synced() {
 		if counts {
-			st.presence.poll(nowMS, unsyncedNextMS)
+			p.arrive(st, client, nowMS, unsyncedNextMS)
 		}
 		p.wakeSyncer()
 		p.writeUnsynced(ctx, f, since, hasSince)
@@ -63,7 +64,7 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id []byte) {
 		advised = max(advised, p.opts.CompactMinNextMS)
 	}
 	if counts {
-		st.presence.poll(nowMS, advised)
+		p.arrive(st, client, nowMS, advised)
 	}
 	now := st.ring.Tail()
 	if !hasSince {

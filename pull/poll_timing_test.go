@@ -28,7 +28,7 @@ func BenchmarkPollHandler(b *testing.B) {
 	var probe fasthttp.RequestCtx
 	probe.Request.SetRequestURIBytes(uri)
 	probe.Request.Header.Set("Accept-Encoding", "gzip")
-	f.p.HandlePoll(&probe, id)
+	f.p.HandlePoll(&probe, id, nil)
 	constBody := append([]byte(nil), probe.Response.Body()...)
 	etag := []byte(responseETag(&probe))
 
@@ -47,7 +47,7 @@ func BenchmarkPollHandler(b *testing.B) {
 		})
 	}
 	b.Run("poll", func(b *testing.B) {
-		run(b, func(ctx *fasthttp.RequestCtx) { f.p.HandlePoll(ctx, id) })
+		run(b, func(ctx *fasthttp.RequestCtx) { f.p.HandlePoll(ctx, id, nil) })
 	})
 	b.Run("constant", func(b *testing.B) {
 		run(b, func(ctx *fasthttp.RequestCtx) {
@@ -119,7 +119,7 @@ func BenchmarkDistinctCursors(b *testing.B) {
 				uri = strconv.AppendInt(append(uri[:0], "/v1/streams/s/reactions?since="...), now-d, 10)
 				ctx.Request.SetRequestURIBytes(uri)
 				ctx.Request.Header.Set("Accept-Encoding", "gzip")
-				f.p.HandlePoll(&ctx, id)
+				f.p.HandlePoll(&ctx, id, nil)
 			}
 		})
 	})

@@ -23,6 +23,7 @@ import (
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/moderation"
+	"github.com/emojicast/emojicast/ratelimit"
 	"github.com/emojicast/emojicast/store"
 	"github.com/emojicast/emojicast/token"
 )
@@ -35,8 +36,13 @@ type Options struct {
 	Emojis *emoji.Set
 	// Clock is used for "now" in limits and staleness. Default: system clock.
 	Clock clock.Clock
-	// Signer issues viewer tokens from watch; nil means open mode.
+	// Signer issues anonymous viewer tokens from watch, for ids the node
+	// makes up. With neither Signer nor JWT, watch runs the open mode: the
+	// viewer is whoever ?user= says.
 	Signer *token.Signer
+	// JWT checks the identity tokens the application's backend signs, that
+	// viewers show watch in Authorization.
+	JWT *token.JWTVerifier
 	// PullURL and PushURL are the base URLs (scheme://host[:port]) watch
 	// hands to viewers. Default: http:// and the request's Host header.
 	PullURL, PushURL string
@@ -81,6 +87,14 @@ type Options struct {
 	// MaxDivisor caps the sample divisor; push nodes must use the same.
 	// Default: store.DefaultMaxDivisor.
 	MaxDivisor int64
+	// ViewersPerAddress is the most viewers one client address counts as
+	// in a stream's viewer estimate per poll window (next_ms): a client
+	// polling faster than it is told counts once, not once per poll, while
+	// a household or a small NAT still counts in full. Default: 4.
+	ViewersPerAddress int
+	// MaxAddresses bounds the (address, stream) pairs remembered for
+	// ViewersPerAddress; past it the oldest are forgotten. Default: 200,000.
+	MaxAddresses int
 	// NodeID names this node in the viewer reports it shares.
 	// Default: a random id.
 	NodeID string
@@ -123,6 +137,8 @@ func (o *Options) fillDefaults() error {
 	setDefault(&o.MaxNextMS, 30_000)
 	setDefault(&o.TargetSends, 2000)
 	setDefault(&o.MaxDivisor, store.DefaultMaxDivisor)
+	setDefault(&o.ViewersPerAddress, 4)
+	setDefault(&o.MaxAddresses, 200_000)
 	if o.MaxNextMS > maxNextMS {
 		return fmt.Errorf("pull: the longest next_ms is %d, above the %d the viewer count can follow", o.MaxNextMS, maxNextMS)
 	}
@@ -154,7 +170,8 @@ func setDefault[T int | int64 | time.Duration](v *T, def T) {
 type Pull struct {
 	opts    Options
 	streams *registry
-	initial *control // shared by new streams until their first sync
+	initial *control           // shared by new streams until their first sync
+	counted *ratelimit.Limiter // arrivals per (address, stream) and poll window
 	history historyCache
 
 	horizon  atomic.Int64 // newest second published to the rings
@@ -178,9 +195,11 @@ func New(opts Options) (*Pull, error) {
 		return nil, err
 	}
 	p := &Pull{
-		opts:      opts,
-		streams:   newRegistry(opts.MaxStreams),
-		initial:   &control{nextMS: opts.BusyNextMS, divisor: 1},
+		opts:    opts,
+		streams: newRegistry(opts.MaxStreams),
+		initial: &control{nextMS: opts.BusyNextMS, divisor: 1},
+		// Its rate and burst are unused: arrivals are taken per poll window.
+		counted:   ratelimit.New(1, 1, opts.MaxAddresses),
 		wake:      make(chan struct{}, 1),
 		createdAt: opts.Clock.Now(),
 		stop:      make(chan struct{}),

@@ -62,12 +62,17 @@ func (f *fixture) step() {
 }
 
 func (f *fixture) poll(stream, query string, headers ...string) *fasthttp.RequestCtx {
+	return f.pollFrom(nil, stream, query, headers...)
+}
+
+// pollFrom polls as the client with the given address key.
+func (f *fixture) pollFrom(client []byte, stream, query string, headers ...string) *fasthttp.RequestCtx {
 	var ctx fasthttp.RequestCtx
 	ctx.Request.SetRequestURI("/v1/streams/" + stream + "/reactions" + query)
 	for i := 0; i+1 < len(headers); i += 2 {
 		ctx.Request.Header.Set(headers[i], headers[i+1])
 	}
-	f.p.HandlePoll(&ctx, []byte(stream))
+	f.p.HandlePoll(&ctx, []byte(stream), client)
 	return &ctx
 }
 
@@ -183,13 +188,13 @@ func TestCachedPollDoesNotAllocate(t *testing.T) {
 	query := "?since=" + strconv.FormatInt(f.p.Horizon()-2, 10)
 	var ctx fasthttp.RequestCtx
 	uri := []byte("/v1/streams/s/reactions" + query)
-	id := []byte("s")
+	id, client := []byte("s"), []byte{127, 0, 0, 1}
 	run := func() {
 		ctx.Request.Reset()
 		ctx.Response.Reset()
 		ctx.Request.SetRequestURIBytes(uri)
 		ctx.Request.Header.Set("Accept-Encoding", "gzip")
-		f.p.HandlePoll(&ctx, id)
+		f.p.HandlePoll(&ctx, id, client)
 	}
 	run() // encodes and caches the body
 	if ctx.Response.StatusCode() != 200 || len(ctx.Response.Body()) == 0 {

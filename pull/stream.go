@@ -73,7 +73,9 @@ type registry struct {
 	seed  maphash.Seed
 	max   int64
 	count atomic.Int64
-	shard [registryShards]struct {
+	// lastEvict is the Unix second of the last evictStale scan.
+	lastEvict atomic.Int64
+	shard     [registryShards]struct {
 		mu sync.RWMutex
 		m  map[string]*stream
 		_  [32]byte
@@ -112,12 +114,45 @@ func (r *registry) get(id []byte, ctl *control, now int64) *stream {
 		return st
 	}
 	if r.count.Load() >= r.max {
-		return nil
+		sh.mu.Unlock()
+		r.evictStale(now)
+		sh.mu.Lock()
+		if st = sh.m[string(id)]; st != nil {
+			return st
+		}
+		if r.count.Load() >= r.max {
+			return nil
+		}
 	}
 	st = newStream(string(id), ctl, now)
 	sh.m[st.id] = st
 	r.count.Add(1)
 	return st
+}
+
+// evictStale makes room in a full registry, at most once a second: it
+// removes the streams nobody polled for twice their poll interval and 2 s
+// more, which have no viewers left. Without it, streams opened once and
+// abandoned (random ids, a flood) would lock new streams out until the
+// syncer drops them as idle, a minute later.
+func (r *registry) evictStale(now int64) {
+	if r.lastEvict.Swap(now) == now {
+		return
+	}
+	n := 0
+	for i := range r.shard {
+		sh := &r.shard[i]
+		sh.mu.Lock()
+		for id, st := range sh.m {
+			if st.lastSeen.Load() < now-2*st.ctl.Load().nextMS/1000-2 {
+				delete(sh.m, id)
+				n++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	r.count.Add(int64(-n))
+	streamsEvicted.Add(float64(n))
 }
 
 // snapshot appends every stream to dst.

@@ -1,7 +1,11 @@
 package pull
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -9,17 +13,18 @@ import (
 	"github.com/emojicast/emojicast/moderation"
 )
 
-// HandleWatch serves GET /v1/streams/{stream}/watch?user=U: the seed's
+// HandleWatch serves GET /v1/streams/{stream}/watch: the seed's
 // watch_stream. It registers the stream so the syncer fills its ring before
-// the viewer's first poll, and tells the viewer where to poll and send, its
-// token, the cursor to start from, the pacing bounds and the emoji set.
+// the viewer's first poll, and tells the viewer who it is, where to poll
+// and send, its token, the cursor to start from, the pacing bounds and the
+// emoji set.
 func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
-	user := ctx.QueryArgs().Peek("user")
-	if !api.ValidID(user) {
-		api.WriteError(ctx, api.ErrInvalidUser)
+	now := p.opts.Clock.Now()
+	user, tok, aerr := p.identify(ctx, id, now)
+	if aerr != nil {
+		api.WriteError(ctx, aerr)
 		return
 	}
-	now := p.opts.Clock.Now()
 	st := p.streams.get(id, p.initial, now.Unix())
 	if st == nil {
 		pollsRefused.Inc()
@@ -38,16 +43,12 @@ func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
 	b = append(b, `{"stream":`...)
 	b = api.AppendJSONString(b, string(id))
 	b = append(b, `,"user":`...)
-	b = api.AppendJSONString(b, string(user))
+	b = api.AppendJSONString(b, user)
 	b = append(b, `,"pull":`...)
 	b = api.AppendJSONString(b, p.streamURL(p.opts.PullURL, host, id))
 	b = append(b, `,"push":`...)
 	b = api.AppendJSONString(b, p.streamURL(p.opts.PushURL, host, id))
 	b = append(b, `,"token":`...)
-	tok := ""
-	if p.opts.Signer != nil {
-		tok = p.opts.Signer.Issue(string(user), string(id), now)
-	}
 	b = api.AppendJSONString(b, tok)
 	b = append(b, `,"since":`...)
 	b = strconv.AppendInt(b, since, 10)
@@ -60,6 +61,45 @@ func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
 	b = p.appendEmojis(b, id)
 	b = append(b, '}')
 	api.WriteJSON(ctx, fasthttp.StatusOK, b)
+}
+
+// identify tells a watching viewer who it is, and the token it sends with:
+//   - with the application's JWT in Authorization, the JWT's user, and no
+//     new token (the viewer keeps sending with its JWT);
+//   - else, in the anonymous mode (Signer), an id the server makes up and
+//     a token for it: ?user= names nobody, so nobody can watch as another;
+//   - else, with JWTs required, no user and no token: the viewer may
+//     watch and poll, not send;
+//   - in the open mode, the ?user= it claims, and no token.
+func (p *Pull) identify(ctx *fasthttp.RequestCtx, id []byte, now time.Time) (user, tok string, aerr *api.Error) {
+	if p.opts.JWT != nil {
+		if auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); len(auth) > 0 {
+			const scheme = "Bearer "
+			if len(auth) < len(scheme) || !bytes.EqualFold(auth[:len(scheme)], []byte(scheme)) {
+				return "", "", api.ErrUnauthorized
+			}
+			jwt := auth[len(scheme):]
+			u, err := p.opts.JWT.Verify(nil, bytes.TrimSpace(jwt), id, now)
+			if err != nil {
+				return "", "", api.ErrUnauthorized
+			}
+			return string(u), "", nil
+		}
+	}
+	switch {
+	case p.opts.Signer != nil:
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		user = "anon-" + hex.EncodeToString(b[:])
+		return user, p.opts.Signer.Issue(user, string(id), now), nil
+	case p.opts.JWT != nil:
+		return "", "", nil
+	}
+	u := ctx.QueryArgs().Peek("user")
+	if !api.ValidID(u) {
+		return "", "", api.ErrInvalidUser
+	}
+	return string(u), "", nil
 }
 
 // streamURL returns base + /v1/streams/{id}/reactions, with base defaulting

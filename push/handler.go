@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/token"
 )
 
 // MaxBody is the largest send body (docs/api.md: at most 1 KiB).
@@ -55,6 +56,17 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 		p.divisors.load(sd, stream, p.targets[0].store, firstReadTimeout, sec)
 	}
 	k, current := p.divisors.weigh(sd, r.divisor, sec)
+	var keyBuf [3 * 65]byte
+	var idKey []byte
+	if r.id != nil {
+		idKey = append(append(append(append(append(keyBuf[:0], user...), 0), stream...), 0), r.id...)
+		if !p.sendIDs.AllowPer(idKey, 1, sendIDWindow, now.UnixNano()) {
+			// Counted already: a retry of a send whose answer was lost.
+			sendsDeduplicated.Inc()
+			writeAccepted(ctx, current)
+			return
+		}
+	}
 	weighted := r.count * k
 	var wait time.Duration
 	if k == 1 {
@@ -63,6 +75,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 		wait = p.users.AllowDebt(user, weighted, now.UnixNano())
 	}
 	if wait > 0 {
+		p.forgetID(idKey)
 		rateLimited.Inc()
 		api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 		return
@@ -73,6 +86,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 	}
 	if err := p.agg.add(stream, sec, r.emoji, weighted, sampled); err != nil {
 		if errors.Is(err, errTooManyStreams) {
+			p.forgetID(idKey)
 			overloaded.Inc()
 			api.WriteRetry(ctx, api.ErrOverloaded, 1)
 			return
@@ -87,6 +101,21 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 // firstReadTimeout bounds the read of a new stream's divisor in a send;
 // past it the send is weighted as if the divisor were unknown.
 const firstReadTimeout = 250 * time.Millisecond
+
+// sendIDWindow is how long a send's id is remembered: a client retries a
+// send whose answer it lost within seconds, never minutes later.
+const sendIDWindow = 2 * time.Minute
+
+// maxSendIDs bounds the ids remembered; past it the oldest are forgotten.
+const maxSendIDs = 200_000
+
+// forgetID forgets the id of a send that was refused after all, so that
+// its retry is counted.
+func (p *Push) forgetID(key []byte) {
+	if key != nil {
+		p.sendIDs.Forget(key)
+	}
+}
 
 // readBody applies what every POST of push checks before reading its
 // body: the load budget, a JSON Content-Type and the size limit. It
@@ -125,9 +154,10 @@ func (p *Push) shed() (retryAfter int64, refuse bool) {
 }
 
 // authenticate returns the user a send is from: from the token when tokens
-// are on, else from the body.
+// are on (an anonymous token of ours, or the application's JWT), else from
+// the body.
 func (p *Push) authenticate(ctx *fasthttp.RequestCtx, dst, stream, bodyUser []byte, now time.Time) ([]byte, *api.Error) {
-	if p.opts.Signer == nil {
+	if p.opts.Signer == nil && p.opts.JWT == nil {
 		if bodyUser == nil {
 			return nil, api.ErrInvalidUser
 		}
@@ -137,7 +167,17 @@ func (p *Push) authenticate(ctx *fasthttp.RequestCtx, dst, stream, bodyUser []by
 	if !ok {
 		return nil, api.ErrUnauthorized
 	}
-	user, err := p.opts.Signer.Verify(dst, bytes.TrimSpace(tok), stream, now)
+	tok = bytes.TrimSpace(tok)
+	var user []byte
+	var err error
+	switch {
+	case p.opts.Signer != nil && token.IsAnonymous(tok):
+		user, err = p.opts.Signer.Verify(dst, tok, stream, now)
+	case p.opts.JWT != nil:
+		user, err = p.opts.JWT.Verify(dst, tok, stream, now)
+	default:
+		err = token.ErrMalformed
+	}
 	if err != nil {
 		return nil, api.ErrUnauthorized
 	}

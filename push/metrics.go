@@ -20,6 +20,10 @@ var (
 		Name: "emojicast_push_unadvertised_samples_total",
 		Help: "Sends stating a sample the fleet did not advertise for the stream (nor within 2x of its divisor), counted as their taps once.",
 	})
+	sendsDeduplicated = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_sends_deduplicated_total",
+		Help: "Sends answered 202 without being counted again: their id was counted in the last 2 minutes.",
+	})
 	rateLimited = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_rate_limited_total",
 		Help: "Sends refused with 429 because the user exceeded their rate.",

@@ -42,8 +42,12 @@ type Options struct {
 	Emojis *emoji.Set
 	// Clock assigns taps to seconds. Default: the system clock.
 	Clock clock.Clock
-	// Signer checks viewer tokens; nil means open mode (user in the body).
+	// Signer checks the anonymous viewer tokens pull nodes issue from
+	// watch. With neither Signer nor JWT the node runs the open mode: the
+	// user is whatever the body says, for trusted networks only.
 	Signer *token.Signer
+	// JWT checks identity tokens the application's backend signs.
+	JWT *token.JWTVerifier
 	// Load sheds sends with 503 when the process is over its budget; nil
 	// never sheds.
 	Load *load.Meter
@@ -164,6 +168,7 @@ type Push struct {
 	agg      *aggregator
 	divisors *divisors
 	users    *ratelimit.Limiter
+	sendIDs  *ratelimit.Limiter // (user, stream, id) of sends counted lately
 	targets  []*target
 	nodeID   string
 	seq      atomic.Uint64
@@ -203,9 +208,12 @@ func New(opts Options) (*Push, error) {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	p := &Push{
-		opts:        opts,
-		agg:         newAggregator(opts.MaxStreams),
-		divisors:    newDivisors(opts.MaxStreams, opts.MaxDivisor),
+		opts:     opts,
+		agg:      newAggregator(opts.MaxStreams),
+		divisors: newDivisors(opts.MaxStreams, opts.MaxDivisor),
+		users:    ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers),
+		// Its rate and burst are unused: an id is taken once per window.
+		sendIDs:     ratelimit.New(1, 1, maxSendIDs),
 		nodeID:      hex.EncodeToString(id[:]),
 		commenters:  ratelimit.New(opts.CommentUserRate, opts.CommentUserBurst, opts.MaxUsers),
 		slowMode:    moderation.NewSlowMode(opts.MaxUsers),

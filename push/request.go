@@ -19,7 +19,8 @@ type reaction struct {
 	emoji   int
 	count   int64
 	user    []byte
-	divisor int64 // 1/sample the client says it applied; 0 when it did not say
+	id      []byte // the client's idempotency key; nil when it gave none
+	divisor int64  // 1/sample the client says it applied; 0 when it did not say
 }
 
 var parsers fastjson.ParserPool
@@ -37,7 +38,7 @@ func parseReaction(p *fastjson.Parser, body []byte, emojis *emoji.Set) (reaction
 	if err != nil {
 		return r, api.ErrInvalidBody
 	}
-	var seenEmoji, seenCount, seenUser, seenSample bool
+	var seenEmoji, seenCount, seenUser, seenSample, seenID bool
 	var fail *api.Error
 	obj.Visit(func(key []byte, v *fastjson.Value) {
 		if fail != nil {
@@ -63,6 +64,13 @@ func parseReaction(p *fastjson.Parser, body []byte, emojis *emoji.Set) (reaction
 			fail = once(&seenSample)
 			if fail == nil {
 				r.divisor, fail = parseSample(v)
+			}
+		case bytes.Equal(key, []byte("id")):
+			fail = once(&seenID)
+			if fail == nil {
+				if r.id, _ = v.StringBytes(); !api.ValidID(r.id) {
+					fail = api.ErrInvalidSendID
+				}
 			}
 		}
 	})

@@ -80,7 +80,7 @@ func NewShared(rate float64, burst, maxKeys int) *Limiter {
 // would be. An n larger than the burst is never allowed. Allow does not
 // allocate unless it remembers a new key.
 func (l *Limiter) Allow(key []byte, n int, now int64) (wait time.Duration) {
-	return l.take(key, int64(n), l.tolerance, now)
+	return l.take(key, int64(n)*l.interval, l.tolerance, now)
 }
 
 // AllowDebt is Allow for events that arrive in rare heavy lumps, such as
@@ -89,10 +89,22 @@ func (l *Limiter) Allow(key []byte, n int, now int64) (wait time.Duration) {
 // debt by up to its own lump and then waits it out. Over any time T a key
 // still gets at most rate*T + max(burst, 2n) events.
 func (l *Limiter) AllowDebt(key []byte, n int64, now int64) (wait time.Duration) {
-	return l.take(key, n, max(l.tolerance, 2*n*l.interval), now)
+	return l.take(key, n*l.interval, max(l.tolerance, 2*n*l.interval), now)
 }
 
-func (l *Limiter) take(key []byte, n, tolerance, now int64) time.Duration {
+// AllowPer takes one event for key at time now (Unix nanoseconds) from an
+// allowance of n events per window, refilled evenly over the window; the
+// window may change from call to call, and the Limiter's own rate and
+// burst are not used. It reports whether the event is allowed and does not
+// allocate unless it remembers a new key.
+func (l *Limiter) AllowPer(key []byte, n int, window time.Duration, now int64) bool {
+	return l.take(key, int64(window)/int64(max(n, 1)), int64(window), now) == 0
+}
+
+// take is the generic cell rate algorithm: an event costing cost
+// nanoseconds is allowed while the bucket's theoretical arrival time stays
+// within tolerance of now.
+func (l *Limiter) take(key []byte, cost, tolerance, now int64) time.Duration {
 	s := &l.shards[maphash.Bytes(l.seed, key)%shardCount]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -101,7 +113,6 @@ func (l *Limiter) take(key []byte, n, tolerance, now int64) time.Duration {
 	if c != nil && c.tat > now {
 		tat = c.tat
 	}
-	cost := n * l.interval
 	next := tat + cost
 	if over := next - now - tolerance; over > 0 {
 		return time.Duration(over)
@@ -169,6 +180,15 @@ func (l *Limiter) Merge(key string, tat, now int64) {
 		s.tat[key] = c
 	}
 	c.tat = max(c.tat, tat)
+}
+
+// Forget forgets key, as if its bucket were full: for a caller that took an
+// event and then could not use it.
+func (l *Limiter) Forget(key []byte) {
+	s := &l.shards[maphash.Bytes(l.seed, key)%shardCount]
+	s.mu.Lock()
+	delete(s.tat, string(key))
+	s.mu.Unlock()
 }
 
 // makeRoom forgets keys with full buckets; if that frees less than an eighth

@@ -200,3 +200,29 @@ func TestSharedLimiterUsageAndMerge(t *testing.T) {
 		t.Fatalf("%d keys remembered; want 2", l.Len())
 	}
 }
+
+// TestAllowPerWindow: n events per window at once, then one every
+// window/n; a key that keeps to one event per window is never refused.
+func TestAllowPerWindow(t *testing.T) {
+	l := New(1, 1, 1000)
+	flood, steady := []byte("flood"), []byte("steady")
+	now := 100 * sec
+	allowed := 0
+	for range 1000 {
+		if l.AllowPer(flood, 4, 2*time.Second, now) {
+			allowed++
+		}
+	}
+	if allowed != 4 {
+		t.Fatalf("a flood in one instant got %d events; want 4", allowed)
+	}
+	now += sec / 2
+	if !l.AllowPer(flood, 4, 2*time.Second, now) || l.AllowPer(flood, 4, 2*time.Second, now) {
+		t.Fatal("after a quarter window, want exactly one more event")
+	}
+	for i := range 100 {
+		if !l.AllowPer(steady, 4, 2*time.Second, now+int64(i)*2*sec) {
+			t.Fatalf("event %d one window after the last was refused", i)
+		}
+	}
+}

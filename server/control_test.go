@@ -21,10 +21,19 @@ import (
 	"github.com/emojicast/emojicast/store"
 )
 
-// oneAddressManyUsers lifts the per-address send limit: these tests play
-// thousands of viewers, all from the loopback address.
+// oneAddressManyUsers lifts the per-address limits on sends and polls and
+// the cap on viewers counted per address: these tests play thousands of
+// viewers, all from the loopback address.
 func oneAddressManyUsers(c *nodeConfig) {
 	c.server.SendRatePerIP, c.server.SendBurstPerIP = 1e9, 1e9
+	c.server.PollRatePerIP, c.server.PollBurstPerIP = 1e9, 1e9
+	prev := c.pullOpts
+	c.pullOpts = func(o *pull.Options) {
+		o.ViewersPerAddress = 1e9
+		if prev != nil {
+			prev(o)
+		}
+	}
 }
 
 // startFleet starts n nodes sharing one store and one clock.
@@ -90,7 +99,7 @@ func pollDue(viewers []*simViewer, stream string, now time.Time) {
 // split across two pull nodes, are estimated within 10% on both nodes.
 func TestViewerEstimateAcrossTwoPullNodes(t *testing.T) {
 	const total = 2000
-	fleet := startFleet(t, 2)
+	fleet := startFleet(t, 2, oneAddressManyUsers)
 	clk := fleet[0].clk
 	for _, n := range fleet {
 		n.watch("show", "w")
@@ -231,7 +240,7 @@ func sendInProcess(t *testing.T, p *push.Push, stream, user string, k int64) {
 func pollInProcess(t *testing.T, p *pull.Pull, stream string, since int64) pollBody {
 	var ctx fasthttp.RequestCtx
 	ctx.Request.SetRequestURI(fmt.Sprintf("/v1/streams/%s/reactions?since=%d", stream, since))
-	p.HandlePoll(&ctx, []byte(stream))
+	p.HandlePoll(&ctx, []byte(stream), nil)
 	var pb pollBody
 	if err := json.Unmarshal(ctx.Response.Body(), &pb); err != nil {
 		t.Fatalf("%v: %s", err, ctx.Response.Body())
@@ -271,7 +280,7 @@ func TestSamplingBoundsSendsAndKeepsCountsHonest(t *testing.T) {
 			} else {
 				var ctx fasthttp.RequestCtx
 				ctx.Request.SetRequestURI(fmt.Sprintf("/v1/streams/big/reactions?since=%d", cursor))
-				n.pull.HandlePoll(&ctx, []byte("big"))
+				n.pull.HandlePoll(&ctx, []byte("big"), nil)
 			}
 		}
 		for _, b := range body.Buckets {

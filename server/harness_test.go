@@ -38,6 +38,7 @@ type node struct {
 
 type nodeConfig struct {
 	signer          *token.Signer
+	jwt             *token.JWTVerifier
 	maxStreams      int // of push and pull
 	storeMaxStreams int
 	maxUsers        int
@@ -72,7 +73,7 @@ func startNode(t testing.TB, mods ...func(*nodeConfig)) *node {
 	}
 	clk, st := cfg.clk, cfg.store
 	pushOpts := push.Options{
-		Targets: []push.Target{{Name: "memory", Store: st}}, Clock: clk, Signer: cfg.signer,
+		Targets: []push.Target{{Name: "memory", Store: st}}, Clock: clk, Signer: cfg.signer, JWT: cfg.jwt,
 		MaxStreams: cfg.maxStreams, MaxUsers: cfg.maxUsers, UserRate: cfg.userRate, Load: cfg.load, Logger: quiet,
 	}
 	if cfg.pushOpts != nil {
@@ -83,7 +84,7 @@ func startNode(t testing.TB, mods ...func(*nodeConfig)) *node {
 		t.Fatal(err)
 	}
 	pullOpts := pull.Options{
-		Store: st, Clock: clk, Signer: cfg.signer, MaxStreams: cfg.maxStreams,
+		Store: st, Clock: clk, Signer: cfg.signer, JWT: cfg.jwt, MaxStreams: cfg.maxStreams,
 		SyncInterval: 10 * time.Millisecond, Load: cfg.load, Logger: quiet,
 	}
 	if cfg.pullOpts != nil {

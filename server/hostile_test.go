@@ -1,6 +1,8 @@
 package server
 
 import (
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -55,5 +57,36 @@ func TestMalformedHTTP(t *testing.T) {
 				t.Fatalf("healthz after the request: %d", r.status)
 			}
 		})
+	}
+}
+
+// TestTransferEncodingWithContentLengthRefused: a request with both
+// Transfer-Encoding and Content-Length, in any case, is refused with 400
+// and its connection closed, so a proxy in front that framed it by the
+// Content-Length cannot have its next request answered by this one's body.
+func TestTransferEncodingWithContentLengthRefused(t *testing.T) {
+	n := startNode(t)
+	n.step()
+	smuggled := "GET /v1/emojis HTTP/1.1\r\nHost: x\r\n\r\n"
+	body := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(smuggled), smuggled)
+	for _, raw := range []string{
+		"POST /v1/streams/s/reactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+		"POST /v1/streams/s/reactions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\ncontent-LENGTH: 4\r\nContent-Type: application/json\r\n\r\n" + body,
+	} {
+		c := dialFrom(t, "127.0.0.1", n.srv.Addr())
+		checkError(t, exchange(t, c, raw), 400, "bad_request")
+		if err := c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if k, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("after the refusal the connection gave %d bytes, %v; want it closed", k, err)
+		}
+	}
+	// Chunked alone is fine.
+	c := dialFrom(t, "127.0.0.1", n.srv.Addr())
+	send := `{"emoji":"love","user":"u"}`
+	r := exchange(t, c, fmt.Sprintf("POST /v1/streams/s/reactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(send), send))
+	if r.status != http.StatusAccepted {
+		t.Fatalf("a chunked send: %d %s", r.status, r.body)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -170,4 +171,129 @@ func TestCommentsShareTheAddressSendLimit(t *testing.T) {
 		t.Fatalf("comment: %d %s", r.status, r.body)
 	}
 	checkError(t, n.do("POST", "/v1/streams/s/comments", `{"text":"again","user":"c"}`, ct), 429, "rate_limited")
+}
+
+// TestIPv6SubscriberIsOneClient: a client with an IPv6 /56 does not get a
+// fresh allowance per /64 (or per address) of it; the next /56 does.
+func TestIPv6SubscriberIsOneClient(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) {
+		c.server.WatchRatePerIP, c.server.WatchBurstPerIP = 1, 5
+		c.server.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	n.step()
+	through := 0
+	for i := range 150 {
+		xff := fmt.Sprintf("2001:db8:0:%x::%x", i%256, i+1) // a new /64 of one /56 each time
+		if n.do("GET", "/v1/streams/s/watch?user=u", "", map[string]string{"X-Forwarded-For": xff}).status == http.StatusOK {
+			through++
+		}
+	}
+	if through != 5 {
+		t.Fatalf("%d of 150 watches from the /64s of one /56 got through; want its burst of 5", through)
+	}
+	if r := n.do("GET", "/v1/streams/s/watch?user=u", "", map[string]string{"X-Forwarded-For": "2001:db8:0:100::1"}); r.status != http.StatusOK {
+		t.Fatalf("the next /56 was limited: %d %s", r.status, r.body)
+	}
+}
+
+// TestSendIDIsCountedOnce: a send retried with the same id after a lost
+// answer is answered 202 again but counted once; another user's or another
+// id is its own send, a refused send leaves its id unused, and a bad id is
+// 400 invalid_id.
+func TestSendIDIsCountedOnce(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) { c.userRate = 1 })
+	v := n.newViewer("s")
+	send := func(user, id string) response {
+		return n.do("POST", "/v1/streams/s/reactions", `{"emoji":"love","count":3,"user":"`+user+`","id":"`+id+`"}`,
+			map[string]string{"Content-Type": jsonCT})
+	}
+	for range 3 {
+		if r := send("alice", "tap-1"); r.status != http.StatusAccepted {
+			t.Fatalf("send: %d %s", r.status, r.body)
+		}
+	}
+	send("bob", "tap-1")
+	send("alice", "tap-2")
+	for i := range 4 { // 12 more taps leave alice 2 of her burst of 20
+		send("alice", fmt.Sprintf("filler-%d", i))
+	}
+	checkError(t, send("alice", "late"), 429, "rate_limited")
+	n.clk.Add(3 * time.Second)
+	if r := send("alice", "late"); r.status != http.StatusAccepted {
+		t.Fatalf("the refused send's retry: %d %s; its id must be unused", r.status, r.body)
+	}
+	checkError(t, send("alice", "not an id"), 400, "invalid_id")
+	n.step()
+	n.step()
+	v.poll()
+	love := int64(0)
+	for _, c := range v.seen {
+		love += c["love"]
+	}
+	if want := int64(3 + 3 + 3 + 12 + 3); love != want {
+		t.Fatalf("counted %d taps; want %d: tap-1 once, bob's tap-1, tap-2, the fillers and the late one", love, want)
+	}
+	if counterValue(t, n, "emojicast_push_sends_deduplicated_total") < 2 {
+		t.Fatal("/metrics does not count the deduplicated sends")
+	}
+}
+
+// TestFullStreamsDoNotLockOutNewOnes: streams opened once and abandoned
+// fill --max-streams, but a new stream gets in once they have gone
+// unpolled for twice their poll interval, not after a minute; a stream viewers
+// keep polling is never the one dropped.
+func TestFullStreamsDoNotLockOutNewOnes(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) { c.maxStreams = 4 })
+	n.step()
+	n.do("GET", "/v1/streams/watched/reactions", "", nil)
+	for i := range 3 {
+		n.do("GET", fmt.Sprintf("/v1/streams/junk-%d/reactions", i), "", nil)
+	}
+	checkError(t, n.do("GET", "/v1/streams/new/reactions", "", nil), 503, "overloaded")
+	// Quiet streams are told to poll every 5 s: 13 s without a poll is
+	// more than twice that; the syncer's idle eviction is at 60 s.
+	for range 13 {
+		n.step()
+		n.do("GET", "/v1/streams/watched/reactions", "", nil)
+	}
+	if r := n.do("GET", "/v1/streams/new/reactions", "", nil); r.status != http.StatusOK {
+		t.Fatalf("a new stream 13 s after the others were abandoned: %d %s; want room", r.status, r.body)
+	}
+	if !n.pull.Serves([]byte("watched")) {
+		t.Fatal("the stream a viewer kept polling was dropped")
+	}
+}
+
+// TestIdleConnectionsReclaimedAtMaxConns: at --max-conns, a new
+// connection closes the keep-alive connection that has been idle longest
+// instead of being refused, while connections idle for less than a second
+// still make it wait.
+func TestIdleConnectionsReclaimedAtMaxConns(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) { c.server.MaxConns = 3 })
+	addr := n.srv.Addr()
+	get := "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+	var idle []net.Conn
+	for i := range 3 {
+		c := dialFrom(t, fmt.Sprintf("127.0.0.%d", i+2), addr)
+		if r := exchange(t, c, get); r.status != http.StatusOK {
+			t.Fatalf("connection %d: %d", i, r.status)
+		}
+		idle = append(idle, c)
+	}
+	checkError(t, exchange(t, dialFrom(t, "127.0.0.9", addr), get), 503, "overloaded")
+	testutil.Eventually(t, 5*time.Second, "the refused connection's slot is free again", func() bool { return n.srv.ln.Open() == 3 })
+	time.Sleep(1100 * time.Millisecond) // past reclaimAfter
+	if r := exchange(t, dialFrom(t, "127.0.0.10", addr), get); r.status != http.StatusOK {
+		t.Fatalf("a new connection with idle ones open: %d %s; want one of them reclaimed", r.status, r.body)
+	}
+	closed := 0
+	for _, c := range idle {
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+			closed++
+		}
+	}
+	if closed != 1 {
+		t.Fatalf("%d idle connections were closed; want the one idle longest", closed)
+	}
 }

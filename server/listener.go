@@ -62,6 +62,7 @@ type limitListener struct {
 	mu    sync.Mutex
 	open  int
 	perIP map[netip.Addr]int // only addresses with open connections: bounded by maxConns
+	conns map[*limitedConn]struct{}
 
 	refusing chan struct{}
 	lastLog  atomic.Int64
@@ -70,7 +71,7 @@ type limitListener struct {
 func newLimitListener(ln net.Listener, maxConns, maxPerIP int, trusted *clientip.Resolver, logger *slog.Logger) *limitListener {
 	return &limitListener{
 		Listener: ln, maxConns: maxConns, maxPerIP: maxPerIP, trusted: trusted, logger: logger,
-		perIP: make(map[netip.Addr]int), refusing: make(chan struct{}, maxRefusing),
+		perIP: make(map[netip.Addr]int), conns: make(map[*limitedConn]struct{}), refusing: make(chan struct{}, maxRefusing),
 	}
 }
 
@@ -111,7 +112,7 @@ func (l *limitListener) admit(c net.Conn) net.Conn {
 	}
 	l.mu.Lock()
 	switch {
-	case l.open >= l.maxConns:
+	case l.open >= l.maxConns && !l.reclaimIdle():
 		l.mu.Unlock()
 		connsRefused.WithLabelValues("max_conns").Inc()
 		l.refuse(c, refuseFull)
@@ -126,16 +127,48 @@ func (l *limitListener) admit(c net.Conn) net.Conn {
 	if !exempt {
 		l.perIP[group]++
 	}
+	lc := &limitedConn{Conn: c, l: l, group: group, counted: !exempt}
+	l.conns[lc] = struct{}{}
 	l.mu.Unlock()
 	openConns.Inc()
-	return &limitedConn{Conn: c, l: l, group: group, counted: !exempt}
+	connsAccepted.Inc()
+	return lc
 }
 
-func (l *limitListener) release(group netip.Addr, counted bool) {
+// reclaimAfter is how long a connection must have waited for its client
+// before it may be closed to make room for a new one.
+const reclaimAfter = time.Second
+
+// reclaimIdle makes room at MaxConns: it closes the connection that has
+// waited longest for its client's next bytes (an idle keep-alive, or a
+// client that stalled), if one has waited reclaimAfter, and reports
+// whether it did. The new connection is admitted at once; the reclaimed
+// one gives its slot back when it closes. l.mu is held.
+func (l *limitListener) reclaimIdle() bool {
+	var victim *limitedConn
+	oldest := time.Now().Add(-reclaimAfter).UnixNano()
+	for c := range l.conns {
+		if since := c.idleSince.Load(); since > 0 && since <= oldest && !c.reclaimed {
+			victim, oldest = c, since
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	victim.reclaimed = true
+	// fasthttp's read fails at once and it closes the connection, as at
+	// its own idle timeout.
+	_ = victim.Conn.SetReadDeadline(time.Now())
+	connsReclaimed.Inc()
+	return true
+}
+
+func (l *limitListener) release(c *limitedConn, group netip.Addr, counted bool) {
 	openConns.Dec()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--
+	delete(l.conns, c)
 	if counted {
 		if l.perIP[group]--; l.perIP[group] <= 0 {
 			delete(l.perIP, group)
@@ -186,10 +219,22 @@ func (l *limitListener) logThrottled(msg string, err error) {
 // limitedConn gives its slot back when it is closed.
 type limitedConn struct {
 	net.Conn
-	l       *limitListener
-	group   netip.Addr
-	counted bool
-	once    sync.Once
+	l         *limitListener
+	group     netip.Addr
+	counted   bool
+	once      sync.Once
+	idleSince atomic.Int64 // Unix nanoseconds since it waits for its client; 0 while it has bytes
+	reclaimed bool         // chosen by reclaimIdle; guarded by l.mu
+}
+
+// Read marks the connection idle while it waits for its client: fasthttp
+// reads only when it has no bytes left, between requests or from a
+// client that is slow.
+func (c *limitedConn) Read(b []byte) (int, error) {
+	c.idleSince.Store(time.Now().UnixNano())
+	n, err := c.Conn.Read(b)
+	c.idleSince.Store(0)
+	return n, err
 }
 
 // How long and how much a closing connection reads of what the client
@@ -210,7 +255,7 @@ const (
 func (c *limitedConn) Close() error {
 	tc, ok := c.Conn.(*net.TCPConn)
 	if !ok {
-		c.once.Do(func() { c.l.release(c.group, c.counted) })
+		c.once.Do(func() { c.l.release(c, c.group, c.counted) })
 		return c.Conn.Close()
 	}
 	c.once.Do(func() {
@@ -219,7 +264,7 @@ func (c *limitedConn) Close() error {
 			_ = tc.SetReadDeadline(time.Now().Add(lingerTimeout))
 			_, _ = io.Copy(io.Discard, io.LimitReader(tc, lingerBytes))
 			_ = tc.Close()
-			c.l.release(c.group, c.counted)
+			c.l.release(c, c.group, c.counted)
 		}()
 	})
 	return nil

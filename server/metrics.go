@@ -33,13 +33,21 @@ var (
 		Name: "emojicast_http_open_connections",
 		Help: "Client connections open.",
 	})
+	connsAccepted = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_http_connections_accepted_total",
+		Help: "Client connections accepted within the limits; a fast rise at steady traffic means clients or proxies do not keep connections alive.",
+	})
+	connsReclaimed = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_http_connections_reclaimed_total",
+		Help: "Connections closed at max_conns to make room for a new one, because they had waited longest (at least 1 s) for their client.",
+	})
 	connsRefused = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "emojicast_http_connections_refused_total",
 		Help: "Connections refused at accept: max_conns (503), max_conns_per_ip (429), dropped (closed unanswered while too many refusals were being written).",
 	}, []string{"reason"})
 	ipLimited = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "emojicast_http_client_ip_limited_total",
-		Help: "Requests refused with 429 because their client address exceeded its rate, by limit (send, watch).",
+		Help: "Requests refused with 429 because their client address exceeded its rate, by limit (send, watch, poll: per stream).",
 	}, []string{"limit"})
 )
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -8,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/clientip"
 )
 
 var metricsHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.Handler())
@@ -18,6 +20,9 @@ var (
 	cacheEmojis     = []byte("public, max-age=300")
 	headerCache     = []byte("Cache-Control")
 	contentTypeJSON = []byte("application/json")
+	// headerContentLength is how a Content-Length line starts, name and
+	// colon, in any case.
+	headerContentLength = []byte("content-length:")
 )
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
@@ -31,7 +36,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.opts.Load.Request()
 	}
 	route, stream := api.ParsePath(ctx.Path())
-	s.dispatch(ctx, route, stream)
+	if smuggled(&ctx.Request.Header) {
+		// A proxy in front that went by the Content-Length would see
+		// another request in this body: answer nothing of it, and close.
+		api.WriteError(ctx, api.ErrBadRequest)
+		ctx.SetConnectionClose()
+	} else {
+		s.dispatch(ctx, route, stream)
+	}
 	if isAPI(route) {
 		s.cors.apply(ctx)
 	}
@@ -110,15 +122,37 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 	}
 }
 
+// smuggled reports whether a request came with both Transfer-Encoding and
+// Content-Length (RFC 9112 6.3: a request smuggling attempt, or a broken
+// proxy). fasthttp goes by Transfer-Encoding and drops Content-Length, so
+// the raw headers are searched; only chunked requests pay for it.
+func smuggled(h *fasthttp.RequestHeader) bool {
+	if h.ContentLength() != -1 {
+		return false
+	}
+	for line := range bytes.SplitSeq(h.RawHeaders(), []byte("\r\n")) {
+		if len(line) > len(headerContentLength) && bytes.EqualFold(line[:len(headerContentLength)], headerContentLength) {
+			return true
+		}
+	}
+	return false
+}
+
 // reactions routes /v1/streams/{stream}/reactions: GET polls on a pull node,
 // POST sends on a push node.
 func (s *Server) reactions(ctx *fasthttp.RequestCtx, stream []byte, get bool) {
 	switch {
 	case get && s.opts.Pull != nil:
-		// A poll for a stream the node does not serve yet opens it, like
-		// a watch, so it counts as one; polls of served streams are free.
-		if s.validStream(ctx, stream) && (s.opts.Pull.Serves(stream) || s.allowWatch(ctx)) {
-			s.opts.Pull.HandlePoll(ctx, stream)
+		if !s.validStream(ctx, stream) {
+			return
+		}
+		// Each address has an allowance of polls per stream; a poll for a
+		// stream the node does not serve yet opens it, like a watch, so it
+		// also counts as one.
+		var buf [clientip.MaxKeyLen]byte
+		client := clientip.AppendKey(buf[:0], s.clientIP(ctx))
+		if s.allowPoll(ctx, client, stream) && (s.opts.Pull.Serves(stream) || s.allowWatch(ctx)) {
+			s.opts.Pull.HandlePoll(ctx, stream, client)
 		}
 	case ctx.IsPost() && s.opts.Push != nil:
 		if s.validStream(ctx, stream) && s.allowSend(ctx) {

@@ -55,7 +55,7 @@ type Options struct {
 	// 20,000 open files these machines allow).
 	MaxConns int
 	// MaxConnsPerIP bounds concurrent connections from one client address
-	// (an IPv6 /64); TrustedProxies are exempt. Past it a connection gets
+	// (an IPv6 /56); TrustedProxies are exempt. Past it a connection gets
 	// 429 rate_limited. Default: 1,000, room for a carrier-grade NAT.
 	MaxConnsPerIP int
 	// MaxHeaderBytes bounds a request's headers. Default: 8 KiB.
@@ -77,6 +77,13 @@ type Options struct {
 	// WatchBurstPerIP is the watches one client address may make at once.
 	// Default: 100.
 	WatchBurstPerIP int
+	// PollRatePerIP is the polls per second one client address may make of
+	// one stream; a viewer polls at most every next_ms, so this leaves
+	// room for many viewers behind one NAT. Default: 50.
+	PollRatePerIP float64
+	// PollBurstPerIP is the polls of one stream one client address may
+	// make at once. Default: 100.
+	PollBurstPerIP int
 	// MaxClientIPs bounds the client addresses each per-address limit
 	// remembers. Default: 200,000.
 	MaxClientIPs int
@@ -118,6 +125,8 @@ func (o *Options) fillDefaults() {
 	setDefault(&o.SendBurstPerIP, 100)
 	setDefault(&o.WatchRatePerIP, 20)
 	setDefault(&o.WatchBurstPerIP, 100)
+	setDefault(&o.PollRatePerIP, 50)
+	setDefault(&o.PollBurstPerIP, 100)
 	setDefault(&o.MaxClientIPs, 200_000)
 	if o.Clock == nil {
 		o.Clock = clock.Real{}

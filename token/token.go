@@ -102,6 +102,10 @@ func (s *Signer) Issue(user, stream string, now time.Time) string {
 	return string(tok)
 }
 
+// IsAnonymous reports whether tok has the form of a Signer's token rather
+// than a JWT.
+func IsAnonymous(tok []byte) bool { return bytes.HasPrefix(tok, []byte(prefix)) }
+
 // maxPayload bounds a payload: two 64-byte ids, two separators, an expiry.
 const maxPayload = 64 + 1 + 64 + 1 + 20
 

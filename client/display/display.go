@@ -34,7 +34,7 @@ func (l *Lines) Show(u client.Update) error {
 	for _, bk := range u.Buckets {
 		b.WriteString(time.Unix(bk.T, 0).UTC().Format(time.RFC3339))
 		for _, e := range ordered(l.Emojis, bk.Counts) {
-			fmt.Fprintf(&b, "  %s %s=%d", e.Glyph, e.ID, bk.Counts[e.ID])
+			fmt.Fprintf(&b, "  %s %s=%d", Safe(e.Glyph), Safe(e.ID), bk.Counts[e.ID])
 			if slices.Contains(bk.Burst, e.ID) {
 				b.WriteString(" (burst)")
 			}
@@ -157,11 +157,11 @@ func (c *Chart) Frame() []string {
 	lines := []string{title}
 	idWidth := 0
 	for _, e := range c.Emojis {
-		idWidth = max(idWidth, len(e.ID))
+		idWidth = max(idWidth, len(Safe(e.ID)))
 	}
 	for _, e := range c.Emojis {
 		n := totals[e.ID]
-		line := fmt.Sprintf("%s %-*s %s %s", e.Glyph, idWidth, e.ID, bar(n, top, c.Width), group(n))
+		line := fmt.Sprintf("%s %-*s %s %s", Safe(e.Glyph), idWidth, Safe(e.ID), bar(n, top, c.Width), group(n))
 		if burst[e.ID] {
 			line += " 🎉"
 		}
@@ -202,14 +202,18 @@ func group(n int64) string {
 	return s
 }
 
-// said writes a comment as "user: text", with any control character (the
-// server refuses them, but a terminal must not take orders from a stream)
-// shown as U+FFFD.
-func said(c client.Comment) string {
+// said writes a comment as "user: text".
+func said(c client.Comment) string { return Safe(c.User + ": " + c.Text) }
+
+// Safe returns server-supplied text with every control character (escape
+// sequences start with one) and every bidirectional control (U+202E would
+// make what follows read backwards) shown as U+FFFD: the server refuses
+// them, but a terminal must not take orders from whatever answers.
+func Safe(s string) string {
 	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
 			return utf8.RuneError
 		}
 		return r
-	}, c.User+": "+c.Text)
+	}, s)
 }

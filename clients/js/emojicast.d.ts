@@ -155,8 +155,10 @@ export type ViewerState = "connecting" | "live" | "retrying" | "failed";
 export interface ViewerOptions {
   /** The stream id. */
   stream: string;
-  /** The viewer's user id. */
+  /** The viewer's user id, as the server in the open mode takes it; a server with tokens names the viewer itself. */
   user: string;
+  /** An identity token (a JWT) the application's backend signed for this viewer: shown to watch, sent with taps and comments. */
+  token?: string;
   /** The server's base URL, such as http://localhost:8080. Default in a page: the page's address. Required elsewhere. */
   server?: string;
   /** Called once watch succeeded. */
@@ -193,7 +195,10 @@ export interface ViewerStats {
 export class Viewer {
   constructor(options: ViewerOptions);
   readonly stream: string;
+  /** The viewer's user id: as given, until watch names it. */
   readonly user: string;
+  /** Whether a comment from a poll is one this viewer sent (same user and text, masked or not, within 30 s); a user id alone proves nothing. */
+  isMine(comment: Comment): boolean;
   /** The probability with which taps are forwarded, as the server last advised. */
   readonly sample: number;
   /** The watch answer, once run has watched. */

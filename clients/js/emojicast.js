@@ -172,10 +172,18 @@ function browserSaveData() {
   return !!(c && c.saveData);
 }
 
+// sameComment reports whether got is sent as the server passes it on:
+// trimmed, and with blocked words masked by as many "*" as they had
+// characters.
+function sameComment(sent, got) {
+  const a = [...sent.trim()], b = [...got];
+  return a.length === b.length && a.every((ch, i) => ch === b[i] || b[i] === "*");
+}
+
 // Viewer watches one stream. See emojicast.d.ts for the options.
 export class Viewer {
   constructor({
-    stream, user, server, onWatch, onUpdate, onState, random = Math.random,
+    stream, user, token = "", server, onWatch, onUpdate, onState, random = Math.random,
     fetch, dataSaver, dataSaverFloorMs = DATA_SAVER_FLOOR_MS, etag, requestTimeoutMs = REQUEST_TIMEOUT_MS,
   }) {
     if (!stream || !user) throw new TypeError("a Viewer needs a stream and a user");
@@ -185,6 +193,10 @@ export class Viewer {
     }
     this.stream = stream;
     this.user = user;
+    // An identity token (JWT) the application's backend signed for this
+    // viewer, if it has one: shown to watch, sent with taps and comments.
+    this.token = token;
+    this.said = []; // {text, until}: comments this viewer sent, not yet seen back
     this.server = new URL(server).href;
     this.onWatch = onWatch || (() => {});
     this.onUpdate = onUpdate || (() => {});
@@ -224,9 +236,10 @@ export class Viewer {
       this.onState("connecting");
       const u = new URL(`/v1/streams/${encodeURIComponent(this.stream)}/watch`, this.server);
       u.searchParams.set("user", this.user);
-      const w = await this.retry(() => request(u.href, {}, { ...this.http, signal }));
+      const w = await this.retry(() => request(u.href, { headers: this.authorized({}) }, { ...this.http, signal }));
       this.watch = w;
-      this.token = w.token || "";
+      this.token = w.token || this.token;
+      if (w.user) this.user = w.user; // who the server says this viewer is
       if (w.max_next_ms > 0) this.maxNextMs = w.max_next_ms;
       this.setSample(w.sample);
       this.onWatch(w);
@@ -322,7 +335,23 @@ export class Viewer {
       body: JSON.stringify({ text, user: this.user }),
     }, { ...this.http, signal: this.abort.signal });
     this.stats.comments++;
-    return answer.status === "accepted" ? "accepted" : "shed";
+    if (answer.status !== "accepted") return "shed";
+    this.said.push({ text, until: Date.now() + 30000 });
+    return "accepted";
+  }
+
+  // isMine reports whether a comment from a poll is one this viewer sent:
+  // its user and its text (as sent, or masked by the server's word filter)
+  // match a comment sent in the last 30 s, which it then uses up. A user id
+  // alone proves nothing: in the open mode anyone can comment as anyone.
+  isMine(c) {
+    const now = Date.now();
+    this.said = this.said.filter((s) => s.until > now);
+    if (c.u !== this.user) return false;
+    const i = this.said.findIndex((s) => sameComment(s.text, c.x));
+    if (i < 0) return false;
+    this.said.splice(i, 1);
+    return true;
   }
 
   // tap records one tap of an emoji. It is forwarded with probability

@@ -76,9 +76,9 @@ func hostOf(t *testing.T, base string) string {
 	return u.Host
 }
 
-// edgeWatch watches a stream through the edge as user and returns the
-// answer's token and cursor.
-func edgeWatch(t *testing.T, e *edge, stream, user string) (token string, since int64) {
+// edgeWatch watches a stream through the edge, claiming to be user, and
+// returns the user the server made up, its token and the cursor.
+func edgeWatch(t *testing.T, e *edge, stream, user string) (anon, token string, since int64) {
 	t.Helper()
 	a := rawGet(t, e.url+"/v1/streams/"+stream+"/watch?user="+user)
 	var w struct {
@@ -89,13 +89,13 @@ func edgeWatch(t *testing.T, e *edge, stream, user string) (token string, since 
 	if err := json.Unmarshal(a.body, &w); a.status != http.StatusOK || err != nil {
 		t.Fatalf("watch as %s through the edge: %d %s (%v)", user, a.status, a.body, err)
 	}
-	if w.User != user || w.Token == "" {
-		t.Fatalf("watch as %s through the edge answered user %q token %q: someone else's answer", user, w.User, w.Token)
+	if w.User == "" || w.User == user || w.Token == "" {
+		t.Fatalf("watch as %s through the edge answered user %q token %q; want an anonymous id and its token", user, w.User, w.Token)
 	}
 	if h := e.lastHit(); h.cache != "-" {
 		t.Fatalf("watch went through the edge's cache (%s); it carries a viewer's token", h.cache)
 	}
-	return w.Token, w.Since
+	return w.User, w.Token, w.Since
 }
 
 var gzipMagic = []byte{0x1f, 0x8b}
@@ -111,10 +111,10 @@ func TestCDNCachesPollsNotViewers(t *testing.T) {
 	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
 	const stream = "cdn-rules"
 	users := []string{"viewer-alice-7f3", "viewer-bob-9c1"}
-	tokenA, since := edgeWatch(t, e, stream, users[0])
-	tokenB, _ := edgeWatch(t, e, stream, users[1])
-	if tokenA == tokenB {
-		t.Fatal("two viewers got the same token: the edge served one's watch to the other")
+	anonA, tokenA, since := edgeWatch(t, e, stream, users[0])
+	anonB, tokenB, _ := edgeWatch(t, e, stream, users[1])
+	if tokenA == tokenB || anonA == anonB {
+		t.Fatal("two viewers got the same user or token: the edge served one's watch to the other")
 	}
 	poll := fmt.Sprintf("%s/v1/streams/%s/reactions?since=%d", e.url, stream, since)
 
@@ -122,8 +122,8 @@ func TestCDNCachesPollsNotViewers(t *testing.T) {
 	// are no-store and must not be cached.
 	testutil.Eventually(t, 10*time.Second, "a cacheable poll answer", func() bool {
 		a := rawGet(t, poll, "Accept-Encoding", "gzip")
-		if a.header.Get("Cache-Control") == "no-store" && e.lastHit().cache != "MISS" {
-			t.Fatalf("a no-store answer came from the cache (%s)", e.lastHit().cache)
+		if h := e.lastHit(); a.header.Get("Cache-Control") == "no-store" && h.cache != "MISS" {
+			t.Fatalf("a no-store answer came from the cache (%s)", h.cache)
 		}
 		return a.header.Get("Cache-Control") == "public, max-age=1"
 	})
@@ -196,7 +196,7 @@ func TestCDNCachesPollsNotViewers(t *testing.T) {
 			}
 		}
 		keys := cacheKeys(t, e)
-		if !keys[stream+"|"+strconv.FormatInt(since, 10)+"||gzip"] || !keys[stream+"|"+strconv.FormatInt(since, 10)+"||"] {
+		if !keys[stream+"|"+strconv.FormatInt(since, 10)+"||gzip|"] || !keys[stream+"|"+strconv.FormatInt(since, 10)+"|||"] {
 			t.Fatalf("cache keys %v; want the gzip and the plain answer cached apart", keys)
 		}
 	})
@@ -247,7 +247,7 @@ func TestCDNCachesPollsNotViewers(t *testing.T) {
 		if len(files) == 0 {
 			t.Fatal("the edge cached nothing")
 		}
-		secrets := append([]string{tokenA, tokenB, "Bearer", "accepted"}, users...)
+		secrets := append([]string{tokenA, tokenB, anonA, anonB, "Bearer", "accepted"}, users...)
 		for _, f := range files {
 			for _, s := range secrets {
 				if bytes.Contains(f, []byte(s)) {
@@ -256,15 +256,15 @@ func TestCDNCachesPollsNotViewers(t *testing.T) {
 			}
 		}
 		for k := range cacheKeys(t, e) {
-			if !regexp.MustCompile(`^[A-Za-z0-9_.-]+\|[0-9]*\|(v=2&)?\|(gzip)?$`).MatchString(k) {
-				t.Fatalf("cache key %q holds more than stream, cursor, format and encoding", k)
+			if !regexp.MustCompile(`^[A-Za-z0-9_.-]+\|[0-9]*\|(v=2&)?\|(gzip)?\|$`).MatchString(k) {
+				t.Fatalf("cache key %q holds more than stream, cursor, format, encoding and origin", k)
 			}
 		}
 	})
 }
 
 // cacheKeys returns the keys of the edge's cached answers, without the
-// common path prefix: stream|since|format|encoding.
+// common path prefix: stream|since|format|encoding|origin.
 func cacheKeys(t *testing.T, e *edge) map[string]bool {
 	t.Helper()
 	keys := map[string]bool{}

@@ -19,21 +19,23 @@ import (
 type clientFlags struct {
 	server    string
 	user      string
+	token     string
 	dataSaver bool // watch only
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.server, "server", "http://localhost:8080", "base URL of the emojicast service")
-	fs.StringVar(&f.user, "user", "", "user id to watch and send as (default: a random one)")
+	fs.StringVar(&f.user, "user", "", "user id to watch and send as, on a server in the open mode (default: a random one)")
+	fs.StringVar(&f.token, "token", "", "identity token (a JWT) your application's backend signed for this viewer, for servers run with --jwt-keys")
 }
 
 // newClient returns a client that reports its retries on stderr, so a
 // person sees why nothing moves while the network is down.
 func (f *clientFlags) newClient(cmd string) (*client.Client, error) {
 	return client.New(client.Options{
-		Server: f.server, User: f.user, DataSaver: f.dataSaver,
+		Server: f.server, User: f.user, Token: f.token, DataSaver: f.dataSaver,
 		OnRetry: func(op string, failures int, wait time.Duration, err error) {
-			fmt.Fprintf(os.Stderr, "emojicast %s: %s failed (%v); retrying in %v\n", cmd, op, err, wait.Round(100*time.Millisecond))
+			fmt.Fprintf(os.Stderr, "emojicast %s: %s failed (%s); retrying in %v\n", cmd, op, display.Safe(err.Error()), wait.Round(100*time.Millisecond))
 		},
 	})
 }
@@ -109,7 +111,7 @@ func runWatch(args []string) int {
 		}
 	}
 	if err := run(ctx, c, rest[0], show); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(os.Stderr, "emojicast watch: %v\n", err)
+		fmt.Fprintf(os.Stderr, "emojicast watch: %s\n", display.Safe(err.Error()))
 		return 1
 	}
 	return 0
@@ -221,7 +223,7 @@ func runSend(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := send(ctx, c, rest[0], rest[1], n); err != nil {
-		fmt.Fprintf(os.Stderr, "emojicast send: %v\n", err)
+		fmt.Fprintf(os.Stderr, "emojicast send: %s\n", display.Safe(err.Error()))
 		return 1
 	}
 	return 0
@@ -241,7 +243,7 @@ func send(ctx context.Context, c *client.Client, stream, emoji string, n int) er
 	if err != nil {
 		return fmt.Errorf("%w (%d of %d taps were sent)", err, sent, n)
 	}
-	fmt.Printf("sent %d of %d taps of %s %s to %s (sample %g)\n", sent, n, s.Glyph(emoji), emoji, stream, s.Sample())
+	fmt.Printf("sent %d of %d taps of %s %s to %s (sample %g)\n", sent, n, display.Safe(s.Glyph(emoji)), emoji, stream, s.Sample())
 	return nil
 }
 
@@ -290,6 +292,6 @@ func runComment(args []string) int {
 			return 0
 		}
 	}
-	fmt.Fprintf(os.Stderr, "emojicast comment: %v\n", err)
+	fmt.Fprintf(os.Stderr, "emojicast comment: %s\n", display.Safe(err.Error()))
 	return 1
 }

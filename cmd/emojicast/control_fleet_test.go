@@ -51,9 +51,11 @@ func TestViewerEstimateAcrossPullProcesses(t *testing.T) {
 	const total = 2000
 	rd := redistest.Start(t)
 	// 2,000 viewers come from one address: lift the per-address limits on
-	// connections and on opening streams, which are not what is measured.
+	// connections, opening streams, polls and viewers counted, which are
+	// not what is measured.
 	common := []string{"--redis", rd.URL(), "--log-level", "warn", "--quiet-next-ms", "2000",
-		"--max-conns-per-ip", "20000", "--ip-watch-rate", "1000000", "--ip-watch-burst", "1000000"}
+		"--max-conns-per-ip", "20000", "--ip-watch-rate", "1000000", "--ip-watch-burst", "1000000",
+		"--ip-poll-rate", "1000000", "--ip-poll-burst", "1000000", "--ip-viewers", "1000000"}
 	pulls := []*proc{
 		startProc(t, "pull-1", append([]string{"pull"}, common...)...),
 		startProc(t, "pull-2", append([]string{"pull"}, common...)...),

@@ -90,6 +90,9 @@ func TestDanmakuInBrowser(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, "the masked comment flies over the viewer's stage", func() bool {
 		return eval[bool](viewer, `[...document.querySelectorAll("#danmaku .comment")].some((el) => el.textContent === "so *** goal" && el.dataset.user === "alice")`)
 	})
+	testutil.Eventually(t, 10*time.Second, "the sender's own comment, masked, framed as its own", func() bool {
+		return eval[bool](sender, `[...document.querySelectorAll("#danmaku .comment.mine")].some((el) => el.textContent === "so *** goal")`)
+	})
 
 	// A crowd: 20 comments in about a second, one of them markup.
 	for i := range 20 {
@@ -130,6 +133,18 @@ func TestDanmakuInBrowser(t *testing.T) {
 	}
 	if n := eval[int](viewer, `document.querySelectorAll("#danmaku b").length`); n != 0 {
 		t.Errorf("a comment's markup became %d elements; comments are text", n)
+	}
+
+	// A comment someone else posted as bob is not framed on bob's page: a
+	// user id proves nothing in the open mode.
+	if got := postComment(t, base, "danmaku", "bob", "it is me, bob"); got != "accepted" {
+		t.Fatalf("the impostor's comment: %s", got)
+	}
+	testutil.Eventually(t, 20*time.Second, "the impostor's comment flies over bob's stage", func() bool {
+		return eval[bool](viewer, `[...document.querySelectorAll("#danmaku .comment")].some((el) => el.textContent === "it is me, bob")`)
+	})
+	if eval[bool](viewer, `[...document.querySelectorAll("#danmaku .comment.mine")].some((el) => el.textContent === "it is me, bob")`) {
+		t.Error("a comment another client posted as bob was framed as bob's own on bob's page")
 	}
 
 	checkShedShownToSenderOnly(t, base, sender)

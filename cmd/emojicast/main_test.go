@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -365,4 +366,36 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
+}
+
+// TestWatchDoesNotObeyAHostileServer: whatever answers as the service,
+// `emojicast watch` prints its emoji ids, glyphs, users and comments with
+// no terminal escape, bell or bidirectional override left in them.
+func TestWatchDoesNotObeyAHostileServer(t *testing.T) {
+	const evil = "\x1b]0;pwned\x07\x1b[2J\u202e\u2066"
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		id, _ := json.Marshal("x" + evil)
+		if strings.HasSuffix(r.URL.Path, "/watch") {
+			fmt.Fprintf(w, `{"stream":"s","user":"u","pull":"%s/v1/streams/s/reactions","push":"%s/v1/streams/s/reactions",`+
+				`"token":"","since":100,"next_ms":200,"sample":1,"viewers":1,"emojis":[{"id":%s,"glyph":%s}]}`, srv.URL, srv.URL, id, id)
+			return
+		}
+		fmt.Fprintf(w, `{"now":101,"next_ms":200,"sample":1,"viewers":1,"buckets":[{"t":101,"c":{%s:3},"m":[{"u":%s,"x":%s}]}]}`, id, id, id)
+	}))
+	defer srv.Close()
+	var out syncBuffer
+	cmd := exec.Command(binary(t), "watch", "--server", srv.URL, "--mode", "lines", "s")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	testutil.Eventually(t, 15*time.Second, "watch prints the hostile comment", func() bool {
+		return strings.Contains(out.String(), "💬")
+	})
+	if got := out.String(); strings.ContainsAny(got, "\x1b\x07\u202e\u2066") {
+		t.Fatalf("watch printed a terminal escape or bidi control from the server:\n%q", got)
+	}
 }

@@ -52,6 +52,7 @@ type nodeFlags struct {
 	redis           string
 	tokenSecret     string
 	tokenSecretPrev string
+	jwtKeys         string
 	sealDelay       time.Duration
 	maxStreams      int
 	readTimeout     time.Duration
@@ -70,6 +71,8 @@ type nodeFlags struct {
 	ipSendBurst     int
 	ipWatchRate     float64
 	ipWatchBurst    int
+	ipPollRate      float64
+	ipPollBurst     int
 	maxClientIPs    int
 	corsOrigins     string
 	edgeLogListen   string
@@ -101,6 +104,7 @@ type nodeFlags struct {
 	maxNextMS      int64
 	targetSends    int64
 	maxDivisor     int64
+	ipViewers      int
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
@@ -112,7 +116,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		redisUsage += " (empty: the in-memory store, one process only)"
 	}
 	fs.StringVar(&f.redis, "redis", "", redisUsage)
-	fs.StringVar(&f.tokenSecret, "token-secret", "", "HMAC secret for viewer tokens, at least 16 bytes; empty runs the open mode, for trusted networks only")
+	fs.StringVar(&f.tokenSecret, "token-secret", "", "HMAC secret, at least 16 bytes, for anonymous viewer tokens: watch gives each viewer an id it makes up and a token for it (with neither this nor --jwt-keys, the open mode: anyone is whoever they say, for trusted networks only)")
+	fs.StringVar(&f.jwtKeys, "jwt-keys", "", "file of the keys your backend signs viewers' identity JWTs with, one \"kid alg key\" per line (HS256 secret, or RS256/EdDSA public key PEM path); read at start")
 	fs.StringVar(&f.tokenSecretPrev, "token-secret-previous", "", "the secret before the last rotation: its tokens are still accepted")
 	if !r.needsRedis {
 		fs.Int64Var(&f.historyMB, "history-memory-mb", store.DefaultHistoryBytes>>20, "most MiB of memory the in-memory store spends on history; past it the oldest seconds go first")
@@ -128,13 +133,15 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Float64Var(&f.maxRPS, "max-rps", 0, "requests per second this process is sized for; over it, next_ms grows and sends are shed with 503 (0: no request budget)")
 	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of all CPU cores this process may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
-	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 1000, "most concurrent connections from one client address (IPv6: one /64); trusted proxies are exempt; past it 429")
+	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 1000, "most concurrent connections from one client address (IPv6: one /56); trusted proxies are exempt; past it 429")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 8<<10, "largest request headers; larger get 431")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "load balancers and CDN edges in front of this process, as comma-separated CIDRs or addresses: their X-Forwarded-For names the client")
 	fs.Float64Var(&f.ipSendRate, "ip-send-rate", 50, "sends per second one client address may make")
 	fs.IntVar(&f.ipSendBurst, "ip-send-burst", 100, "sends one client address may make at once")
 	fs.Float64Var(&f.ipWatchRate, "ip-watch-rate", 20, "watches per second one client address may make (a poll that opens a stream counts as one)")
 	fs.IntVar(&f.ipWatchBurst, "ip-watch-burst", 100, "watches one client address may make at once")
+	fs.Float64Var(&f.ipPollRate, "ip-poll-rate", 50, "polls per second one client address may make of one stream")
+	fs.IntVar(&f.ipPollBurst, "ip-poll-burst", 100, "polls of one stream one client address may make at once")
 	fs.IntVar(&f.maxClientIPs, "max-client-ips", 200_000, "client addresses each per-address limit remembers")
 	fs.Int64Var(&f.maxDivisor, "max-divisor", store.DefaultMaxDivisor, "largest sample divisor ever advertised (sample 1/N); the same on every push and pull node")
 	fs.StringVar(&f.corsOrigins, "cors-origins", "", "origins whose pages may call the API from a browser: * for any, or comma-separated scheme://host[:port] (empty: CORS off; the web viewer is same-origin and needs none)")
@@ -165,6 +172,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.Int64Var(&f.maxNextMS, "max-next-ms", 30_000, "longest poll interval ever told to viewers (also under overload), in ms")
 		fs.StringVar(&f.edgeLogListen, "edge-log-listen", "", "UDP address (host:port) to receive the edges' access log as syslog at: their polls, cache hits included, count as viewers; only lines from --trusted-proxies are read, and polls from them are not counted again (empty: off)")
 		fs.Int64Var(&f.targetSends, "target-sends", 2000, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
+		fs.IntVar(&f.ipViewers, "ip-viewers", 4, "most viewers one client address counts as in a stream's viewer estimate per poll interval")
 	}
 }
 
@@ -237,6 +245,12 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var jwtKeys *token.JWTVerifier
+	if f.jwtKeys != "" {
+		if jwtKeys, err = token.LoadJWTKeys(f.jwtKeys); err != nil {
+			return fmt.Errorf("invalid --jwt-keys: %w", err)
+		}
+	}
 	proxies, err := clientip.ParsePrefixes(f.trustedProxies)
 	if err != nil {
 		return fmt.Errorf("invalid --trusted-proxies: %w", err)
@@ -270,7 +284,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 			// The per-address limit of sends holds across the push fleet.
 			ipSends = ratelimit.NewShared(f.ipSendRate, f.ipSendBurst, f.maxClientIPs)
 		}
-		if pu, err = newPush(f, stores, emojis, signer, meter, filter, ipSends, rules, log); err != nil {
+		if pu, err = newPush(f, stores, emojis, signer, jwtKeys, meter, filter, ipSends, rules, log); err != nil {
 			stores.close()
 			return err
 		}
@@ -284,7 +298,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		if f.edgeLogListen != "" {
 			edges = clientip.New(proxies)
 		}
-		if pl, err = newPull(f, stores.main.Store, emojis, signer, meter, edges, rules, log); err != nil {
+		if pl, err = newPull(f, stores.main.Store, emojis, signer, jwtKeys, meter, edges, rules, log); err != nil {
 			stores.close()
 			return err
 		}
@@ -305,6 +319,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHeaderBytes,
 		TrustedProxies: proxies, SendRatePerIP: f.ipSendRate, SendBurstPerIP: f.ipSendBurst,
 		WatchRatePerIP: f.ipWatchRate, WatchBurstPerIP: f.ipWatchBurst, MaxClientIPs: f.maxClientIPs, SendLimiter: ipSends,
+		PollRatePerIP: f.ipPollRate, PollBurstPerIP: f.ipPollBurst,
 		CORSOrigins: origins, Logger: log,
 	})
 	if err := srv.Listen(); err != nil {
@@ -331,7 +346,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		steps = append(steps, watchFilter(filter, f.blockedWords, log))
 	}
 	srv.Serve()
-	log.Info("emojicast serving", "role", r.name, "addr", srv.Addr(), "store", strings.Join(stores.names(), " "), "tokens", signer != nil, "admin", adm != nil)
+	log.Info("emojicast serving", "role", r.name, "addr", srv.Addr(), "store", strings.Join(stores.names(), " "), "anonymous_tokens", signer != nil, "jwt", jwtKeys != nil, "admin", adm != nil)
 
 	waitForSignal(log)
 	shutdown(log, f, srv, steps)
@@ -353,10 +368,10 @@ func startParts(pu *push.Push, pl *pull.Pull, stores *nodeStores) []stopStep {
 	return append(steps, stopStep{"store", func(context.Context) { stores.close() }})
 }
 
-func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, rules *moderation.Rules, log *slog.Logger) (*push.Push, error) {
+func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, rules *moderation.Rules, log *slog.Logger) (*push.Push, error) {
 	opts := push.Options{
 		Moderation: rules,
-		Targets:    stores.targets(), Emojis: emojis, Signer: signer, MaxDivisor: f.maxDivisor,
+		Targets:    stores.targets(), Emojis: emojis, Signer: signer, JWT: jwtKeys, MaxDivisor: f.maxDivisor,
 		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
 		MaxUsers: f.maxUsers, MaxStreams: f.maxStreams, MaxBacklog: f.backlog, Load: meter, Logger: log,
 		CommentBudget: f.commentBudget, CommentUserRate: f.commentRate, CommentUserBurst: f.commentBurst,
@@ -465,16 +480,16 @@ func newAdmin(f *nodeFlags, st store.Store, emojis *emoji.Set, log *slog.Logger)
 	return a.Handle, rules, nil
 }
 
-func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, edges *clientip.Resolver, rules *moderation.Rules, log *slog.Logger) (*pull.Pull, error) {
+func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, edges *clientip.Resolver, rules *moderation.Rules, log *slog.Logger) (*pull.Pull, error) {
 	pushURL := f.pushURL
 	if pushURL == "" {
 		pushURL = f.publicURL
 	}
 	return pull.New(pull.Options{
-		Store: st, Emojis: emojis, Signer: signer, PullURL: f.publicURL, PushURL: pushURL,
+		Store: st, Emojis: emojis, Signer: signer, JWT: jwtKeys, PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
 		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
-		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, Load: meter, Moderation: rules, Logger: log, EdgeFeed: edges,
+		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, ViewersPerAddress: f.ipViewers, MaxAddresses: f.maxClientIPs, Load: meter, Moderation: rules, Logger: log, EdgeFeed: edges,
 	})
 }
 

@@ -49,6 +49,13 @@ function userID() {
   return u;
 }
 
+// appToken is the identity token (JWT) the embedding application's backend
+// signed for this viewer, passed in the fragment (#token=...), which never
+// reaches a server's logs.
+function appToken() {
+  return new URLSearchParams(location.hash.slice(1)).get("token") || "";
+}
+
 function recentStreams() {
   try {
     const r = JSON.parse(localStorage.getItem("emojicast.recent") || "[]");
@@ -147,7 +154,7 @@ class Playout {
     for (const id of bucket.r || []) retract(id);
     const said = bucket.m || [];
     said.forEach((c, i) => {
-      at(startLocal + ((i + 0.5) / said.length) * 1000, () => current() && lanes.add(c, { mine: viewer && c.u === viewer.user }));
+      at(startLocal + ((i + 0.5) / said.length) * 1000, () => current() && lanes.add(c, { mine: viewer && viewer.isMine(c) }));
     });
     const burst = new Set(bucket.burst || []);
     for (const [id, count] of Object.entries(bucket.c || {})) {
@@ -464,7 +471,7 @@ function watch(stream, at = null) {
       if (stage.dataset.state === "live") setButtonsEnabled(true);
     }
   };
-  viewer = new Viewer({ stream, user: userID(), onWatch, onState: setState, onUpdate });
+  viewer = new Viewer({ stream, user: userID(), token: appToken(), onWatch, onState: setState, onUpdate });
   viewer.run();
 }
 

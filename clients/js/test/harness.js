@@ -48,13 +48,18 @@ export async function eventually(what, timeoutMs, f) {
   }
 }
 
+// oneAddress lifts the per-address poll allowance and the cap on viewers
+// counted per address: the tests play crowds, all from the loopback
+// address.
+const oneAddress = { EMOJICAST_IP_VIEWERS: "1000000", EMOJICAST_IP_POLL_RATE: "1000000", EMOJICAST_IP_POLL_BURST: "1000000" };
+
 // startEmojicast runs 'emojicast serve' with env (EMOJICAST_* settings)
 // on a free port until stop, and resolves once it answers /healthz.
 export async function startEmojicast(env = {}) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const proc = spawn(binary(), ["serve", "--listen", `127.0.0.1:${port}`, "--log-level", "warn"], {
-    env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...oneAddress, ...env }, stdio: ["ignore", "pipe", "pipe"],
   });
   let logs = "";
   proc.stdout.on("data", (b) => { logs += b; });

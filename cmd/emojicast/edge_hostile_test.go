@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/emojicast/emojicast/internal/testutil"
+)
+
+// The hostile edge tests attack the origin through a real nginx running
+// deploy/nginx.conf, as a client on the internet would.
+
+// transportFrom is a raw transport whose connections come from the
+// loopback address local (127.0.0.2, ...), so a test can play several
+// clients of the edge.
+func transportFrom(t *testing.T, local string) *http.Transport {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	tr := &http.Transport{DisableCompression: true, DialContext: d.DialContext}
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+// TestEdgeNamesTheClientItSaw: behind the edge, with --trusted-proxies set
+// to it as the docs require, a forged X-Forwarded-For does not make a new
+// client (the per-address watch limit holds for rotating values), and two
+// clients of the edge have an allowance each.
+func TestEdgeNamesTheClientItSaw(t *testing.T) {
+	origin := startProc(t, "serve", "serve", "--log-level", "warn", "--trusted-proxies", "127.0.0.1",
+		"--ip-watch-rate", "0.001", "--ip-watch-burst", "5")
+	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
+	watch := func(tr http.RoundTripper, forged string) int {
+		h := []string{}
+		if forged != "" {
+			h = append(h, "X-Forwarded-For", forged)
+		}
+		resp, body := testutil.RoundTrip(t, tr, "GET", e.url+"/v1/streams/s/watch?user=u1", "", h...)
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("watch through the edge: %d %s", resp.StatusCode, body)
+		}
+		return resp.StatusCode
+	}
+	attacker := transportFrom(t, "127.0.0.2")
+	through := 0
+	for i := range 30 {
+		if watch(attacker, fmt.Sprintf("198.51.100.%d", i)) == http.StatusOK {
+			through++
+		}
+	}
+	if through != 5 {
+		t.Fatalf("%d of 30 watches with forged X-Forwarded-For got through; want the burst of 5", through)
+	}
+	other := transportFrom(t, "127.0.0.3")
+	for i := range 5 {
+		if code := watch(other, ""); code != http.StatusOK {
+			t.Fatalf("watch %d of a second client of the edge: %d; want its own allowance", i, code)
+		}
+	}
+}
+
+// TestEdgeKeepsUpstreamConnections: poll misses reuse the edge's
+// keep-alive connections to the origin instead of opening one each.
+func TestEdgeKeepsUpstreamConnections(t *testing.T) {
+	origin := startProc(t, "serve", "serve", "--log-level", "warn")
+	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
+	rawGet(t, e.url+"/v1/streams/s/reactions")
+	before := origin.metric("emojicast_http_connections_accepted_total")
+	const misses = 20
+	for i := range misses {
+		// Every cursor is its own cache entry: each poll reaches the origin.
+		a := rawGet(t, fmt.Sprintf("%s/v1/streams/s/reactions?since=%d", e.url, 1_000_000+i))
+		if h := e.lastHit(); a.status != http.StatusOK || h.cache != "MISS" {
+			t.Fatalf("poll %d: %d, cache %s; want a miss answered", i, a.status, h.cache)
+		}
+	}
+	// The metric reads themselves take a connection each.
+	if opened := origin.metric("emojicast_http_connections_accepted_total") - before - 1; opened > 3 {
+		t.Fatalf("%d poll misses opened %.0f connections to the origin; want them kept alive", misses, opened)
+	}
+}
+
+// TestEdgeCORSPerOrigin: with two allowed origins, each page gets an answer
+// that names its own origin, never the other's cached one.
+func TestEdgeCORSPerOrigin(t *testing.T) {
+	const a, b = "https://a.example", "https://b.example"
+	origin := startProc(t, "serve", "serve", "--log-level", "warn", "--cors-origins", a+","+b)
+	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
+	var since int64
+	testutil.Eventually(t, 10*time.Second, "a cacheable poll answer", func() bool {
+		r := rawGet(t, e.url+"/v1/streams/cors/reactions")
+		var pb struct {
+			Now int64 `json:"now"`
+		}
+		_ = json.Unmarshal(r.body, &pb)
+		since = pb.Now
+		return r.header.Get("Cache-Control") == "public, max-age=1"
+	})
+	poll := fmt.Sprintf("%s/v1/streams/cors/reactions?since=%d", e.url, since)
+	for range 3 {
+		for _, o := range []string{a, b} {
+			r := rawGet(t, poll, "Origin", o)
+			if got := r.header.Get("Access-Control-Allow-Origin"); r.status != http.StatusOK || got != o {
+				t.Fatalf("poll from %s: %d, Access-Control-Allow-Origin %q; want its own origin", o, r.status, got)
+			}
+		}
+	}
+	if r := rawGet(t, poll, "Origin", "https://evil.example"); r.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("a page of another origin got Access-Control-Allow-Origin %q", r.header.Get("Access-Control-Allow-Origin"))
+	}
+}
+
+// TestEdgeHidesOperations: /metrics and /readyz are for the operator's
+// network; through the edge they are 404 in every spelling.
+func TestEdgeHidesOperations(t *testing.T) {
+	origin := startProc(t, "serve", "serve", "--log-level", "warn")
+	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
+	for _, path := range []string{"/metrics", "/readyz", "//metrics", "/metrics?x=1", "/%6detrics", "/v1/../readyz", "/./metrics"} {
+		r := rawGet(t, e.url+path)
+		if r.status != http.StatusNotFound || !json.Valid(r.body) {
+			t.Fatalf("GET %s through the edge: %d %.200q; want a 404 JSON error", path, r.status, r.body)
+		}
+	}
+	if r := rawGet(t, e.url+"/healthz"); r.status != http.StatusOK {
+		t.Fatalf("/healthz through the edge: %d", r.status)
+	}
+}
