@@ -178,7 +178,7 @@ func (s *Server) validStream(ctx *fasthttp.RequestCtx, stream []byte) bool {
 func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	reason := ""
 	switch {
-	case s.draining.Load():
+	case s.notReady.Load():
 		reason = "shutting down"
 	case s.opts.Push != nil:
 		if ok, why := s.opts.Push.Ready(); !ok {

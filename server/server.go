@@ -138,8 +138,10 @@ type Server struct {
 	proxies  *clientip.Resolver
 	perIP    ipLimits
 	cors     cors
-	draining atomic.Bool
-	served   chan error
+	notReady atomic.Bool // /readyz answers 503: set by StartDraining and Shutdown
+	draining atomic.Bool // requests are refused: set by Shutdown
+	served   chan struct{}
+	serveErr error // why Serve returned; read after served is closed
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -153,7 +155,7 @@ func New(opts Options) *Server {
 		proxies: clientip.New(opts.TrustedProxies),
 		perIP:   newIPLimits(&opts),
 		cors:    newCORS(opts.CORSOrigins),
-		served:  make(chan error, 1),
+		served:  make(chan struct{}),
 	}
 	s.srv = &fasthttp.Server{
 		Handler:      s.handle,
@@ -193,29 +195,58 @@ func (s *Server) Listen() error {
 // Addr returns the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Serve serves until Shutdown, in the background; Wait returns its error.
+// errStopped is why Serve returned when it stopped without an error of its
+// own before Shutdown.
+var errStopped = errors.New("server: stopped serving before Shutdown")
+
+// Serve serves until Shutdown, in the background. Done is closed if it
+// stops, and Err says why.
 func (s *Server) Serve() {
-	go func() { s.served <- s.srv.Serve(s.ln) }()
+	go func() {
+		defer close(s.served)
+		err := s.srv.Serve(s.ln)
+		if err == nil && !s.draining.Load() {
+			err = errStopped
+		}
+		s.serveErr = err
+	}()
 }
 
-// Shutdown drains the server: /readyz turns 503 at once so load balancers
-// stop sending, new requests get 503 unavailable with Connection: close,
-// and requests under way finish until ctx is done. It is idempotent.
+// Done is closed when Serve has stopped: after Shutdown, or on its own when
+// the listener fails, and then the process should stop too.
+func (s *Server) Done() <-chan struct{} { return s.served }
+
+// Err returns why Serve stopped, once Done is closed; nil after Shutdown.
+func (s *Server) Err() error {
+	select {
+	case <-s.served:
+		return s.serveErr
+	default:
+		return nil
+	}
+}
+
+// Shutdown drains the server: /readyz turns 503, the listener closes, new
+// requests on open connections get 503 unavailable with Connection: close,
+// and requests under way finish until ctx is done. It returns Serve's error
+// if Serve failed. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
+		s.notReady.Store(true)
 		s.draining.Store(true)
 		err := s.srv.ShutdownWithContext(ctx)
-		if serveErr := <-s.served; serveErr != nil && err == nil {
-			err = serveErr
+		<-s.served
+		if s.serveErr != nil && err == nil {
+			err = s.serveErr
 		}
 		s.shutdownErr = err
 	})
 	return s.shutdownErr
 }
 
-// StartDraining turns /readyz to 503 and refuses new requests while the
-// listener stays open, so load balancers notice before connections close.
-func (s *Server) StartDraining() { s.draining.Store(true) }
+// StartDraining turns /readyz to 503 while requests are still served, so
+// load balancers stop sending before Shutdown closes the listener.
+func (s *Server) StartDraining() { s.notReady.Store(true) }
 
 type fasthttpLogger struct{ l *slog.Logger }
 

@@ -119,8 +119,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.DurationVar(&f.writeTimeout, "write-timeout", 5*time.Second, "time allowed to write one response")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Second, "how long an idle keep-alive connection is kept")
 	fs.IntVar(&f.maxConns, "max-conns", 16_000, "most concurrent connections")
-	fs.DurationVar(&f.drainDelay, "drain-delay", 0, "on shutdown, how long /readyz reports 503 before the listener closes, for load balancers to notice")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for requests under way and the final flush on shutdown")
+	fs.DurationVar(&f.drainDelay, "drain-delay", 0, "on shutdown, how long /readyz reports 503 while requests are still served, before the listener closes, for load balancers to notice")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for requests under way and the final flush on shutdown, counted from the end of --drain-delay")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Float64Var(&f.maxRPS, "max-rps", 0, "requests per second this process is sized for; over it, next_ms grows and sends are shed with 503 (0: no request budget)")
 	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of all CPU cores this process may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
@@ -298,6 +298,11 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		WatchRatePerIP: f.ipWatchRate, WatchBurstPerIP: f.ipWatchBurst, MaxClientIPs: f.maxClientIPs, SendLimiter: ipSends,
 		CORSOrigins: origins, Logger: log,
 	})
+	// Signals are caught from before the listener opens: one that comes
+	// while the parts start still shuts down in order.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	if err := srv.Listen(); err != nil {
 		if feed != nil {
 			_ = feed.Close()
@@ -318,9 +323,9 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	srv.Serve()
 	log.Info("emojicast serving", "role", r.name, "addr", srv.Addr(), "store", strings.Join(stores.names(), " "), "tokens", signer != nil)
 
-	waitForSignal(log)
+	err = waitForStop(log, sig, srv)
 	shutdown(log, f, srv, steps)
-	return nil
+	return err
 }
 
 // startParts starts push and pull and returns how to stop them, push first
@@ -449,12 +454,19 @@ func newSigner(f *nodeFlags) (*token.Signer, error) {
 	return token.NewSigner([]byte(f.tokenSecret), []byte(f.tokenSecretPrev), ttl)
 }
 
-func waitForSignal(log *slog.Logger) {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	signal.Stop(sig)
-	log.Info("shutting down", "signal", s.String())
+// waitForStop waits for a signal, or for the server to stop serving on its
+// own, which is returned as an error: the process then shuts down the rest
+// in order and exits non-zero rather than run on without serving.
+func waitForStop(log *slog.Logger, sig <-chan os.Signal, srv *server.Server) error {
+	select {
+	case s := <-sig:
+		log.Info("shutting down", "signal", s.String())
+		return nil
+	case <-srv.Done():
+		err := fmt.Errorf("http server stopped: %w", srv.Err())
+		log.Error("shutting down", "err", err)
+		return err
+	}
 }
 
 // stopStep is one part of the process to stop, in order, after the server.
@@ -463,17 +475,20 @@ type stopStep struct {
 	stop func(context.Context)
 }
 
-// shutdown drains the server, then stops each step in order, logging how
-// long each took; all of it within --shutdown-timeout.
+// shutdown turns /readyz to 503 for --drain-delay while requests are
+// still served, then drains the server and stops each step in order,
+// logging how long each took. --shutdown-timeout counts from the end of
+// the delay: the delay is for load balancers, the timeout for the work.
 func shutdown(log *slog.Logger, f *nodeFlags, srv *server.Server, steps []stopStep) {
-	ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
-	defer cancel()
 	start := time.Now()
 	if f.drainDelay > 0 {
 		srv.StartDraining()
 		time.Sleep(f.drainDelay)
+		log.Info("drain delay over; closing the listener", "took", time.Since(start).Round(time.Millisecond))
 	}
-	if err := srv.Shutdown(ctx); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("http server did not drain in time", "err", err)
 	}
 	log.Info("stopped", "part", "http server", "took", time.Since(start).Round(time.Millisecond))
