@@ -47,15 +47,16 @@ type Options struct {
 	// never sheds.
 	Load *load.Meter
 	// FlushInterval is how often sums are written to the store.
-	// Default: 250ms. It must stay well under store.DefaultSealDelay.
+	// Default: DefaultFlushInterval. It must stay well under the seal delay.
 	FlushInterval time.Duration
-	// FlushTimeout bounds one write to a store. Default: 2s.
+	// FlushTimeout bounds one write to a store. Default: DefaultFlushTimeout.
 	FlushTimeout time.Duration
-	// UserRate is the taps per second each user may send. Default: 10.
+	// UserRate is the taps per second each user may send. Default: DefaultUserRate.
 	UserRate float64
-	// UserBurst is the taps a user may send at once. Default: 20; at least MaxCount.
+	// UserBurst is the taps a user may send at once. Default:
+	// DefaultUserBurst; at least MaxCount.
 	UserBurst int
-	// MaxUsers bounds the users whose rate is remembered. Default: 1,000,000.
+	// MaxUsers bounds the users whose rate is remembered. Default: DefaultMaxUsers.
 	MaxUsers int
 	// MaxDivisor is the largest sample divisor the fleet may advertise
 	// (the pull nodes' cap, the same on every node): a send stating a
@@ -68,29 +69,47 @@ type Options struct {
 	// must come from ratelimit.NewShared; names must differ and not be "u".
 	SharedLimits []SharedLimit
 	// MaxStreams bounds the streams summed between flushes; sends for new
-	// streams past it get 503. Default: 100,000.
+	// streams past it get 503. Default: DefaultMaxStreams.
 	MaxStreams int
 	// MaxBacklog bounds the deltas and comments waiting per target while
 	// its store is unreachable; the oldest seconds are dropped past it.
-	// Default: 1,000,000.
+	// Default: DefaultMaxBacklog.
 	MaxBacklog int
 	// CommentBudget is the most comments a stream broadcasts per second,
 	// across the push fleet (see budget.go). Every push node of a
-	// deployment must use the same. Default: 30.
+	// deployment must use the same. Default: store.DefaultMaxComments.
 	CommentBudget int
 	// CommentUserRate is the comments per second each user may send.
-	// Default: 0.5 (one every 2 s).
+	// Default: DefaultCommentUserRate.
 	CommentUserRate float64
-	// CommentUserBurst is the comments a user may send at once. Default: 3.
+	// CommentUserBurst is the comments a user may send at once.
+	// Default: DefaultCommentUserBurst.
 	CommentUserBurst int
 	// Filter masks blocked words in comments; nil masks none.
 	Filter Masker
 	// FilterTimeout is the longest a comment waits for Filter before it
-	// goes out unmasked. Default: 20ms.
+	// goes out unmasked. Default: DefaultFilterTimeout.
 	FilterTimeout time.Duration
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
 }
+
+// The defaults of Options, in one place: cmd/emojicast's flags use them too.
+const (
+	// DefaultFlushInterval stays well under store.DefaultSealDelay, so a
+	// second's sums reach the store before it is sealed.
+	DefaultFlushInterval = 250 * time.Millisecond
+	DefaultFlushTimeout  = 2 * time.Second
+	DefaultUserRate      = 10
+	DefaultUserBurst     = 20
+	DefaultMaxUsers      = 1_000_000
+	DefaultMaxStreams    = 100_000
+	DefaultMaxBacklog    = 1_000_000
+	// DefaultCommentUserRate is one comment every 2 s.
+	DefaultCommentUserRate  = 0.5
+	DefaultCommentUserBurst = 3
+	DefaultFilterTimeout    = 20 * time.Millisecond
+)
 
 func (o *Options) fillDefaults() error {
 	if len(o.Targets) == 0 {
@@ -103,43 +122,43 @@ func (o *Options) fillDefaults() error {
 		o.Clock = clock.Real{}
 	}
 	if o.FlushInterval <= 0 {
-		o.FlushInterval = 250 * time.Millisecond
+		o.FlushInterval = DefaultFlushInterval
 	}
 	if o.FlushTimeout <= 0 {
-		o.FlushTimeout = 2 * time.Second
+		o.FlushTimeout = DefaultFlushTimeout
 	}
 	if o.UserRate <= 0 {
-		o.UserRate = 10
+		o.UserRate = DefaultUserRate
 	}
 	if o.UserBurst <= 0 {
-		o.UserBurst = 20
+		o.UserBurst = DefaultUserBurst
 	}
 	if o.UserBurst < MaxCount {
 		return fmt.Errorf("push: user burst %d is below the largest count %d, so such sends could never pass", o.UserBurst, MaxCount)
 	}
 	if o.MaxUsers <= 0 {
-		o.MaxUsers = 1_000_000
+		o.MaxUsers = DefaultMaxUsers
 	}
 	if o.MaxStreams <= 0 {
-		o.MaxStreams = 100_000
+		o.MaxStreams = DefaultMaxStreams
 	}
 	if o.MaxDivisor <= 0 {
 		o.MaxDivisor = store.DefaultMaxDivisor
 	}
 	if o.MaxBacklog <= 0 {
-		o.MaxBacklog = 1_000_000
+		o.MaxBacklog = DefaultMaxBacklog
 	}
 	if o.CommentBudget <= 0 {
 		o.CommentBudget = store.DefaultMaxComments
 	}
 	if o.CommentUserRate <= 0 {
-		o.CommentUserRate = 0.5
+		o.CommentUserRate = DefaultCommentUserRate
 	}
 	if o.CommentUserBurst <= 0 {
-		o.CommentUserBurst = 3
+		o.CommentUserBurst = DefaultCommentUserBurst
 	}
 	if o.FilterTimeout <= 0 {
-		o.FilterTimeout = 20 * time.Millisecond
+		o.FilterTimeout = DefaultFilterTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -29,7 +29,7 @@ import (
 
 // Options configures a Server. Zero fields take the default in their comment.
 type Options struct {
-	// Addr is the address to listen on. Default: ":8080".
+	// Addr is the address to listen on. Default: DefaultAddr.
 	Addr string
 	// Push serves sends when set.
 	Push *push.Push
@@ -41,41 +41,41 @@ type Options struct {
 	Emojis *emoji.Set
 	// Load counts every request against the process's budget when set.
 	Load *load.Meter
-	// ReadTimeout bounds reading one request, headers and body. Default: 5s.
+	// ReadTimeout bounds reading one request, headers and body.
+	// Default: DefaultReadTimeout.
 	ReadTimeout time.Duration
-	// WriteTimeout bounds writing one response. Default: 5s.
+	// WriteTimeout bounds writing one response. Default: DefaultWriteTimeout.
 	WriteTimeout time.Duration
 	// IdleTimeout is how long a keep-alive connection may wait for its next
-	// request. Default: 30s.
+	// request. Default: DefaultIdleTimeout.
 	IdleTimeout time.Duration
-	// MaxConns bounds concurrent connections. Default: 16,000 (below the
-	// 20,000 open files these machines allow).
+	// MaxConns bounds concurrent connections. Default: DefaultMaxConns.
 	MaxConns int
 	// MaxConnsPerIP bounds concurrent connections from one client address
 	// (an IPv6 /64); TrustedProxies are exempt. Past it a connection gets
-	// 429 rate_limited. Default: 1,000, room for a carrier-grade NAT.
+	// 429 rate_limited. Default: DefaultMaxConnsPerIP.
 	MaxConnsPerIP int
-	// MaxHeaderBytes bounds a request's headers. Default: 8 KiB.
+	// MaxHeaderBytes bounds a request's headers. Default: DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
 	// TrustedProxies are the load balancers and CDN edges in front of the
 	// server: their connections are exempt from MaxConnsPerIP, and their
 	// X-Forwarded-For names the client. Default: none.
 	TrustedProxies []netip.Prefix
 	// SendRatePerIP is the sends per second one client address may make.
-	// Default: 50.
+	// Default: DefaultSendRatePerIP.
 	SendRatePerIP float64
 	// SendBurstPerIP is the sends one client address may make at once.
-	// Default: 100.
+	// Default: DefaultSendBurstPerIP.
 	SendBurstPerIP int
 	// WatchRatePerIP is the watches per second one client address may make;
 	// a poll that makes this node start serving a stream counts as a watch.
-	// Default: 20.
+	// Default: DefaultWatchRatePerIP.
 	WatchRatePerIP float64
 	// WatchBurstPerIP is the watches one client address may make at once.
-	// Default: 100.
+	// Default: DefaultWatchBurstPerIP.
 	WatchBurstPerIP int
 	// MaxClientIPs bounds the client addresses each per-address limit
-	// remembers. Default: 200,000.
+	// remembers. Default: DefaultMaxClientIPs.
 	MaxClientIPs int
 	// SendLimiter is the per-address limit of sends when the caller
 	// shares it across the push fleet (push.Options.SharedLimits); its
@@ -91,6 +91,24 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// The defaults of Options, in one place: cmd/emojicast's flags use them too.
+const (
+	DefaultAddr         = ":8080"
+	DefaultReadTimeout  = 5 * time.Second
+	DefaultWriteTimeout = 5 * time.Second
+	DefaultIdleTimeout  = 30 * time.Second
+	// DefaultMaxConns stays below the 20,000 open files these machines allow.
+	DefaultMaxConns = 16_000
+	// DefaultMaxConnsPerIP leaves room for a carrier-grade NAT.
+	DefaultMaxConnsPerIP   = 1000
+	DefaultMaxHeaderBytes  = 8 << 10
+	DefaultSendRatePerIP   = 50
+	DefaultSendBurstPerIP  = 100
+	DefaultWatchRatePerIP  = 20
+	DefaultWatchBurstPerIP = 100
+	DefaultMaxClientIPs    = 200_000
+)
+
 // maxBodyRead is what the server reads of a body before refusing it. It is
 // above push.MaxBody so that a body a little too large is read whole and
 // answered 413 on a connection that stays usable; larger ones are refused
@@ -100,22 +118,22 @@ const maxBodyRead = 8 << 10
 
 func (o *Options) fillDefaults() {
 	if o.Addr == "" {
-		o.Addr = ":8080"
+		o.Addr = DefaultAddr
 	}
 	if o.Emojis == nil {
 		o.Emojis = emoji.Default()
 	}
-	setDefault(&o.ReadTimeout, 5*time.Second)
-	setDefault(&o.WriteTimeout, 5*time.Second)
-	setDefault(&o.IdleTimeout, 30*time.Second)
-	setDefault(&o.MaxConns, 16_000)
-	setDefault(&o.MaxConnsPerIP, 1000)
-	setDefault(&o.MaxHeaderBytes, 8<<10)
-	setDefault(&o.SendRatePerIP, 50)
-	setDefault(&o.SendBurstPerIP, 100)
-	setDefault(&o.WatchRatePerIP, 20)
-	setDefault(&o.WatchBurstPerIP, 100)
-	setDefault(&o.MaxClientIPs, 200_000)
+	setDefault(&o.ReadTimeout, DefaultReadTimeout)
+	setDefault(&o.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&o.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&o.MaxConns, DefaultMaxConns)
+	setDefault(&o.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	setDefault(&o.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDefault(&o.SendRatePerIP, DefaultSendRatePerIP)
+	setDefault(&o.SendBurstPerIP, DefaultSendBurstPerIP)
+	setDefault(&o.WatchRatePerIP, DefaultWatchRatePerIP)
+	setDefault(&o.WatchBurstPerIP, DefaultWatchBurstPerIP)
+	setDefault(&o.MaxClientIPs, DefaultMaxClientIPs)
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
