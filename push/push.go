@@ -190,7 +190,9 @@ type Push struct {
 	filterLogMu  sync.Mutex
 	filterLogged time.Time
 
-	flushMu      sync.Mutex // serializes Flush; guards the fields below
+	flushMu sync.Mutex // serializes Flush's hand-over of sums
+
+	refreshing   atomic.Bool // a divisor read is under way; guards the fields below
 	refreshedSec int64
 	refreshedAt  time.Time
 
@@ -235,7 +237,10 @@ func New(opts Options) (*Push, error) {
 	} else {
 		p.users = ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers)
 	}
-	p.budget = newBudget(opts.CommentBudget, p.nodeID, opts.MaxStreams)
+	// The fleet view ages in real time, like the ticker that refreshes it:
+	// on a test clock that jumps whole seconds it would go stale between
+	// two ticks.
+	p.budget = newBudget(opts.CommentBudget, p.nodeID, opts.MaxStreams, clock.Real{})
 	for i, t := range opts.Targets {
 		name := t.Name
 		if name == "" {
@@ -286,13 +291,18 @@ const divisorRefresh = 500 * time.Millisecond
 
 // refreshDivisors reads the sample divisors from the first target, the
 // node's own region, whose pull nodes advertise them to its viewers, when
-// a new second started or divisorRefresh passed since the last read.
+// a new second started or divisorRefresh passed since the last read. A
+// caller that finds a read under way leaves it to that one.
 func (p *Push) refreshDivisors() {
-	now := p.opts.Clock.Now()
-	if now.Unix() == p.refreshedSec && time.Since(p.refreshedAt) < divisorRefresh {
+	if !p.refreshing.CompareAndSwap(false, true) {
 		return
 	}
-	p.refreshedSec, p.refreshedAt = now.Unix(), time.Now()
+	defer p.refreshing.Store(false)
+	now := p.opts.Clock.Now()
+	if now.Unix() == p.refreshedSec && now.Sub(p.refreshedAt) < divisorRefresh {
+		return
+	}
+	p.refreshedSec, p.refreshedAt = now.Unix(), now
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.FlushTimeout)
 	defer cancel()
 	if err := p.divisors.refresh(ctx, p.targets[0].store, now.Unix()); err != nil {
@@ -306,10 +316,18 @@ const maxBatch = 4096
 // Flush moves the sums accepted so far into every target's queue, wakes
 // the senders and refreshes the sample divisors when due. The flusher calls
 // it every FlushInterval; it is safe to call from other goroutines too.
+// The divisor read is a store round trip, so it runs after the hand-over,
+// outside flushMu: another Flush never waits for it.
 func (p *Push) Flush() {
+	p.handOver()
+	p.refreshDivisors()
+}
+
+// handOver moves the sums and comments accepted so far into every
+// target's queue.
+func (p *Push) handOver() {
 	p.flushMu.Lock()
 	defer p.flushMu.Unlock()
-	defer p.refreshDivisors()
 	idleBefore := p.opts.Clock.Now().Unix() - 5
 	deltas := p.agg.drain(nil, p.opts.Emojis, idleBefore)
 	comments := p.pending.drain()
