@@ -21,6 +21,7 @@ import (
 
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
+	"github.com/emojicast/emojicast/internal/logthrottle"
 	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/store"
 	"github.com/emojicast/emojicast/token"
@@ -170,6 +171,7 @@ func setDefault[T int | int64 | time.Duration](v *T, def T) {
 // syncer and Stop it on shutdown.
 type Pull struct {
 	opts    Options
+	syncLog logthrottle.Throttle
 	streams *registry
 	initial *control // shared by new streams until their first sync
 	history historyCache
@@ -191,6 +193,7 @@ func New(opts Options) (*Pull, error) {
 	}
 	p := &Pull{
 		opts:    opts,
+		syncLog: logthrottle.Throttle{Every: opts.StaleAfter},
 		streams: newRegistry(opts.MaxStreams),
 		initial: &control{nextMS: opts.BusyNextMS, divisor: 1},
 		wake:    make(chan struct{}, 1),
@@ -284,11 +287,5 @@ func (p *Pull) syncLoop() {
 // logSyncError logs at most one sync error per StaleAfter, so an outage
 // does not flood the log ten times a second.
 func (p *Pull) logSyncError(err error) {
-	now := time.Now().UnixNano()
-	if last := lastSyncErrorLog.Load(); now-last < int64(p.opts.StaleAfter) || !lastSyncErrorLog.CompareAndSwap(last, now) {
-		return
-	}
-	p.opts.Logger.Warn("pull cannot sync with its store; serving what it has", "err", err)
+	p.syncLog.Warn(p.opts.Logger, "pull cannot sync with its store; serving what it has", "err", err)
 }
-
-var lastSyncErrorLog atomic.Int64

@@ -20,6 +20,7 @@ import (
 
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
+	"github.com/emojicast/emojicast/internal/logthrottle"
 	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/ratelimit"
 	"github.com/emojicast/emojicast/store"
@@ -183,12 +184,11 @@ type Push struct {
 	nodeID   string
 	seq      atomic.Uint64
 
-	commenters   *ratelimit.Limiter
-	budget       *budget
-	pending      pendingComments
-	masking      chan struct{} // semaphore of masking calls under way
-	filterLogMu  sync.Mutex
-	filterLogged time.Time
+	commenters *ratelimit.Limiter
+	budget     *budget
+	pending    pendingComments
+	masking    chan struct{} // semaphore of masking calls under way
+	filterLog  logthrottle.Throttle
 
 	flushMu sync.Mutex // serializes Flush's hand-over of sums
 
@@ -224,6 +224,7 @@ func New(opts Options) (*Push, error) {
 		nodeID:      hex.EncodeToString(id[:]),
 		commenters:  ratelimit.New(opts.CommentUserRate, opts.CommentUserBurst, opts.MaxUsers),
 		masking:     make(chan struct{}, maxMasking),
+		filterLog:   logthrottle.Throttle{Every: time.Minute},
 		stop:        make(chan struct{}),
 		loopDone:    make(chan struct{}),
 		loadDone:    make(chan struct{}),

@@ -13,11 +13,9 @@ import (
 var metricsHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.Handler())
 
 var (
-	bodyOK          = []byte(`{"status":"ok"}`)
-	bodyReady       = []byte(`{"status":"ready"}`)
-	cacheEmojis     = []byte("public, max-age=300")
-	headerCache     = []byte("Cache-Control")
-	contentTypeJSON = []byte("application/json")
+	bodyOK      = []byte(`{"status":"ok"}`)
+	bodyReady   = []byte(`{"status":"ready"}`)
+	cacheEmojis = []byte("public, max-age=300")
 )
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
@@ -79,7 +77,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 	case api.RouteEmojis:
 		if s.allow(ctx, get, "GET, HEAD") {
 			api.WriteJSON(ctx, fasthttp.StatusOK, s.opts.Emojis.JSON())
-			ctx.Response.Header.SetCanonical(headerCache, cacheEmojis)
+			ctx.Response.Header.SetCanonical(api.HeaderCacheControl, cacheEmojis)
 		}
 	case api.RouteHealthz:
 		if s.allow(ctx, get, "GET, HEAD") {
