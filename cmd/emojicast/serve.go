@@ -318,7 +318,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		log.Info("edge log feed", "addr", feed.Addr().String())
 	}
 	if filter != nil {
-		steps = append(steps, watchFilter(filter, f.blockedWords, log))
+		steps = append(steps, watchFilter(filter, log))
 	}
 	srv.Serve()
 	log.Info("emojicast serving", "role", r.name, "addr", srv.Addr(), "store", strings.Join(stores.names(), " "), "tokens", signer != nil)
@@ -376,34 +376,12 @@ func newFilter(f *nodeFlags) (*comment.Filter, error) {
 const filterPoll = time.Second
 
 // watchFilter reloads the blocked words when their file changes or on
-// SIGHUP, until the returned step stops it. A list that cannot be read is
-// logged and counted; the last good one stays in use.
-func watchFilter(filter *comment.Filter, path string, log *slog.Logger) stopStep {
+// SIGHUP, until the returned step stops it.
+func watchFilter(filter *comment.Filter, log *slog.Logger) stopStep {
 	stop, done := make(chan struct{}), make(chan struct{})
-	onErr := func(err error) {
-		filterReloadErrors.Inc()
-		log.Warn("cannot reload the blocked words; the last good list stays in use", "err", err)
-	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer close(done)
-		watched := make(chan struct{})
-		go func() { defer close(watched); filter.Watch(stop, filterPoll, onErr) }()
-		for {
-			select {
-			case <-hup:
-				if changed, err := filter.Reload(); err != nil {
-					onErr(err)
-				} else {
-					log.Info("blocked words reloaded on SIGHUP", "file", path, "changed", changed, "words", filter.Words().Len())
-				}
-			case <-stop:
-				<-watched
-				return
-			}
-		}
-	}()
+	go func() { defer close(done); filter.Run(stop, filterPoll, hup, log) }()
 	return stopStep{"blocked-words watcher", func(context.Context) {
 		signal.Stop(hup)
 		close(stop)
