@@ -27,10 +27,19 @@ import (
 	"github.com/emojicast/emojicast/token"
 )
 
+// Store is what a pull node uses of a store: it syncs sealed seconds,
+// reads a stream's history, and reports and reads the per-stream figures.
+type Store interface {
+	store.Reader
+	store.HistoryReader
+	store.ControlReporter
+	store.ControlReader
+}
+
 // Options configures a Pull node. Zero fields take the default in their comment.
 type Options struct {
 	// Store is where sealed seconds come from. Required.
-	Store store.Store
+	Store Store
 	// Emojis is the emoji set. Default: emoji.Default().
 	Emojis *emoji.Set
 	// Clock is used for "now" in limits and staleness. Default: system clock.

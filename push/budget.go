@@ -266,7 +266,7 @@ func (b *budget) streamIDs() []string {
 
 // refresh reads the fleet's comment load for the node's streams. It runs
 // after the node reported itself live.
-func (b *budget) refresh(ctx context.Context, s store.Store) error {
+func (b *budget) refresh(ctx context.Context, s store.CommentLoadSharer) error {
 	ids := b.streamIDs()
 	load, err := s.CommentLoad(ctx, ids)
 	if err != nil {

@@ -27,11 +27,19 @@ import (
 	"github.com/emojicast/emojicast/token"
 )
 
+// Store is what a push node uses of a store: it writes sums and comments,
+// reads the sample divisors and shares its comment load.
+type Store interface {
+	store.Writer
+	store.ControlReader
+	store.CommentLoadSharer
+}
+
 // Target is a store the node writes its sums to. A node may write to several
 // (one per region); each has its own backlog.
 type Target struct {
 	Name  string
-	Store store.Store
+	Store Store
 }
 
 // Options configures a Push node. Zero fields take the default in their comment.

@@ -405,7 +405,7 @@ func newViewer(f *nodeFlags) (fasthttp.RequestHandler, error) {
 	return viewer.Handle, nil
 }
 
-func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, edges *clientip.Resolver, log *slog.Logger) (*pull.Pull, error) {
+func newPull(f *nodeFlags, st pull.Store, emojis *emoji.Set, signer *token.Signer, meter *load.Meter, edges *clientip.Resolver, log *slog.Logger) (*pull.Pull, error) {
 	pushURL := f.pushURL
 	if pushURL == "" {
 		pushURL = f.publicURL
