@@ -7,10 +7,8 @@ import (
 )
 
 var (
-	headerVary            = []byte("Vary")
 	headerETag            = []byte("ETag")
 	headerContentEncoding = []byte("Content-Encoding")
-	varyAcceptEncoding    = []byte("Accept-Encoding")
 	encodingGzip          = []byte("gzip")
 )
 
@@ -48,9 +46,9 @@ func Negotiate(ctx *fasthttp.RequestCtx) (gz bool, ifNoneMatch []byte) {
 // allocate.
 func WriteBodyHeaders(ctx *fasthttp.RequestCtx, gz, vary bool, ifNoneMatch, etag, contentType, cacheControl []byte) (notModified bool) {
 	h := &ctx.Response.Header
-	h.SetCanonical(headerCache, cacheControl)
+	h.SetCanonical(HeaderCacheControl, cacheControl)
 	if vary {
-		h.SetCanonical(headerVary, varyAcceptEncoding)
+		h.SetCanonical(HeaderVary, HeaderAcceptEncoding)
 	}
 	if len(etag) > 0 {
 		h.SetCanonical(headerETag, etag)

@@ -65,18 +65,15 @@ var (
 )
 
 var (
-	headerRetryAfter = []byte("Retry-After")
-	headerAllow      = []byte("Allow")
-	contentTypeJSON  = []byte("application/json")
-	cacheNoStore     = []byte("no-store")
-	headerCache      = []byte("Cache-Control")
+	contentTypeJSON = []byte("application/json")
+	cacheNoStore    = []byte("no-store")
 )
 
 // WriteError writes e as the response.
 func WriteError(ctx *fasthttp.RequestCtx, e *Error) {
 	ctx.Response.Header.SetStatusCode(e.Status)
 	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
-	ctx.Response.Header.SetCanonical(headerCache, cacheNoStore)
+	ctx.Response.Header.SetCanonical(HeaderCacheControl, cacheNoStore)
 	ctx.Response.SetBodyRaw(e.body)
 }
 
@@ -88,7 +85,7 @@ func WriteRetry(ctx *fasthttp.RequestCtx, e *Error, seconds int64) {
 		seconds = 1
 	}
 	var buf [20]byte
-	ctx.Response.Header.SetCanonical(headerRetryAfter, strconv.AppendInt(buf[:0], seconds, 10))
+	ctx.Response.Header.SetCanonical(HeaderRetryAfter, strconv.AppendInt(buf[:0], seconds, 10))
 }
 
 // WriteRetryIn is WriteRetry for a wait, rounded up to whole seconds.
@@ -99,7 +96,7 @@ func WriteRetryIn(ctx *fasthttp.RequestCtx, e *Error, wait time.Duration) {
 // WriteMethodNotAllowed writes 405 with the Allow header listing allow.
 func WriteMethodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 	WriteError(ctx, ErrMethodNotAllowed)
-	ctx.Response.Header.SetCanonical(headerAllow, []byte(allow))
+	ctx.Response.Header.SetCanonical(HeaderAllow, []byte(allow))
 }
 
 // WriteJSON writes a 2xx JSON answer that must not be cached. body is
@@ -107,6 +104,6 @@ func WriteMethodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 func WriteJSON(ctx *fasthttp.RequestCtx, status int, body []byte) {
 	ctx.Response.Header.SetStatusCode(status)
 	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
-	ctx.Response.Header.SetCanonical(headerCache, cacheNoStore)
+	ctx.Response.Header.SetCanonical(HeaderCacheControl, cacheNoStore)
 	ctx.Response.SetBody(body)
 }

@@ -2,6 +2,17 @@ package api
 
 import "bytes"
 
+// Header names the api and server packages write, as bytes for fasthttp's
+// SetCanonical and PeekBytes, in one place. Never modify them.
+var (
+	HeaderCacheControl   = []byte("Cache-Control")
+	HeaderVary           = []byte("Vary")
+	HeaderAllow          = []byte("Allow")
+	HeaderRetryAfter     = []byte("Retry-After")
+	HeaderOrigin         = []byte("Origin")
+	HeaderAcceptEncoding = []byte("Accept-Encoding")
+)
+
 // AcceptsGzip reports whether an Accept-Encoding header value allows gzip:
 // gzip, x-gzip or * listed without q=0. It does not allocate.
 func AcceptsGzip(acceptEncoding []byte) bool {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -344,6 +345,33 @@ func (f *Filter) Watch(stop <-chan struct{}, interval time.Duration, onErr func(
 		case err.Error() != reported && onErr != nil:
 			reported = err.Error()
 			onErr(err)
+		}
+	}
+}
+
+// Run keeps the list current until stop is closed: it reloads the file
+// when it changes (see Watch), and at once whenever reload receives, which
+// the binary wires to SIGHUP. A failed reload is logged and counted in
+// emojicast_comment_filter_reload_errors_total; the last good list stays
+// in use. Run returns once its watcher has stopped.
+func (f *Filter) Run(stop <-chan struct{}, interval time.Duration, reload <-chan os.Signal, log *slog.Logger) {
+	onErr := func(err error) {
+		reloadErrors.Inc()
+		log.Warn("cannot reload the blocked words; the last good list stays in use", "err", err)
+	}
+	watched := make(chan struct{})
+	go func() { defer close(watched); f.Watch(stop, interval, onErr) }()
+	defer func() { <-watched }()
+	for {
+		select {
+		case <-reload:
+			if changed, err := f.Reload(); err != nil {
+				onErr(err)
+			} else {
+				log.Info("blocked words reloaded on request", "file", f.path, "changed", changed, "words", f.Words().Len())
+			}
+		case <-stop:
+			return
 		}
 	}
 }

@@ -1,12 +1,16 @@
 package comment
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func mustWords(t testing.TB, list string) *Words {
@@ -212,4 +216,55 @@ func FuzzMaskDisguised(f *testing.F) {
 			t.Fatalf("Mask(%q) = %q; the disguised word %q is not masked whole", text, out, word.String())
 		}
 	})
+}
+
+// TestRunReloadsOnRequest: a value on the reload channel (SIGHUP in the
+// binary) reloads the list at once, without waiting for the watcher; a
+// list that cannot be read is counted and the last good one stays.
+func TestRunReloadsOnRequest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "blocked.txt")
+	if err := os.WriteFile(path, []byte("bad\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFilter(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload := make(chan os.Signal)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { defer close(done); f.Run(stop, time.Hour, reload, slog.New(slog.DiscardHandler)) }()
+	defer func() { close(stop); <-done }()
+
+	if err := os.WriteFile(path, []byte("bad\nugly\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reload <- syscall.SIGHUP
+	waitFor(t, "the list is reloaded on request", func() bool { return f.Words().Len() == 2 })
+
+	before := reloadErrorCount(t)
+	if err := os.WriteFile(path, []byte("...\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reload <- syscall.SIGHUP
+	waitFor(t, "the failed reload is counted", func() bool { return reloadErrorCount(t) == before+1 })
+	if n := f.Words().Len(); n != 2 {
+		t.Fatalf("after a failed reload the list has %d words; want the last good 2", n)
+	}
+}
+
+// reloadErrorCount reads emojicast_comment_filter_reload_errors_total as
+// /metrics would show it.
+func reloadErrorCount(t *testing.T) float64 {
+	t.Helper()
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() == "emojicast_comment_filter_reload_errors_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("emojicast_comment_filter_reload_errors_total is not registered")
+	return 0
 }

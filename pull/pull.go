@@ -21,6 +21,7 @@ import (
 
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
+	"github.com/emojicast/emojicast/internal/logthrottle"
 	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/moderation"
 	"github.com/emojicast/emojicast/ratelimit"
@@ -28,10 +29,19 @@ import (
 	"github.com/emojicast/emojicast/token"
 )
 
+// Store is what a pull node uses of a store: it syncs sealed seconds,
+// reads a stream's history, and reports and reads the per-stream figures.
+type Store interface {
+	store.Reader
+	store.HistoryReader
+	store.ControlReporter
+	store.ControlReader
+}
+
 // Options configures a Pull node. Zero fields take the default in their comment.
 type Options struct {
 	// Store is where sealed seconds come from. Required.
-	Store store.Store
+	Store Store
 	// Emojis is the emoji set. Default: emoji.Default().
 	Emojis *emoji.Set
 	// Clock is used for "now" in limits and staleness. Default: system clock.
@@ -47,42 +57,46 @@ type Options struct {
 	// hands to viewers. Default: http:// and the request's Host header.
 	PullURL, PushURL string
 	// SyncInterval is how often the syncer asks the store for new seconds.
-	// Default: 100ms.
+	// Default: DefaultSyncInterval.
 	SyncInterval time.Duration
-	// SyncTimeout bounds one sync. Default: 2s.
+	// SyncTimeout bounds one sync. Default: DefaultSyncTimeout.
 	SyncTimeout time.Duration
 	// StaleAfter is how long without a successful sync before the node
-	// reports not ready. Default: 5s.
+	// reports not ready. Default: DefaultStaleAfter.
 	StaleAfter time.Duration
 	// MaxStreams bounds the streams served; polls for new streams past it
-	// get 503. Default: 100,000.
+	// get 503. Default: DefaultMaxStreams.
 	MaxStreams int
-	// IdleAfter is how long a stream nobody polls is kept. Default: 60s.
+	// IdleAfter is how long a stream nobody polls is kept.
+	// Default: DefaultIdleAfter.
 	IdleAfter time.Duration
 	// BurstThreshold is the count at which an emoji's second is listed in
-	// the bucket's burst. Default: 20.
+	// the bucket's burst. Default: DefaultBurstThreshold.
 	BurstThreshold int64
-	// BusyNextMS is next_ms for a stream with recent reactions. Default: 1000.
+	// BusyNextMS is next_ms for a stream with recent reactions.
+	// Default: DefaultBusyNextMS.
 	BusyNextMS int64
 	// QuietNextMS is next_ms for a stream without reactions for QuietAfter.
-	// Default: 5000.
+	// Default: DefaultQuietNextMS.
 	QuietNextMS int64
 	// QuietAfter is how long without reactions makes a stream quiet.
-	// Default: 10s.
+	// Default: DefaultQuietAfter.
 	QuietAfter time.Duration
-	// MinNextMS and MaxNextMS bound every next_ms. Default: 500 and 30000.
+	// MinNextMS and MaxNextMS bound every next_ms. Default:
+	// DefaultMinNextMS and DefaultMaxNextMS.
 	MinNextMS, MaxNextMS int64
 	// CompactMinNextMS is the shortest next_ms a compact body (v=2)
 	// advises: clients that ask for the fewest bytes play each second
 	// spread over a second of screen time, behind live, so polling a busy
 	// stream every 2 s instead of every second shows them the same flow,
 	// a second later, for about half the bytes. At most MaxNextMS.
-	// Default: 2000.
+	// Default: DefaultCompactMinNextMS.
 	CompactMinNextMS int64
 	// Load stretches next_ms when the process is over its budget; nil never does.
 	Load *load.Meter
 	// TargetSends is the forwarded taps per second per stream the push
-	// fleet should receive; sample is chosen to keep it there. Default: 2000.
+	// fleet should receive; sample is chosen to keep it there.
+	// Default: DefaultTargetSends.
 	TargetSends int64
 	// MaxDivisor caps the sample divisor; push nodes must use the same.
 	// Default: store.DefaultMaxDivisor.
@@ -109,6 +123,23 @@ type Options struct {
 	EdgeFeed *clientip.Resolver
 }
 
+// The defaults of Options, in one place: cmd/emojicast's flags use them too.
+const (
+	DefaultSyncInterval     = 100 * time.Millisecond
+	DefaultSyncTimeout      = 2 * time.Second
+	DefaultStaleAfter       = 5 * time.Second
+	DefaultMaxStreams       = 100_000
+	DefaultIdleAfter        = 60 * time.Second
+	DefaultBurstThreshold   = 20
+	DefaultBusyNextMS       = 1000
+	DefaultQuietNextMS      = 5000
+	DefaultQuietAfter       = 10 * time.Second
+	DefaultMinNextMS        = 500
+	DefaultCompactMinNextMS = 2000
+	DefaultMaxNextMS        = 30_000
+	DefaultTargetSends      = 2000
+)
+
 // unsyncedNextMS is next_ms for a stream the node has not synced yet: the
 // syncer fills it within a tick, so the viewer should come back soon.
 const unsyncedNextMS = 250
@@ -123,19 +154,19 @@ func (o *Options) fillDefaults() error {
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
-	setDefault(&o.SyncInterval, 100*time.Millisecond)
-	setDefault(&o.SyncTimeout, 2*time.Second)
-	setDefault(&o.StaleAfter, 5*time.Second)
-	setDefault(&o.MaxStreams, 100_000)
-	setDefault(&o.IdleAfter, 60*time.Second)
-	setDefault(&o.BurstThreshold, 20)
-	setDefault(&o.BusyNextMS, 1000)
-	setDefault(&o.QuietNextMS, 5000)
-	setDefault(&o.QuietAfter, 10*time.Second)
-	setDefault(&o.MinNextMS, 500)
-	setDefault(&o.CompactMinNextMS, 2000)
-	setDefault(&o.MaxNextMS, 30_000)
-	setDefault(&o.TargetSends, 2000)
+	setDefault(&o.SyncInterval, DefaultSyncInterval)
+	setDefault(&o.SyncTimeout, DefaultSyncTimeout)
+	setDefault(&o.StaleAfter, DefaultStaleAfter)
+	setDefault(&o.MaxStreams, DefaultMaxStreams)
+	setDefault(&o.IdleAfter, DefaultIdleAfter)
+	setDefault(&o.BurstThreshold, DefaultBurstThreshold)
+	setDefault(&o.BusyNextMS, DefaultBusyNextMS)
+	setDefault(&o.QuietNextMS, DefaultQuietNextMS)
+	setDefault(&o.QuietAfter, DefaultQuietAfter)
+	setDefault(&o.MinNextMS, DefaultMinNextMS)
+	setDefault(&o.CompactMinNextMS, DefaultCompactMinNextMS)
+	setDefault(&o.MaxNextMS, DefaultMaxNextMS)
+	setDefault(&o.TargetSends, DefaultTargetSends)
 	setDefault(&o.MaxDivisor, store.DefaultMaxDivisor)
 	setDefault(&o.ViewersPerAddress, 4)
 	setDefault(&o.MaxAddresses, 200_000)
@@ -169,6 +200,7 @@ func setDefault[T int | int64 | time.Duration](v *T, def T) {
 // syncer and Stop it on shutdown.
 type Pull struct {
 	opts    Options
+	syncLog logthrottle.Throttle
 	streams *registry
 	initial *control           // shared by new streams until their first sync
 	counted *ratelimit.Limiter // arrivals per (address, stream) and poll window
@@ -196,6 +228,7 @@ func New(opts Options) (*Pull, error) {
 	}
 	p := &Pull{
 		opts:    opts,
+		syncLog: logthrottle.Throttle{Every: opts.StaleAfter},
 		streams: newRegistry(opts.MaxStreams),
 		initial: &control{nextMS: opts.BusyNextMS, divisor: 1},
 		// Its rate and burst are unused: arrivals are taken per poll window.
@@ -303,11 +336,5 @@ func (p *Pull) syncLoop() {
 // logSyncError logs at most one sync error per StaleAfter, so an outage
 // does not flood the log ten times a second.
 func (p *Pull) logSyncError(err error) {
-	now := time.Now().UnixNano()
-	if last := lastSyncErrorLog.Load(); now-last < int64(p.opts.StaleAfter) || !lastSyncErrorLog.CompareAndSwap(last, now) {
-		return
-	}
-	p.opts.Logger.Warn("pull cannot sync with its store; serving what it has", "err", err)
+	p.syncLog.Warn(p.opts.Logger, "pull cannot sync with its store; serving what it has", "err", err)
 }
-
-var lastSyncErrorLog atomic.Int64

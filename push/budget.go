@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/store"
 )
 
@@ -59,6 +60,7 @@ type budget struct {
 	perSecond int
 	node      string
 	maxStream int
+	clock     clock.Clock // ages the fleet view
 
 	mu      sync.Mutex
 	streams map[string]*streamBudget
@@ -90,8 +92,8 @@ type streamBudget struct {
 	dead     bool  // forgotten as idle: callers must get the stream again
 }
 
-func newBudget(perSecond int, node string, maxStreams int) *budget {
-	b := &budget{perSecond: perSecond, node: node, maxStream: maxStreams, streams: make(map[string]*streamBudget)}
+func newBudget(perSecond int, node string, maxStreams int, clk clock.Clock) *budget {
+	b := &budget{perSecond: perSecond, node: node, maxStream: maxStreams, clock: clk, streams: make(map[string]*streamBudget)}
 	b.fleet.Store(&fleetView{})
 	return b
 }
@@ -155,7 +157,7 @@ func (b *budget) startSecond(sb *streamBudget, stream string, sec int64, perSeco
 	sb.second, sb.offered, sb.kept = sec, 0, 0
 	view := b.fleet.Load()
 	sb.seats = 0
-	if now := time.Now(); !view.at.IsZero() && now.Sub(view.at) <= store.CommentLoadTTL && !now.Before(view.seatsFrom) {
+	if now := b.clock.Now(); !view.at.IsZero() && now.Sub(view.at) <= store.CommentLoadTTL && !now.Before(view.seatsFrom) {
 		sb.seats = seats(perSecond, view.nodes, b.node, stream, sec)
 	}
 	rate := float64(sb.last + view.offered[stream])
@@ -269,13 +271,13 @@ func (b *budget) streamIDs() []string {
 
 // refresh reads the fleet's comment load for the node's streams. It runs
 // after the node reported itself live.
-func (b *budget) refresh(ctx context.Context, s store.Store) error {
+func (b *budget) refresh(ctx context.Context, s store.CommentLoadSharer) error {
 	ids := b.streamIDs()
 	load, err := s.CommentLoad(ctx, ids)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
+	now := b.clock.Now()
 	view := &fleetView{nodes: load.Nodes, offered: make(map[string]int64, len(ids)), at: now}
 	for i, id := range ids {
 		for _, l := range load.Streams[i] {

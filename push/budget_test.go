@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/store"
 )
 
@@ -48,7 +49,7 @@ func TestSeatsAddUpToTheBudget(t *testing.T) {
 // comments a second; together they keep at most 30 a second, about 27, and
 // a comment's chance is the same on either node and early or late.
 func TestBudgetSplitsAcrossNodesFairly(t *testing.T) {
-	a, b := newBudget(30, "a", 10), newBudget(30, "b", 10)
+	a, b := newBudget(30, "a", 10, clock.Real{}), newBudget(30, "b", 10, clock.Real{})
 	view := func(other int64) *fleetView {
 		return &fleetView{nodes: []string{"a", "b"}, offered: map[string]int64{"s": other}, at: time.Now()}
 	}
@@ -94,7 +95,7 @@ func TestBudgetSplitsAcrossNodesFairly(t *testing.T) {
 }
 
 func TestBudgetIsBounded(t *testing.T) {
-	b := newBudget(30, "a", 2)
+	b := newBudget(30, "a", 2, clock.Real{})
 	for _, s := range []string{"x", "y"} {
 		if _, _, ok := b.admit([]byte(s), 1, 0); !ok {
 			t.Fatal("refused a stream under the bound")
@@ -114,7 +115,7 @@ func TestBudgetIsBounded(t *testing.T) {
 // a second turned and arrives after the next second started is counted in
 // the new second, so the old one's seats cannot be handed out again.
 func TestBudgetSecondsNeverReopen(t *testing.T) {
-	b := newBudget(30, "a", 10)
+	b := newBudget(30, "a", 10, clock.Real{})
 	b.fleet.Store(&fleetView{nodes: []string{"a"}, at: time.Now()})
 	kept := 0
 	for i := range 200 {
@@ -137,13 +138,14 @@ func TestBudgetSecondsNeverReopen(t *testing.T) {
 // they have all counted it; and when it cannot read the fleet for longer
 // than the others remember it, it takes none.
 func TestBudgetJoinsBeforeTakingSeats(t *testing.T) {
-	st := store.NewMemory(store.MemoryOptions{})
+	clk := clock.NewManual(t0)
+	st := store.NewMemory(store.MemoryOptions{Clock: clk})
 	ctx := context.Background()
 	keeps := func(b *budget, sec int64) bool {
 		keep, _, _ := b.admit([]byte("s"), sec, 0)
 		return keep
 	}
-	a := newBudget(30, "a", 10)
+	a := newBudget(30, "a", 10, clk)
 	if keeps(a, 1) {
 		t.Fatal("a node that never read the fleet kept a comment")
 	}
@@ -156,7 +158,7 @@ func TestBudgetJoinsBeforeTakingSeats(t *testing.T) {
 	if !keeps(a, 2) {
 		t.Fatal("a node alone did not keep the first comment of a second once it read the fleet")
 	}
-	b := newBudget(30, "b", 10)
+	b := newBudget(30, "b", 10, clk)
 	if err := st.ReportComments(ctx, "b", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +168,7 @@ func TestBudgetJoinsBeforeTakingSeats(t *testing.T) {
 	if keeps(b, 3) {
 		t.Fatal("a node joining a live fleet took a seat before the others counted it")
 	}
-	time.Sleep(2*commentLoadInterval + 10*time.Millisecond)
+	clk.Add(2*commentLoadInterval + 10*time.Millisecond)
 	if err := b.refresh(ctx, st); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +176,7 @@ func TestBudgetJoinsBeforeTakingSeats(t *testing.T) {
 		t.Fatal("a joined node did not keep a comment after the wait")
 	}
 	stale := *b.fleet.Load()
-	stale.at = time.Now().Add(-store.CommentLoadTTL - time.Second)
+	stale.at = clk.Now().Add(-store.CommentLoadTTL - time.Second)
 	b.fleet.Store(&stale)
 	if keeps(b, 5) {
 		t.Fatal("a node that could not read the fleet for longer than the others remember it kept a comment")

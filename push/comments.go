@@ -209,14 +209,7 @@ func (p *Push) maskSafely(text string) (r maskResult) {
 // logFilterFailure logs at most one filter failure a minute; the metric
 // counts every one.
 func (p *Push) logFilterFailure(err error) {
-	now := time.Now()
-	p.filterLogMu.Lock()
-	defer p.filterLogMu.Unlock()
-	if now.Sub(p.filterLogged) < time.Minute {
-		return
-	}
-	p.filterLogged = now
-	p.opts.Logger.Warn("comment filter failed; comments go out unmasked meanwhile", "err", err)
+	p.filterLog.Warn(p.opts.Logger, "comment filter failed; comments go out unmasked meanwhile", "err", err)
 }
 
 // pendingComments are the comments accepted since the last flush. They are

@@ -110,7 +110,7 @@ func (d *divisors) get(stream []byte, now int64) *streamDivisor {
 // load reads the divisor of a stream the node does not know yet, waiting
 // at most timeout; concurrent sends share one read. A read that failed is
 // not retried within the same second: the background refresh takes over.
-func (d *divisors) load(sd *streamDivisor, stream []byte, s store.Store, timeout time.Duration, now int64) {
+func (d *divisors) load(sd *streamDivisor, stream []byte, s store.ControlReader, timeout time.Duration, now int64) {
 	sd.mu.Lock()
 	if sd.current.Load() != 0 || sd.failed == now {
 		sd.mu.Unlock()
@@ -148,7 +148,7 @@ func (d *divisors) load(sd *streamDivisor, stream []byte, s store.Store, timeout
 
 // refresh reads the current divisors of the streams sent to within
 // recentFor seconds and forgets the others.
-func (d *divisors) refresh(ctx context.Context, s store.Store, now int64) error {
+func (d *divisors) refresh(ctx context.Context, s store.ControlReader, now int64) error {
 	ids, entries := d.snapshot(now - recentFor)
 	if len(ids) == 0 {
 		return nil

@@ -20,6 +20,7 @@ import (
 
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
+	"github.com/emojicast/emojicast/internal/logthrottle"
 	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/moderation"
 	"github.com/emojicast/emojicast/ratelimit"
@@ -27,11 +28,19 @@ import (
 	"github.com/emojicast/emojicast/token"
 )
 
+// Store is what a push node uses of a store: it writes sums and comments,
+// reads the sample divisors and shares its comment load.
+type Store interface {
+	store.Writer
+	store.ControlReader
+	store.CommentLoadSharer
+}
+
 // Target is a store the node writes its sums to. A node may write to several
 // (one per region); each has its own backlog.
 type Target struct {
 	Name  string
-	Store store.Store
+	Store Store
 }
 
 // Options configures a Push node. Zero fields take the default in their comment.
@@ -52,15 +61,16 @@ type Options struct {
 	// never sheds.
 	Load *load.Meter
 	// FlushInterval is how often sums are written to the store.
-	// Default: 250ms. It must stay well under store.DefaultSealDelay.
+	// Default: DefaultFlushInterval. It must stay well under the seal delay.
 	FlushInterval time.Duration
-	// FlushTimeout bounds one write to a store. Default: 2s.
+	// FlushTimeout bounds one write to a store. Default: DefaultFlushTimeout.
 	FlushTimeout time.Duration
-	// UserRate is the taps per second each user may send. Default: 10.
+	// UserRate is the taps per second each user may send. Default: DefaultUserRate.
 	UserRate float64
-	// UserBurst is the taps a user may send at once. Default: 20; at least MaxCount.
+	// UserBurst is the taps a user may send at once. Default:
+	// DefaultUserBurst; at least MaxCount.
 	UserBurst int
-	// MaxUsers bounds the users whose rate is remembered. Default: 1,000,000.
+	// MaxUsers bounds the users whose rate is remembered. Default: DefaultMaxUsers.
 	MaxUsers int
 	// MaxDivisor is the largest sample divisor the fleet may advertise
 	// (the pull nodes' cap, the same on every node): a send stating a
@@ -73,25 +83,26 @@ type Options struct {
 	// must come from ratelimit.NewShared; names must differ and not be "u".
 	SharedLimits []SharedLimit
 	// MaxStreams bounds the streams summed between flushes; sends for new
-	// streams past it get 503. Default: 100,000.
+	// streams past it get 503. Default: DefaultMaxStreams.
 	MaxStreams int
 	// MaxBacklog bounds the deltas and comments waiting per target while
 	// its store is unreachable; the oldest seconds are dropped past it.
-	// Default: 1,000,000.
+	// Default: DefaultMaxBacklog.
 	MaxBacklog int
 	// CommentBudget is the most comments a stream broadcasts per second,
 	// across the push fleet (see budget.go). Every push node of a
-	// deployment must use the same. Default: 30.
+	// deployment must use the same. Default: store.DefaultMaxComments.
 	CommentBudget int
 	// CommentUserRate is the comments per second each user may send.
-	// Default: 0.5 (one every 2 s).
+	// Default: DefaultCommentUserRate.
 	CommentUserRate float64
-	// CommentUserBurst is the comments a user may send at once. Default: 3.
+	// CommentUserBurst is the comments a user may send at once.
+	// Default: DefaultCommentUserBurst.
 	CommentUserBurst int
 	// Filter masks blocked words in comments; nil masks none.
 	Filter Masker
 	// FilterTimeout is the longest a comment waits for Filter before it
-	// goes out unmasked. Default: 20ms.
+	// goes out unmasked. Default: DefaultFilterTimeout.
 	FilterTimeout time.Duration
 	// Moderation holds the operators' stream settings and bans; nil
 	// enforces none.
@@ -99,6 +110,23 @@ type Options struct {
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
 }
+
+// The defaults of Options, in one place: cmd/emojicast's flags use them too.
+const (
+	// DefaultFlushInterval stays well under store.DefaultSealDelay, so a
+	// second's sums reach the store before it is sealed.
+	DefaultFlushInterval = 250 * time.Millisecond
+	DefaultFlushTimeout  = 2 * time.Second
+	DefaultUserRate      = 10
+	DefaultUserBurst     = 20
+	DefaultMaxUsers      = 1_000_000
+	DefaultMaxStreams    = 100_000
+	DefaultMaxBacklog    = 1_000_000
+	// DefaultCommentUserRate is one comment every 2 s.
+	DefaultCommentUserRate  = 0.5
+	DefaultCommentUserBurst = 3
+	DefaultFilterTimeout    = 20 * time.Millisecond
+)
 
 func (o *Options) fillDefaults() error {
 	if len(o.Targets) == 0 {
@@ -111,43 +139,43 @@ func (o *Options) fillDefaults() error {
 		o.Clock = clock.Real{}
 	}
 	if o.FlushInterval <= 0 {
-		o.FlushInterval = 250 * time.Millisecond
+		o.FlushInterval = DefaultFlushInterval
 	}
 	if o.FlushTimeout <= 0 {
-		o.FlushTimeout = 2 * time.Second
+		o.FlushTimeout = DefaultFlushTimeout
 	}
 	if o.UserRate <= 0 {
-		o.UserRate = 10
+		o.UserRate = DefaultUserRate
 	}
 	if o.UserBurst <= 0 {
-		o.UserBurst = 20
+		o.UserBurst = DefaultUserBurst
 	}
 	if o.UserBurst < MaxCount {
 		return fmt.Errorf("push: user burst %d is below the largest count %d, so such sends could never pass", o.UserBurst, MaxCount)
 	}
 	if o.MaxUsers <= 0 {
-		o.MaxUsers = 1_000_000
+		o.MaxUsers = DefaultMaxUsers
 	}
 	if o.MaxStreams <= 0 {
-		o.MaxStreams = 100_000
+		o.MaxStreams = DefaultMaxStreams
 	}
 	if o.MaxDivisor <= 0 {
 		o.MaxDivisor = store.DefaultMaxDivisor
 	}
 	if o.MaxBacklog <= 0 {
-		o.MaxBacklog = 1_000_000
+		o.MaxBacklog = DefaultMaxBacklog
 	}
 	if o.CommentBudget <= 0 {
 		o.CommentBudget = store.DefaultMaxComments
 	}
 	if o.CommentUserRate <= 0 {
-		o.CommentUserRate = 0.5
+		o.CommentUserRate = DefaultCommentUserRate
 	}
 	if o.CommentUserBurst <= 0 {
-		o.CommentUserBurst = 3
+		o.CommentUserBurst = DefaultCommentUserBurst
 	}
 	if o.FilterTimeout <= 0 {
-		o.FilterTimeout = 20 * time.Millisecond
+		o.FilterTimeout = DefaultFilterTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -173,16 +201,17 @@ type Push struct {
 	nodeID   string
 	seq      atomic.Uint64
 
-	commenters   *ratelimit.Limiter
-	slowMode     *moderation.SlowMode
-	commentSeq   atomic.Uint64
-	budget       *budget
-	pending      pendingComments
-	masking      chan struct{} // semaphore of masking calls under way
-	filterLogMu  sync.Mutex
-	filterLogged time.Time
+	commenters *ratelimit.Limiter
+	slowMode   *moderation.SlowMode
+	commentSeq atomic.Uint64
+	budget     *budget
+	pending    pendingComments
+	masking    chan struct{} // semaphore of masking calls under way
+	filterLog  logthrottle.Throttle
 
-	flushMu      sync.Mutex // serializes Flush; guards the fields below
+	flushMu sync.Mutex // serializes Flush's hand-over of sums
+
+	refreshing   atomic.Bool // a divisor read is under way; guards the fields below
 	refreshedSec int64
 	refreshedAt  time.Time
 
@@ -218,6 +247,7 @@ func New(opts Options) (*Push, error) {
 		commenters:  ratelimit.New(opts.CommentUserRate, opts.CommentUserBurst, opts.MaxUsers),
 		slowMode:    moderation.NewSlowMode(opts.MaxUsers),
 		masking:     make(chan struct{}, maxMasking),
+		filterLog:   logthrottle.Throttle{Every: time.Minute},
 		stop:        make(chan struct{}),
 		loopDone:    make(chan struct{}),
 		loadDone:    make(chan struct{}),
@@ -231,7 +261,10 @@ func New(opts Options) (*Push, error) {
 	} else {
 		p.users = ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers)
 	}
-	p.budget = newBudget(opts.CommentBudget, p.nodeID, opts.MaxStreams)
+	// The fleet view ages in real time, like the ticker that refreshes it:
+	// on a test clock that jumps whole seconds it would go stale between
+	// two ticks.
+	p.budget = newBudget(opts.CommentBudget, p.nodeID, opts.MaxStreams, clock.Real{})
 	for i, t := range opts.Targets {
 		name := t.Name
 		if name == "" {
@@ -282,13 +315,18 @@ const divisorRefresh = 500 * time.Millisecond
 
 // refreshDivisors reads the sample divisors from the first target, the
 // node's own region, whose pull nodes advertise them to its viewers, when
-// a new second started or divisorRefresh passed since the last read.
+// a new second started or divisorRefresh passed since the last read. A
+// caller that finds a read under way leaves it to that one.
 func (p *Push) refreshDivisors() {
-	now := p.opts.Clock.Now()
-	if now.Unix() == p.refreshedSec && time.Since(p.refreshedAt) < divisorRefresh {
+	if !p.refreshing.CompareAndSwap(false, true) {
 		return
 	}
-	p.refreshedSec, p.refreshedAt = now.Unix(), time.Now()
+	defer p.refreshing.Store(false)
+	now := p.opts.Clock.Now()
+	if now.Unix() == p.refreshedSec && now.Sub(p.refreshedAt) < divisorRefresh {
+		return
+	}
+	p.refreshedSec, p.refreshedAt = now.Unix(), now
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.FlushTimeout)
 	defer cancel()
 	if err := p.divisors.refresh(ctx, p.targets[0].store, now.Unix()); err != nil {
@@ -302,10 +340,18 @@ const maxBatch = 4096
 // Flush moves the sums accepted so far into every target's queue, wakes
 // the senders and refreshes the sample divisors when due. The flusher calls
 // it every FlushInterval; it is safe to call from other goroutines too.
+// The divisor read is a store round trip, so it runs after the hand-over,
+// outside flushMu: another Flush never waits for it.
 func (p *Push) Flush() {
+	p.handOver()
+	p.refreshDivisors()
+}
+
+// handOver moves the sums and comments accepted so far into every
+// target's queue.
+func (p *Push) handOver() {
 	p.flushMu.Lock()
 	defer p.flushMu.Unlock()
-	defer p.refreshDivisors()
 	idleBefore := p.opts.Clock.Now().Unix() - 5
 	deltas := p.agg.drain(nil, p.opts.Emojis, idleBefore)
 	comments := p.pending.drain()

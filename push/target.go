@@ -19,7 +19,7 @@ import (
 // batches, which hold the oldest seconds, are dropped and counted.
 type target struct {
 	name       string
-	store      store.Store
+	store      Store
 	timeout    time.Duration
 	maxBacklog int
 	log        *slog.Logger
@@ -35,7 +35,7 @@ type target struct {
 	done      chan struct{}
 }
 
-func newTarget(name string, s store.Store, timeout time.Duration, maxBacklog int, log *slog.Logger) *target {
+func newTarget(name string, s Store, timeout time.Duration, maxBacklog int, log *slog.Logger) *target {
 	t := &target{
 		name: name, store: s, timeout: timeout, maxBacklog: maxBacklog, log: log,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),

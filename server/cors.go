@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/emojicast/emojicast/api"
 )
 
 // cors answers browsers' cross-origin checks on the API routes.
@@ -28,9 +30,6 @@ type cors struct {
 }
 
 var (
-	headerOrigin          = []byte("Origin")
-	headerVary            = []byte("Vary")
-	headerAllow           = []byte("Allow")
 	headerAllowOrigin     = []byte("Access-Control-Allow-Origin")
 	headerExposeHeaders   = []byte("Access-Control-Expose-Headers")
 	headerAllowMethods    = []byte("Access-Control-Allow-Methods")
@@ -38,11 +37,8 @@ var (
 	headerMaxAge          = []byte("Access-Control-Max-Age")
 	headerRequestMethod   = []byte("Access-Control-Request-Method")
 	anyOrigin             = []byte("*")
-	exposedHeaders        = []byte("Retry-After")
 	allowedHeaders        = []byte("Authorization, Content-Type, If-None-Match")
 	preflightMaxAge       = []byte("86400")
-	varyOrigin            = []byte("Origin")
-	varyAcceptEncoding    = []byte("Accept-Encoding")
 	varyAcceptEncodingAnd = []byte("Accept-Encoding, Origin")
 )
 
@@ -106,19 +102,19 @@ func (c *cors) apply(ctx *fasthttp.RequestCtx) {
 	if c.anyOrigin {
 		h.SetCanonical(headerAllowOrigin, anyOrigin)
 		if expose {
-			h.SetCanonical(headerExposeHeaders, exposedHeaders)
+			h.SetCanonical(headerExposeHeaders, api.HeaderRetryAfter)
 		}
 		return
 	}
-	if bytes.Equal(h.PeekBytes(headerVary), varyAcceptEncoding) {
-		h.SetCanonical(headerVary, varyAcceptEncodingAnd)
+	if bytes.Equal(h.PeekBytes(api.HeaderVary), api.HeaderAcceptEncoding) {
+		h.SetCanonical(api.HeaderVary, varyAcceptEncodingAnd)
 	} else {
-		h.SetCanonical(headerVary, varyOrigin)
+		h.SetCanonical(api.HeaderVary, api.HeaderOrigin)
 	}
-	if origin := ctx.Request.Header.PeekBytes(headerOrigin); len(origin) > 0 && c.allowed(origin) {
+	if origin := ctx.Request.Header.PeekBytes(api.HeaderOrigin); len(origin) > 0 && c.allowed(origin) {
 		h.SetCanonical(headerAllowOrigin, origin)
 		if expose {
-			h.SetCanonical(headerExposeHeaders, exposedHeaders)
+			h.SetCanonical(headerExposeHeaders, api.HeaderRetryAfter)
 		}
 	}
 }
@@ -129,7 +125,7 @@ func (c *cors) apply(ctx *fasthttp.RequestCtx) {
 func (c *cors) options(ctx *fasthttp.RequestCtx, methods string) {
 	h := &ctx.Response.Header
 	h.SetStatusCode(fasthttp.StatusNoContent)
-	h.SetCanonical(headerAllow, []byte(methods))
+	h.SetCanonical(api.HeaderAllow, []byte(methods))
 	if !c.enabled || len(ctx.Request.Header.PeekBytes(headerRequestMethod)) == 0 {
 		return
 	}

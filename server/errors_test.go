@@ -313,17 +313,24 @@ func TestTokenRotationOverHTTP(t *testing.T) {
 	}
 }
 
-// TestDrainingAnswersUnavailable: while the server drains, readyz is 503
-// and new requests get 503 unavailable with Retry-After.
+// TestDrainingAnswersUnavailable: during the drain delay readyz is 503
+// while requests are still served; once Shutdown began, requests on open
+// connections get 503 unavailable with Retry-After.
 func TestDrainingAnswersUnavailable(t *testing.T) {
 	n := startNode(t)
 	n.srv.StartDraining()
+	checkError(t, n.do("GET", "/readyz", "", nil), 503, "unavailable")
+	if r := n.do("GET", "/v1/streams/s/reactions", "", nil); r.status != 200 {
+		t.Fatalf("poll during the drain delay: %d %s; want 200, requests are served until Shutdown", r.status, r.body)
+	}
+	// What Shutdown sets before it closes the listener; a request that
+	// arrives on a connection still open then is refused.
+	n.srv.draining.Store(true)
 	r := n.do("GET", "/v1/streams/s/reactions", "", nil)
 	checkError(t, r, 503, "unavailable")
 	if r.header.Get("Retry-After") == "" {
 		t.Fatal("503 without Retry-After")
 	}
-	checkError(t, n.do("GET", "/readyz", "", nil), 503, "unavailable")
 	if r := n.do("GET", "/healthz", "", nil); r.status != 200 {
 		t.Fatalf("healthz while draining: %d; want 200, the process still runs", r.status)
 	}
@@ -331,5 +338,34 @@ func TestDrainingAnswersUnavailable(t *testing.T) {
 	defer cancel()
 	if err := n.srv.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := n.srv.Err(); err != nil {
+		t.Fatalf("Err after Shutdown: %v; want nil", err)
+	}
+}
+
+// TestServeFailureIsReported: when the listener fails, Done is closed and
+// Err and Shutdown say so, for the process to stop rather than run on
+// without serving.
+func TestServeFailureIsReported(t *testing.T) {
+	n := startNode(t)
+	select {
+	case <-n.srv.Done():
+		t.Fatal("Done closed while serving")
+	default:
+	}
+	_ = n.srv.ln.Listener.Close()
+	select {
+	case <-n.srv.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed after the listener failed")
+	}
+	if n.srv.Err() == nil {
+		t.Fatal("Err is nil after Serve stopped on its own")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.srv.Shutdown(ctx); err == nil {
+		t.Fatal("Shutdown after a failed Serve returned nil")
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emojicast/emojicast/api"
 	"github.com/emojicast/emojicast/clientip"
+	"github.com/emojicast/emojicast/internal/logthrottle"
 )
 
 // errTooManyConns answers a connection from an address that already holds
@@ -64,14 +65,15 @@ type limitListener struct {
 	perIP map[netip.Addr]int // only addresses with open connections: bounded by maxConns
 	conns map[*limitedConn]struct{}
 
-	refusing chan struct{}
-	lastLog  atomic.Int64
+	refusing  chan struct{}
+	acceptLog logthrottle.Throttle
 }
 
 func newLimitListener(ln net.Listener, maxConns, maxPerIP int, trusted *clientip.Resolver, logger *slog.Logger) *limitListener {
 	return &limitListener{
 		Listener: ln, maxConns: maxConns, maxPerIP: maxPerIP, trusted: trusted, logger: logger,
 		perIP: make(map[netip.Addr]int), conns: make(map[*limitedConn]struct{}), refusing: make(chan struct{}, maxRefusing),
+		acceptLog: logthrottle.Throttle{Every: time.Minute},
 	}
 }
 
@@ -86,7 +88,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			if !isTemporary(err) {
 				return nil, err
 			}
-			l.logThrottled("cannot accept connections; retrying", err)
+			l.acceptLog.Warn(l.logger, "cannot accept connections; retrying", "err", err)
 			time.Sleep(backoff)
 			backoff = min(2*backoff, time.Second)
 			continue
@@ -206,14 +208,6 @@ func (l *limitListener) refuse(c net.Conn, resp []byte) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 		_ = c.Close()
 	}()
-}
-
-func (l *limitListener) logThrottled(msg string, err error) {
-	now := time.Now().UnixNano()
-	if last := l.lastLog.Load(); now-last < int64(time.Minute) || !l.lastLog.CompareAndSwap(last, now) {
-		return
-	}
-	l.logger.Warn(msg, "err", err)
 }
 
 // limitedConn gives its slot back when it is closed.

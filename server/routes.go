@@ -15,11 +15,9 @@ import (
 var metricsHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.Handler())
 
 var (
-	bodyOK          = []byte(`{"status":"ok"}`)
-	bodyReady       = []byte(`{"status":"ready"}`)
-	cacheEmojis     = []byte("public, max-age=300")
-	headerCache     = []byte("Cache-Control")
-	contentTypeJSON = []byte("application/json")
+	bodyOK      = []byte(`{"status":"ok"}`)
+	bodyReady   = []byte(`{"status":"ready"}`)
+	cacheEmojis = []byte("public, max-age=300")
 	// headerContentLength is how a Content-Length line starts, name and
 	// colon, in any case.
 	headerContentLength = []byte("content-length:")
@@ -91,7 +89,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 	case api.RouteEmojis:
 		if s.allow(ctx, get, "GET, HEAD") {
 			api.WriteJSON(ctx, fasthttp.StatusOK, s.opts.Emojis.JSON())
-			ctx.Response.Header.SetCanonical(headerCache, cacheEmojis)
+			ctx.Response.Header.SetCanonical(api.HeaderCacheControl, cacheEmojis)
 		}
 	case api.RouteHealthz:
 		if s.allow(ctx, get, "GET, HEAD") {
@@ -218,7 +216,7 @@ func (s *Server) validStream(ctx *fasthttp.RequestCtx, stream []byte) bool {
 func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	reason := ""
 	switch {
-	case s.draining.Load():
+	case s.notReady.Load():
 		reason = "shutting down"
 	case s.opts.Push != nil:
 		if ok, why := s.opts.Push.Ready(); !ok {

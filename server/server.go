@@ -29,7 +29,7 @@ import (
 
 // Options configures a Server. Zero fields take the default in their comment.
 type Options struct {
-	// Addr is the address to listen on. Default: ":8080".
+	// Addr is the address to listen on. Default: DefaultAddr.
 	Addr string
 	// Push serves sends when set.
 	Push *push.Push
@@ -44,38 +44,38 @@ type Options struct {
 	Emojis *emoji.Set
 	// Load counts every request against the process's budget when set.
 	Load *load.Meter
-	// ReadTimeout bounds reading one request, headers and body. Default: 5s.
+	// ReadTimeout bounds reading one request, headers and body.
+	// Default: DefaultReadTimeout.
 	ReadTimeout time.Duration
-	// WriteTimeout bounds writing one response. Default: 5s.
+	// WriteTimeout bounds writing one response. Default: DefaultWriteTimeout.
 	WriteTimeout time.Duration
 	// IdleTimeout is how long a keep-alive connection may wait for its next
-	// request. Default: 30s.
+	// request. Default: DefaultIdleTimeout.
 	IdleTimeout time.Duration
-	// MaxConns bounds concurrent connections. Default: 16,000 (below the
-	// 20,000 open files these machines allow).
+	// MaxConns bounds concurrent connections. Default: DefaultMaxConns.
 	MaxConns int
 	// MaxConnsPerIP bounds concurrent connections from one client address
 	// (an IPv6 /56); TrustedProxies are exempt. Past it a connection gets
-	// 429 rate_limited. Default: 1,000, room for a carrier-grade NAT.
+	// 429 rate_limited. Default: DefaultMaxConnsPerIP.
 	MaxConnsPerIP int
-	// MaxHeaderBytes bounds a request's headers. Default: 8 KiB.
+	// MaxHeaderBytes bounds a request's headers. Default: DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
 	// TrustedProxies are the load balancers and CDN edges in front of the
 	// server: their connections are exempt from MaxConnsPerIP, and their
 	// X-Forwarded-For names the client. Default: none.
 	TrustedProxies []netip.Prefix
 	// SendRatePerIP is the sends per second one client address may make.
-	// Default: 50.
+	// Default: DefaultSendRatePerIP.
 	SendRatePerIP float64
 	// SendBurstPerIP is the sends one client address may make at once.
-	// Default: 100.
+	// Default: DefaultSendBurstPerIP.
 	SendBurstPerIP int
 	// WatchRatePerIP is the watches per second one client address may make;
 	// a poll that makes this node start serving a stream counts as a watch.
-	// Default: 20.
+	// Default: DefaultWatchRatePerIP.
 	WatchRatePerIP float64
 	// WatchBurstPerIP is the watches one client address may make at once.
-	// Default: 100.
+	// Default: DefaultWatchBurstPerIP.
 	WatchBurstPerIP int
 	// PollRatePerIP is the polls per second one client address may make of
 	// one stream; a viewer polls at most every next_ms, so this leaves
@@ -85,7 +85,7 @@ type Options struct {
 	// make at once. Default: 100.
 	PollBurstPerIP int
 	// MaxClientIPs bounds the client addresses each per-address limit
-	// remembers. Default: 200,000.
+	// remembers. Default: DefaultMaxClientIPs.
 	MaxClientIPs int
 	// SendLimiter is the per-address limit of sends when the caller
 	// shares it across the push fleet (push.Options.SharedLimits); its
@@ -101,6 +101,26 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// The defaults of Options, in one place: cmd/emojicast's flags use them too.
+const (
+	DefaultAddr         = ":8080"
+	DefaultReadTimeout  = 5 * time.Second
+	DefaultWriteTimeout = 5 * time.Second
+	DefaultIdleTimeout  = 30 * time.Second
+	// DefaultMaxConns stays below the 20,000 open files these machines allow.
+	DefaultMaxConns = 16_000
+	// DefaultMaxConnsPerIP leaves room for a carrier-grade NAT.
+	DefaultMaxConnsPerIP   = 1000
+	DefaultMaxHeaderBytes  = 8 << 10
+	DefaultSendRatePerIP   = 50
+	DefaultSendBurstPerIP  = 100
+	DefaultWatchRatePerIP  = 20
+	DefaultWatchBurstPerIP = 100
+	DefaultPollRatePerIP   = 50
+	DefaultPollBurstPerIP  = 100
+	DefaultMaxClientIPs    = 200_000
+)
+
 // maxBodyRead is what the server reads of a body before refusing it. It is
 // above push.MaxBody so that a body a little too large is read whole and
 // answered 413 on a connection that stays usable; larger ones are refused
@@ -110,24 +130,24 @@ const maxBodyRead = 8 << 10
 
 func (o *Options) fillDefaults() {
 	if o.Addr == "" {
-		o.Addr = ":8080"
+		o.Addr = DefaultAddr
 	}
 	if o.Emojis == nil {
 		o.Emojis = emoji.Default()
 	}
-	setDefault(&o.ReadTimeout, 5*time.Second)
-	setDefault(&o.WriteTimeout, 5*time.Second)
-	setDefault(&o.IdleTimeout, 30*time.Second)
-	setDefault(&o.MaxConns, 16_000)
-	setDefault(&o.MaxConnsPerIP, 1000)
-	setDefault(&o.MaxHeaderBytes, 8<<10)
-	setDefault(&o.SendRatePerIP, 50)
-	setDefault(&o.SendBurstPerIP, 100)
-	setDefault(&o.WatchRatePerIP, 20)
-	setDefault(&o.WatchBurstPerIP, 100)
-	setDefault(&o.PollRatePerIP, 50)
-	setDefault(&o.PollBurstPerIP, 100)
-	setDefault(&o.MaxClientIPs, 200_000)
+	setDefault(&o.ReadTimeout, DefaultReadTimeout)
+	setDefault(&o.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&o.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&o.MaxConns, DefaultMaxConns)
+	setDefault(&o.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	setDefault(&o.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDefault(&o.SendRatePerIP, DefaultSendRatePerIP)
+	setDefault(&o.SendBurstPerIP, DefaultSendBurstPerIP)
+	setDefault(&o.WatchRatePerIP, DefaultWatchRatePerIP)
+	setDefault(&o.WatchBurstPerIP, DefaultWatchBurstPerIP)
+	setDefault(&o.PollRatePerIP, DefaultPollRatePerIP)
+	setDefault(&o.PollBurstPerIP, DefaultPollBurstPerIP)
+	setDefault(&o.MaxClientIPs, DefaultMaxClientIPs)
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
@@ -150,8 +170,10 @@ type Server struct {
 	proxies  *clientip.Resolver
 	perIP    ipLimits
 	cors     cors
-	draining atomic.Bool
-	served   chan error
+	notReady atomic.Bool // /readyz answers 503: set by StartDraining and Shutdown
+	draining atomic.Bool // requests are refused: set by Shutdown
+	served   chan struct{}
+	serveErr error // why Serve returned; read after served is closed
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -165,7 +187,7 @@ func New(opts Options) *Server {
 		proxies: clientip.New(opts.TrustedProxies),
 		perIP:   newIPLimits(&opts),
 		cors:    newCORS(opts.CORSOrigins),
-		served:  make(chan error, 1),
+		served:  make(chan struct{}),
 	}
 	s.srv = &fasthttp.Server{
 		Handler:      s.handle,
@@ -205,29 +227,58 @@ func (s *Server) Listen() error {
 // Addr returns the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Serve serves until Shutdown, in the background; Wait returns its error.
+// errStopped is why Serve returned when it stopped without an error of its
+// own before Shutdown.
+var errStopped = errors.New("server: stopped serving before Shutdown")
+
+// Serve serves until Shutdown, in the background. Done is closed if it
+// stops, and Err says why.
 func (s *Server) Serve() {
-	go func() { s.served <- s.srv.Serve(s.ln) }()
+	go func() {
+		defer close(s.served)
+		err := s.srv.Serve(s.ln)
+		if err == nil && !s.draining.Load() {
+			err = errStopped
+		}
+		s.serveErr = err
+	}()
 }
 
-// Shutdown drains the server: /readyz turns 503 at once so load balancers
-// stop sending, new requests get 503 unavailable with Connection: close,
-// and requests under way finish until ctx is done. It is idempotent.
+// Done is closed when Serve has stopped: after Shutdown, or on its own when
+// the listener fails, and then the process should stop too.
+func (s *Server) Done() <-chan struct{} { return s.served }
+
+// Err returns why Serve stopped, once Done is closed; nil after Shutdown.
+func (s *Server) Err() error {
+	select {
+	case <-s.served:
+		return s.serveErr
+	default:
+		return nil
+	}
+}
+
+// Shutdown drains the server: /readyz turns 503, the listener closes, new
+// requests on open connections get 503 unavailable with Connection: close,
+// and requests under way finish until ctx is done. It returns Serve's error
+// if Serve failed. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
+		s.notReady.Store(true)
 		s.draining.Store(true)
 		err := s.srv.ShutdownWithContext(ctx)
-		if serveErr := <-s.served; serveErr != nil && err == nil {
-			err = serveErr
+		<-s.served
+		if s.serveErr != nil && err == nil {
+			err = s.serveErr
 		}
 		s.shutdownErr = err
 	})
 	return s.shutdownErr
 }
 
-// StartDraining turns /readyz to 503 and refuses new requests while the
-// listener stays open, so load balancers notice before connections close.
-func (s *Server) StartDraining() { s.draining.Store(true) }
+// StartDraining turns /readyz to 503 while requests are still served, so
+// load balancers stop sending before Shutdown closes the listener.
+func (s *Server) StartDraining() { s.notReady.Store(true) }
 
 type fasthttpLogger struct{ l *slog.Logger }
 

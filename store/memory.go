@@ -263,8 +263,5 @@ func (m *Memory) evictOldest() {
 	}
 }
 
-// Ping implements Store; memory is always reachable.
-func (m *Memory) Ping(context.Context) error { return nil }
-
 // Close implements Store.
 func (m *Memory) Close() error { return nil }

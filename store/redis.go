@@ -631,13 +631,5 @@ func (r *Redis) runAll(ctx context.Context, s *redis.Script, calls []scriptCall)
 	return cmds, nil
 }
 
-// Ping implements Store.
-func (r *Redis) Ping(ctx context.Context) error {
-	if err := r.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("cannot ping redis: %w", err)
-	}
-	return nil
-}
-
 // Close implements Store: it closes the client.
 func (r *Redis) Close() error { return r.client.Close() }

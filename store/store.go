@@ -229,11 +229,53 @@ type Store interface {
 	// CommentLoad returns the live push nodes and the fresh comment
 	// reports for each stream.
 	CommentLoad(ctx context.Context, streams []string) (CommentLoad, error)
-	// Ping reports whether the store is reachable.
-	Ping(ctx context.Context) error
 	// Close releases the store's resources.
 	Close() error
 }
+
+// The parts of Store each caller uses, so that it takes only those (as
+// centrifuge splits Broker from PresenceManager): push.Store and
+// pull.Store are made of them. Their methods are documented on Store.
+type (
+	// Writer takes push nodes' sums and comments.
+	Writer interface {
+		Add(ctx context.Context, batch Batch) error
+	}
+	// Reader gives pull nodes the sealed seconds.
+	Reader interface {
+		Horizon(ctx context.Context) (int64, error)
+		Collect(ctx context.Context, cursors []Cursor) (Collection, error)
+	}
+	// HistoryReader gives pull nodes the kept seconds of a stream for
+	// replay.
+	HistoryReader interface {
+		History(ctx context.Context, stream string, from, to int64) (History, error)
+	}
+	// ControlReporter takes pull nodes' per-stream reports.
+	ControlReporter interface {
+		ReportControl(ctx context.Context, node string, reports []ControlReport) error
+	}
+	// ControlReader gives the fleet's per-stream figures: the sample
+	// divisors to push nodes, viewers and divisors to pull nodes.
+	ControlReader interface {
+		Control(ctx context.Context, streams []string) ([]Control, error)
+	}
+	// CommentLoadSharer is where push nodes share their comment load.
+	CommentLoadSharer interface {
+		ReportComments(ctx context.Context, node string, reports []CommentReport) error
+		CommentLoad(ctx context.Context, streams []string) (CommentLoad, error)
+	}
+)
+
+// Store has every part.
+var (
+	_ Writer            = Store(nil)
+	_ Reader            = Store(nil)
+	_ HistoryReader     = Store(nil)
+	_ ControlReporter   = Store(nil)
+	_ ControlReader     = Store(nil)
+	_ CommentLoadSharer = Store(nil)
+)
 
 // Horizon returns the newest second sealed at time now with the given delay.
 func Horizon(now time.Time, sealDelay time.Duration) int64 {

@@ -19,6 +19,10 @@ import (
 // MinSecretLen is the shortest secret a Signer accepts.
 const MinSecretLen = 16
 
+// DefaultTTL is how long tokens live unless the issuer says otherwise:
+// longer than any viewing session, short enough that a leaked one expires.
+const DefaultTTL = 12 * time.Hour
+
 // The reasons a token is refused; all of them mean 401 to a client.
 var (
 	ErrMalformed    = errors.New("token: malformed")

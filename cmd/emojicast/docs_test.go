@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 )
 
@@ -71,6 +72,55 @@ func TestDocsListEveryFlag(t *testing.T) {
 			t.Errorf("docs/operations.md's configuration table lists --%s, which serve, push and pull do not have", m[1])
 		}
 	}
+}
+
+// helpDefault matches a flag and the line under it in --help; the line
+// ends with the default, if the flag has one.
+var helpDefault = regexp.MustCompile(`(?m)^  --([a-z0-9-]+) \(EMOJICAST_[A-Z0-9_]+\)\n(.*)$`)
+
+// TestDocsFlagDefaults checks that each default in docs/operations.md's
+// configuration table is the one the built binary has: the packages
+// export their defaults and the flags use them, and the docs follow.
+func TestDocsFlagDefaults(t *testing.T) {
+	defaults := map[string]string{}
+	for _, cmd := range []string{"serve", "push", "pull"} {
+		out, err := exec.Command(binary(t), cmd, "--help").CombinedOutput()
+		if err != nil {
+			t.Fatalf("emojicast %s --help: %v\n%s", cmd, err, out)
+		}
+		for _, m := range helpDefault.FindAllStringSubmatch(string(out), -1) {
+			line := m[2]
+			if i := strings.LastIndex(line, " (default "); i >= 0 && strings.HasSuffix(line, ")") {
+				defaults[m[1]] = line[i+len(" (default ") : len(line)-1]
+			}
+		}
+	}
+	doc := readDoc(t, "docs/operations.md")
+	rows := regexp.MustCompile("(?m)^\\| `--([a-z0-9-]+)` \\| `([^`]*)`").FindAllStringSubmatch(doc, -1)
+	checked := 0
+	for _, m := range rows {
+		name, documented := m[1], m[2]
+		if strings.HasPrefix(documented, "--") {
+			continue // a default taken from another flag
+		}
+		checked++
+		if got, ok := defaults[name]; !ok {
+			t.Errorf("docs/operations.md gives --%s the default %q; the binary has none", name, documented)
+		} else if got != documented && !sameDuration(got, documented) {
+			t.Errorf("docs/operations.md gives --%s the default %q; the binary has %q", name, documented, got)
+		}
+	}
+	if checked < 30 {
+		t.Fatalf("checked %d defaults of docs/operations.md; has its table changed?", checked)
+	}
+}
+
+// sameDuration reports whether a and b are durations, spelled alike or
+// not ("12h", "12h0m0s"), of the same length.
+func sameDuration(a, b string) bool {
+	da, errA := time.ParseDuration(a)
+	db, errB := time.ParseDuration(b)
+	return errA == nil && errB == nil && da == db
 }
 
 // TestDocsListEveryErrorCode checks that the errors table of docs/api.md

@@ -108,7 +108,7 @@ type nodeFlags struct {
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
-	fs.StringVar(&f.listen, "listen", ":8080", "address to serve HTTP on")
+	fs.StringVar(&f.listen, "listen", server.DefaultAddr, "address to serve HTTP on")
 	fs.StringVar(&f.adminToken, "admin-token", "", "admin tokens that open the operators' API (/v1/admin/) and the ops page (/admin): comma-separated, each label:secret or a bare secret of at least 16 characters; several rotate; empty turns both off (404)")
 	fs.StringVar(&f.emojis, "emojis", emoji.DefaultSpec, "the emoji set, as comma-separated id=glyph pairs in display order")
 	redisUsage := "Redis to share counts through: a redis:// URL, or comma-separated host:port addresses of a Redis Cluster"
@@ -123,55 +123,55 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.Int64Var(&f.historyMB, "history-memory-mb", store.DefaultHistoryBytes>>20, "most MiB of memory the in-memory store spends on history; past it the oldest seconds go first")
 	}
 	fs.DurationVar(&f.sealDelay, "seal-delay", store.DefaultSealDelay, "how long after a second ends it is final and published (must exceed --flush-interval; the same on every node)")
-	fs.IntVar(&f.maxStreams, "max-streams", 100_000, "most streams served or summed at once; past it new streams get 503")
-	fs.DurationVar(&f.readTimeout, "read-timeout", 5*time.Second, "time allowed to read one request")
-	fs.DurationVar(&f.writeTimeout, "write-timeout", 5*time.Second, "time allowed to write one response")
-	fs.DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Second, "how long an idle keep-alive connection is kept")
-	fs.IntVar(&f.maxConns, "max-conns", 16_000, "most concurrent connections")
-	fs.DurationVar(&f.drainDelay, "drain-delay", 0, "on shutdown, how long /readyz reports 503 before the listener closes, for load balancers to notice")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for requests under way and the final flush on shutdown")
+	fs.IntVar(&f.maxStreams, "max-streams", pull.DefaultMaxStreams, "most streams served or summed at once; past it new streams get 503")
+	fs.DurationVar(&f.readTimeout, "read-timeout", server.DefaultReadTimeout, "time allowed to read one request")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "time allowed to write one response")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive connection is kept")
+	fs.IntVar(&f.maxConns, "max-conns", server.DefaultMaxConns, "most concurrent connections")
+	fs.DurationVar(&f.drainDelay, "drain-delay", 0, "on shutdown, how long /readyz reports 503 while requests are still served, before the listener closes, for load balancers to notice")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for requests under way and the final flush on shutdown, counted from the end of --drain-delay")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Float64Var(&f.maxRPS, "max-rps", 0, "requests per second this process is sized for; over it, next_ms grows and sends are shed with 503 (0: no request budget)")
 	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of all CPU cores this process may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
-	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 1000, "most concurrent connections from one client address (IPv6: one /56); trusted proxies are exempt; past it 429")
-	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 8<<10, "largest request headers; larger get 431")
+	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "most concurrent connections from one client address (IPv6: one /56); trusted proxies are exempt; past it 429")
+	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request headers; larger get 431")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "load balancers and CDN edges in front of this process, as comma-separated CIDRs or addresses: their X-Forwarded-For names the client")
-	fs.Float64Var(&f.ipSendRate, "ip-send-rate", 50, "sends per second one client address may make")
-	fs.IntVar(&f.ipSendBurst, "ip-send-burst", 100, "sends one client address may make at once")
-	fs.Float64Var(&f.ipWatchRate, "ip-watch-rate", 20, "watches per second one client address may make (a poll that opens a stream counts as one)")
-	fs.IntVar(&f.ipWatchBurst, "ip-watch-burst", 100, "watches one client address may make at once")
-	fs.Float64Var(&f.ipPollRate, "ip-poll-rate", 50, "polls per second one client address may make of one stream")
-	fs.IntVar(&f.ipPollBurst, "ip-poll-burst", 100, "polls of one stream one client address may make at once")
-	fs.IntVar(&f.maxClientIPs, "max-client-ips", 200_000, "client addresses each per-address limit remembers")
+	fs.Float64Var(&f.ipSendRate, "ip-send-rate", server.DefaultSendRatePerIP, "sends per second one client address may make")
+	fs.IntVar(&f.ipSendBurst, "ip-send-burst", server.DefaultSendBurstPerIP, "sends one client address may make at once")
+	fs.Float64Var(&f.ipWatchRate, "ip-watch-rate", server.DefaultWatchRatePerIP, "watches per second one client address may make (a poll that opens a stream counts as one)")
+	fs.IntVar(&f.ipWatchBurst, "ip-watch-burst", server.DefaultWatchBurstPerIP, "watches one client address may make at once")
+	fs.Float64Var(&f.ipPollRate, "ip-poll-rate", server.DefaultPollRatePerIP, "polls per second one client address may make of one stream")
+	fs.IntVar(&f.ipPollBurst, "ip-poll-burst", server.DefaultPollBurstPerIP, "polls of one stream one client address may make at once")
+	fs.IntVar(&f.maxClientIPs, "max-client-ips", server.DefaultMaxClientIPs, "client addresses each per-address limit remembers")
 	fs.Int64Var(&f.maxDivisor, "max-divisor", store.DefaultMaxDivisor, "largest sample divisor ever advertised (sample 1/N); the same on every push and pull node")
 	fs.StringVar(&f.corsOrigins, "cors-origins", "", "origins whose pages may call the API from a browser: * for any, or comma-separated scheme://host[:port] (empty: CORS off; the web viewer is same-origin and needs none)")
 	if r.push {
 		fs.DurationVar(&f.history, "history", store.DefaultHistory, "how long every sealed second is kept for replay (GET .../history), in whole seconds; 0 keeps none (the same on every push node)")
-		fs.DurationVar(&f.flushInterval, "flush-interval", 250*time.Millisecond, "how often summed taps are written to the store")
-		fs.Float64Var(&f.userRate, "user-rate", 10, "taps per second each user may send")
-		fs.IntVar(&f.userBurst, "user-burst", 20, "taps a user may send at once")
-		fs.IntVar(&f.maxUsers, "max-users", 1_000_000, "users the per-user rate limit remembers")
-		fs.IntVar(&f.backlog, "backlog", 1_000_000, "most per-second counts kept per store while it is unreachable; past it the oldest seconds are dropped (and counted)")
+		fs.DurationVar(&f.flushInterval, "flush-interval", push.DefaultFlushInterval, "how often summed taps are written to the store")
+		fs.Float64Var(&f.userRate, "user-rate", push.DefaultUserRate, "taps per second each user may send")
+		fs.IntVar(&f.userBurst, "user-burst", push.DefaultUserBurst, "taps a user may send at once")
+		fs.IntVar(&f.maxUsers, "max-users", push.DefaultMaxUsers, "users the per-user rate limit remembers")
+		fs.IntVar(&f.backlog, "backlog", push.DefaultMaxBacklog, "most per-second counts kept per store while it is unreachable; past it the oldest seconds are dropped (and counted)")
 		fs.Var(&f.regionRedis, "region-redis", "Redis of another region to write every count to as well, as --redis; repeatable, or several separated by spaces")
 		fs.Int64Var(&f.pointsMaxLen, "redis-points-maxlen", store.DefaultPointsMaxLen, "data points (stream, second, emoji, count) kept per shard stream in Redis for analytics, approximately; 0 keeps none")
 		fs.IntVar(&f.commentBudget, "comment-budget", store.DefaultMaxComments, "most comments a stream broadcasts per second, across all push nodes (the same on every node); the rest are shed fairly")
-		fs.Float64Var(&f.commentRate, "comment-user-rate", 0.5, "comments per second each user may send")
-		fs.IntVar(&f.commentBurst, "comment-user-burst", 3, "comments a user may send at once")
+		fs.Float64Var(&f.commentRate, "comment-user-rate", push.DefaultCommentUserRate, "comments per second each user may send")
+		fs.IntVar(&f.commentBurst, "comment-user-burst", push.DefaultCommentUserBurst, "comments a user may send at once")
 		fs.StringVar(&f.blockedWords, "blocked-words", "", "file of words and phrases to mask in comments, one per line (# starts a comment line); reloaded when it changes or on SIGHUP")
-		fs.DurationVar(&f.filterTimeout, "filter-timeout", 20*time.Millisecond, "longest a comment waits for the word filter; past it, it goes out unmasked and the failure is counted")
+		fs.DurationVar(&f.filterTimeout, "filter-timeout", push.DefaultFilterTimeout, "longest a comment waits for the word filter; past it, it goes out unmasked and the failure is counted")
 	}
 	if r.pull {
 		fs.StringVar(&f.publicURL, "public-url", "", "base URL viewers poll this process at, used in watch answers (empty: http:// and the request's Host)")
 		fs.StringVar(&f.pushURL, "push-url", "", "base URL viewers send taps to, used in watch answers (empty: --public-url)")
-		fs.DurationVar(&f.tokenTTL, "token-ttl", 12*time.Hour, "how long a viewer token is valid")
-		fs.Int64Var(&f.burstThreshold, "burst-threshold", 20, "count at which an emoji's second is shown as one burst (confetti)")
-		fs.Int64Var(&f.busyNextMS, "busy-next-ms", 1000, "poll interval told to viewers of a stream with recent reactions, in ms")
-		fs.Int64Var(&f.quietNextMS, "quiet-next-ms", 5000, "poll interval told to viewers of a quiet stream, in ms")
-		fs.Int64Var(&f.minNextMS, "min-next-ms", 500, "shortest poll interval ever told to viewers, in ms")
-		fs.Int64Var(&f.compactNextMS, "compact-min-next-ms", 2000, "shortest poll interval told to viewers that ask for the compact body (v=2), in ms")
-		fs.Int64Var(&f.maxNextMS, "max-next-ms", 30_000, "longest poll interval ever told to viewers (also under overload), in ms")
+		fs.DurationVar(&f.tokenTTL, "token-ttl", token.DefaultTTL, "how long a viewer token is valid")
+		fs.Int64Var(&f.burstThreshold, "burst-threshold", pull.DefaultBurstThreshold, "count at which an emoji's second is shown as one burst (confetti)")
+		fs.Int64Var(&f.busyNextMS, "busy-next-ms", pull.DefaultBusyNextMS, "poll interval told to viewers of a stream with recent reactions, in ms")
+		fs.Int64Var(&f.quietNextMS, "quiet-next-ms", pull.DefaultQuietNextMS, "poll interval told to viewers of a quiet stream, in ms")
+		fs.Int64Var(&f.minNextMS, "min-next-ms", pull.DefaultMinNextMS, "shortest poll interval ever told to viewers, in ms")
+		fs.Int64Var(&f.compactNextMS, "compact-min-next-ms", pull.DefaultCompactMinNextMS, "shortest poll interval told to viewers that ask for the compact body (v=2), in ms")
+		fs.Int64Var(&f.maxNextMS, "max-next-ms", pull.DefaultMaxNextMS, "longest poll interval ever told to viewers (also under overload), in ms")
 		fs.StringVar(&f.edgeLogListen, "edge-log-listen", "", "UDP address (host:port) to receive the edges' access log as syslog at: their polls, cache hits included, count as viewers; only lines from --trusted-proxies are read, and polls from them are not counted again (empty: off)")
-		fs.Int64Var(&f.targetSends, "target-sends", 2000, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
+		fs.Int64Var(&f.targetSends, "target-sends", pull.DefaultTargetSends, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
 		fs.IntVar(&f.ipViewers, "ip-viewers", 4, "most viewers one client address counts as in a stream's viewer estimate per poll interval")
 	}
 }
@@ -322,6 +322,11 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		PollRatePerIP: f.ipPollRate, PollBurstPerIP: f.ipPollBurst,
 		CORSOrigins: origins, Logger: log,
 	})
+	// Signals are caught from before the listener opens: one that comes
+	// while the parts start still shuts down in order.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	if err := srv.Listen(); err != nil {
 		if feed != nil {
 			_ = feed.Close()
@@ -343,14 +348,14 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		steps = append([]stopStep{{"moderation", func(context.Context) { rules.Stop() }}}, steps...)
 	}
 	if filter != nil {
-		steps = append(steps, watchFilter(filter, f.blockedWords, log))
+		steps = append(steps, watchFilter(filter, log))
 	}
 	srv.Serve()
 	log.Info("emojicast serving", "role", r.name, "addr", srv.Addr(), "store", strings.Join(stores.names(), " "), "anonymous_tokens", signer != nil, "jwt", jwtKeys != nil, "admin", adm != nil)
 
-	waitForSignal(log)
+	err = waitForStop(log, sig, srv)
 	shutdown(log, f, srv, steps)
-	return nil
+	return err
 }
 
 // startParts starts push and pull and returns how to stop them, push first
@@ -402,34 +407,12 @@ func newFilter(f *nodeFlags) (*comment.Filter, error) {
 const filterPoll = time.Second
 
 // watchFilter reloads the blocked words when their file changes or on
-// SIGHUP, until the returned step stops it. A list that cannot be read is
-// logged and counted; the last good one stays in use.
-func watchFilter(filter *comment.Filter, path string, log *slog.Logger) stopStep {
+// SIGHUP, until the returned step stops it.
+func watchFilter(filter *comment.Filter, log *slog.Logger) stopStep {
 	stop, done := make(chan struct{}), make(chan struct{})
-	onErr := func(err error) {
-		filterReloadErrors.Inc()
-		log.Warn("cannot reload the blocked words; the last good list stays in use", "err", err)
-	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer close(done)
-		watched := make(chan struct{})
-		go func() { defer close(watched); filter.Watch(stop, filterPoll, onErr) }()
-		for {
-			select {
-			case <-hup:
-				if changed, err := filter.Reload(); err != nil {
-					onErr(err)
-				} else {
-					log.Info("blocked words reloaded on SIGHUP", "file", path, "changed", changed, "words", filter.Words().Len())
-				}
-			case <-stop:
-				<-watched
-				return
-			}
-		}
-	}()
+	go func() { defer close(done); filter.Run(stop, filterPoll, hup, log) }()
 	return stopStep{"blocked-words watcher", func(context.Context) {
 		signal.Stop(hup)
 		close(stop)
@@ -480,7 +463,7 @@ func newAdmin(f *nodeFlags, st store.Store, emojis *emoji.Set, log *slog.Logger)
 	return a.Handle, rules, nil
 }
 
-func newPull(f *nodeFlags, st store.Store, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, edges *clientip.Resolver, rules *moderation.Rules, log *slog.Logger) (*pull.Pull, error) {
+func newPull(f *nodeFlags, st pull.Store, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, edges *clientip.Resolver, rules *moderation.Rules, log *slog.Logger) (*pull.Pull, error) {
 	pushURL := f.pushURL
 	if pushURL == "" {
 		pushURL = f.publicURL
@@ -502,17 +485,24 @@ func newSigner(f *nodeFlags) (*token.Signer, error) {
 	}
 	ttl := f.tokenTTL
 	if ttl <= 0 {
-		ttl = 12 * time.Hour // push nodes only verify tokens; the TTL is the issuer's
+		ttl = token.DefaultTTL // push nodes only verify tokens; the TTL is the issuer's
 	}
 	return token.NewSigner([]byte(f.tokenSecret), []byte(f.tokenSecretPrev), ttl)
 }
 
-func waitForSignal(log *slog.Logger) {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	signal.Stop(sig)
-	log.Info("shutting down", "signal", s.String())
+// waitForStop waits for a signal, or for the server to stop serving on its
+// own, which is returned as an error: the process then shuts down the rest
+// in order and exits non-zero rather than run on without serving.
+func waitForStop(log *slog.Logger, sig <-chan os.Signal, srv *server.Server) error {
+	select {
+	case s := <-sig:
+		log.Info("shutting down", "signal", s.String())
+		return nil
+	case <-srv.Done():
+		err := fmt.Errorf("http server stopped: %w", srv.Err())
+		log.Error("shutting down", "err", err)
+		return err
+	}
 }
 
 // stopStep is one part of the process to stop, in order, after the server.
@@ -521,17 +511,20 @@ type stopStep struct {
 	stop func(context.Context)
 }
 
-// shutdown drains the server, then stops each step in order, logging how
-// long each took; all of it within --shutdown-timeout.
+// shutdown turns /readyz to 503 for --drain-delay while requests are
+// still served, then drains the server and stops each step in order,
+// logging how long each took. --shutdown-timeout counts from the end of
+// the delay: the delay is for load balancers, the timeout for the work.
 func shutdown(log *slog.Logger, f *nodeFlags, srv *server.Server, steps []stopStep) {
-	ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
-	defer cancel()
 	start := time.Now()
 	if f.drainDelay > 0 {
 		srv.StartDraining()
 		time.Sleep(f.drainDelay)
+		log.Info("drain delay over; closing the listener", "took", time.Since(start).Round(time.Millisecond))
 	}
-	if err := srv.Shutdown(ctx); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("http server did not drain in time", "err", err)
 	}
 	log.Info("stopped", "part", "http server", "took", time.Since(start).Round(time.Millisecond))

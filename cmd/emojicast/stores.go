@@ -12,8 +12,14 @@ import (
 // nodeStores are the stores of a process: the main one, which pull reads
 // and push writes, and, for push, the other regions' Redis it writes too.
 type nodeStores struct {
-	main    push.Target
-	regions []push.Target
+	main    namedStore
+	regions []namedStore
+}
+
+// namedStore is a store and the name logs and metrics give it.
+type namedStore struct {
+	name string
+	store.Store
 }
 
 // openStores opens the in-memory store, or Redis and the region Redis.
@@ -30,7 +36,7 @@ func openStores(r role, f *nodeFlags, log *slog.Logger) (*nodeStores, error) {
 			SealDelay: f.sealDelay, MaxStreams: f.maxStreams, MaxComments: f.commentBudget,
 			History: f.history, HistoryBytes: historyBytes,
 		})
-		return &nodeStores{main: push.Target{Name: "memory", Store: mem}}, nil
+		return &nodeStores{main: namedStore{"memory", mem}}, nil
 	}
 	store.LogRedisTo(log)
 	main, err := openRedis(f, f.redis)
@@ -52,10 +58,10 @@ func openStores(r role, f *nodeFlags, log *slog.Logger) (*nodeStores, error) {
 	return s, nil
 }
 
-func openRedis(f *nodeFlags, spec string) (push.Target, error) {
+func openRedis(f *nodeFlags, spec string) (namedStore, error) {
 	client, err := store.NewRedisClient(spec)
 	if err != nil {
-		return push.Target{}, err
+		return namedStore{}, err
 	}
 	pointsMaxLen := f.pointsMaxLen
 	if pointsMaxLen <= 0 {
@@ -71,26 +77,34 @@ func openRedis(f *nodeFlags, spec string) (push.Target, error) {
 	})
 	if err != nil {
 		_ = client.Close()
-		return push.Target{}, err
+		return namedStore{}, err
 	}
-	return push.Target{Name: "redis " + store.RedisName(spec), Store: st}, nil
+	return namedStore{"redis " + store.RedisName(spec), st}, nil
 }
 
 // targets are the stores push writes to, each with its own backlog.
 func (s *nodeStores) targets() []push.Target {
-	return append([]push.Target{s.main}, s.regions...)
+	var targets []push.Target
+	for _, st := range s.all() {
+		targets = append(targets, push.Target{Name: st.name, Store: st.Store})
+	}
+	return targets
+}
+
+func (s *nodeStores) all() []namedStore {
+	return append([]namedStore{s.main}, s.regions...)
 }
 
 func (s *nodeStores) names() []string {
 	var names []string
-	for _, t := range s.targets() {
-		names = append(names, t.Name)
+	for _, st := range s.all() {
+		names = append(names, st.name)
 	}
 	return names
 }
 
 func (s *nodeStores) close() {
-	for _, t := range s.targets() {
-		_ = t.Store.Close()
+	for _, st := range s.all() {
+		_ = st.Close()
 	}
 }
