@@ -373,13 +373,13 @@ func exitCode(err error) int {
 // no terminal escape, bell or bidirectional override left in them.
 func TestWatchDoesNotObeyAHostileServer(t *testing.T) {
 	const evil = "\x1b]0;pwned\x07\x1b[2J\u202e\u2066"
-	var srv *httptest.Server
-	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		id, _ := json.Marshal("x" + evil)
 		if strings.HasSuffix(r.URL.Path, "/watch") {
+			base := "http://" + r.Host
 			fmt.Fprintf(w, `{"stream":"s","user":"u","pull":"%s/v1/streams/s/reactions","push":"%s/v1/streams/s/reactions",`+
-				`"token":"","since":100,"next_ms":200,"sample":1,"viewers":1,"emojis":[{"id":%s,"glyph":%s}]}`, srv.URL, srv.URL, id, id)
+				`"token":"","since":100,"next_ms":200,"sample":1,"viewers":1,"emojis":[{"id":%s,"glyph":%s}]}`, base, base, id, id)
 			return
 		}
 		fmt.Fprintf(w, `{"now":101,"next_ms":200,"sample":1,"viewers":1,"buckets":[{"t":101,"c":{%s:3},"m":[{"u":%s,"x":%s}]}]}`, id, id, id)
