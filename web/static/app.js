@@ -154,7 +154,7 @@ class Playout {
     for (const id of bucket.r || []) retract(id);
     const said = bucket.m || [];
     said.forEach((c, i) => {
-      at(startLocal + ((i + 0.5) / said.length) * 1000, () => current() && lanes.add(c, { mine: viewer && viewer.isMine(c) }));
+      at(startLocal + ((i + 0.5) / said.length) * 1000, () => current() && lanes.add(c, { mine: Boolean(viewer && viewer.isMine && viewer.isMine(c)) }));
     });
     const burst = new Set(bucket.burst || []);
     for (const [id, count] of Object.entries(bucket.c || {})) {
