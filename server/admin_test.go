@@ -1,13 +1,11 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,27 +19,9 @@ import (
 
 const adminSecret = "s3cret-admin-token-0123"
 
-// syncBuffer is a log sink the test reads while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // adminNode is a node serving the admin API with tokens "ops" and a bare
 // one, whose push node follows the moderation rules every 10 ms.
-func adminNode(t *testing.T, log *syncBuffer) *node {
+func adminNode(t *testing.T, log *testutil.SyncBuffer) *node {
 	t.Helper()
 	var st *store.Memory
 	var rules *moderation.Rules
@@ -108,7 +88,7 @@ func TestAdminAPIIsOffWithoutTokens(t *testing.T) {
 }
 
 func TestAdminAPIRefusesWrongTokens(t *testing.T) {
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	n := adminNode(t, &log)
 	for _, h := range []map[string]string{
 		nil,
@@ -129,7 +109,7 @@ func TestAdminAPIRefusesWrongTokens(t *testing.T) {
 }
 
 func TestAdminAPIRefusesBadInput(t *testing.T) {
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	n := adminNode(t, &log)
 	for _, c := range []struct {
 		method, path, body string
@@ -165,7 +145,7 @@ func TestAdminAPIRefusesBadInput(t *testing.T) {
 // on sends and comments, polls keep working on a closed stream, and each
 // action is logged with the token's label and counted.
 func TestAdminSettingsAndBansReachSends(t *testing.T) {
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	n := adminNode(t, &log)
 	comment := func(user, text string) int { s, _ := n.comment("s", user, text); return s }
 
@@ -267,7 +247,7 @@ func TestAdminSettingsAndBansReachSends(t *testing.T) {
 // TestAdminRetractsComments: comments carry ids in poll buckets; a
 // deleted one is listed as a retraction in a later bucket.
 func TestAdminRetractsComments(t *testing.T) {
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	n := adminNode(t, &log)
 	type pollComments struct {
 		Now     int64 `json:"now"`
@@ -330,7 +310,7 @@ func TestAdminRetractsComments(t *testing.T) {
 // TestAdminListsBusiestStreams: GET /v1/admin/streams lists what the pull
 // nodes report, busiest first.
 func TestAdminListsBusiestStreams(t *testing.T) {
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	n := adminNode(t, &log)
 	for i := range 3 {
 		n.watch("busy", "v"+strconv.Itoa(i))

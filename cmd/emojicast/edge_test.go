@@ -30,7 +30,7 @@ type edge struct {
 	t    *testing.T
 	url  string
 	dir  string
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 	// tlsURL is the edge's HTTPS address (HTTP/2 or HTTP/1.1 by ALPN),
 	// with a certificate the test made and certs trusts.
 	tlsURL string
@@ -69,7 +69,7 @@ func startEdgeFeed(t *testing.T, pull, push, edgeLog []string) *edge {
 func startEdgeWith(t *testing.T, pull, push []string, tlsPort int, edgeLog []string) *edge {
 	t.Helper()
 	port := testutil.FreePort(t)
-	e := &edge{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: t.TempDir(), logs: &syncBuffer{}}
+	e := &edge{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: t.TempDir(), logs: &testutil.SyncBuffer{}}
 	e.tlsURL = fmt.Sprintf("https://127.0.0.1:%d", tlsPort)
 	certFile, keyFile := filepath.Join(e.dir, "cert.pem"), filepath.Join(e.dir, "key.pem")
 	e.certs = selfSigned(t, certFile, keyFile)

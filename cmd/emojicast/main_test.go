@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,24 +70,6 @@ func binary(t *testing.T) string {
 	return emojicastBin.build(t, "emojicast", ".", "-race")
 }
 
-// syncBuffer is a log sink the process writes to while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func getJSON(t *testing.T, url string, v any) int {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -115,7 +96,7 @@ func TestServeEndToEnd(t *testing.T) {
 	// was synced yet, so both intervals are set.
 	cmd.Env = append(os.Environ(), "EMOJICAST_BUSY_NEXT_MS=1500", "EMOJICAST_QUIET_NEXT_MS=1500",
 		"EMOJICAST_CORS_ORIGINS=https://viewer.example")
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -253,7 +234,7 @@ func startServe(t *testing.T, env ...string) string {
 // when the test ends, showing its output if the test failed.
 func startCommand(t *testing.T, name string, cmd *exec.Cmd) {
 	t.Helper()
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -275,7 +256,7 @@ func TestWatchSendAndComment(t *testing.T) {
 	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=300", "EMOJICAST_QUIET_NEXT_MS=300", "EMOJICAST_MIN_NEXT_MS=300")
 	type watcher struct {
 		cmd *exec.Cmd
-		out syncBuffer
+		out testutil.SyncBuffer
 	}
 	var watchers []*watcher
 	for _, mode := range []string{"lines", "chart"} {
@@ -385,7 +366,7 @@ func TestWatchDoesNotObeyAHostileServer(t *testing.T) {
 		fmt.Fprintf(w, `{"now":101,"next_ms":200,"sample":1,"viewers":1,"buckets":[{"t":101,"c":{%s:3},"m":[{"u":%s,"x":%s}]}]}`, id, id, id)
 	}))
 	defer srv.Close()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	cmd := exec.Command(binary(t), "watch", "--server", srv.URL, "--mode", "lines", "s")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -47,7 +47,7 @@ scrape_configs:
 	port := testutil.FreePort(t)
 	prom := exec.Command(bin, "--config.file", filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path", filepath.Join(dir, "data"), "--web.listen-address", fmt.Sprintf("127.0.0.1:%d", port))
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	prom.Stdout, prom.Stderr = logs, logs
 	prom.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := prom.Start(); err != nil {

@@ -25,7 +25,7 @@ func TestDrainDelay(t *testing.T) {
 	base := "http://" + addr
 	cmd := exec.Command(binary(t), "serve", "--listen", addr,
 		"--drain-delay", drainDelay.String(), "--shutdown-timeout", shutdownTimeout.String())
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

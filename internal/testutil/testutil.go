@@ -4,12 +4,14 @@
 package testutil
 
 import (
+	"bytes"
 	"io"
 	"math"
 	"net"
 	"net/http"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -132,4 +134,23 @@ func RoundTrip(t testing.TB, rt http.RoundTripper, method, url, body string, hea
 		t.Fatalf("%s %s: reading the answer: %v", method, url, err)
 	}
 	return resp, b
+}
+
+// SyncBuffer is a bytes.Buffer that a process's output and the test may
+// use at once: exec writes from its own goroutine.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
