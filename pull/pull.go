@@ -125,19 +125,21 @@ type Options struct {
 
 // The defaults of Options, in one place: cmd/emojicast's flags use them too.
 const (
-	DefaultSyncInterval     = 100 * time.Millisecond
-	DefaultSyncTimeout      = 2 * time.Second
-	DefaultStaleAfter       = 5 * time.Second
-	DefaultMaxStreams       = 100_000
-	DefaultIdleAfter        = 60 * time.Second
-	DefaultBurstThreshold   = 20
-	DefaultBusyNextMS       = 1000
-	DefaultQuietNextMS      = 5000
-	DefaultQuietAfter       = 10 * time.Second
-	DefaultMinNextMS        = 500
-	DefaultCompactMinNextMS = 2000
-	DefaultMaxNextMS        = 30_000
-	DefaultTargetSends      = 2000
+	DefaultSyncInterval      = 100 * time.Millisecond
+	DefaultSyncTimeout       = 2 * time.Second
+	DefaultStaleAfter        = 5 * time.Second
+	DefaultMaxStreams        = 100_000
+	DefaultIdleAfter         = 60 * time.Second
+	DefaultBurstThreshold    = 20
+	DefaultBusyNextMS        = 1000
+	DefaultQuietNextMS       = 5000
+	DefaultQuietAfter        = 10 * time.Second
+	DefaultMinNextMS         = 500
+	DefaultCompactMinNextMS  = 2000
+	DefaultMaxNextMS         = 30_000
+	DefaultTargetSends       = 2000
+	DefaultViewersPerAddress = 4
+	DefaultMaxAddresses      = 200_000
 )
 
 // unsyncedNextMS is next_ms for a stream the node has not synced yet: the
@@ -168,8 +170,8 @@ func (o *Options) fillDefaults() error {
 	setDefault(&o.MaxNextMS, DefaultMaxNextMS)
 	setDefault(&o.TargetSends, DefaultTargetSends)
 	setDefault(&o.MaxDivisor, store.DefaultMaxDivisor)
-	setDefault(&o.ViewersPerAddress, 4)
-	setDefault(&o.MaxAddresses, 200_000)
+	setDefault(&o.ViewersPerAddress, DefaultViewersPerAddress)
+	setDefault(&o.MaxAddresses, DefaultMaxAddresses)
 	if o.MaxNextMS > maxNextMS {
 		return fmt.Errorf("pull: the longest next_ms is %d, above the %d the viewer count can follow", o.MaxNextMS, maxNextMS)
 	}

@@ -172,7 +172,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.Int64Var(&f.maxNextMS, "max-next-ms", pull.DefaultMaxNextMS, "longest poll interval ever told to viewers (also under overload), in ms")
 		fs.StringVar(&f.edgeLogListen, "edge-log-listen", "", "UDP address (host:port) to receive the edges' access log as syslog at: their polls, cache hits included, count as viewers; only lines from --trusted-proxies are read, and polls from them are not counted again (empty: off)")
 		fs.Int64Var(&f.targetSends, "target-sends", pull.DefaultTargetSends, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
-		fs.IntVar(&f.ipViewers, "ip-viewers", 4, "most viewers one client address counts as in a stream's viewer estimate per poll interval")
+		fs.IntVar(&f.ipViewers, "ip-viewers", pull.DefaultViewersPerAddress, "most viewers one client address counts as in a stream's viewer estimate per poll interval")
 	}
 }
 
