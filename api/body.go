@@ -41,7 +41,8 @@ func Negotiate(ctx *fasthttp.RequestCtx) (gz bool, ifNoneMatch []byte) {
 // WriteBodyHeaders writes the headers of a body WriteBody serves, for a
 // handler that writes the body itself (or none, for HEAD): Vary only when
 // the body has a gzip form (otherwise every client gets the same bytes),
-// ETag only when there is one. It answers 304 and reports true when
+// ETag only when there is one, Content-Type only when contentType is not
+// nil (the server sends no default one). It answers 304 and reports true when
 // ifNoneMatch names etag; the body must then be left out. It does not
 // allocate.
 func WriteBodyHeaders(ctx *fasthttp.RequestCtx, gz, vary bool, ifNoneMatch, etag, contentType, cacheControl []byte) (notModified bool) {
@@ -57,7 +58,9 @@ func WriteBodyHeaders(ctx *fasthttp.RequestCtx, gz, vary bool, ifNoneMatch, etag
 			return true
 		}
 	}
-	h.SetContentTypeBytes(contentType)
+	if contentType != nil {
+		h.SetContentTypeBytes(contentType)
+	}
 	if gz {
 		h.SetCanonical(headerContentEncoding, encodingGzip)
 	}

@@ -62,9 +62,12 @@ type Options struct {
 	PollJitter float64
 	// Backoff is the wait after failed requests.
 	Backoff Backoff
-	// SendAttempts bounds the tries of one send. A send is retried only when
-	// the server certainly did not count it: it answered 429 or 503, or no
-	// connection could be made. Default: 3.
+	// SendAttempts bounds the tries of one send or comment. A send is
+	// retried after any failure that may pass (a timeout, a lost answer,
+	// 408, 429, 5xx) with the same id, which the server counts once; a
+	// comment, which has no id, only when the server certainly did not
+	// take it: it answered 429 or 503, or no connection could be made.
+	// Default: 3.
 	SendAttempts int
 	// OnRetry, if set, is called before each wait after a failure, with
 	// what failed ("watch", "poll", "send" or "comment"), how many failures in a row,

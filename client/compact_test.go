@@ -7,16 +7,18 @@ import (
 
 // TestDecodeCompactAnswer: a compact answer (docs/api.md) reads as the v1
 // answer it stands for: counts by the watch's emoji order, burst bits,
-// comments, the gap flag; an index past the known set is dropped.
+// comments with their ids, retractions, the gap flag; an index past the
+// known set is dropped.
 func TestDecodeCompactAnswer(t *testing.T) {
 	s := &Stream{Emojis: []Emoji{{ID: "like"}, {ID: "love"}, {ID: "fire"}}}
-	ans, err := s.decodeAnswer([]byte(`[1795622454,2000,0.5,3,[[1795622452,4,[0,5,20]],[1795622453,0,[1,0,0,7],["u1","what a goal!","u2","wow"]]],1]`))
+	ans, err := s.decodeAnswer([]byte(`[1795622454,2000,0.5,3,[[1795622452,4,[0,5,20]],[1795622453,0,[1,0,0,7],["u1","what a goal!","u2","wow"],["c.1",""]],[1795622454,0,[],[],[],["c.1","c.0"]]],1]`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := pollAnswer{Now: 1795622454, NextMS: 2000, Sample: 0.5, Viewers: 3, Gap: true, Buckets: []Bucket{
 		{T: 1795622452, Counts: map[string]int64{"love": 5, "fire": 20}, Burst: []string{"fire"}},
-		{T: 1795622453, Counts: map[string]int64{"like": 1}, Comments: []Comment{{User: "u1", Text: "what a goal!"}, {User: "u2", Text: "wow"}}},
+		{T: 1795622453, Counts: map[string]int64{"like": 1}, Comments: []Comment{{User: "u1", Text: "what a goal!", ID: "c.1"}, {User: "u2", Text: "wow"}}},
+		{T: 1795622454, Counts: map[string]int64{}, Retracted: []string{"c.1", "c.0"}},
 	}}
 	if !reflect.DeepEqual(ans, want) {
 		t.Fatalf("decoded %+v\nwant %+v", ans, want)

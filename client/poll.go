@@ -177,8 +177,9 @@ func (p *poller) poll(ctx context.Context) (u Update, fresh bool, err error) {
 // decodeAnswer decodes a poll answer in either format: API v1's object, or
 // the compact array (docs/api.md): [now,next_ms,sample,viewers,[buckets]]
 // and a 1 after them when seconds were lost, each bucket
-// [t,burst,[counts by emoji index]] with [user,text,user,text..] after it
-// when it has comments.
+// [t,burst,[counts by emoji index]] with [user,text,user,text..] and
+// [id,id..] after it when it has comments or retractions, and then the ids
+// of the comments it retracts.
 func (s *Stream) decodeAnswer(b []byte) (pollAnswer, error) {
 	var ans pollAnswer
 	b = bytes.TrimLeft(b, " \t\r\n")
@@ -217,11 +218,11 @@ func (s *Stream) compactBucket(r []json.RawMessage) (Bucket, error) {
 	var bk Bucket
 	var burst uint64
 	var counts []int64
-	var comments []string
+	var comments, ids []string
 	if len(r) < 3 {
 		return bk, fmt.Errorf("compact bucket has %d fields; want at least 3", len(r))
 	}
-	fields := []any{&bk.T, &burst, &counts, &comments}
+	fields := []any{&bk.T, &burst, &counts, &comments, &ids, &bk.Retracted}
 	for i := range min(len(r), len(fields)) {
 		if err := json.Unmarshal(r[i], fields[i]); err != nil {
 			return bk, fmt.Errorf("compact bucket field %d: %w", i, err)
@@ -240,7 +241,11 @@ func (s *Stream) compactBucket(r []json.RawMessage) (Bucket, error) {
 		}
 	}
 	for i := 0; i+1 < len(comments); i += 2 {
-		bk.Comments = append(bk.Comments, Comment{User: comments[i], Text: comments[i+1]})
+		c := Comment{User: comments[i], Text: comments[i+1]}
+		if i/2 < len(ids) {
+			c.ID = ids[i/2]
+		}
+		bk.Comments = append(bk.Comments, c)
 	}
 	return bk, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"sync"
@@ -492,10 +493,11 @@ func TestWatchRetriesThenFailsForGood(t *testing.T) {
 	}
 }
 
-// TestSendRetriesOnlyWhatWasNotCounted: 429 and 503 are retried (the server
-// counted nothing), a 500 is not (it might have counted), and a 401 renews
-// the token with a new watch and sends again.
-func TestSendRetriesOnlyWhatWasNotCounted(t *testing.T) {
+// TestSendRetriesWithItsID: 429, 503 and 500 are retried with the send's
+// own id (a server that counted it the first time does not count it
+// again), a 400 is not, and a 401 renews the token with a new watch and
+// sends again.
+func TestSendRetriesWithItsID(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		first   reply
@@ -505,7 +507,7 @@ func TestSendRetriesOnlyWhatWasNotCounted(t *testing.T) {
 	}{
 		{"429", errReply(429, "rate_limited", "1"), 2, 1, true},
 		{"503", errReply(503, "overloaded", ""), 2, 1, true},
-		{"500", errReply(500, "internal", ""), 1, 1, false},
+		{"500", errReply(500, "internal", ""), 2, 1, true},
 		{"400", errReply(400, "invalid_emoji", ""), 1, 1, false},
 		{"401", errReply(401, "unauthorized", ""), 2, 2, true},
 	} {
@@ -535,8 +537,14 @@ func TestSendRetriesOnlyWhatWasNotCounted(t *testing.T) {
 			if tc.name == "429" && posts[1].at.Sub(posts[0].at) < time.Second {
 				t.Fatalf("retry after 429 came %v later; want at least Retry-After 1s", posts[1].at.Sub(posts[0].at))
 			}
-			if posts[0].body != `{"emoji":"love","count":3,"user":"u","sample":1}` || posts[0].header.Get("Content-Type") != "application/json" {
+			id := regexp.MustCompile(`^\{"emoji":"love","count":3,"user":"u","sample":1,"id":"([0-9a-f]{16})"\}$`).FindStringSubmatch(posts[0].body)
+			if id == nil || posts[0].header.Get("Content-Type") != "application/json" {
 				t.Fatalf("send body %s, Content-Type %q", posts[0].body, posts[0].header.Get("Content-Type"))
+			}
+			for _, p := range posts[1:] {
+				if p.body != posts[0].body {
+					t.Fatalf("send sent again as %s; want the same body, id %s, as %s", p.body, id[1], posts[0].body)
+				}
 			}
 			if tc.ok && s.Sample() != 0.5 {
 				t.Fatalf("Sample() = %v after the server answered 0.5", s.Sample())

@@ -3,10 +3,13 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"path"
@@ -157,10 +160,12 @@ func (s *Stream) Glyph(id string) string {
 // send_emoji). The caller has already applied sampling at the stream's
 // current Sample, and the request says so, so the server weights the taps
 // by the rate really applied even if it changed meanwhile; Tap does both.
-// Sends the server certainly did not count (429, 503, no connection) are
-// retried up to Options.SendAttempts times, waiting at least Retry-After;
-// others are not, so that a tap is never counted twice. An expired token
-// is renewed with a new watch, once.
+// Each send carries an id of its own (docs/api.md's idempotency key), the
+// same on every try of it, so a send whose answer was lost (a timeout, a
+// cut connection, a 5xx) is retried, up to Options.SendAttempts times
+// and waiting at least Retry-After, without ever being counted twice:
+// the push node that counted it answers the retry without counting it
+// again. An expired token is renewed with a new watch, once.
 func (s *Stream) Send(ctx context.Context, emoji string, count int) error {
 	return s.sendSampled(ctx, emoji, count, s.Sample())
 }
@@ -175,12 +180,13 @@ func (s *Stream) sendSampled(ctx context.Context, emoji string, count int, sampl
 		Count  int     `json:"count"`
 		User   string  `json:"user"`
 		Sample float64 `json:"sample"`
-	}{emoji, count, s.User, sample})
+		ID     string  `json:"id"`
+	}{emoji, count, s.User, sample, sendID()})
 	if err != nil {
 		return err
 	}
 	renewed := false
-	return s.c.retry(ctx, "send", s.c.opts.SendAttempts, notCounted, func() error {
+	return s.c.retry(ctx, "send", s.c.opts.SendAttempts, temporary, func() error {
 		a, err := s.post(ctx, s.push, body, &renewed)
 		if err != nil {
 			return fmt.Errorf("cannot send %s to stream %q: %w", emoji, s.ID, err)
@@ -193,6 +199,14 @@ func (s *Stream) sendSampled(ctx context.Context, emoji string, count int, sampl
 		}
 		return nil
 	})
+}
+
+// sendID makes up a send's idempotency id: 64 random bits, so that one
+// user's ids never meet within the 2 minutes a push node remembers them.
+func sendID() string {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+	return hex.EncodeToString(b[:])
 }
 
 // post sends a JSON body with the viewer's token. An expired token is

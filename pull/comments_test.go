@@ -116,3 +116,16 @@ func TestBusySecondWith30CommentsIsOneSmallBody(t *testing.T) {
 		t.Errorf("gzipped body is %d bytes; want under 1,500", len(body.Gzip))
 	}
 }
+
+// retract takes comments down in the current second, as an operator does.
+func (f *fixture) retract(stream string, ids ...string) {
+	f.t.Helper()
+	f.seq++
+	b := store.Batch{ID: fmt.Sprint(f.seq)}
+	for _, id := range ids {
+		b.Retractions = append(b.Retractions, store.Retraction{Stream: stream, Second: f.clk.Now().Unix(), ID: id})
+	}
+	if err := f.st.Add(context.Background(), b); err != nil {
+		f.t.Fatal(err)
+	}
+}

@@ -1,6 +1,7 @@
 package pull
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/emojicast/emojicast/api"
@@ -22,9 +23,13 @@ const (
 )
 
 // appendCompactBucket appends a second in the compact format:
-// [t,burst,[counts..]] or, with comments, [t,burst,[counts..],[u,x,u,x..]].
-// counts are by the set's index; trailing zeros are left out, and bit i of
-// burst is set when emoji i reached the burst threshold.
+// [t,burst,[counts..]], and when it has comments or retractions
+// [t,burst,[counts..],[u,x,u,x..],[id,id..]], then [rid,..] when it has
+// retractions. counts are by the set's index; trailing zeros are left out,
+// and bit i of burst is set when emoji i reached the burst threshold. The
+// ids are the comments' in their order ("" for one without), so that an
+// older reader of [u,x,..] alone still reads the comments right. A
+// comment the same second retracts is left out, as in v1.
 func (p *Pull) appendCompactBucket(b []byte, s store.Second, counts []int64) []byte {
 	n := len(counts)
 	for n > 0 && counts[n-1] == 0 {
@@ -48,18 +53,51 @@ func (p *Pull) appendCompactBucket(b []byte, s store.Second, counts []int64) []b
 		b = strconv.AppendInt(b, c, 10)
 	}
 	b = append(b, ']')
-	for i, c := range s.Comments {
-		if i == 0 {
-			b = append(b, ",["...)
-		} else {
+	shown := func(c store.Comment) bool { return c.ID == "" || !slices.Contains(s.Retracted, c.ID) }
+	if len(s.Retracted) > 0 || slices.ContainsFunc(s.Comments, shown) {
+		b = appendCompactComments(b, s.Comments, shown)
+	}
+	if len(s.Retracted) > 0 {
+		b = append(b, ",["...)
+		for i, id := range s.Retracted {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = api.AppendJSONString(b, id)
+		}
+		b = append(b, ']')
+	}
+	return append(b, ']')
+}
+
+// appendCompactComments appends ,[u,x,u,x..],[id,id..] of the comments
+// shown says to keep.
+func appendCompactComments(b []byte, comments []store.Comment, shown func(store.Comment) bool) []byte {
+	b = append(b, ",["...)
+	first := true
+	for _, c := range comments {
+		if !shown(c) {
+			continue
+		}
+		if !first {
 			b = append(b, ',')
 		}
+		first = false
 		b = api.AppendJSONString(b, c.User)
 		b = append(b, ',')
 		b = api.AppendJSONString(b, c.Text)
 	}
-	if len(s.Comments) > 0 {
-		b = append(b, ']')
+	b = append(b, "],["...)
+	first = true
+	for _, c := range comments {
+		if !shown(c) {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = api.AppendJSONString(b, c.ID)
 	}
 	return append(b, ']')
 }

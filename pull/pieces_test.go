@@ -231,14 +231,33 @@ func compactAnswer(t *testing.T, f *fixture, b []byte) (now int64, gap bool, buc
 		if len(bursts) > 0 {
 			bk["burst"] = bursts
 		}
-		if len(r) == 4 {
-			var um []string
-			_ = json.Unmarshal(r[3], &um)
-			var ms []map[string]string
-			for i := 0; i+1 < len(um); i += 2 {
-				ms = append(ms, map[string]string{"u": um[i], "x": um[i+1]})
+		if len(r) > 6 {
+			t.Fatalf("compact bucket %s has %d fields; want at most 6", r, len(r))
+		}
+		var um, ids, retracted []string
+		for i, dst := range []*[]string{&um, &ids, &retracted} {
+			if len(r) > 3+i {
+				if err := json.Unmarshal(r[3+i], dst); err != nil {
+					t.Fatalf("compact bucket field %d: %v", 3+i, err)
+				}
 			}
+		}
+		if len(ids) != len(um)/2 {
+			t.Fatalf("compact bucket %s: %d comments, %d ids", r, len(um)/2, len(ids))
+		}
+		var ms []map[string]string
+		for i := 0; i+1 < len(um); i += 2 {
+			m := map[string]string{"u": um[i], "x": um[i+1]}
+			if id := ids[i/2]; id != "" {
+				m["id"] = id
+			}
+			ms = append(ms, m)
+		}
+		if len(ms) > 0 {
 			bk["m"] = ms
+		}
+		if len(retracted) > 0 {
+			bk["r"] = retracted
 		}
 		buckets = append(buckets, bk)
 	}
@@ -246,11 +265,20 @@ func compactAnswer(t *testing.T, f *fixture, b []byte) (now int64, gap bool, buc
 }
 
 // TestCompactBodySaysWhatV1Says: for every cursor distance the compact
-// body (v=2) holds exactly the seconds, counts, bursts and comments of the
-// v1 body, gzip or not.
+// body (v=2) holds exactly the seconds, counts, bursts, comments with their
+// ids and retractions of the v1 body, gzip or not.
 func TestCompactBodySaysWhatV1Says(t *testing.T) {
 	f := busyMinute(t)
-	f.addComments("s", []store.Delta{{Stream: "s", Second: f.clk.Now().Unix(), Emoji: "wow", Count: 3}})
+	f.addComments("s", []store.Delta{{Stream: "s", Second: f.clk.Now().Unix(), Emoji: "wow", Count: 3}},
+		store.Comment{User: "u1", Text: "what a goal!", ID: "c1.1"}, store.Comment{User: "u2", Text: `say "hi"`, ID: "c1.2"},
+		store.Comment{User: "u3", Text: "no id"})
+	f.step()
+	// The next second takes c1.2 down, and a comment of its own with it;
+	// the one after has nothing but a retraction.
+	f.addComments("s", nil, store.Comment{User: "u4", Text: "gone at once", ID: "c2.1"}, store.Comment{User: "u5", Text: "stays", ID: "c2.2"})
+	f.retract("s", "c1.2", "c2.1")
+	f.step()
+	f.retract("s", "c2.2")
 	f.step()
 	now := f.p.Horizon()
 	for d := int64(0); d <= 62; d++ {
@@ -271,6 +299,9 @@ func TestCompactBodySaysWhatV1Says(t *testing.T) {
 			}
 			if etag := responseETag(r); etag != "" || len(r.Response.Header.Peek("Vary")) == 0 && string(r.Response.Header.ContentEncoding()) == "gzip" {
 				t.Fatalf("d=%d %q: compact answer with ETag %q and Vary %q", d, enc, etag, r.Response.Header.Peek("Vary"))
+			}
+			if ct := r.Response.Header.ContentType(); string(ct) == "application/json" {
+				t.Fatalf("d=%d %q: compact answer with Content-Type %s; want none", d, enc, ct)
 			}
 			cnow, cgap, cb := compactAnswer(t, f, b)
 			want, _ := json.Marshal(v1.Buckets)

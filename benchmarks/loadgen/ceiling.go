@@ -92,7 +92,7 @@ func keepBusy(cfg *config, stream string, now *atomic.Int64, stop <-chan struct{
 		_, _, _, err := runSenders(cfg, stream, "c", cfg.ceiling+time.Minute, stop)
 		sendersDone <- err
 	})
-	pacer := newViewer("pacer", newClient(cfg.addr, true), newRegistry(), 7)
+	pacer := newViewer("pacer", newClient(cfg.addr, true), newRegistry(), 7, false)
 	if err := pacer.watch(stream); err != nil {
 		return "", nil, err
 	}

@@ -80,7 +80,7 @@ func runClients(cfg *config, stream string) (*clientsReport, error) {
 	viewers := make([]*viewer, cfg.viewers)
 	var vwg sync.WaitGroup
 	for i := range viewers {
-		v := newViewer("v"+strconv.Itoa(i), newClient(cfg.addr, cfg.keepAlive()), reg, uint64(i))
+		v := newViewer("v"+strconv.Itoa(i), newClient(cfg.addr, cfg.keepAlive()), reg, uint64(i), cfg.body == bodyCompact)
 		viewers[i] = v
 		vwg.Go(func() { v.run(stream, ramp, stop, func() { watched.Add(1) }) })
 	}

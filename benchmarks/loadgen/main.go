@@ -32,6 +32,9 @@ import (
 const (
 	modeKeepAlive = "keepalive"
 	modeNewConn   = "newconn"
+
+	bodyV1      = "v1"
+	bodyCompact = "compact"
 )
 
 // maxStage bounds each stage, so a run always ends soon.
@@ -44,6 +47,7 @@ type config struct {
 	duration  time.Duration
 	warmup    time.Duration
 	mode      string
+	body      string
 	sendEvery time.Duration
 	maxCount  int
 	drain     time.Duration
@@ -65,6 +69,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.DurationVar(&c.duration, "duration", 8*time.Second, "how long the clients stage measures, after the warm-up")
 	fs.DurationVar(&c.warmup, "warmup", 7*time.Second, "how long senders tap before measuring: viewers of the stream while it was quiet come back only after the quiet next_ms")
 	fs.StringVar(&c.mode, "mode", modeKeepAlive, "keepalive: one connection per viewer; newconn: a new connection per poll")
+	fs.StringVar(&c.body, "body", bodyV1, "the poll body viewers ask for: v1, or compact (v=2, docs/api.md)")
 	fs.DurationVar(&c.sendEvery, "send-every", time.Second, "mean time between one sender's sends (+-50% jitter)")
 	fs.IntVar(&c.maxCount, "max-count", 5, "most taps in one send (each send batches 1 to max-count)")
 	fs.DurationVar(&c.drain, "drain", 8*time.Second, "after the senders stop, how long viewers may take to see every accepted tap")
@@ -93,6 +98,8 @@ func (c *config) validate() error {
 	switch {
 	case c.mode != modeKeepAlive && c.mode != modeNewConn:
 		return fmt.Errorf("-mode must be %s or %s", modeKeepAlive, modeNewConn)
+	case c.body != bodyV1 && c.body != bodyCompact:
+		return fmt.Errorf("-body must be %s or %s", bodyV1, bodyCompact)
 	case c.viewers < 1 || c.senders < 1 || c.conns < 1 || c.rounds < 1 || c.maxCount < 1 || c.maxCount > 20:
 		return errors.New("-viewers, -senders, -conns and -rounds must be at least 1, -max-count 1 to 20")
 	case c.duration <= 0 || c.duration > maxStage || c.warmup < 0 || c.warmup > maxStage ||
@@ -124,6 +131,7 @@ func (c *config) checkFiles() error {
 type report struct {
 	Addr     string         `json:"addr"`
 	Mode     string         `json:"mode"`
+	Body     string         `json:"body"`
 	Viewers  int            `json:"viewers"`
 	Senders  int            `json:"senders"`
 	Clients  *clientsReport `json:"clients"`
@@ -132,7 +140,7 @@ type report struct {
 }
 
 func run(c *config) (*report, error) {
-	r := &report{Addr: c.addr, Mode: c.mode, Viewers: c.viewers, Senders: c.senders}
+	r := &report{Addr: c.addr, Mode: c.mode, Body: c.body, Viewers: c.viewers, Senders: c.senders}
 	var err error
 	if r.Clients, err = runClients(c, c.stream+"-clients"); err != nil {
 		return nil, fmt.Errorf("clients stage: %w", err)

@@ -100,7 +100,12 @@ func TestParsePoll(t *testing.T) {
 	if p.now != 10 || p.nextMS != 1000 || !p.gap || len(p.buckets) != 2 || p.buckets[0] != (bucketTotal{9, 28}) || p.buckets[1] != (bucketTotal{10, 1}) {
 		t.Fatalf("parsed %+v", p)
 	}
-	for _, bad := range []string{`nope`, `{"next_ms":1000}`, `{"now":1,"next_ms":1000,"buckets":[{"c":{}}]}`, `{"now":1,"next_ms":1000,"buckets":[{"t":1}]}`} {
+	c, err := parsePoll(&jp, []byte(`[10,2000,1,3,[[9,4,[0,3,25]],[10,0,[1],["u","x"],["id"]]],1]`))
+	if err != nil || c.now != 10 || c.nextMS != 2000 || !c.gap || len(c.buckets) != 2 || c.buckets[0] != (bucketTotal{9, 28}) || c.buckets[1] != (bucketTotal{10, 1}) {
+		t.Fatalf("parsed compact %+v, %v", c, err)
+	}
+	for _, bad := range []string{`nope`, `{"next_ms":1000}`, `{"now":1,"next_ms":1000,"buckets":[{"c":{}}]}`, `{"now":1,"next_ms":1000,"buckets":[{"t":1}]}`,
+		`[1,1000,1,1]`, `[0,1000,1,1,[]]`, `[1,1000,1,1,[[1,0]]]`, `[1,1000,1,1,[[1,0,5]]]`} {
 		if _, err := parsePoll(&jp, []byte(bad)); err == nil {
 			t.Errorf("parsePoll(%s) accepted it", bad)
 		}

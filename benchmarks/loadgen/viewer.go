@@ -42,6 +42,7 @@ type viewer struct {
 	rnd  *rand.Rand
 
 	pollPath string
+	compact  bool // ask for the compact body (v=2)
 	cursor   int64
 	nextMS   int64
 	uri      []byte
@@ -55,8 +56,8 @@ type viewer struct {
 	gaps    int
 }
 
-func newViewer(user string, cl *client, reg *registry, seed uint64) *viewer {
-	return &viewer{user: user, cl: cl, reg: reg, rnd: rand.New(rand.NewPCG(seed, 0x5eed))}
+func newViewer(user string, cl *client, reg *registry, seed uint64, compact bool) *viewer {
+	return &viewer{user: user, cl: cl, reg: reg, compact: compact, rnd: rand.New(rand.NewPCG(seed, 0x5eed))}
 }
 
 // countedNow returns the reactions in the seconds the viewer saw so far.
@@ -111,6 +112,9 @@ func (v *viewer) run(stream string, ramp time.Duration, stop <-chan struct{}, re
 // poll polls once and returns how long to wait before the next poll.
 func (v *viewer) poll() time.Duration {
 	v.uri = append(append(append(v.uri[:0], v.pollPath...), "?since="...), strconv.AppendInt(nil, v.cursor, 10)...)
+	if v.compact {
+		v.uri = append(v.uri, "&v=2"...)
+	}
 	v.req.Reset()
 	v.req.SetRequestURIBytes(v.uri)
 	v.req.Header.Set(fasthttp.HeaderAcceptEncoding, "gzip")
@@ -178,10 +182,15 @@ func (v *viewer) parse() (pollBody, error) {
 	return parsePoll(&v.jp, body)
 }
 
+// parsePoll reads a poll answer in either format: v1's object, or the
+// compact array [now,next_ms,sample,viewers,[[t,burst,[counts..]..]..],gap?].
 func parsePoll(jp *fastjson.Parser, body []byte) (pollBody, error) {
 	val, err := jp.ParseBytes(body)
 	if err != nil {
 		return pollBody{}, errNotJSON
+	}
+	if val.Type() == fastjson.TypeArray {
+		return parseCompact(val.GetArray())
 	}
 	p := pollBody{now: val.GetInt64("now"), nextMS: val.GetInt64("next_ms"), gap: val.GetBool("gap")}
 	if p.now == 0 || p.nextMS <= 0 {
@@ -194,6 +203,28 @@ func parsePoll(jp *fastjson.Parser, body []byte) (pollBody, error) {
 			return pollBody{}, errNotJSON
 		}
 		obj.Visit(func(_ []byte, n *fastjson.Value) { bt.total += n.GetInt64() })
+		p.buckets = append(p.buckets, bt)
+	}
+	return p, nil
+}
+
+func parseCompact(top []*fastjson.Value) (pollBody, error) {
+	if len(top) < 5 {
+		return pollBody{}, errNotJSON
+	}
+	p := pollBody{now: top[0].GetInt64(), nextMS: top[1].GetInt64(), gap: len(top) > 5 && top[5].GetInt() == 1}
+	if p.now == 0 || p.nextMS <= 0 {
+		return pollBody{}, errNotJSON
+	}
+	for _, b := range top[4].GetArray() {
+		f := b.GetArray()
+		if len(f) < 3 || f[0].GetInt64() == 0 || f[2].Type() != fastjson.TypeArray {
+			return pollBody{}, errNotJSON
+		}
+		bt := bucketTotal{t: f[0].GetInt64()}
+		for _, n := range f[2].GetArray() {
+			bt.total += n.GetInt64()
+		}
 		p.buckets = append(p.buckets, bt)
 	}
 	return p, nil

@@ -14,6 +14,8 @@ export const POLL_JITTER: number;
 export const BATCH_MS: number;
 /** The shortest poll interval in data saver mode, unless the server's is longer, in ms. */
 export const DATA_SAVER_FLOOR_MS: number;
+/** Tries of one send: it is sent again, with the same id, after a failure that may pass. */
+export const SEND_ATTEMPTS: number;
 
 /** Waits after failures in a row: initialMs, times multiplier per failure, at most maxMs, spread over plus or minus jitter. */
 export interface Backoff {
@@ -89,10 +91,10 @@ export interface PollAnswer {
 
 /** The buckets after cursor, oldest first, each second once, and the new cursor (max(cursor, now)). */
 export function freshBuckets(answer: Pick<PollAnswer, "now" | "buckets">, cursor: number): { buckets: Bucket[]; cursor: number };
-/** The URL that polls pull for the seconds after cursor. */
-export function pollURL(pull: string, cursor: number): string;
-/** Checks a poll answer's JSON; throws when it lacks now. */
-export function readPoll(answer: unknown): PollAnswer;
+/** The URL that polls pull for the seconds after cursor, asking for the compact body (v=2) unless compact is false. */
+export function pollURL(pull: string, cursor: number, compact?: boolean): string;
+/** Reads a poll answer's JSON, compact (read with the stream's emoji set, in watch's order) or v1, into v1's shape; throws when it lacks now. */
+export function readPoll(answer: unknown, emojis?: Pick<Emoji, "id">[]): PollAnswer;
 /** Retry-After (seconds or an HTTP date) in ms; 0 when absent or unreadable; at most an hour. */
 export function parseRetryAfter(value: string | null | undefined): number;
 
@@ -179,6 +181,10 @@ export interface ViewerOptions {
   etag?: boolean;
   /** Default: REQUEST_TIMEOUT_MS. */
   requestTimeoutMs?: number;
+  /** The poll body to ask for: "compact" (v=2, a third of the bytes) or "v1". A server that ignores v answers v1, which is read too. Default: "compact". */
+  body?: "compact" | "v1";
+  /** Called when the server refuses the token (401): resolves to a fresh one (from your backend), and the request is sent again with it, once. Without it, a token watch gave (anonymous) is renewed with a new watch; a refused JWT is an error. */
+  renewToken?: () => Promise<string> | string;
 }
 
 export interface ViewerStats {

@@ -7,10 +7,12 @@
 // are forwarded with the advised sample probability, say which sample they
 // were forwarded at, and quick taps of one emoji go as one send with count.
 // Comments go to the comments endpoint and come back in the buckets' m.
+// Each send carries an id of its own and keeps it when it is sent again,
+// so the server counts a send whose answer was lost once.
 //
 // The wire is kept apart from the loop: pollURL builds a poll, readPoll
-// turns its answer into an update, freshBuckets applies the cursor rule,
-// so another body format can be adopted in one place.
+// turns its answer, in either body format, into API v1's shape, and
+// freshBuckets applies the cursor rule.
 
 export const MAX_COUNT = 20;
 export const REQUEST_TIMEOUT_MS = 10000;
@@ -86,20 +88,63 @@ export function freshBuckets(answer, cursor) {
   return { buckets: out, cursor: Math.max(last, answer.now) };
 }
 
-// pollURL is the poll of the seconds after cursor.
-export function pollURL(pull, cursor) {
+// SEND_ATTEMPTS bounds the tries of one send.
+export const SEND_ATTEMPTS = 3;
+
+// pollURL is the poll of the seconds after cursor; compact (the default)
+// asks for the compact body (v=2).
+export function pollURL(pull, cursor, compact = true) {
   const u = new URL(pull);
   u.searchParams.set("since", String(cursor));
+  if (compact) u.searchParams.set("v", "2");
+  else u.searchParams.delete("v");
   return u.href;
 }
 
-// readPoll checks a poll answer's JSON: without now it cannot move the
-// cursor, and is treated like a failed request.
-export function readPoll(answer) {
+// readPoll checks a poll answer's JSON and returns it in API v1's shape:
+// a compact answer (an array, docs/api.md) is read with the stream's emoji
+// set in watch's order; a v1 answer (a server that ignores v) as it is.
+// Without now an answer cannot move the cursor, and is treated like a
+// failed request.
+export function readPoll(answer, emojis = []) {
+  if (Array.isArray(answer)) answer = readCompact(answer, emojis);
   if (!answer || !Number.isInteger(answer.now) || answer.now <= 0) {
     throw new Error("a poll answer without now");
   }
   return answer;
+}
+
+// readCompact turns [now,next_ms,sample,viewers,[buckets],gap?] into v1's
+// object. A bucket is [t,burst,[counts]] and, with comments or
+// retractions, [user,text,..] and [id,..], then the retracted ids. Counts
+// past the known set are dropped: this client cannot name them.
+function readCompact(a, emojis) {
+  const list = (v) => (Array.isArray(v) ? v : []);
+  const [now, nextMs, sample, viewers, raw] = a;
+  const buckets = list(raw).map((r) => {
+    const [t, burst, counts, said, ids, retracted] = list(r);
+    const b = { t, c: {} };
+    const bursts = [];
+    list(counts).forEach((n, i) => {
+      if (i >= emojis.length) return;
+      if (n > 0) b.c[emojis[i].id] = n;
+      if (Math.floor(burst / 2 ** i) % 2 === 1) bursts.push(emojis[i].id);
+    });
+    if (bursts.length) b.burst = bursts;
+    const m = [];
+    for (let i = 0; i + 1 < list(said).length; i += 2) {
+      const c = { u: said[i], x: said[i + 1] };
+      const id = list(ids)[i / 2];
+      if (id) c.id = id;
+      m.push(c);
+    }
+    if (m.length) b.m = m;
+    if (list(retracted).length) b.r = retracted;
+    return b;
+  });
+  const out = { now, next_ms: nextMs, sample, viewers, buckets };
+  if (a[5] === 1) out.gap = true;
+  return out;
 }
 
 // parseRetryAfter reads Retry-After, seconds or an HTTP date, in ms; 0 when
@@ -156,6 +201,14 @@ function temporary(err) {
   return !(err instanceof APIError) || err.temporary;
 }
 
+// sendID makes up a send's idempotency id: 64 random bits in hex, so one
+// user's ids never meet within the 2 minutes a push node remembers them.
+function sendID() {
+  const b = new Uint8Array(8);
+  globalThis.crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
 function sleep(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
@@ -185,6 +238,7 @@ export class Viewer {
   constructor({
     stream, user, token = "", server, onWatch, onUpdate, onState, random = Math.random,
     fetch, dataSaver, dataSaverFloorMs = DATA_SAVER_FLOOR_MS, etag, requestTimeoutMs = REQUEST_TIMEOUT_MS,
+    body = "compact", renewToken,
   }) {
     if (!stream || !user) throw new TypeError("a Viewer needs a stream and a user");
     if (server === undefined) {
@@ -196,6 +250,9 @@ export class Viewer {
     // An identity token (JWT) the application's backend signed for this
     // viewer, if it has one: shown to watch, sent with taps and comments.
     this.token = token;
+    // Asked for a fresh token when the server refuses this one (401).
+    this.renewToken = renewToken;
+    this.compact = body !== "v1";
     this.said = []; // {text, until}: comments this viewer sent, not yet seen back
     this.server = new URL(server).href;
     this.onWatch = onWatch || (() => {});
@@ -212,8 +269,9 @@ export class Viewer {
     this.abort = new AbortController();
     this.sample = 1;
     this.maxNextMs = MAX_POLL_MS;
-    this.pending = new Map(); // emoji id -> {count, timer, sample, retrying}
-    this.sending = 0; // sends under way
+    this.pending = new Map(); // emoji id -> {count, timer, sample}
+    this.sending = 0; // sends under way, retries included
+    this.holdUntil = 0; // no send before this (Date.now()), after a 429 or 503
     this.stats = { polls: 0, notModified: 0, failures: 0, sends: 0, tapsSent: 0, tapsSampledOut: 0, comments: 0 };
   }
 
@@ -236,7 +294,7 @@ export class Viewer {
       this.onState("connecting");
       const u = new URL(`/v1/streams/${encodeURIComponent(this.stream)}/watch`, this.server);
       u.searchParams.set("user", this.user);
-      const w = await this.retry(() => request(u.href, { headers: this.authorized({}) }, { ...this.http, signal }));
+      const w = await this.retry(() => this.withToken(() => request(u.href, { headers: this.authorized({}) }, { ...this.http, signal })));
       this.watch = w;
       this.token = w.token || this.token;
       if (w.user) this.user = w.user; // who the server says this viewer is
@@ -259,7 +317,7 @@ export class Viewer {
     let lastURL = "", lastETag = "";
     for (;;) {
       await sleep(pollWaitMs(this.intervalMs(nextMs), this.random()), signal);
-      const url = pollURL(pull, cursor);
+      const url = pollURL(pull, cursor, this.compact);
       const init = {};
       if (!this.etag) {
         // no-cache: the browser may keep an answer but must ask the server
@@ -273,7 +331,7 @@ export class Viewer {
       const got = await this.retry(async () => {
         const { resp, text } = await exchange(url, init, { ...this.http, signal });
         if (resp.status === 304) return null;
-        return { answer: readPoll(JSON.parse(text)), etag: resp.headers.get("ETag") || "" };
+        return { answer: readPoll(JSON.parse(text), this.watch.emojis || []), etag: resp.headers.get("ETag") || "" };
       });
       this.stats.polls++;
       this.onState("live");
@@ -321,6 +379,30 @@ export class Viewer {
     return headers;
   }
 
+  // withToken calls f, and once more with a fresh token when the server
+  // refused this one (401): from renewToken, the application's callback,
+  // or without one, for a token watch gave (anonymous), from a new watch.
+  async withToken(f) {
+    try {
+      return await f();
+    } catch (err) {
+      if (!(err instanceof APIError) || err.status !== 401 || this.abort.signal.aborted) throw err;
+      const fresh = await this.freshToken();
+      if (!fresh) throw err;
+      this.token = fresh;
+      return f();
+    }
+  }
+
+  async freshToken() {
+    if (this.renewToken) return (await this.renewToken()) || "";
+    if (!this.watch || !this.watch.token) return "";
+    const u = new URL(`/v1/streams/${encodeURIComponent(this.stream)}/watch`, this.server);
+    u.searchParams.set("user", this.user);
+    const w = await request(u.href, {}, { ...this.http, signal: this.abort.signal });
+    return w.token || "";
+  }
+
   // comment sends a danmaku comment to the comments endpoint beside the
   // push URL watch gave, and returns "accepted" (it will come back in a
   // poll, for everyone) or "shed" (over the stream's budget: only its
@@ -330,10 +412,10 @@ export class Viewer {
     if (!this.watch) throw new Error("not watching yet");
     const url = new URL(this.watch.push, this.server);
     url.pathname = url.pathname.replace(/\/[^/]*$/, "/comments");
-    const answer = await request(url.href, {
+    const answer = await this.withToken(() => request(url.href, {
       method: "POST", headers: this.authorized({ "Content-Type": "application/json" }),
       body: JSON.stringify({ text, user: this.user }),
-    }, { ...this.http, signal: this.abort.signal });
+    }, { ...this.http, signal: this.abort.signal }));
     this.stats.comments++;
     if (answer.status !== "accepted") return "shed";
     this.said.push({ text, until: Date.now() + 30000 });
@@ -364,7 +446,7 @@ export class Viewer {
       return false;
     }
     let p = this.pending.get(emoji);
-    if (p && p.sample !== this.sample && !p.retrying) {
+    if (p && p.sample !== this.sample) {
       // The server changed the sample: the batch so far goes with the rate
       // its taps were sampled at, so the server weights them right.
       clearTimeout(p.timer);
@@ -375,44 +457,51 @@ export class Viewer {
       p = { count: 0, timer: 0, sample: this.sample };
       this.pending.set(emoji, p);
     }
-    // Past MAX_COUNT while a send waits out a 429, taps are over the
-    // user's limit anyway: they are dropped, not queued.
+    // Past MAX_COUNT while sends wait out a 429, taps are over the user's
+    // limit anyway: they are dropped, not queued.
     p.count = Math.min(p.count + 1, MAX_COUNT);
-    if (p.count === MAX_COUNT && !p.retrying) {
+    const hold = this.holdUntil - Date.now();
+    if (p.count === MAX_COUNT && hold <= 0) {
       clearTimeout(p.timer);
       this.flush(emoji);
     } else if (!p.timer) {
-      p.timer = setTimeout(() => this.flush(emoji), BATCH_MS);
+      p.timer = setTimeout(() => this.flush(emoji), Math.max(BATCH_MS, hold));
     }
     return true;
   }
 
+  // flush sends the taps gathered for an emoji as one send with an id of
+  // its own, and sends it again, the same body with the same id, after a
+  // failure that may pass (no answer, 408, 429, 5xx): the server counts an
+  // id once, so a send whose answer was lost is not counted twice. Taps
+  // made meanwhile go in a send of their own, held while the server asks
+  // for a pause (Retry-After).
   async flush(emoji) {
     const p = this.pending.get(emoji);
     if (!p) return;
     const { count, sample } = p;
     this.pending.delete(emoji);
     this.sending++;
+    const body = JSON.stringify({ emoji, count, user: this.user, sample, id: sendID() });
+    const signal = this.abort.signal;
     try {
-      const answer = await request(new URL(this.watch.push, this.server).href, {
-        method: "POST", headers: this.authorized({ "Content-Type": "application/json" }),
-        body: JSON.stringify({ emoji, count, user: this.user, sample }),
-      }, { ...this.http, signal: this.abort.signal });
-      this.stats.sends++;
-      this.stats.tapsSent += count;
-      this.setSample(answer.sample);
-    } catch (err) {
-      // 429 and 503 were not counted: send again after Retry-After. Any
-      // other failure may have been counted, so it is not sent twice.
-      if (err instanceof APIError && (err.status === 429 || err.status === 503) && !this.abort.signal.aborted) {
-        const again = this.pending.get(emoji) || { count: 0, timer: 0, sample };
-        clearTimeout(again.timer);
-        again.count = Math.min(again.count + count, MAX_COUNT);
-        again.retrying = true;
-        again.timer = setTimeout(() => this.flush(emoji), backoffMs(1, err.retryAfterMs, this.random()));
-        this.pending.set(emoji, again);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const answer = await this.withToken(() => request(new URL(this.watch.push, this.server).href, {
+            method: "POST", headers: this.authorized({ "Content-Type": "application/json" }), body,
+          }, { ...this.http, signal }));
+          this.stats.sends++;
+          this.stats.tapsSent += count;
+          this.setSample(answer.sample);
+          return;
+        } catch (err) {
+          if (signal.aborted || !temporary(err) || attempt >= SEND_ATTEMPTS) return;
+          const waitMs = backoffMs(attempt, err.retryAfterMs || 0, this.random());
+          if (err.retryAfterMs > 0) this.holdUntil = Math.max(this.holdUntil, Date.now() + waitMs);
+          await sleep(waitMs, signal);
+        }
       }
-    } finally {
+    } catch { /* stopped while waiting */ } finally {
       this.sending--;
     }
   }

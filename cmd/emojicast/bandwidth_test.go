@@ -165,13 +165,18 @@ func TestBandwidthPerViewer(t *testing.T) {
 // minute on its socket (TLS records, handshake and HTTP/2 frames included)
 // through the shipped edge configuration over HTTPS, with each lever of
 // benchmarks/README.md's "Bytes per viewer" alone and together, and holds
-// the default client to 10 KB per minute.
+// the default client to 10 KB per minute. A second origin whose compact
+// answers keep v1's next_ms (--compact-min-next-ms 1000) behind its own
+// edge shows what the compact body costs without the longer interval.
 func TestBytesPerViewerMinute(t *testing.T) {
 	testutil.Long(t, "20 s of four viewers on a busy stream")
 	nginxPath(t)
 	tlsPort := testutil.FreePort(t)
 	origin := startProc(t, "serve", "serve", "--log-level", "warn", "--public-url", fmt.Sprintf("https://127.0.0.1:%d", tlsPort))
 	e := startEdgeTLS(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)}, tlsPort)
+	tlsPort1s := testutil.FreePort(t)
+	origin1s := startProc(t, "serve", "serve", "--log-level", "warn", "--public-url", fmt.Sprintf("https://127.0.0.1:%d", tlsPort1s), "--compact-min-next-ms", "1000")
+	e1s := startEdgeTLS(t, []string{hostOf(t, origin1s.url)}, []string{hostOf(t, origin1s.url)}, tlsPort1s)
 	const stream = "busy"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -179,7 +184,9 @@ func TestBytesPerViewerMinute(t *testing.T) {
 	defer bg.Wait()
 	defer cancel()
 	bg.Go(func() { busyTaps(ctx, origin.url, stream) })
+	bg.Go(func() { busyTaps(ctx, origin1s.url, stream) })
 	waitBusy(t, origin, stream)
+	waitBusy(t, origin1s, stream)
 
 	const d = 20 * time.Second
 	type viewer struct {
@@ -187,18 +194,23 @@ func TestBytesPerViewerMinute(t *testing.T) {
 		wire  *wireCount
 		opts  client.Options
 		max   float64 // KB per minute; 0 for no bound
+		edge  *edge   // default: e
 	}
 	viewers := []*viewer{
 		{lever: "HTTP/1.1 (TLS), API v1 body", wire: newWireCountTLS(e.certs, false), opts: client.Options{Body: client.BodyV1}},
 		{lever: "HTTP/2, API v1 body", wire: newWireCountTLS(e.certs, true), opts: client.Options{Body: client.BodyV1}},
 		{lever: "HTTP/1.1 (TLS), compact body", wire: newWireCountTLS(e.certs, false)},
 		{lever: "HTTP/2, compact body (the client's default)", wire: newWireCountTLS(e.certs, true), max: 10},
+		{lever: "HTTP/2, compact body, next_ms 1000", wire: newWireCountTLS(e1s.certs, true), edge: e1s},
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	var runs sync.WaitGroup
 	for _, v := range viewers {
 		opts := v.opts
 		opts.Server, opts.HTTPClient = e.tlsURL, v.wire.client
+		if v.edge != nil {
+			opts.Server = v.edge.tlsURL
+		}
 		c, err := client.New(opts)
 		if err != nil {
 			t.Fatal(err)

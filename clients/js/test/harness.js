@@ -89,12 +89,14 @@ export async function startEmojicast(env = {}) {
 // "refuse" resets every connection at once (a network that answers
 // nothing but errors), "blackhole" takes connections and never answers
 // (packets that vanish: requests hang until they time out). A cut also
-// breaks the connections that were open. It counts connection attempts
-// and HTTP requests, with their times.
+// breaks the connections that were open. cutAnswersOfPosts loses the
+// answers of sends the server took. It counts connection attempts and
+// HTTP requests, with their times.
 export class Link {
   constructor(upstream) {
     this.upstream = new URL(upstream);
     this.mode = "up";
+    this.cutAnswers = 0;
     this.sockets = new Set();
     this.connections = []; // times of connection attempts
     this.requests = []; // times of requests forwarded
@@ -126,12 +128,33 @@ export class Link {
     u.on("close", () => c.destroy());
     this.sockets.add(u);
     u.on("close", () => this.sockets.delete(u));
+    let cutAnswer = false;
     c.on("data", (b) => {
       // A request starts a chunk: the clients write each one at once.
-      if (/^(GET|POST|HEAD) /.test(b.toString("latin1", 0, 5))) this.requests.push(Date.now());
+      const start = b.toString("latin1", 0, 5);
+      if (/^(GET|POST|HEAD) /.test(start)) this.requests.push(Date.now());
+      if (start === "POST " && this.cutAnswers > 0) {
+        this.cutAnswers--;
+        cutAnswer = true;
+      }
     });
     c.pipe(u);
-    u.pipe(c);
+    u.on("data", (b) => {
+      // The server took the request: its answer is lost on the way back.
+      if (cutAnswer) {
+        u.destroy();
+        c.resetAndDestroy();
+        return;
+      }
+      c.write(b);
+    });
+  }
+
+  // cutAnswersOfPosts lets the next n POST requests reach the server and
+  // cuts their connections when the server answers: sends whose answers
+  // the network lost.
+  cutAnswersOfPosts(n) {
+    this.cutAnswers = n;
   }
 
   // cut takes the network away in the given mode until restore.

@@ -19,7 +19,9 @@ test("package.json", () => {
   assert.equal(pkg.types, "./emojicast.d.ts");
   assert.deepEqual([...pkg.files].sort(), ["README.md", "emojicast.d.ts", "emojicast.js"]);
   assert.equal(pkg.engines.node, ">=20");
-  assert.ok(pkg.license, "a license");
+  // The repository's license; npm ships the package's own copy of it.
+  assert.equal(pkg.license, "MIT");
+  assert.equal(read("LICENSE"), readFileSync(new URL("../../../LICENSE", import.meta.url), "utf8"));
   for (const k of ["dependencies", "peerDependencies", "optionalDependencies"]) assert.equal(pkg[k], undefined, k);
   for (const f of pkg.files) assert.ok(read(f).length > 0, f);
 });

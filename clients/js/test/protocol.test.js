@@ -52,8 +52,9 @@ describe("rules", () => {
   });
 
   test("poll URLs and answers", () => {
-    assert.equal(pollURL("http://h/v1/streams/s/reactions", 12), "http://h/v1/streams/s/reactions?since=12");
-    assert.equal(pollURL("http://h/v1/streams/s/reactions?since=3&v=1", 12), "http://h/v1/streams/s/reactions?since=12&v=1");
+    assert.equal(pollURL("http://h/v1/streams/s/reactions", 12), "http://h/v1/streams/s/reactions?since=12&v=2");
+    assert.equal(pollURL("http://h/v1/streams/s/reactions", 12, false), "http://h/v1/streams/s/reactions?since=12");
+    assert.equal(pollURL("http://h/v1/streams/s/reactions?since=3&v=2", 12, false), "http://h/v1/streams/s/reactions?since=12");
     assert.throws(() => readPoll({ buckets: [] }));
     assert.throws(() => readPoll(null));
     assert.equal(readPoll({ now: 5, buckets: [] }).now, 5);
@@ -101,7 +102,8 @@ describe("rules", () => {
 describe("data saver against emojicast", () => {
   let plain, capped;
   before(async () => {
-    const busy = { EMOJICAST_BUSY_NEXT_MS: "1000", EMOJICAST_QUIET_NEXT_MS: "1000" };
+    // Compact answers at the same next_ms as v1, so "every next_ms" is 1 s.
+    const busy = { EMOJICAST_BUSY_NEXT_MS: "1000", EMOJICAST_QUIET_NEXT_MS: "1000", EMOJICAST_COMPACT_MIN_NEXT_MS: "1000" };
     [plain, capped] = await Promise.all([
       startEmojicast(busy),
       startEmojicast({ ...busy, EMOJICAST_MAX_NEXT_MS: "2000" }),
@@ -167,8 +169,9 @@ describe("data saver against emojicast", () => {
     // server has nothing new for all but the first.
     const fast = await startEmojicast({ EMOJICAST_MIN_NEXT_MS: "100", EMOJICAST_BUSY_NEXT_MS: "300", EMOJICAST_QUIET_NEXT_MS: "300" });
     const seen = [];
+    // The compact body has no ETag: v1's has.
     const v = new Viewer({
-      server: fast.url, stream: "js-etag", user: "etag",
+      server: fast.url, stream: "js-etag", user: "etag", body: "v1",
       fetch: async (url, init) => {
         const resp = await fetch(url, init);
         seen.push({ url, inm: (init.headers || {})["If-None-Match"] || "", status: resp.status });
