@@ -151,6 +151,7 @@ func (f *fleet) run() (*report, error) {
 	if err := r.fromAccessLog(f.accessLog, before.at, after.at); err != nil {
 		return nil, err
 	}
+	r.EdgeHitRatio = 1 - r.OriginPollsPerSec/r.EdgePollsPerSec
 	r.Finished = time.Now().UTC()
 
 	for _, g := range gens {
@@ -270,10 +271,16 @@ type report struct {
 	WindowSeconds    float64 `json:"window_seconds"`
 
 	// At the edge, from its access log: polls answered, and how.
-	EdgePollsPerSec  float64        `json:"edge_polls_per_sec"`
-	CacheStatus      map[string]int `json:"cache_status"`
-	EdgeHitRatio     float64        `json:"edge_hit_ratio"` // answers not passed to the origin
-	EdgeBytesPerPoll float64        `json:"edge_bytes_per_poll"`
+	EdgePollsPerSec float64        `json:"edge_polls_per_sec"`
+	CacheStatus     map[string]int `json:"cache_status"`
+	// The hit ratio: the share of the edge's polls that never reached
+	// the origin (1 - origin polls / edge polls). CacheHitRatio is what
+	// the edge's log says: answers from its cache (HIT, and STALE or
+	// UPDATING while one request refreshes the entry); it is higher, as
+	// the refreshes nginx makes in the background are not logged.
+	EdgeHitRatio     float64 `json:"edge_hit_ratio"`
+	CacheHitRatio    float64 `json:"cache_hit_ratio"`
+	EdgeBytesPerPoll float64 `json:"edge_bytes_per_poll"`
 
 	// At the origin: polls the pull nodes answered (their request counters).
 	OriginPollsPerSec       float64   `json:"origin_polls_per_sec"`
@@ -391,7 +398,7 @@ func (r *report) fromAccessLog(path string, from, to time.Time) error {
 	// What the edge answered without the origin: fresh hits, and stale
 	// answers given while one request refreshed the entry.
 	served := r.CacheStatus["HIT"] + r.CacheStatus["UPDATING"] + r.CacheStatus["STALE"]
-	r.EdgeHitRatio = float64(served) / float64(polls)
+	r.CacheHitRatio = float64(served) / float64(polls)
 	return nil
 }
 
@@ -442,8 +449,8 @@ func (r *report) finish() {
 func (r *report) print(w *os.File) {
 	fmt.Fprintf(w, "fleet: %d viewers over %d streams (%d senders each) through nginx, %d pull + %d push processes, one redis-server; %.1f s measured\n\n",
 		r.Viewers, r.Streams, r.SendersPerStream, r.Pull, r.Push, r.WindowSeconds)
-	fmt.Fprintf(w, "edge      %.0f polls/s answered (viewers report %.0f/s), %.0f B each; hit ratio %.4f %v\n",
-		r.EdgePollsPerSec, r.ViewerPollsPerSec, r.EdgeBytesPerPoll, r.EdgeHitRatio, r.CacheStatus)
+	fmt.Fprintf(w, "edge      %.0f polls/s answered (viewers report %.0f/s), %.0f B each; hit ratio %.4f (by cache status %.4f: %v)\n",
+		r.EdgePollsPerSec, r.ViewerPollsPerSec, r.EdgeBytesPerPoll, r.EdgeHitRatio, r.CacheHitRatio, r.CacheStatus)
 	fmt.Fprintf(w, "origin    %.1f polls/s (%.2f per stream-second); streams per pull node %v\n",
 		r.OriginPollsPerSec, r.OriginPollsPerStreamSec, r.PullStreams)
 	fmt.Fprintf(w, "sends     %.0f/s accepted, %.0f taps/s; streams per push node %v\n", r.SendsPerSec, r.TapsPerSec, r.PushStreams)

@@ -15,7 +15,8 @@
 // It builds emojicast and the load generator, starts everything on free
 // ports, stops everything it started when it ends, and takes about two
 // minutes. benchmarks/README.md ("A fleet behind the edge") has the
-// figures; model.go reproduces them from unit costs measured elsewhere.
+// figures; model.go predicts them from the unit costs of two smaller
+// calibration runs, and docs/capacity.md extrapolates with it.
 package main
 
 import (
