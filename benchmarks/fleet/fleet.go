@@ -60,52 +60,91 @@ func (f *fleet) run() (*report, error) {
 	if err != nil {
 		return nil, err
 	}
+	r := &report{Viewers: c.viewers, Streams: c.streams, SendersPerStream: c.senders, Pull: c.pull, Push: c.push}
+	pulls, pushes, err := f.startNodes(bin, r)
+	if err != nil {
+		return nil, err
+	}
+	edge, err := f.startEdge(root, addrs(pulls), addrs(pushes))
+	if err != nil {
+		return nil, err
+	}
+	gens, err := f.startAudience(gen, edge.addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.measure(r, pulls, pushes, gens); err != nil {
+		return nil, err
+	}
+	for _, g := range gens {
+		if err := r.addGenerator(g); err != nil {
+			return nil, err
+		}
+	}
+	r.finish()
+	return r, nil
+}
+
+func addrs(ps []*proc) []string {
+	var a []string
+	for _, p := range ps {
+		a = append(a, p.addr)
+	}
+	return a
+}
+
+// startNodes starts Redis, the pull nodes and the push nodes, and measures
+// what the idle nodes cost Redis and CPU: the part of each figure that
+// grows with nodes, not with streams.
+func (f *fleet) startNodes(bin string, r *report) (pulls, pushes []*proc, err error) {
 	rs, err := f.startRedis()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	redisURL := "redis://" + rs.addr
-	var pulls, pushes []*proc
-	var pullAddrs, pushAddrs []string
-	for i := range c.pull {
+	for i := range f.cfg.pull {
 		p, err := f.startNode(bin, "pull", i+1, redisURL)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		pulls, pullAddrs = append(pulls, p), append(pullAddrs, p.addr)
+		pulls = append(pulls, p)
 	}
-	// What the nodes cost Redis and CPU with nobody watching: the part of
-	// each figure that grows with nodes, not with streams.
 	pullIdle, err := f.idle()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	for i := range c.push {
+	for i := range f.cfg.push {
 		p, err := f.startNode(bin, "push", i+1, redisURL)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		pushes, pushAddrs = append(pushes, p), append(pushAddrs, p.addr)
+		pushes = append(pushes, p)
 	}
 	bothIdle, err := f.idle()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	edge, err := f.startEdge(root, pullAddrs, pushAddrs)
-	if err != nil {
-		return nil, err
-	}
+	r.IdleRedisPerPull = pullIdle.RedisCommandsPerSec / float64(f.cfg.pull)
+	r.IdleRedisPerPush = (bothIdle.RedisCommandsPerSec - pullIdle.RedisCommandsPerSec) / float64(f.cfg.push)
+	r.IdleCores = bothIdle.Cores
+	return pulls, pushes, nil
+}
 
-	// The audience: one generator process per stream, so no process holds
-	// more than its share of the connections.
+// generator is one load generator process and the file its report goes to.
+type generator struct {
+	p   *proc
+	out *os.File
+}
+
+// startAudience starts one generator process per stream, so no process
+// holds more than its share of the connections.
+func (f *fleet) startAudience(gen, edge string) ([]generator, error) {
+	c := f.cfg
 	prefix := "fleet" + strconv.FormatInt(time.Now().Unix(), 36)
-	genDuration := c.warmup + c.window - genWarmup + 5*time.Second
-	type genOut struct {
-		p   *proc
-		out *os.File
-	}
-	var gens []genOut
-	start := time.Now()
+	// Senders tap past the end of the window, whatever the time their
+	// viewers took to watch.
+	duration := c.warmup + c.window - genWarmup + 5*time.Second
+	var gens []generator
 	for i := range c.streams {
 		n := c.viewers / c.streams
 		if i < c.viewers%c.streams {
@@ -115,65 +154,46 @@ func (f *fleet) run() (*report, error) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := f.start(fmt.Sprintf("loadgen-%02d", i), out, gen, "-addr", edge.addr,
+		p, err := f.start(fmt.Sprintf("loadgen-%02d", i), out, gen, "-addr", edge,
 			"-viewers", strconv.Itoa(n), "-senders", strconv.Itoa(c.senders), "-ceiling", "0",
-			"-warmup", genWarmup.String(), "-duration", genDuration.String(), "-drain", "15s",
+			"-warmup", genWarmup.String(), "-duration", duration.String(), "-drain", "15s",
 			"-stream", fmt.Sprintf("%s-%02d", prefix, i), "-json")
 		if err != nil {
 			out.Close()
 			return nil, err
 		}
-		gens = append(gens, genOut{p, out})
+		gens = append(gens, generator{p, out})
 	}
-	time.Sleep(time.Until(start.Add(c.warmup)))
+	return gens, nil
+}
+
+// measure waits out the warm-up, then reads every figure over the window.
+func (f *fleet) measure(r *report, pulls, pushes []*proc, gens []generator) error {
+	time.Sleep(f.cfg.warmup)
 	for _, g := range gens {
 		select {
 		case <-g.p.exited:
-			return nil, fmt.Errorf("%s exited during the warm-up: %v", g.p.name, g.p.err)
+			return fmt.Errorf("%s exited during the warm-up: %v (see %s.log)", g.p.name, g.p.err, g.p.name)
 		default:
 		}
 	}
 	before, err := f.snapshot(pulls, pushes)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	time.Sleep(c.window)
+	time.Sleep(f.cfg.window)
 	after, err := f.snapshot(pulls, pushes)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	r := &report{Viewers: c.viewers, Streams: c.streams, SendersPerStream: c.senders, Pull: c.pull, Push: c.push,
-		WindowSeconds: after.at.Sub(before.at).Seconds()}
-	r.IdleRedisPerPull = pullIdle.RedisCommandsPerSec / float64(c.pull)
-	r.IdleRedisPerPush = (bothIdle.RedisCommandsPerSec - pullIdle.RedisCommandsPerSec) / float64(c.push)
-	r.IdleCores = bothIdle.Cores
+	r.WindowSeconds = after.at.Sub(before.at).Seconds()
 	r.fromSnapshots(before, after, pulls, pushes)
 	if err := r.fromAccessLog(f.accessLog, before.at, after.at); err != nil {
-		return nil, err
+		return err
 	}
 	r.EdgeHitRatio = 1 - r.OriginPollsPerSec/r.EdgePollsPerSec
 	r.Finished = time.Now().UTC()
-
-	for _, g := range gens {
-		select {
-		case <-g.p.exited:
-		case <-time.After(2 * time.Minute):
-			return nil, fmt.Errorf("%s did not finish", g.p.name)
-		}
-		g.out.Close()
-		if g.p.err != nil {
-			return nil, fmt.Errorf("%s failed: %v (see %s.log)", g.p.name, g.p.err, g.p.name)
-		}
-		b, err := os.ReadFile(g.out.Name())
-		if err != nil {
-			return nil, err
-		}
-		if err := r.addGenerator(b); err != nil {
-			return nil, fmt.Errorf("%s: %w", g.p.name, err)
-		}
-	}
-	r.finish()
-	return r, nil
+	return nil
 }
 
 // repoRoot is the module's directory: the run builds and reads the tree it
@@ -418,10 +438,24 @@ type genReport struct {
 	} `json:"clients"`
 }
 
-func (r *report) addGenerator(b []byte) error {
+// addGenerator waits for a generator to finish and adds its report.
+func (r *report) addGenerator(gen generator) error {
+	select {
+	case <-gen.p.exited:
+	case <-time.After(2 * time.Minute):
+		return fmt.Errorf("%s did not finish", gen.p.name)
+	}
+	gen.out.Close()
+	if gen.p.err != nil {
+		return fmt.Errorf("%s failed: %v (see %s.log)", gen.p.name, gen.p.err, gen.p.name)
+	}
+	b, err := os.ReadFile(gen.out.Name())
+	if err != nil {
+		return err
+	}
 	var g genReport
 	if err := json.Unmarshal(b, &g); err != nil {
-		return fmt.Errorf("unreadable report: %w", err)
+		return fmt.Errorf("unreadable report of %s: %w", gen.p.name, err)
 	}
 	c := g.Clients
 	r.ViewerPollsPerSec += c.PollsPerSec

@@ -43,7 +43,7 @@ func (f *fleet) start(name string, stdout *os.File, bin string, args ...string) 
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return nil, fmt.Errorf("cannot start %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, exited: make(chan struct{})}
 	go func() {
@@ -104,7 +104,7 @@ func (f *fleet) build(name, pkg string) (string, error) {
 	out := filepath.Join(f.dir, name)
 	b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+		return "", fmt.Errorf("cannot build %s: %v\n%s", pkg, err, b)
 	}
 	return out, nil
 }
