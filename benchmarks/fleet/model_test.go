@@ -15,6 +15,7 @@ const (
 	calibrationRun  = "testdata/calibration-2.json"
 	calibrationRun4 = "testdata/calibration-4.json"
 	scaledRun       = "testdata/fleet-10k.json"
+	scaledRerun     = "testdata/fleet-10k-rerun.json"
 	roundRobinRun   = "testdata/fleet-10k-roundrobin.json"
 )
 
@@ -35,15 +36,17 @@ func readReport(t *testing.T, path string) *report {
 // calibration runs (1 pull + 1 push node, 2 and 4 streams of 500 viewers
 // and 20 senders each) and checks that the model predicts the
 // 10,000-viewer run (2 + 2 nodes, 10 streams of 1,000 viewers, sends
-// hashed on the stream) within Tolerances.
+// hashed on the stream) within Tolerances, and a second run of it.
 func TestModelReproducesTheScaledRun(t *testing.T) {
 	u := UnitsFrom(readReport(t, calibrationRun), readReport(t, calibrationRun4))
 	t.Logf("units: %+v", u)
-	r := readReport(t, scaledRun)
-	got, want := Predict(u, loadOf(r, 1)), figuresOf(r)
-	t.Logf("%s:\n  model    %+v\n  measured %+v", scaledRun, got, want)
-	for _, bad := range compare(got, want) {
-		t.Errorf("%s: %s", scaledRun, bad)
+	for _, path := range []string{scaledRun, scaledRerun} {
+		r := readReport(t, path)
+		got, want := Predict(u, loadOf(r, 1)), figuresOf(r)
+		t.Logf("%s:\n  model    %+v\n  measured %+v", path, got, want)
+		for _, bad := range compare(got, want) {
+			t.Errorf("%s: %s", path, bad)
+		}
 	}
 }
 
