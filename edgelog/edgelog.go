@@ -5,14 +5,19 @@
 //
 // Each datagram is one syslog line whose message is
 // "METHOD URI STATUS" (deploy/nginx.conf's log_format emojicast_feed).
-// Only datagrams from trusted addresses are read, only answered polls
-// (GET or HEAD, 200 or 304) of valid stream ids count, and only for streams
-// the node already serves: nothing an edge sends makes the node hold more
-// state.
+// Anyone who can reach a UDP port can send it lines, and a UDP source
+// address is easy to forge, so a line counts only if it comes from a
+// trusted address and carries the shared secret as its syslog tag (nginx's
+// syslog tag= parameter): a sender that cannot read the edges' traffic
+// cannot make one. Lines are short and parsed in one bounded pass; only
+// answered polls (GET or HEAD, 200 or 304) of valid stream ids count, and
+// only for streams the node already serves: nothing a sender says makes
+// the node hold more state.
 package edgelog
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net"
@@ -28,7 +33,7 @@ import (
 
 var lines = promauto.NewCounterVec(prometheus.CounterOpts{
 	Name: "emojicast_edgelog_lines_total",
-	Help: "Edge log lines received, by result: counted (a poll of a stream this node serves), unserved (a poll of a stream it does not serve), ignored (not an answered poll, or malformed), foreign (from an address not in --trusted-proxies).",
+	Help: "Edge log lines received, by result: counted (a poll of a stream this node serves), unserved (a poll of a stream it does not serve), ignored (not an answered poll, or malformed), foreign (refused: from an address not in --trusted-proxies), forged (refused: without the --edge-log-secret tag, or longer than a log line).",
 }, []string{"result"})
 
 var (
@@ -36,6 +41,7 @@ var (
 	linesUnserved = lines.WithLabelValues("unserved")
 	linesIgnored  = lines.WithLabelValues("ignored")
 	linesForeign  = lines.WithLabelValues("foreign")
+	linesForged   = lines.WithLabelValues("forged")
 )
 
 // Counter takes the polls of a stream; pull.Pull is one.
@@ -43,8 +49,27 @@ type Counter interface {
 	CountEdgePolls(id []byte, n int64) bool
 }
 
-// maxDatagram is the largest line read; nginx sends at most 2 KiB.
-const maxDatagram = 8 << 10
+// maxLine is the longest line read. A poll's line is under 200 bytes
+// (priority, timestamp, host, a tag of at most 32, method, a path with an
+// id of at most 64, status); anything longer is not one and is refused
+// before it is parsed. Reads are of maxLine+1 bytes, so a longer datagram
+// shows as too long rather than cut to fit.
+const maxLine = 512
+
+// Secret checks the shared secret an edge tags its lines with: nginx takes
+// 1 to 32 letters, digits and underscores as a syslog tag. Long enough to
+// be guessed by nobody: at least 16.
+func Secret(s string) error {
+	if len(s) < 16 || len(s) > 32 {
+		return errors.New("the edge log secret must be 16 to 32 characters (nginx's syslog tag is at most 32)")
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return errors.New("the edge log secret may hold only letters, digits and underscores (nginx's syslog tag)")
+		}
+	}
+	return nil
+}
 
 var (
 	prefix    = []byte("/v1/streams/")
@@ -55,50 +80,60 @@ var (
 	methodHd  = []byte("HEAD")
 )
 
-// ParseLine returns the stream id of an answered poll in one syslog line,
-// ok false for anything else. It does not allocate.
-func ParseLine(b []byte) (stream []byte, ok bool) {
+// ParseLine returns the syslog tag of one line, and the stream id of the
+// answered poll it reports (ok false for anything else: the tag is then
+// whatever was found, possibly nothing). It does not allocate.
+func ParseLine(b []byte) (tag, stream []byte, ok bool) {
 	b = bytes.TrimRight(b, "\r\n")
 	// "<PRI>TIMESTAMP [HOST] TAG: MESSAGE": the timestamp has colons but
 	// no colon and space.
 	if len(b) == 0 || b[0] != '<' {
-		return nil, false
+		return nil, nil, false
 	}
 	i := bytes.Index(b, []byte(": "))
 	if i < 0 {
-		return nil, false
+		return nil, nil, false
+	}
+	tag = b[:i]
+	if j := bytes.LastIndexByte(tag, ' '); j >= 0 {
+		tag = tag[j+1:]
 	}
 	msg := b[i+2:]
 	method, rest, ok := bytes.Cut(msg, []byte(" "))
 	if !ok || !bytes.Equal(method, methodGet) && !bytes.Equal(method, methodHd) {
-		return nil, false
+		return tag, nil, false
 	}
 	uri, status, ok := bytes.Cut(rest, []byte(" "))
 	if !ok || !bytes.Equal(status, statusOK) && !bytes.Equal(status, statusNM) {
-		return nil, false
+		return tag, nil, false
 	}
 	id, ok := bytes.CutPrefix(uri, prefix)
 	if !ok {
-		return nil, false
+		return tag, nil, false
 	}
 	if id, ok = bytes.CutSuffix(id, suffix); !ok || !api.ValidID(id) {
-		return nil, false
+		return tag, nil, false
 	}
-	return id, true
+	return tag, id, true
 }
 
 // Listener reads an edge log feed until closed.
 type Listener struct {
-	conn  *net.UDPConn
-	from  *clientip.Resolver
-	count Counter
-	log   *slog.Logger
-	done  sync.WaitGroup
+	conn   *net.UDPConn
+	from   *clientip.Resolver
+	secret []byte
+	count  Counter
+	log    *slog.Logger
+	done   sync.WaitGroup
 }
 
 // Listen opens the UDP address addr and counts the polls in the lines that
-// come from addresses from trusts into count, until Close.
-func Listen(addr string, from *clientip.Resolver, count Counter, log *slog.Logger) (*Listener, error) {
+// come from addresses from trusts and are tagged with secret (see Secret)
+// into count, until Close.
+func Listen(addr string, from *clientip.Resolver, secret string, count Counter, log *slog.Logger) (*Listener, error) {
+	if err := Secret(secret); err != nil {
+		return nil, err
+	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
@@ -107,7 +142,7 @@ func Listen(addr string, from *clientip.Resolver, count Counter, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	l := &Listener{conn: conn, from: from, count: count, log: log}
+	l := &Listener{conn: conn, from: from, secret: []byte(secret), count: count, log: log}
 	l.done.Add(1)
 	go l.serve()
 	return l, nil
@@ -125,7 +160,7 @@ func (l *Listener) Close() error {
 
 func (l *Listener) serve() {
 	defer l.done.Done()
-	buf := make([]byte, maxDatagram)
+	buf := make([]byte, maxLine+1)
 	for {
 		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -143,8 +178,14 @@ func (l *Listener) line(b []byte, from netip.Addr) {
 		linesForeign.Inc()
 		return
 	}
-	id, ok := ParseLine(b)
+	if len(b) > maxLine {
+		linesForged.Inc()
+		return
+	}
+	tag, id, ok := ParseLine(b)
 	switch {
+	case subtle.ConstantTimeCompare(tag, l.secret) != 1:
+		linesForged.Inc()
 	case !ok:
 		linesIgnored.Inc()
 	case l.count.CountEdgePolls(id, 1):

@@ -237,3 +237,102 @@ func TestEdgeFailoverLosesNoSecond(t *testing.T) {
 	}
 	t.Logf("killed %s (%v of %d streams); %d taps accepted, every viewer saw them in their seconds, once", victim.name, most, len(streams), ta.accepted)
 }
+
+// TestEdgePushAffinity sends taps of 16 streams through the edge to two
+// push processes on one Redis: the push upstream hashes on the stream id
+// like the pull one, so all sends of a stream reach one push node (which
+// alone writes the stream's counts to the store), the streams spread over
+// both, and when a stream's push node is killed its sends still succeed:
+// the edge passes them to the other node.
+func TestEdgePushAffinity(t *testing.T) {
+	srv := redistest.Start(t)
+	var pushes []*proc
+	var addrs []string
+	for i := range 2 {
+		p := startProc(t, fmt.Sprintf("push-%d", i+1), append(append([]string{"push"}, loadSender...),
+			"--redis", srv.URL(), "--log-level", "warn")...)
+		pushes = append(pushes, p)
+		addrs = append(addrs, strings.TrimPrefix(p.url, "http://"))
+	}
+	for _, p := range pushes {
+		p.waitReady()
+	}
+	// Only sends in this test: the pull upstream is never used.
+	e := startEdge(t, addrs, addrs)
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	send := func(stream string, i int) int {
+		body := fmt.Sprintf(`{"emoji":"fire","count":1,"user":"u%d"}`, i)
+		resp, err := client.Post(e.url+"/v1/streams/"+stream+"/reactions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Logf("send to %s: %v", stream, err)
+			return 0
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	taps := func() []float64 {
+		var n []float64
+		for _, p := range pushes {
+			if p.alive() {
+				n = append(n, p.metric("emojicast_push_taps_accepted_total"))
+			} else {
+				n = append(n, 0)
+			}
+		}
+		return n
+	}
+
+	const sends = 10
+	owner := map[string]int{} // stream: the index of the push node its sends reached
+	streams := make([]string, 16)
+	for i := range streams {
+		streams[i] = fmt.Sprintf("push-aff-%02d", i)
+		before := taps()
+		for j := range sends {
+			if code := send(streams[i], j); code != http.StatusAccepted {
+				t.Fatalf("send %d to %s: %d; want 202", j, streams[i], code)
+			}
+		}
+		after := taps()
+		var reached []int
+		for n := range pushes {
+			if after[n] > before[n] {
+				reached = append(reached, n)
+			}
+		}
+		if len(reached) != 1 || after[reached[0]]-before[reached[0]] != sends {
+			t.Fatalf("the %d sends of %s reached push nodes %v (taps before %v, after %v); want all on one node",
+				sends, streams[i], reached, before, after)
+		}
+		owner[streams[i]] = reached[0]
+	}
+	per := make([]int, len(pushes))
+	for _, n := range owner {
+		per[n]++
+	}
+	if per[0] == 0 || per[1] == 0 {
+		t.Fatalf("streams per push node %v: the edge does not spread streams", per)
+	}
+
+	// Kill the push node of the first stream: its streams' sends go to the
+	// other node from then on.
+	victim := owner[streams[0]]
+	_ = pushes[victim].cmd.Process.Kill()
+	<-pushes[victim].exited
+	survivor := 1 - victim
+	before := taps()[survivor]
+	for _, s := range streams {
+		for j := range sends {
+			if code := send(s, j); code != http.StatusAccepted {
+				t.Errorf("send %d to %s (push node %d of %d, killed: %v) after the kill: %d; want 202",
+					j, s, owner[s]+1, len(pushes), owner[s] == victim, code)
+			}
+		}
+	}
+	if got := taps()[survivor] - before; got != float64(len(streams)*sends) {
+		t.Errorf("the surviving push node took %v taps after the kill; want all %d", got, len(streams)*sends)
+	}
+	t.Logf("streams per push node %v; killed push-%d, whose %d streams' sends then reached push-%d", per, victim+1, per[victim], survivor+1)
+}

@@ -59,8 +59,13 @@ func startEdgeTLS(t *testing.T, pull, push []string, tlsPort int) *edge {
 	return startEdgeWith(t, pull, push, tlsPort, nil)
 }
 
+// edgeLogSecret is the tag the test edges put on their log lines, and the
+// pull nodes' --edge-log-secret.
+const edgeLogSecret = "test_edge_feed_secret_0123"
+
 // startEdgeFeed is startEdge with the edge's polls reported as syslog to
-// the UDP addresses edgeLog (the pull nodes' --edge-log-listen).
+// the UDP addresses edgeLog (the pull nodes' --edge-log-listen), tagged
+// with edgeLogSecret.
 func startEdgeFeed(t *testing.T, pull, push, edgeLog []string) *edge {
 	t.Helper()
 	return startEdgeWith(t, pull, push, testutil.FreePort(t), edgeLog)
@@ -83,7 +88,7 @@ func startEdgeWith(t *testing.T, pull, push []string, tlsPort int, edgeLog []str
 		t.Fatal(err)
 	}
 	err = tmpl.Execute(f, map[string]any{"Dir": e.dir, "Listen": fmt.Sprintf("127.0.0.1:%d", port), "Pull": pull, "Push": push,
-		"TLSListen": fmt.Sprintf("127.0.0.1:%d", tlsPort), "Cert": certFile, "Key": keyFile, "EdgeLog": edgeLog})
+		"TLSListen": fmt.Sprintf("127.0.0.1:%d", tlsPort), "Cert": certFile, "Key": keyFile, "EdgeLog": edgeLog, "EdgeLogSecret": edgeLogSecret})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -76,6 +76,7 @@ type nodeFlags struct {
 	maxClientIPs    int
 	corsOrigins     string
 	edgeLogListen   string
+	edgeLogSecret   string
 	adminToken      string
 	// Push.
 	flushInterval time.Duration
@@ -170,7 +171,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.Int64Var(&f.minNextMS, "min-next-ms", pull.DefaultMinNextMS, "shortest poll interval ever told to viewers, in ms")
 		fs.Int64Var(&f.compactNextMS, "compact-min-next-ms", pull.DefaultCompactMinNextMS, "shortest poll interval told to viewers that ask for the compact body (v=2), in ms")
 		fs.Int64Var(&f.maxNextMS, "max-next-ms", pull.DefaultMaxNextMS, "longest poll interval ever told to viewers (also under overload), in ms")
-		fs.StringVar(&f.edgeLogListen, "edge-log-listen", "", "UDP address (host:port) to receive the edges' access log as syslog at: their polls, cache hits included, count as viewers; only lines from --trusted-proxies are read, and polls from them are not counted again (empty: off)")
+		fs.StringVar(&f.edgeLogListen, "edge-log-listen", "", "UDP address (host:port) to receive the edges' access log as syslog at: their polls, cache hits included, count as viewers; only lines from --trusted-proxies tagged with --edge-log-secret are read, and polls from them are not counted again (empty: off)")
+		fs.StringVar(&f.edgeLogSecret, "edge-log-secret", "", "the syslog tag the edges put on their log lines (nginx's access_log syslog:...,tag=): 16 to 32 letters, digits and underscores shared with them; lines without it are refused (required with --edge-log-listen)")
 		fs.Int64Var(&f.targetSends, "target-sends", pull.DefaultTargetSends, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
 		fs.IntVar(&f.ipViewers, "ip-viewers", pull.DefaultViewersPerAddress, "most viewers one client address counts as in a stream's viewer estimate per poll interval")
 	}
@@ -294,6 +296,12 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 			stores.close()
 			return errors.New("--edge-log-listen needs --trusted-proxies: the edges whose log lines count")
 		}
+		if f.edgeLogListen != "" {
+			if err := edgelog.Secret(f.edgeLogSecret); err != nil {
+				stores.close()
+				return fmt.Errorf("--edge-log-listen needs --edge-log-secret: %w", err)
+			}
+		}
 		var edges *clientip.Resolver // nil: no edge feed
 		if f.edgeLogListen != "" {
 			edges = clientip.New(proxies)
@@ -307,7 +315,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 			return err
 		}
 		if edges != nil {
-			if feed, err = edgelog.Listen(f.edgeLogListen, edges, pl, log); err != nil {
+			if feed, err = edgelog.Listen(f.edgeLogListen, edges, f.edgeLogSecret, pl, log); err != nil {
 				stores.close()
 				return fmt.Errorf("cannot listen for the edge log on %s: %w", f.edgeLogListen, err)
 			}
