@@ -93,6 +93,14 @@ func init() {
 		nodes.Range(func(k, _ any) bool { d = max(d, k.(*Pull).maxDivisor.Load()); return true })
 		return float64(d)
 	})
+	promauto.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "emojicast_pull_sample_divisor_cap",
+		Help: "The largest sample divisor this process may advertise (--max-divisor); 0 in a process without a pull node.",
+	}, func() float64 {
+		d := int64(0)
+		nodes.Range(func(k, _ any) bool { d = max(d, k.(*Pull).opts.MaxDivisor); return true })
+		return float64(d)
+	})
 }
 
 func registerGauges(p *Pull)   { nodes.Store(p, struct{}{}) }
