@@ -42,7 +42,7 @@ var (
 	})
 	historyServed = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "emojicast_pull_history_served_total",
-		Help: "History answers by kind: immutable (whole sealed minutes, read from the store), cached (the same, from the node's cache) and partial (max-age=1).",
+		Help: "History answers by kind: sealed (whole sealed minutes, read from the store), cached (the same, from the node's cache) and partial (max-age=1).",
 	}, []string{"kind"})
 	historyErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_pull_history_errors_total",
