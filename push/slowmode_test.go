@@ -16,7 +16,7 @@ import (
 
 // slowModeNode is a push node on a Redis store whose stream "calm" is in
 // slow mode for period.
-func slowModeNode(t *testing.T, srv *redistest.Server, prefix string, period int) *push.Push {
+func slowModeNode(t testing.TB, srv *redistest.Server, prefix string, period int) *push.Push {
 	t.Helper()
 	client, err := store.NewRedisClient(srv.URL())
 	if err != nil {
