@@ -232,7 +232,7 @@ type Push struct {
 	shareFailing bool          // the last exchange failed; owned by limitsLoop
 
 	stopOnce    sync.Once
-	stop        chan struct{} // stops the flush, comment-load and limit loops
+	stop        chan struct{} // stops the flush, comment-load, limit and slow-mode loops
 	loopDone    chan struct{}
 	loadDone    chan struct{}
 	limitsDone  chan struct{}
