@@ -37,13 +37,17 @@ type Options struct {
 	Clock clock.Clock
 	// Timeout bounds one call's store work. Default: 2s.
 	Timeout time.Duration
+	// TopMaxAge is how long the busiest streams read from the store are
+	// reused for every call. Default: DefaultTopMaxAge.
+	TopMaxAge time.Duration
 	// Logger receives the log of admin actions. Default: slog.Default().
 	Logger *slog.Logger
 }
 
 // Admin serves /v1/admin/.
 type Admin struct {
-	opts Options
+	opts     Options
+	topCache topCache
 }
 
 // New returns an Admin.
@@ -62,6 +66,9 @@ func New(opts Options) (*Admin, error) {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 2 * time.Second
+	}
+	if opts.TopMaxAge <= 0 {
+		opts.TopMaxAge = DefaultTopMaxAge
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -216,11 +223,12 @@ func (c *call) list() {
 	}
 	ctx, cancel := c.context()
 	defer cancel()
-	top, err := c.a.opts.Store.Top(ctx, n)
+	top, err := c.a.top(ctx)
 	if err != nil {
 		c.storeError(err)
 		return
 	}
+	top = top[:min(n, len(top))]
 	if top == nil {
 		top = []store.StreamStats{}
 	}
@@ -271,7 +279,7 @@ func (c *call) get(stream string) {
 		c.storeError(err)
 		return
 	}
-	top, err := c.a.opts.Store.Top(ctx, MaxTop)
+	top, err := c.a.top(ctx)
 	if err != nil {
 		c.storeError(err)
 		return
@@ -283,7 +291,8 @@ func (c *call) get(stream string) {
 		}
 	}
 	if i := slices.IndexFunc(top, func(s store.StreamStats) bool { return s.ID == stream }); i >= 0 {
-		out.Stats = &top[i]
+		stats := top[i] // a copy: top is shared
+		out.Stats = &stats
 	}
 	c.writeJSON(fasthttp.StatusOK, out)
 }

@@ -6,8 +6,9 @@ import (
 )
 
 // SlowMode remembers when each user last commented on each stream in slow
-// mode, on one node: a user behind a load balancer that spreads requests
-// over N push nodes may comment up to N times per period. It is bounded:
+// mode, on one node. On its own it holds for one node only; push nodes
+// share turns through the store and Remember what other nodes took. It is
+// bounded:
 // past MaxKeys it forgets the entries whose period has surely passed, then
 // arbitrary ones (which lets those users comment early, never refuses
 // anyone wrongly for longer than a period).
@@ -42,6 +43,20 @@ func (s *SlowMode) Allow(stream, user []byte, period time.Duration, now int64) t
 	}
 	s.last[string(key)] = now
 	return 0
+}
+
+// Remember records that user's last comment on stream was at last (Unix
+// ns), so that Allow refuses them until last + period: what another node
+// took, learnt from the store.
+func (s *SlowMode) Remember(stream, user []byte, last int64) {
+	key := make([]byte, 0, len(stream)+1+len(user))
+	key = append(append(append(key, stream...), 0), user...)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.last[string(key)]; !ok && len(s.last) >= s.maxKeys {
+		s.makeRoom(last)
+	}
+	s.last[string(key)] = last
 }
 
 func (s *SlowMode) makeRoom(now int64) {

@@ -2,11 +2,13 @@ package pull
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -46,7 +48,7 @@ func decodeHistory(t *testing.T, ctx *fasthttp.RequestCtx) historyBody {
 
 // TestHistoryReplaysWhatPollsSaw: every bucket a poll served while it was in
 // the ring comes back from history byte for byte, long after the ring
-// dropped it; whole sealed minutes are immutable, anything else is not.
+// dropped it; whole sealed minutes are kept 30 s, anything else 1 s.
 func TestHistoryReplaysWhatPollsSaw(t *testing.T) {
 	f := newFixture(t)
 	f.poll("s", "")
@@ -89,8 +91,8 @@ func TestHistoryReplaysWhatPollsSaw(t *testing.T) {
 			t.Fatalf("history bucket %d = %s; the poll served %s", i, raw, want)
 		}
 	}
-	if cc := string(ctx.Response.Header.Peek("Cache-Control")); cc != "public, max-age=31536000, immutable" {
-		t.Fatalf("whole sealed minutes served with Cache-Control %q; want immutable", cc)
+	if cc := string(ctx.Response.Header.Peek("Cache-Control")); cc != "public, max-age=30" {
+		t.Fatalf("whole sealed minutes served with Cache-Control %q; want max-age=30", cc)
 	}
 	var etag string
 	for k, v := range ctx.Response.Header.All() {
@@ -171,13 +173,63 @@ func TestHistoryCacheIsBounded(t *testing.T) {
 	body := compress.NewBody(bytes.Repeat([]byte(`{"t":1,"c":{"love":1}},`), 20_000))
 	size := bodySize(body)
 	for i := range int64(10 * historyCacheBytes / size) {
-		c.put(historyKey{stream: "s", from: i * 60, to: i*60 + 59}, body)
+		c.put(historyKey{stream: "s", from: i * 60, to: i*60 + 59}, body, time.Unix(0, 0))
 		if c.bytes > historyCacheBytes || len(c.m) != len(c.order) {
 			t.Fatalf("cache holds %d bytes in %d bodies (%d in order); bound is %d", c.bytes, len(c.m), len(c.order), historyCacheBytes)
 		}
 	}
 	last := int64(10*historyCacheBytes/size) - 1
-	if c.get(historyKey{stream: "s", from: last * 60, to: last*60 + 59}) == nil || c.get(historyKey{stream: "s", from: 0, to: 59}) != nil {
+	at := time.Unix(1, 0)
+	if c.get(historyKey{stream: "s", from: last * 60, to: last*60 + 59}, at) == nil || c.get(historyKey{stream: "s", from: 0, to: 59}, at) != nil {
 		t.Fatal("the cache kept the oldest body or lost the newest")
+	}
+}
+
+// TestHistoryLeavesOutRetractedComments: a replay never shows a comment an
+// operator took down, and a comment taken down after its minute was
+// replayed (and kept by this node and the edge) leaves the replay once the
+// answer's max-age has passed. The counts and other comments stay.
+func TestHistoryLeavesOutRetractedComments(t *testing.T) {
+	f := newFixture(t)
+	f.sync()
+	minute := (f.clk.Now().Unix()/60 + 1) * 60
+	f.clk.Set(time.Unix(minute, 200e6))
+	f.addComments("s", []store.Delta{{Stream: "s", Second: minute, Emoji: "like", Count: 3}},
+		store.Comment{User: "u1", Text: "spam early", ID: "n1.1"},
+		store.Comment{User: "u2", Text: "a fine comment", ID: "n1.2"})
+	if err := f.st.Retract(context.Background(), "s", "n1.1"); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Add(10 * time.Second)
+	f.addComments("s", nil, store.Comment{User: "u1", Text: "spam late", ID: "n1.3"})
+	f.clk.Set(time.Unix(minute+62, 0))
+	f.sync()
+	q := fmt.Sprintf("?from=%d&to=%d", minute, minute+59)
+	texts := func() string {
+		ctx := f.history("s", q)
+		if cc := string(ctx.Response.Header.Peek("Cache-Control")); cc != "public, max-age=30" {
+			t.Fatalf("a sealed minute served with Cache-Control %q; want public, max-age=30: it may still change", cc)
+		}
+		var got []string
+		for _, raw := range decodeHistory(t, ctx).Buckets {
+			var bt struct{ M []struct{ X string } }
+			_ = json.Unmarshal(raw, &bt)
+			for _, m := range bt.M {
+				got = append(got, m.X)
+			}
+		}
+		return strings.Join(got, "|")
+	}
+	if got := texts(); got != "a fine comment|spam late" {
+		t.Fatalf("replay of a minute with a comment taken down while live: %q; want %q", got, "a fine comment|spam late")
+	}
+	// Taken down an hour later: the node's kept answer ages out.
+	f.clk.Add(time.Hour)
+	if err := f.st.Retract(context.Background(), "s", "n1.3"); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Add(HistorySealedMaxAge)
+	if got := texts(); got != "a fine comment" {
+		t.Fatalf("replay %v after a comment was taken down an hour later: %q; want %q", HistorySealedMaxAge, got, "a fine comment")
 	}
 }

@@ -42,7 +42,7 @@ var (
 	})
 	historyServed = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "emojicast_pull_history_served_total",
-		Help: "History answers by kind: immutable (whole sealed minutes, read from the store), cached (the same, from the node's cache) and partial (max-age=1).",
+		Help: "History answers by kind: sealed (whole sealed minutes, read from the store), cached (the same, from the node's cache) and partial (max-age=1).",
 	}, []string{"kind"})
 	historyErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_pull_history_errors_total",
@@ -91,6 +91,14 @@ func init() {
 	}, func() float64 {
 		d := int64(1)
 		nodes.Range(func(k, _ any) bool { d = max(d, k.(*Pull).maxDivisor.Load()); return true })
+		return float64(d)
+	})
+	promauto.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "emojicast_pull_sample_divisor_cap",
+		Help: "The largest sample divisor this process may advertise (--max-divisor); 0 in a process without a pull node.",
+	}, func() float64 {
+		d := int64(0)
+		nodes.Range(func(k, _ any) bool { d = max(d, k.(*Pull).opts.MaxDivisor); return true })
 		return float64(d)
 	})
 }

@@ -38,7 +38,8 @@ var (
 )
 
 // HandleComments serves POST /v1/streams/{stream}/comments. stream is a
-// valid stream id. The answer never waits on the store: 202 accepted when
+// valid stream id. The answer waits on the store only for a stream in slow
+// mode, to take the user's turn fleet-wide (slowmode.go): 202 accepted when
 // the comment will be broadcast in the current second, 202 shed when the
 // stream's budget for comments leaves it out.
 func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
@@ -74,7 +75,7 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
 		return
 	}
 	if m != nil && m.SlowMode > 0 {
-		if wait := p.slowMode.Allow(stream, user, m.SlowMode, now.UnixNano()); wait > 0 {
+		if wait := p.slowModeWait(stream, user, m.SlowMode, now); wait > 0 {
 			refusedSlowMode.Inc()
 			api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 			return
@@ -96,6 +97,22 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
 		commentsBy(resultAccepted).Inc()
 		api.WriteJSON(ctx, fasthttp.StatusAccepted, bodyAccepted)
 	}
+}
+
+// slowModeWait returns how long user must still wait before commenting on
+// stream, or 0 when the comment may go and the user's turn is taken. This
+// node's record refuses repeats on this node without asking the store;
+// the store decides for the fleet (see slowmode.go), and a refusal there
+// is remembered here until that turn is free.
+func (p *Push) slowModeWait(stream, user []byte, period time.Duration, now time.Time) time.Duration {
+	if wait := p.slowMode.Allow(stream, user, period, now.UnixNano()); wait > 0 || p.slowSharer == nil {
+		return wait
+	}
+	wait, ok := p.takeSlowTurn(stream, user, period)
+	if ok && wait > 0 {
+		p.slowMode.Remember(stream, user, now.Add(wait-period).UnixNano())
+	}
+	return wait
 }
 
 // parseComment parses a comment body and cleans its text. Unknown keys are

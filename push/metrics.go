@@ -64,6 +64,10 @@ var (
 		Name: "emojicast_push_limit_share_errors_total",
 		Help: "Failed exchanges of the per-user and per-address limits with the fleet (each node limits on its own until the next succeeds).",
 	})
+	slowModeFallbacks = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "emojicast_push_slow_mode_fallbacks_total",
+		Help: "Comments to streams in slow mode that this node let through on its own record because the store did not take the user's turn in time (timeout, error) or too many comments waited for it (busy).",
+	}, []string{"reason"})
 	flushDuration = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "emojicast_push_flush_duration_seconds",
 		Help:    "Time to write one batch to a store.",

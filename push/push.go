@@ -107,6 +107,11 @@ type Options struct {
 	// Moderation holds the operators' stream settings and bans; nil
 	// enforces none.
 	Moderation *moderation.Rules
+	// SlowModeTimeout bounds how long a comment to a stream in slow mode
+	// waits for the store to take its user's turn fleet-wide (see
+	// slowmode.go); past it this node's own record decides. Default:
+	// DefaultSlowModeTimeout.
+	SlowModeTimeout time.Duration
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -126,6 +131,7 @@ const (
 	DefaultCommentUserRate  = 0.5
 	DefaultCommentUserBurst = 3
 	DefaultFilterTimeout    = 20 * time.Millisecond
+	DefaultSlowModeTimeout  = 250 * time.Millisecond
 )
 
 func (o *Options) fillDefaults() error {
@@ -177,6 +183,9 @@ func (o *Options) fillDefaults() error {
 	if o.FilterTimeout <= 0 {
 		o.FilterTimeout = DefaultFilterTimeout
 	}
+	if o.SlowModeTimeout <= 0 {
+		o.SlowModeTimeout = DefaultSlowModeTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -215,15 +224,19 @@ type Push struct {
 	refreshedSec int64
 	refreshedAt  time.Time
 
-	sharer       store.LimitSharer // nil: limits are this node's own
-	shared       []SharedLimit     // the per-user limit first
-	shareFailing bool              // the last exchange failed; owned by limitsLoop
+	sharer       store.LimitSharer    // nil: limits are this node's own
+	slowSharer   store.SlowModeSharer // nil: slow mode is this node's own
+	slowTurns    chan *slowTurn
+	slowLog      logthrottle.Throttle
+	shared       []SharedLimit // the per-user limit first
+	shareFailing bool          // the last exchange failed; owned by limitsLoop
 
 	stopOnce    sync.Once
-	stop        chan struct{} // stops the flush, comment-load and limit loops
+	stop        chan struct{} // stops the flush, comment-load, limit and slow-mode loops
 	loopDone    chan struct{}
 	loadDone    chan struct{}
 	limitsDone  chan struct{}
+	slowDone    chan struct{}
 	stopTargets chan struct{}   // closed after the loop's last flush
 	final       context.Context // bounds the last writes; set before stopTargets closes
 	started     atomic.Bool
@@ -252,9 +265,13 @@ func New(opts Options) (*Push, error) {
 		loopDone:    make(chan struct{}),
 		loadDone:    make(chan struct{}),
 		limitsDone:  make(chan struct{}),
+		slowDone:    make(chan struct{}),
+		slowTurns:   make(chan *slowTurn, slowModeQueue),
+		slowLog:     logthrottle.Throttle{Every: time.Minute},
 		stopTargets: make(chan struct{}),
 	}
 	p.sharer, _ = opts.Targets[0].Store.(store.LimitSharer)
+	p.slowSharer, _ = opts.Targets[0].Store.(store.SlowModeSharer)
 	if p.sharer != nil {
 		p.users = ratelimit.NewShared(opts.UserRate, opts.UserBurst, opts.MaxUsers)
 		p.shared = append([]SharedLimit{{Name: "u", Limiter: p.users}}, opts.SharedLimits...)
@@ -287,6 +304,7 @@ func (p *Push) Start() {
 	}
 	go p.flushLoop()
 	go p.limitsLoop()
+	go p.slowModeLoop()
 	// Join the fleet's comment budget before serving: a node takes no
 	// comment seats until it has (see budget.go).
 	p.shareCommentLoad()
@@ -383,6 +401,7 @@ func (p *Push) Stop(ctx context.Context) {
 		<-p.loopDone
 		<-p.loadDone
 		<-p.limitsDone
+		<-p.slowDone
 		p.final = ctx
 		close(p.stopTargets)
 		for _, t := range p.targets {

@@ -23,7 +23,7 @@ import (
 // those inside scripts included.
 type redisCommands struct{ scripts, run int64 }
 
-func readCommands(t *testing.T, c redis.UniversalClient) redisCommands {
+func readCommands(t testing.TB, c redis.UniversalClient) redisCommands {
 	t.Helper()
 	stats, err := c.Info(context.Background(), "commandstats").Result()
 	if err != nil {

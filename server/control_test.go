@@ -183,6 +183,10 @@ func TestOverloadedNodeStretchesPollsAndShedsSends(t *testing.T) {
 	if busy.NextMS <= 2*calm.NextMS || busy.NextMS > 8000 {
 		t.Fatalf("next_ms %d at load factor %.1f; want stretched past %d and within the bound 8000", busy.NextMS, meter.Factor(), 2*calm.NextMS)
 	}
+	// Shed sends are counted as sends, not as failed polls: the poll
+	// error alert (EmojicastPollErrors) reads route="reactions".
+	const polls503, sends503 = `emojicast_http_requests_total{route="reactions",status="503"}`, `emojicast_http_requests_total{route="send",status="503"}`
+	pollErrorsBefore, sendErrorsBefore := counterValue(t, n, polls503), counterValue(t, n, sends503)
 	shed := 0
 	for i := range 200 {
 		r := n.do("POST", "/v1/streams/s/reactions", fmt.Sprintf(`{"emoji":"love","user":"f%d"}`, i), map[string]string{"Content-Type": jsonCT})
@@ -198,6 +202,12 @@ func TestOverloadedNodeStretchesPollsAndShedsSends(t *testing.T) {
 	}
 	if shed == 0 || shed == 200 {
 		t.Fatalf("%d of 200 sends shed at load factor %.1f; want some, not all", shed, meter.Factor())
+	}
+	if got := counterValue(t, n, sends503) - sendErrorsBefore; got != float64(shed) {
+		t.Errorf("%s rose by %v; want the %d shed sends", sends503, got, shed)
+	}
+	if got := counterValue(t, n, polls503) - pollErrorsBefore; got != 0 {
+		t.Errorf("%s rose by %v while only sends were shed; want 0", polls503, got)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/emojicast/emojicast/internal/testutil"
+	"github.com/emojicast/emojicast/pull"
 )
 
 // TestSendAndPollExactCounts sends taps from several users and emojis over
@@ -230,7 +231,7 @@ func TestOperationsEndpoints(t *testing.T) {
 	n.send("s", "u1", "love", 1)
 	m := n.do("GET", "/metrics", "", nil)
 	for _, want := range []string{
-		`emojicast_http_requests_total{route="reactions",status="202"}`,
+		`emojicast_http_requests_total{route="send",status="202"}`,
 		"emojicast_http_request_duration_seconds_bucket",
 		"emojicast_push_taps_accepted_total",
 		"emojicast_pull_active_streams",
@@ -244,5 +245,21 @@ func TestOperationsEndpoints(t *testing.T) {
 	}
 	if r := n.do("GET", "/v1/emojis", "", nil); r.status != 200 || !bytes.Contains(r.body, []byte(`{"id":"fire","glyph":"🔥"}`)) {
 		t.Fatalf("/v1/emojis: %d %s", r.status, r.body)
+	}
+}
+
+// TestSampleDivisorCapIsExported: the alert on sampling at the cap
+// (EmojicastSamplingAtCap) compares the divisor with the process's own
+// --max-divisor, which /metrics must therefore carry.
+func TestSampleDivisorCapIsExported(t *testing.T) {
+	n := startNode(t, func(c *nodeConfig) {
+		c.pullOpts = func(o *pull.Options) { o.MaxDivisor = 4000 }
+	})
+	page := n.do("GET", "/metrics", "", nil).body
+	if got := metricValue(t, page, "emojicast_pull_sample_divisor_cap"); got != 4000 {
+		t.Errorf("emojicast_pull_sample_divisor_cap = %v; want the pull node's MaxDivisor, 4000", got)
+	}
+	if got := metricValue(t, page, "emojicast_pull_sample_divisor_max"); got != 1 {
+		t.Errorf("emojicast_pull_sample_divisor_max = %v with no sampled stream; want 1", got)
 	}
 }

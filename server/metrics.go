@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/api"
 )
@@ -58,18 +59,42 @@ type routeStatus struct {
 	dur   prometheus.Observer
 }
 
+// The metrics' route label is the API route, but for sends: a POST to
+// /v1/streams/{stream}/reactions is "send", so that route="reactions"
+// counts polls only and a shed send is no failed poll (the poll error
+// alert reads it).
+const (
+	metricSend      = api.NumRoutes // the label index of sends
+	numMetricRoutes = api.NumRoutes + 1
+)
+
+func metricRouteName(r int) string {
+	if r == metricSend {
+		return "send"
+	}
+	return api.Route(r).String()
+}
+
+// metricRoute returns the label index of a request of route.
+func metricRoute(route api.Route, ctx *fasthttp.RequestCtx) int {
+	if route == api.RouteReactions && ctx.IsPost() {
+		return metricSend
+	}
+	return int(route)
+}
+
 var (
-	resolved  [api.NumRoutes][600]atomic.Pointer[routeStatus]
-	routeSent [api.NumRoutes]prometheus.Counter
+	resolved  [numMetricRoutes][600]atomic.Pointer[routeStatus]
+	routeSent [numMetricRoutes]prometheus.Counter
 )
 
 func init() {
-	for r := range api.NumRoutes {
-		routeSent[r] = bytesSent.WithLabelValues(api.Route(r).String())
+	for r := range numMetricRoutes {
+		routeSent[r] = bytesSent.WithLabelValues(metricRouteName(r))
 	}
 }
 
-func observe(route api.Route, status int, d time.Duration, bodyLen int) {
+func observe(route int, status int, d time.Duration, bodyLen int) {
 	if status < 100 || status >= 600 {
 		status = 599
 	}
@@ -77,9 +102,10 @@ func observe(route api.Route, status int, d time.Duration, bodyLen int) {
 	rs := slot.Load()
 	if rs == nil {
 		code := strconv.Itoa(status)
+		name := metricRouteName(route)
 		rs = &routeStatus{
-			count: requests.WithLabelValues(route.String(), code),
-			dur:   latency.WithLabelValues(route.String(), code),
+			count: requests.WithLabelValues(name, code),
+			dur:   latency.WithLabelValues(name, code),
 		}
 		slot.Store(rs)
 	}

@@ -45,7 +45,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if isAPI(route) {
 		s.cors.apply(ctx)
 	}
-	observe(route, ctx.Response.StatusCode(), time.Since(start), len(ctx.Response.Body()))
+	observe(metricRoute(route, ctx), ctx.Response.StatusCode(), time.Since(start), len(ctx.Response.Body()))
 }
 
 func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []byte) {

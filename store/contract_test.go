@@ -40,6 +40,7 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"HistoryKeepsSealedSecondsPastTheWindow", contractHistoryKeepsSealedSecondsPastTheWindow},
 		{"HistoryHoldsCarriedSecondsOnce", contractHistoryHoldsCarriedSecondsOnce},
 		{"HistoryBoundsItsRange", contractHistoryBoundsItsRange},
+		{"HistoryDropsRetractedComments", contractHistoryDropsRetractedComments},
 		{"CommentIDsAndRetractions", contractCommentIDsAndRetractions},
 		{"SettingsReplaceAndVersion", contractSettingsReplaceAndVersion},
 		{"BansExpire", contractBansExpire},

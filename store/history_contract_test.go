@@ -108,3 +108,68 @@ func contractHistoryBoundsItsRange(t *testing.T, s Store, clk *clock.Manual) {
 		t.Fatalf("History of an empty range = %+v; want nothing and the horizon", h)
 	}
 }
+
+// contractHistoryDropsRetractedComments: a replay never shows a comment an
+// operator took down, whether it was retracted while its second was open,
+// just after it was sealed, or long after, once only history holds it; the
+// second's counts and other comments stay, and a second left with nothing
+// is no second.
+func contractHistoryDropsRetractedComments(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	m := moderator(t, s)
+	mustAddBatch(t, s, Batch{ID: "hist-ids", Deltas: []Delta{{"a", t0, "love", 2}}, Comments: []CommentAt{
+		{"a", t0, Comment{User: "u1", Text: "spam early", ID: "n1.1"}},
+		{"a", t0, Comment{User: "u2", Text: "fine", ID: "n1.2"}},
+		{"a", t0 + 1, Comment{User: "u1", Text: "spam late", ID: "n1.3"}},
+		{"a", t0 + 2, Comment{User: "u3", Text: "alone, spam", ID: "n1.4"}},
+		{"b", t0, Comment{User: "u1", Text: "same id, other stream", ID: "n1.1"}},
+	}})
+	// Retracted before its second is sealed.
+	if err := m.Retract(ctx, "a", "n1.1"); err != nil {
+		t.Fatalf("Retract: %v", err)
+	}
+	sealThrough(clk, t0+3)
+	// Retracted just after.
+	if err := m.Retract(ctx, "a", "n1.4"); err != nil {
+		t.Fatalf("Retract: %v", err)
+	}
+	h := mustHistory(t, s, "a", t0-5, t0+2)
+	want := []Second{
+		{"a", t0, []Count{{"love", 2}}, []Comment{{"u2", "fine", "n1.2"}}, nil},
+		{"a", t0 + 1, []Count{}, []Comment{{"u1", "spam late", "n1.3"}}, nil},
+	}
+	if !equalHistory(h.Seconds, want) {
+		t.Fatalf("history with two retracted comments = %s; want %s", describe(h.Seconds), describe(want))
+	}
+	// An hour later, past the live keys and the ring, a retraction still
+	// takes the comment out of history.
+	clk.Add(time.Hour)
+	if err := m.Retract(ctx, "a", "n1.3"); err != nil {
+		t.Fatalf("Retract: %v", err)
+	}
+	h = mustHistory(t, s, "a", t0-5, t0+2)
+	if !equalHistory(h.Seconds, want[:1]) {
+		t.Fatalf("history after a retraction an hour later = %s; want %s", describe(h.Seconds), describe(want[:1]))
+	}
+	// Ids are per stream.
+	if h := mustHistory(t, s, "b", t0-5, t0+2); len(h.Seconds) != 1 || len(h.Seconds[0].Comments) != 1 {
+		t.Fatalf("history of another stream with the same comment id = %s; want its comment kept", describe(h.Seconds))
+	}
+}
+
+// equalHistory compares seconds, taking no counts and empty counts alike.
+func equalHistory(got, want []Second) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if len(g.Counts) == 0 && len(w.Counts) == 0 {
+			g.Counts, w.Counts = nil, nil
+		}
+		if !reflect.DeepEqual(g, w) {
+			return false
+		}
+	}
+	return true
+}

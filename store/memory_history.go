@@ -24,6 +24,78 @@ type memHistory struct {
 	head     int
 	bytes    int64
 	archived int64 // every second up to this one is archived; 0 before the first sweep
+	// retracted holds, per stream, the comments taken down, which History
+	// leaves out (see history_retractions.go).
+	retracted map[string]*histRetractions
+}
+
+// histRetractions are the comment ids retracted in one stream, oldest
+// first, at most MaxHistoryRetractions.
+type histRetractions struct {
+	at    map[string]int64 // id -> Unix second of its retraction
+	order []string
+}
+
+// maxRetractedStreams bounds the streams whose retractions the memory
+// history remembers: past it, the stream retracted in longest ago is
+// forgotten.
+const maxRetractedStreams = MaxModeratedStreams
+
+// retractInHistory remembers that a comment of stream was taken down at now (Unix
+// seconds). The store's lock is held.
+func (m *Memory) retractInHistory(stream, id string, now int64) {
+	h := &m.history
+	if m.opts.HistoryBytes < 0 {
+		return
+	}
+	if h.retracted == nil {
+		h.retracted = make(map[string]*histRetractions)
+	}
+	hr := h.retracted[stream]
+	if hr == nil {
+		if len(h.retracted) >= maxRetractedStreams {
+			h.forgetStalestRetractions()
+		}
+		hr = &histRetractions{at: make(map[string]int64)}
+		h.retracted[stream] = hr
+	}
+	if _, ok := hr.at[id]; ok {
+		return
+	}
+	hr.at[id] = now
+	hr.order = append(hr.order, id)
+	if len(hr.order) > MaxHistoryRetractions {
+		delete(hr.at, hr.order[0])
+		hr.order[0] = ""
+		hr.order = hr.order[1:]
+	}
+}
+
+// forgetStalestRetractions drops the stream whose newest retraction is
+// oldest.
+func (h *memHistory) forgetStalestRetractions() {
+	stalest, at := "", int64(0)
+	for id, hr := range h.retracted {
+		if last := hr.at[hr.order[len(hr.order)-1]]; stalest == "" || last < at {
+			stalest, at = id, last
+		}
+	}
+	delete(h.retracted, stalest)
+}
+
+// expireRetractions drops the retractions older than oldest (Unix
+// seconds): their comments have left the history too.
+func (h *memHistory) expireRetractions(oldest int64) {
+	for stream, hr := range h.retracted {
+		for len(hr.order) > 0 && hr.at[hr.order[0]] < oldest {
+			delete(hr.at, hr.order[0])
+			hr.order[0] = ""
+			hr.order = hr.order[1:]
+		}
+		if len(hr.order) == 0 {
+			delete(h.retracted, stream)
+		}
+	}
 }
 
 type histStream struct {
@@ -103,6 +175,7 @@ func (m *Memory) archive(horizon int64) {
 	h.queue = append(h.queue, fresh...)
 	h.archived = horizon
 	oldest := horizon - int64(m.opts.History.Seconds())
+	h.expireRetractions(oldest)
 	for h.head < len(h.queue) {
 		e := h.queue[h.head]
 		if e.second >= oldest && h.bytes <= m.opts.HistoryBytes {
@@ -147,6 +220,9 @@ func (m *Memory) History(_ context.Context, stream string, from, to int64) (Hist
 	j := sort.Search(len(hs.secs), func(i int) bool { return hs.secs[i].Second > to })
 	if i < j {
 		hist.Seconds = slices.Clone(hs.secs[i:j])
+	}
+	if hr := m.history.retracted[stream]; hr != nil {
+		hist.Seconds = withoutRetracted(hist.Seconds, func(id string) bool { _, ok := hr.at[id]; return ok })
 	}
 	return hist, nil
 }

@@ -105,8 +105,11 @@ func (m *Memory) UnbanUser(_ context.Context, stream, user string) (bool, error)
 	return until.After(m.opts.Clock.Now()), nil
 }
 
-// Retract implements Moderator.
+// Retract implements Moderator. The comment also leaves the history.
 func (m *Memory) Retract(ctx context.Context, stream, id string) error {
+	m.mu.Lock()
+	m.retractInHistory(stream, id, m.opts.Clock.Now().Unix())
+	m.mu.Unlock()
 	return m.Add(ctx, Batch{
 		ID:          "retract-" + stream + "-" + id,
 		Retractions: []Retraction{{Stream: stream, Second: m.opts.Clock.Now().Unix(), ID: id}},

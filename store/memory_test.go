@@ -76,3 +76,28 @@ func TestMemoryHistoryBounds(t *testing.T) {
 		t.Fatalf("over its budget the history kept its oldest seconds: %s", describe(h.Seconds))
 	}
 }
+
+// TestMemoryHistoryRetractionsAreBounded: a stream's history remembers its
+// last MaxHistoryRetractions retractions, and forgets them with the
+// history.
+func TestMemoryHistoryRetractionsAreBounded(t *testing.T) {
+	clk := clock.NewManual(contractT0)
+	m := NewMemory(MemoryOptions{Clock: clk, History: time.Hour})
+	for i := range MaxHistoryRetractions + 1 {
+		if err := m.Retract(ctx, "a", fmt.Sprintf("id.%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hr := m.history.retracted["a"]
+	if len(hr.at) != MaxHistoryRetractions || len(hr.order) != MaxHistoryRetractions {
+		t.Fatalf("the history remembers %d retractions (%d in order); want %d", len(hr.at), len(hr.order), MaxHistoryRetractions)
+	}
+	if _, ok := hr.at["id.0"]; ok {
+		t.Fatal("the oldest retraction was kept past the bound")
+	}
+	clk.Add(2 * time.Hour)
+	mustCollect(t, m)
+	if n := len(m.history.retracted); n != 0 {
+		t.Fatalf("the history remembers retractions of %d streams past its duration; want none", n)
+	}
+}

@@ -104,6 +104,7 @@ func (o *RedisOptions) fillDefaults() error {
 //	{p:k}:b:<batch id>         marker of an added batch, TTL DedupeWindow
 //	{p:k}:points               stream of data points, MAXLEN ~PointsMaxLen
 //	{p:k}:h:<stream>:<minute>  hash of the minute's counts and comments, TTL History
+//	{p:k}:hr:<stream>          sorted set of retracted comment ids, which History leaves out (redis_moderation.go)
 //
 // The history hash of a stream and minute (Unix second / 60) holds
 // "<s>:<emoji>" -> count and "<s>#<i>" -> "user:text" for second s (0-59)
@@ -311,10 +312,12 @@ func (r *Redis) History(ctx context.Context, stream string, from, to int64) (His
 	}
 	first, last := minuteOf(from), minuteOf(to)
 	cmds := make([]*redis.MapStringStringCmd, 0, last-first+1)
+	var retracted *redis.StringSliceCmd
 	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for m := first; m <= last; m++ {
 			cmds = append(cmds, p.HGetAll(ctx, r.historyKey(stream, m)))
 		}
+		retracted = r.historyRetracted(ctx, p, stream, from)
 		return nil
 	})
 	if err != nil {
@@ -327,6 +330,7 @@ func (r *Redis) History(ctx context.Context, stream string, from, to int64) (His
 		}
 		hist.Seconds = append(hist.Seconds, secs...)
 	}
+	hist.Seconds = dropRetracted(hist.Seconds, retracted.Val())
 	return hist, nil
 }
 

@@ -140,8 +140,15 @@ func (r *Redis) UnbanUser(ctx context.Context, stream, user string) (bool, error
 	return until > r.now().UnixMilli(), nil
 }
 
-// Retract implements Moderator.
+// Retract implements Moderator. The comment also leaves the history: its
+// id joins the stream's retracted ids first, so a retraction that fails
+// midway and is retried is complete. It does so whatever this process's
+// History: the admin API may run on a pull node, which does not know how
+// long push nodes keep history.
 func (r *Redis) Retract(ctx context.Context, stream, id string) error {
+	if err := r.retractInHistory(ctx, stream, id); err != nil {
+		return err
+	}
 	return r.Add(ctx, Batch{
 		ID:          "retract-" + stream + "-" + id,
 		Retractions: []Retraction{{Stream: stream, Second: r.now().Unix(), ID: id}},
@@ -187,4 +194,59 @@ func (r *Redis) Top(ctx context.Context, n int) ([]StreamStats, error) {
 		_ = r.client.HDel(ctx, key, stale...).Err() // housekeeping; the next read retries
 	}
 	return mergeTop(reports, n), nil
+}
+
+// historyRetractedKey is the sorted set of the comment ids retracted in a
+// stream, scored by the Unix ms of their retraction, under the stream's
+// shard tag: {p:k}:hr:<stream>, at most MaxHistoryRetractions, TTL
+// historyRetractedTTL after the last retraction.
+func (r *Redis) historyRetractedKey(stream string) string {
+	return r.tags[shard(stream)] + "hr:" + stream
+}
+
+// historyRetractedTTL is how long a stream's retracted ids outlive its last
+// retraction: this process's History, but at least 30 days, since the
+// process taking the call may not be the push node that knows --history.
+// The ids are bounded by MaxHistoryRetractions per stream anyway.
+func (r *Redis) historyRetractedTTL() time.Duration {
+	return max(r.opts.History, 30*24*time.Hour)
+}
+
+// retractInHistory adds a comment id to its stream's retracted ids and
+// drops the oldest past MaxHistoryRetractions, in one transaction.
+func (r *Redis) retractInHistory(ctx context.Context, stream, id string) error {
+	key := r.historyRetractedKey(stream)
+	now := r.now().UnixMilli()
+	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAddNX(ctx, key, redis.Z{Score: float64(now), Member: id})
+		p.ZRemRangeByRank(ctx, key, 0, -MaxHistoryRetractions-1)
+		p.PExpire(ctx, key, r.historyRetractedTTL())
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cannot retract %q from the history of %q: %w", id, stream, err)
+	}
+	return nil
+}
+
+// historyRetracted queues, in a History read's pipeline, the read of the
+// ids retracted in stream that may concern comments from second from on:
+// those retracted at or after it, less carrySkew for clocks apart.
+func (r *Redis) historyRetracted(ctx context.Context, p redis.Pipeliner, stream string, from int64) *redis.StringSliceCmd {
+	return p.ZRangeByScore(ctx, r.historyRetractedKey(stream), &redis.ZRangeBy{
+		Min: strconv.FormatInt((from-carrySkew)*1000, 10), Max: "+inf",
+	})
+}
+
+// dropRetracted leaves out of secs the comments a historyRetracted read
+// names.
+func dropRetracted(secs []Second, ids []string) []Second {
+	if len(ids) == 0 {
+		return secs
+	}
+	gone := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		gone[id] = struct{}{}
+	}
+	return withoutRetracted(secs, func(id string) bool { _, ok := gone[id]; return ok })
 }

@@ -373,8 +373,8 @@ func (r *report) fromSnapshots(a, b *snapshot, pulls, pushes []*proc) {
 	}
 	for _, p := range pushes {
 		m0, m1 := a.nodes[p.name], b.nodes[p.name]
-		r.SendsPerSec += (m1[`emojicast_http_requests_total{route="reactions",status="202"}`] -
-			m0[`emojicast_http_requests_total{route="reactions",status="202"}`]) / w
+		r.SendsPerSec += (m1[`emojicast_http_requests_total{route="send",status="202"}`] -
+			m0[`emojicast_http_requests_total{route="send",status="202"}`]) / w
 		r.TapsPerSec += (m1["emojicast_push_taps_accepted_total"] - m0["emojicast_push_taps_accepted_total"]) / w
 		r.PushStreams = append(r.PushStreams, m1["emojicast_push_active_streams"])
 	}

@@ -127,6 +127,13 @@ func TestFleetModerationOnRedis(t *testing.T) {
 			return id != ""
 		})
 	}
+	// The comment's second is sealed: a replay shows it, from either node.
+	replay := fmt.Sprintf("/v1/streams/match/history?from=%d&to=%d", time.Now().Unix()-300, time.Now().Unix()+60)
+	for _, p := range []*proc{ops, pull} {
+		testutil.Eventually(t, 10*time.Second, p.name+" replays the comment", func() bool {
+			return strings.Contains(historyIDs(t, p, replay), " "+id+" ")
+		})
+	}
 	start = time.Now()
 	if code, body := adminDo(t, ops, "DELETE", "/v1/admin/streams/match/comments/"+id, ""); code != http.StatusAccepted {
 		t.Fatalf("DELETE comment: %d %s", code, body)
@@ -137,6 +144,12 @@ func TestFleetModerationOnRedis(t *testing.T) {
 		})
 	}
 	t.Logf("the retraction reached both pull nodes' polls in %v", time.Since(start).Round(time.Millisecond))
+	// Replays no longer show it.
+	for _, p := range []*proc{ops, pull} {
+		if got := historyIDs(t, p, replay); strings.Contains(got, " "+id+" ") {
+			t.Fatalf("%s still replays the deleted comment %s: %s", p.name, id, got)
+		}
+	}
 
 	// Closed: sends refused, polls still answer.
 	adminDo(t, ops, "PUT", "/v1/admin/streams/match/settings", `{"closed":true}`)
@@ -195,4 +208,29 @@ func retracted(t *testing.T, p *proc, stream, id string) bool {
 		}
 	}
 	return false
+}
+
+// historyIDs returns the ids of the comments of a history answer, each
+// between spaces.
+func historyIDs(t *testing.T, p *proc, path string) string {
+	t.Helper()
+	code, body := p.get(path)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s from %s: %d %s", path, p.name, code, body)
+	}
+	var h struct {
+		Buckets []struct {
+			M []struct{ ID string } `json:"m"`
+		} `json:"buckets"`
+	}
+	if err := json.Unmarshal([]byte(body), &h); err != nil {
+		t.Fatalf("history from %s: %v", p.name, err)
+	}
+	ids := " "
+	for _, b := range h.Buckets {
+		for _, m := range b.M {
+			ids += m.ID + " "
+		}
+	}
+	return ids
 }

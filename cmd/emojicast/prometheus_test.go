@@ -88,6 +88,7 @@ scrape_configs:
 		`emojicast_push_stores_unreachable == 0`,
 		`emojicast_pull_publish_lag_seconds < 5`,
 		`emojicast_pull_sample_divisor_max`,
+		`emojicast_pull_sample_divisor_cap > 1`,
 		`emojicast_moderation_last_refresh_timestamp_seconds > 0`,
 		`emojicast:http_requests:rate1m`,
 		`emojicast:poll_errors:ratio_rate5m`,

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// SlowModeTake asks for a user's turn to comment on a stream in slow mode.
+type SlowModeTake struct {
+	Stream string
+	User   string
+	Period time.Duration // the stream's slow mode, at least a millisecond
+}
+
+// SlowModeSharer is a store through which the push nodes of a fleet share
+// slow mode, so that a user waits the period between two comments
+// whichever nodes take them. Redis is one; the memory store serves one
+// process, whose own record is exact.
+type SlowModeSharer interface {
+	// TakeSlowMode returns, for each take in order, 0 when the user's turn
+	// was free (it is now taken for the period) or how long until it is.
+	TakeSlowMode(ctx context.Context, takes []SlowModeTake) ([]time.Duration, error)
+}
+
+var _ SlowModeSharer = (*Redis)(nil)
+
+var (
+	//go:embed redis_slowmode.lua
+	slowModeSource string
+	slowModeScript = redis.NewScript(slowModeSource)
+)
+
+// TakeSlowMode implements SlowModeSharer: one script call per shard the
+// takes touch, all in one pipeline. A turn is the key
+// {prefix:k}:sm:<stream>:<user> (stream ids hold no ':'), which expires
+// when the period passes.
+func (r *Redis) TakeSlowMode(ctx context.Context, takes []SlowModeTake) ([]time.Duration, error) {
+	out := make([]time.Duration, len(takes))
+	if len(takes) == 0 {
+		return out, nil
+	}
+	var byShard [RedisShards][]int
+	for i, tk := range takes {
+		s := shard(tk.Stream)
+		byShard[s] = append(byShard[s], i)
+	}
+	var calls []scriptCall
+	var order [][]int
+	for s, idx := range byShard {
+		if len(idx) == 0 {
+			continue
+		}
+		c := scriptCall{keys: make([]string, len(idx)), args: make([]any, len(idx))}
+		for j, i := range idx {
+			c.keys[j] = r.tags[s] + "sm:" + takes[i].Stream + ":" + takes[i].User
+			c.args[j] = max(takes[i].Period.Milliseconds(), 1)
+		}
+		calls = append(calls, c)
+		order = append(order, idx)
+	}
+	cmds, err := r.runAll(ctx, slowModeScript, calls)
+	if err != nil {
+		return nil, fmt.Errorf("cannot take slow-mode turns: %w", err)
+	}
+	for c, cmd := range cmds {
+		waits, err := cmd.Int64Slice()
+		if err != nil || len(waits) != len(order[c]) {
+			return nil, fmt.Errorf("cannot take slow-mode turns: unexpected script reply %v: %w", cmd.Val(), err)
+		}
+		for j, i := range order[c] {
+			out[i] = time.Duration(waits[j]) * time.Millisecond
+		}
+	}
+	return out, nil
+}
