@@ -66,6 +66,7 @@ type nodeFlags struct {
 	maxCPU          float64
 	maxConnsPerIP   int
 	maxHeaderBytes  int
+	keepIdleBuffers bool
 	trustedProxies  string
 	ipSendRate      float64
 	ipSendBurst     int
@@ -136,6 +137,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of all CPU cores this process may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
 	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "most concurrent connections from one client address (IPv6: one /56); trusted proxies are exempt; past it 429")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request headers; larger get 431")
+	fs.BoolVar(&f.keepIdleBuffers, "keep-idle-buffers", server.DefaultKeepIdleBuffers, "keep each keep-alive connection's read and write buffers (about 12 KB) while it waits for its next request, instead of returning them to a pool after every answer")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "load balancers and CDN edges in front of this process, as comma-separated CIDRs or addresses: their X-Forwarded-For names the client")
 	fs.Float64Var(&f.ipSendRate, "ip-send-rate", server.DefaultSendRatePerIP, "sends per second one client address may make")
 	fs.IntVar(&f.ipSendBurst, "ip-send-burst", server.DefaultSendBurstPerIP, "sends one client address may make at once")
@@ -324,7 +326,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	srv := server.New(server.Options{
 		Addr: f.listen, Push: pu, Pull: pl, Index: index, Admin: adm, Emojis: emojis, Load: meter,
 		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
-		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHeaderBytes,
+		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHeaderBytes, KeepIdleBuffers: f.keepIdleBuffers,
 		TrustedProxies: proxies, SendRatePerIP: f.ipSendRate, SendBurstPerIP: f.ipSendBurst,
 		WatchRatePerIP: f.ipWatchRate, WatchBurstPerIP: f.ipWatchBurst, MaxClientIPs: f.maxClientIPs, SendLimiter: ipSends,
 		PollRatePerIP: f.ipPollRate, PollBurstPerIP: f.ipPollBurst,
