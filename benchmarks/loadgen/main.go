@@ -13,6 +13,15 @@
 // answers (same bytes, same headers), and it reports the poll path's
 // throughput as a ratio of that ceiling.
 //
+// With -spread N it runs the spread stage alone instead: N viewers, each on
+// its own keep-alive connection, poll every next_ms with jitter as API
+// clients do, in alternating phases against the process and the constant
+// server (each a process of its own, so that 10,000 viewers fit the
+// open-files limit of each), and it reports both servers' CPU per
+// viewer-second and resident memory per viewer from /proc, and their
+// ratios. With -spread-idle the stream stays quiet, and after the rounds
+// one reaction is sent and timed to half and all of the audience.
+//
 // It talks only to loopback addresses and stops by itself. See
 // benchmarks/README.md for how the published figures were made.
 package main

@@ -101,6 +101,7 @@ type nodeFlags struct {
 	burstThreshold int64
 	busyNextMS     int64
 	quietNextMS    int64
+	quietMaxNextMS int64
 	minNextMS      int64
 	compactNextMS  int64
 	maxNextMS      int64
@@ -170,6 +171,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.Int64Var(&f.burstThreshold, "burst-threshold", pull.DefaultBurstThreshold, "count at which an emoji's second is shown as one burst (confetti)")
 		fs.Int64Var(&f.busyNextMS, "busy-next-ms", pull.DefaultBusyNextMS, "poll interval told to viewers of a stream with recent reactions, in ms")
 		fs.Int64Var(&f.quietNextMS, "quiet-next-ms", pull.DefaultQuietNextMS, "poll interval told to viewers of a quiet stream, in ms")
+		fs.Int64Var(&f.quietMaxNextMS, "quiet-max-next-ms", pull.DefaultQuietMaxNextMS, "longest poll interval told to viewers of a stream quiet for long (a tenth of its quiet spell, from --quiet-next-ms up to this), in ms")
 		fs.Int64Var(&f.minNextMS, "min-next-ms", pull.DefaultMinNextMS, "shortest poll interval ever told to viewers, in ms")
 		fs.Int64Var(&f.compactNextMS, "compact-min-next-ms", pull.DefaultCompactMinNextMS, "shortest poll interval told to viewers that ask for the compact body (v=2), in ms")
 		fs.Int64Var(&f.maxNextMS, "max-next-ms", pull.DefaultMaxNextMS, "longest poll interval ever told to viewers (also under overload), in ms")
@@ -481,7 +483,7 @@ func newPull(f *nodeFlags, st pull.Store, emojis *emoji.Set, signer *token.Signe
 	return pull.New(pull.Options{
 		Store: st, Emojis: emojis, Signer: signer, JWT: jwtKeys, PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
-		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
+		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, QuietMaxNextMS: f.quietMaxNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
 		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, ViewersPerAddress: f.ipViewers, MaxAddresses: f.maxClientIPs, Load: meter, Moderation: rules, Logger: log, EdgeFeed: edges,
 	})
 }
