@@ -140,7 +140,7 @@ const (
 	DefaultBurstThreshold    = 20
 	DefaultBusyNextMS        = 1000
 	DefaultQuietNextMS       = 5000
-	DefaultQuietMaxNextMS    = 5000
+	DefaultQuietMaxNextMS    = 15_000
 	DefaultQuietAfter        = 10 * time.Second
 	DefaultMinNextMS         = 500
 	DefaultCompactMinNextMS  = 2000

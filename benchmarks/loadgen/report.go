@@ -107,7 +107,9 @@ func (s *spreadReport) print(w io.Writer, addr string) {
 			"", t.t.MedianRSSPerViewer, floats(t.t.RSSPerViewer, "%.0f"), float64(t.t.BaseRSS)/1e6, t.t.Errors)
 	}
 	fmt.Fprintf(w, "  ratios          emojicast over the constant server: CPU %.3f, RSS %.3f\n", s.CPURatio, s.RSSRatio)
-	if r := s.Reach; r != nil {
+	if r := s.Reach; r != nil && r.Error != "" {
+		fmt.Fprintf(w, "  reach           not measured: %s\n", r.Error)
+	} else if r != nil {
 		fmt.Fprintf(w, "  reach           first reaction after %.0f s quiet (next_ms %d): half the audience in %.0f ms, all in %.0f ms (%d of %d saw it)\n",
 			r.QuietSeconds, r.NextMS, r.HalfMS, r.AllMS, r.Saw, r.Viewers)
 	}
