@@ -262,7 +262,7 @@ type spreadViewer struct {
 
 	measuring *atomic.Bool
 	polls     atomic.Int64 // answered while measuring
-	errors    atomic.Int64 // while measuring
+	errors    atomic.Int64 // failed polls and unreadable answers, warm-up included
 	// firstSeen is when a poll first listed a second (Unix ns); 0 before.
 	firstSeen atomic.Int64
 }
@@ -290,9 +290,7 @@ func (v *spreadViewer) poll() time.Duration {
 	_, err := v.cl.do(&v.req, &v.resp)
 	measuring := v.measuring.Load()
 	if err != nil || v.resp.StatusCode() != fasthttp.StatusOK {
-		if measuring {
-			v.errors.Add(1)
-		}
+		v.errors.Add(1)
 		return time.Second
 	}
 	body := v.resp.Body()
