@@ -61,7 +61,7 @@ type spreadTarget struct {
 // that shows its second.
 type reachReport struct {
 	QuietSeconds float64 `json:"quiet_seconds"` // the stream's age with no reaction, at the send
-	NextMS       int64   `json:"next_ms"`       // the interval viewers were polling at
+	NextMS       int64   `json:"next_ms"`       // the interval viewers were last told before the send (median)
 	HalfMS       float64 `json:"half_ms"`
 	AllMS        float64 `json:"all_ms"` // 0 when not every viewer saw it in time
 	Saw          int     `json:"saw"`
@@ -265,6 +265,7 @@ type spreadViewer struct {
 	errors    atomic.Int64 // failed polls and unreadable answers, warm-up included
 	// firstSeen is when a poll first listed a second (Unix ns); 0 before.
 	firstSeen atomic.Int64
+	nextMS    atomic.Int64 // the last next_ms answered
 }
 
 func (v *spreadViewer) run(startWithin time.Duration, stop <-chan struct{}) {
@@ -313,6 +314,7 @@ func (v *spreadViewer) poll() time.Duration {
 		v.firstSeen.Store(time.Now().UnixNano())
 	}
 	v.cursor = max(v.cursor, now)
+	v.nextMS.Store(next)
 	return time.Duration(next) * time.Millisecond
 }
 
@@ -416,7 +418,12 @@ func measureReach(cfg *config, stream, path string, now *atomic.Int64, born time
 	a := answerOf(&resp)
 	nextMS, _ := peekInt(gunzipped(a.Body, a.Headers), `"next_ms":`)
 	_, err := runSpreadPhase(cfg, cfg.addr, path, now.Load(), nextMS, pid, func(viewers []*spreadViewer) {
-		rr = &reachReport{QuietSeconds: time.Since(born).Seconds(), NextMS: nextMS, Viewers: len(viewers)}
+		// A growing quiet interval has grown since the phase began.
+		told := make([]float64, len(viewers))
+		for i, v := range viewers {
+			told[i] = float64(v.nextMS.Load())
+		}
+		rr = &reachReport{QuietSeconds: time.Since(born).Seconds(), NextMS: int64(median(told)), Viewers: len(viewers)}
 		// The sender's connection may have outlived the server's idle
 		// timeout while the audience warmed up: a failed send dials again.
 		for try := 0; try < 3 && len(s.sends) == 0; try++ {
