@@ -112,8 +112,8 @@ func TestIdleConnectionsReleaseTheirBuffers(t *testing.T) {
 	if !testutil.RaceEnabled && released > 7000 {
 		t.Errorf("an idle connection holds %.0f B by default; want under 7000 B (its buffers released)", released)
 	}
-	if kept-released < 10_000 {
-		t.Errorf("an idle connection holds %.0f B with KeepIdleBuffers, %.0f B without; want its 12 KiB of buffers between them", kept, released)
+	if kept-released < 8000 {
+		t.Errorf("an idle connection holds %.0f B with KeepIdleBuffers, %.0f B without; want most of its 12 KiB of buffers between them", kept, released)
 	}
 }
 
