@@ -46,7 +46,7 @@ func startNodeWith(t *testing.T, mod func(*pull.Options), pushMods ...func(*push
 	if err != nil {
 		t.Fatal(err)
 	}
-	plOpts := pull.Options{Store: st, SyncInterval: 20 * time.Millisecond, BusyNextMS: 200, QuietNextMS: 200, MinNextMS: 100, CompactMinNextMS: 100, Logger: quiet}
+	plOpts := pull.Options{Store: st, SyncInterval: 20 * time.Millisecond, BusyNextMS: 200, QuietNextMS: 200, QuietMaxNextMS: 200, MinNextMS: 100, CompactMinNextMS: 100, Logger: quiet}
 	if mod != nil {
 		mod(&plOpts)
 	}

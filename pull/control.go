@@ -40,9 +40,13 @@ import (
 // in the store, so it never expires while the stream is served.
 //
 // next_ms: BusyNextMS for a stream with reactions in the last QuietAfter,
-// QuietNextMS otherwise (sparse control), stretched by the node's overload
-// factor when it is over its load budget (bandwidth control), always within
-// [MinNextMS, MaxNextMS].
+// otherwise (sparse control) a tenth of the stream's quiet spell so far
+// (since its last reaction, or since this node serves it) within
+// [QuietNextMS, QuietMaxNextMS]: a viewer of a stream quiet for long waits
+// longer, but never more than a tenth of how long nothing happened, and the
+// first reaction brings BusyNextMS back at once. Then stretched by the
+// node's overload factor when it is over its load budget (bandwidth
+// control), always within [MinNextMS, MaxNextMS].
 
 // presenceSlots is the seconds of arrivals and departures a stream keeps;
 // it must exceed the longest next_ms, so MaxNextMS is at most maxNextMS.
@@ -84,6 +88,7 @@ type streamControl struct {
 	counted    int64   // the newest second folded into present
 	present    int64   // viewers present at the end of second counted
 	lastActive int64   // newest second that had reactions
+	served     int64   // the horizon of the stream's first control step
 	sampled    float64 // smoothed store.SampledTaps per second
 	judged     bool    // sampled holds at least one step's figure
 
@@ -178,11 +183,19 @@ func (p *Pull) chooseDivisor(sc *streamControl, perSecond float64, current int64
 	return current
 }
 
+// quietGrowth is how many times its poll interval a quiet stream's quiet
+// spell is, once the interval grows past QuietNextMS.
+const quietGrowth = 10
+
 // nextMS applies the poll-interval rule to one stream.
 func (p *Pull) nextMS(sc *streamControl, horizon int64) int64 {
-	next := p.opts.QuietNextMS
-	if sc.lastActive >= horizon-int64(p.opts.QuietAfter/time.Second) {
-		next = p.opts.BusyNextMS
+	if sc.served == 0 {
+		sc.served = horizon
+	}
+	next := p.opts.BusyNextMS
+	if sc.lastActive < horizon-int64(p.opts.QuietAfter/time.Second) {
+		spell := horizon - max(sc.lastActive, sc.served)
+		next = min(max(spell*1000/quietGrowth, p.opts.QuietNextMS), p.opts.QuietMaxNextMS)
 	}
 	if p.opts.Load != nil {
 		if f := p.opts.Load.Factor(); f > 1 {

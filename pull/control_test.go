@@ -174,3 +174,48 @@ func TestFloodingClientCountsAsFewViewers(t *testing.T) {
 		}
 	}
 }
+
+// TestQuietIntervalGrowsAndSnapsBack follows one stream's next_ms through
+// a long quiet spell, a reaction and a second spell: quiet streams start
+// at QuietNextMS, wait a tenth of their quiet spell once that is longer, up
+// to QuietMaxNextMS, and the first reaction brings the busy interval back.
+func TestQuietIntervalGrowsAndSnapsBack(t *testing.T) {
+	f := newFixture(t)
+	f.p.opts.QuietNextMS, f.p.opts.QuietMaxNextMS = 5000, 20_000
+	nextAfter := func(seconds int) int64 {
+		t.Helper()
+		for range seconds {
+			f.step()
+			f.poll("s", "") // kept served
+		}
+		return decode(t, f.poll("s", "")).NextMS
+	}
+	f.poll("s", "")
+	f.sync()
+	for _, c := range []struct {
+		after int   // more seconds of quiet
+		want  int64 // next_ms then
+	}{
+		{12, 5000},   // quiet for 12 s: the quiet interval
+		{38, 5000},   // 50 s: a tenth is the quiet interval
+		{30, 8000},   // 80 s: a tenth
+		{70, 15_000}, // 150 s
+		{100, 20_000},
+		{300, 20_000}, // capped
+	} {
+		if got := nextAfter(c.after); got != c.want {
+			t.Fatalf("after %d more quiet seconds: next_ms %d; want %d", c.after, got, c.want)
+		}
+	}
+	f.add("s", "clap", 1)
+	if got := nextAfter(1); got != f.p.opts.BusyNextMS {
+		t.Fatalf("after the first reaction: next_ms %d; want busy %d", got, f.p.opts.BusyNextMS)
+	}
+	// The next spell counts from that reaction, not from the first one.
+	if got := nextAfter(12); got != 5000 {
+		t.Fatalf("quiet again for 12 s: next_ms %d; want 5000", got)
+	}
+	if got := nextAfter(68); got != 8000 {
+		t.Fatalf("80 s since the reaction's second: next_ms %d; want 8000", got)
+	}
+}

@@ -79,6 +79,13 @@ type Options struct {
 	// QuietNextMS is next_ms for a stream without reactions for QuietAfter.
 	// Default: DefaultQuietNextMS.
 	QuietNextMS int64
+	// QuietMaxNextMS is the longest next_ms of a quiet stream. A stream
+	// quiet for long tells its viewers to wait a tenth of its quiet spell
+	// so far, from QuietNextMS up to this, so that an audience nobody
+	// reacts for costs less the longer it stays quiet; its first reaction
+	// brings BusyNextMS back at once. At most QuietNextMS: no growth.
+	// Default: DefaultQuietMaxNextMS.
+	QuietMaxNextMS int64
 	// QuietAfter is how long without reactions makes a stream quiet.
 	// Default: DefaultQuietAfter.
 	QuietAfter time.Duration
@@ -133,6 +140,7 @@ const (
 	DefaultBurstThreshold    = 20
 	DefaultBusyNextMS        = 1000
 	DefaultQuietNextMS       = 5000
+	DefaultQuietMaxNextMS    = 15_000
 	DefaultQuietAfter        = 10 * time.Second
 	DefaultMinNextMS         = 500
 	DefaultCompactMinNextMS  = 2000
@@ -168,6 +176,11 @@ func (o *Options) fillDefaults() error {
 	setDefault(&o.MinNextMS, DefaultMinNextMS)
 	setDefault(&o.CompactMinNextMS, DefaultCompactMinNextMS)
 	setDefault(&o.MaxNextMS, DefaultMaxNextMS)
+	if o.QuietMaxNextMS <= 0 {
+		// The default gives way to a shorter MaxNextMS; one set is checked.
+		o.QuietMaxNextMS = min(DefaultQuietMaxNextMS, o.MaxNextMS)
+	}
+	o.QuietMaxNextMS = max(o.QuietMaxNextMS, o.QuietNextMS)
 	setDefault(&o.TargetSends, DefaultTargetSends)
 	setDefault(&o.MaxDivisor, store.DefaultMaxDivisor)
 	setDefault(&o.ViewersPerAddress, DefaultViewersPerAddress)
@@ -177,9 +190,9 @@ func (o *Options) fillDefaults() error {
 	}
 	// A node whose longest next_ms is shorter tells compact clients that.
 	o.CompactMinNextMS = min(o.CompactMinNextMS, o.MaxNextMS)
-	if o.MinNextMS > o.MaxNextMS || o.BusyNextMS < o.MinNextMS || o.QuietNextMS > o.MaxNextMS {
-		return fmt.Errorf("pull: next_ms bounds [%d, %d] must hold the busy (%d) and quiet (%d) intervals",
-			o.MinNextMS, o.MaxNextMS, o.BusyNextMS, o.QuietNextMS)
+	if o.MinNextMS > o.MaxNextMS || o.BusyNextMS < o.MinNextMS || o.QuietMaxNextMS > o.MaxNextMS {
+		return fmt.Errorf("pull: next_ms bounds [%d, %d] must hold the busy (%d) and quiet (%d to %d) intervals",
+			o.MinNextMS, o.MaxNextMS, o.BusyNextMS, o.QuietNextMS, o.QuietMaxNextMS)
 	}
 	if o.NodeID == "" {
 		var id [6]byte

@@ -92,21 +92,8 @@ func keepBusy(cfg *config, stream string, now *atomic.Int64, stop <-chan struct{
 		_, _, _, err := runSenders(cfg, stream, "c", cfg.ceiling+time.Minute, stop)
 		sendersDone <- err
 	})
-	pacer := newViewer("pacer", newClient(cfg.addr, true), newRegistry(), 7, false)
-	if err := pacer.watch(stream); err != nil {
-		return "", nil, err
-	}
-	bg.Go(func() {
-		defer pacer.cl.close()
-		for {
-			pacer.poll()
-			now.Store(pacer.cursor)
-			if !sleep(pacerInterval, stop) {
-				return
-			}
-		}
-	})
-	return pacer.pollPath, sendersDone, nil
+	path, err := pace(cfg, stream, now, pacerInterval, stop, bg)
+	return path, sendersDone, err
 }
 
 // runRounds runs one unmeasured phase against each server, then the
@@ -188,13 +175,7 @@ func capture(cfg *config, path string, now *atomic.Int64, sendersDone <-chan err
 		if p, err := parsePoll(&jp, body); err != nil || len(p.buckets) == 0 {
 			continue
 		}
-		a := constantAnswer{Body: append([]byte(nil), resp.Body()...)}
-		for k, v := range resp.Header.All() {
-			if name := string(k); name != fasthttp.HeaderContentLength && name != fasthttp.HeaderConnection {
-				a.Headers = append(a.Headers, [2]string{name, string(v)})
-			}
-		}
-		got = append(got, sized{a, w.read})
+		got = append(got, sized{answerOf(&resp), w.read})
 	}
 	if len(got) == 0 {
 		return constantAnswer{}, fmt.Errorf("no poll answer of %s listed a second within 20s: are the senders accepted?", path)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/emojicast/emojicast/server"
 )
 
 // constantAnswer is the poll answer the constant server repeats: its
@@ -22,6 +24,20 @@ import (
 type constantAnswer struct {
 	Headers [][2]string `json:"headers"`
 	Body    []byte      `json:"body"`
+	// KeepIdleBuffers is server.Options.KeepIdleBuffers, for the constant
+	// server to hold connections as emojicast does.
+	KeepIdleBuffers bool `json:"keep_idle_buffers"`
+}
+
+// answerOf copies an answer for the constant server to repeat.
+func answerOf(resp *fasthttp.Response) constantAnswer {
+	a := constantAnswer{Body: append([]byte(nil), resp.Body()...)}
+	for k, v := range resp.Header.All() {
+		if name := string(k); name != fasthttp.HeaderContentLength && name != fasthttp.HeaderConnection {
+			a.Headers = append(a.Headers, [2]string{name, string(v)})
+		}
+	}
+	return a
 }
 
 // constantServer is the child process serving a constantAnswer.
@@ -117,7 +133,8 @@ func serveConstant() error {
 			ctx.Response.SetBodyRaw(a.Body)
 		},
 		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second,
-		Concurrency: 16_000, ReadBufferSize: 8 << 10, MaxRequestBodySize: 64 << 10,
+		Concurrency: 16_000, ReadBufferSize: server.DefaultMaxHeaderBytes, MaxRequestBodySize: 64 << 10,
+		ReduceMemoryUsage:     !a.KeepIdleBuffers,
 		NoDefaultServerHeader: true, NoDefaultDate: true, NoDefaultContentType: true,
 		CloseOnShutdown: true, TCPKeepalive: true,
 	}
@@ -170,4 +187,86 @@ func procCPU(pid int) (float64, error) {
 		return 0, fmt.Errorf("cannot parse /proc/%d/stat", pid)
 	}
 	return (utime + stime) / userHZ, nil
+}
+
+// pageSize is the unit of the resident set in /proc/<pid>/statm.
+var pageSize = int64(os.Getpagesize())
+
+// procRSS reads a process's resident memory from /proc, in bytes.
+func procRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, fmt.Errorf("cannot parse /proc/%d/statm", pid)
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("cannot parse /proc/%d/statm: %w", pid, err)
+	}
+	return pages * pageSize, nil
+}
+
+// listenerPID finds the process listening on addr's port: the socket's
+// inode from /proc/net/tcp and tcp6, then the process holding it among
+// those this user may read.
+func listenerPID(addr string) (int, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return 0, err
+	}
+	inode := ""
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		if inode = listeningInode(table, uint16(p)); inode != "" {
+			break
+		}
+	}
+	if inode == "" {
+		return 0, fmt.Errorf("nothing listens on port %d", p)
+	}
+	target := "socket:[" + inode + "]"
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range procs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		fds, err := os.ReadDir("/proc/" + d.Name() + "/fd")
+		if err != nil {
+			continue // not ours, or gone
+		}
+		for _, fd := range fds {
+			if link, _ := os.Readlink("/proc/" + d.Name() + "/fd/" + fd.Name()); link == target {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no process this user can see holds the socket listening on port %d", p)
+}
+
+// listeningInode returns the inode of the socket listening on port in a
+// /proc/net/tcp table, or "".
+func listeningInode(table string, port uint16) string {
+	b, err := os.ReadFile(table)
+	if err != nil {
+		return ""
+	}
+	want := fmt.Sprintf(":%04X", port)
+	for line := range strings.Lines(string(b)) {
+		// sl local_address rem_address st ... inode is the tenth field.
+		f := strings.Fields(line)
+		if len(f) >= 10 && strings.HasSuffix(f[1], want) && f[3] == "0A" {
+			return f[9]
+		}
+	}
+	return ""
 }

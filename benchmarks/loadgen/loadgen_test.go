@@ -37,7 +37,7 @@ func build(t *testing.T, dir, pkg string) string {
 func startEmojicast(t *testing.T, bin string) string {
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
-	cmd := exec.Command(bin, "serve", "--listen", addr, "--quiet-next-ms", "1000", "--log-level", "warn",
+	cmd := exec.Command(bin, "serve", "--listen", addr, "--quiet-next-ms", "1000", "--quiet-max-next-ms", "1000", "--log-level", "warn",
 		"--max-conns-per-ip", "20000", "--ip-send-rate", "1000000", "--ip-send-burst", "1000000",
 		"--ip-watch-rate", "1000000", "--ip-watch-burst", "1000000",
 		"--ip-poll-rate", "1000000", "--ip-poll-burst", "1000000", "--ip-viewers", "1000000")
@@ -125,6 +125,39 @@ func TestLoadgenSmoke(t *testing.T) {
 	checkClients(t, "compact", r.Clients)
 	if r.Body != "compact" {
 		t.Errorf("report says body %q; want compact", r.Body)
+	}
+
+	r = runLoadgen(t, loadgen, "-addr", addr, "-spread", "20", "-spread-phase", "1s", "-spread-idle")
+	checkSpread(t, r.Spread)
+}
+
+// checkSpread checks a short idle spread run: both servers kept the pace
+// their answers set, their memory was read, and the reaction sent after
+// the rounds reached every viewer within its interval and the publication.
+func checkSpread(t *testing.T, s *spreadReport) {
+	t.Helper()
+	if s == nil {
+		t.Fatal("no spread report")
+	}
+	if s.NextMS != 1000 || !s.Idle || s.Viewers != 20 {
+		t.Errorf("spread: next_ms %d, idle %v, %d viewers; want 1000 (--quiet-next-ms), true, 20", s.NextMS, s.Idle, s.Viewers)
+	}
+	for name, tg := range map[string]spreadTarget{"emojicast": s.Emojicast, "constant": s.Constant} {
+		if len(tg.CPUPerViewerUS) != 2 || len(tg.RSSPerViewer) != 2 || tg.Errors != 0 || tg.PID == 0 || tg.BaseRSS <= 0 {
+			t.Errorf("spread %s: %+v; want 2 phases, no errors, its process read", name, tg)
+		}
+		// Every viewer polls once a second, +-10%.
+		if tg.PollsPerViewerSec < 0.6 || tg.PollsPerViewerSec > 1.3 {
+			t.Errorf("spread %s: %.2f polls per viewer-second; want about 1", name, tg.PollsPerViewerSec)
+		}
+	}
+	r := s.Reach
+	if r == nil {
+		t.Fatal("no reach report")
+	}
+	// Published within about 1.6 s of the send, then each viewer's next poll.
+	if r.Error != "" || r.Saw != 20 || r.HalfMS <= 0 || r.AllMS < r.HalfMS || r.AllMS > 4000 || r.NextMS != 1000 {
+		t.Errorf("reach: %+v; want all 20 viewers within 4 s, half first", r)
 	}
 }
 

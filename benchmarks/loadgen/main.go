@@ -13,6 +13,15 @@
 // answers (same bytes, same headers), and it reports the poll path's
 // throughput as a ratio of that ceiling.
 //
+// With -spread N it runs the spread stage alone instead: N viewers, each on
+// its own keep-alive connection, poll every next_ms with jitter as API
+// clients do, in alternating phases against the process and the constant
+// server (each a process of its own, so that 10,000 viewers fit the
+// open-files limit of each), and it reports both servers' CPU per
+// viewer-second and resident memory per viewer from /proc, and their
+// ratios. With -spread-idle the stream stays quiet, and after the rounds
+// one reaction is sent and timed to half and all of the audience.
+//
 // It talks only to loopback addresses and stops by itself. See
 // benchmarks/README.md for how the published figures were made.
 package main
@@ -27,6 +36,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/emojicast/emojicast/server"
 )
 
 const (
@@ -56,6 +67,13 @@ type config struct {
 	rounds    int
 	stream    string
 	jsonOut   bool
+
+	spread           int
+	spreadPhase      time.Duration
+	spreadRounds     int
+	spreadIdle       bool
+	constKeepBuffers bool
+	pid              int
 }
 
 func (c *config) keepAlive() bool { return c.mode == modeKeepAlive }
@@ -76,6 +94,12 @@ func parseConfig(args []string) (*config, error) {
 	fs.DurationVar(&c.ceiling, "ceiling", 10*time.Second, "length of the ceiling stage, split over its rounds; 0 skips it")
 	fs.IntVar(&c.conns, "conns", 32, "pollers polling back to back in the ceiling stage")
 	fs.IntVar(&c.rounds, "rounds", 10, "ceiling rounds, each one phase against emojicast and one against the constant server")
+	fs.IntVar(&c.spread, "spread", 0, "run the spread stage alone with this many viewers, each on its own keep-alive connection polling every next_ms (0: the clients and ceiling stages instead)")
+	fs.DurationVar(&c.spreadPhase, "spread-phase", 15*time.Second, "measured length of each spread phase, after its warm-up")
+	fs.IntVar(&c.spreadRounds, "spread-rounds", 2, "spread rounds, each one phase against emojicast and one against the constant server (at least 2)")
+	fs.BoolVar(&c.spreadIdle, "spread-idle", false, "spread stage on a quiet stream (no senders), then time the first reaction reaching the audience")
+	fs.BoolVar(&c.constKeepBuffers, "constant-keep-idle-buffers", server.DefaultKeepIdleBuffers, "the constant server keeps idle connections' buffers, as emojicast's --keep-idle-buffers")
+	fs.IntVar(&c.pid, "pid", 0, "process id of the emojicast process under test, whose /proc the spread stage reads (0: the process listening on -addr)")
 	fs.StringVar(&c.stream, "stream", "", "stream id prefix (default: bench-<time>, so runs never share counts)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -105,6 +129,8 @@ func (c *config) validate() error {
 	case c.duration <= 0 || c.duration > maxStage || c.warmup < 0 || c.warmup > maxStage ||
 		c.ceiling < 0 || c.ceiling > maxStage || c.drain > maxStage:
 		return fmt.Errorf("-duration, -warmup, -ceiling and -drain must be at most %v", maxStage)
+	case c.spread < 0 || c.spread > 0 && c.spreadRounds < 2 || c.spreadPhase <= 0 || c.spreadPhase > maxStage:
+		return fmt.Errorf("-spread must be at least 0, with -spread-rounds at least 2 and -spread-phase up to %v", maxStage)
 	case c.sendEvery <= 0:
 		return errors.New("-send-every must be positive")
 	}
@@ -122,6 +148,7 @@ func (c *config) checkFiles() error {
 	if c.keepAlive() {
 		need += c.viewers
 	}
+	need = max(need, c.spread+c.senders+64)
 	if uint64(need) > lim.Cur {
 		return fmt.Errorf("this load needs about %d open files; the limit is %d", need, lim.Cur)
 	}
@@ -134,14 +161,22 @@ type report struct {
 	Body     string         `json:"body"`
 	Viewers  int            `json:"viewers"`
 	Senders  int            `json:"senders"`
-	Clients  *clientsReport `json:"clients"`
+	Clients  *clientsReport `json:"clients,omitempty"`
 	Ceiling  *ceilingReport `json:"ceiling,omitempty"`
+	Spread   *spreadReport  `json:"spread,omitempty"`
 	Finished time.Time      `json:"finished"`
 }
 
 func run(c *config) (*report, error) {
 	r := &report{Addr: c.addr, Mode: c.mode, Body: c.body, Viewers: c.viewers, Senders: c.senders}
 	var err error
+	if c.spread > 0 {
+		if r.Spread, err = runSpread(c, c.stream+"-spread"); err != nil {
+			return nil, fmt.Errorf("spread stage: %w", err)
+		}
+		r.Finished = time.Now().UTC()
+		return r, nil
+	}
 	if r.Clients, err = runClients(c, c.stream+"-clients"); err != nil {
 		return nil, fmt.Errorf("clients stage: %w", err)
 	}

@@ -15,6 +15,10 @@ const (
 )
 
 func (r *report) print(w io.Writer) {
+	if r.Spread != nil {
+		r.Spread.print(w, r.Addr)
+		return
+	}
 	c := r.Clients
 	fmt.Fprintf(w, "loadgen against %s: %d viewers (%s, %s body), %d senders\n\n", r.Addr, r.Viewers, r.Mode, r.Body, r.Senders)
 	fmt.Fprintf(w, "clients stage, %.1f s measured after the warm-up\n", c.Seconds)
@@ -84,4 +88,29 @@ func floats(xs []float64, format string) string {
 		s[i] = fmt.Sprintf(format, x)
 	}
 	return strings.Join(s, " ")
+}
+
+func (s *spreadReport) print(w io.Writer, addr string) {
+	quiet := "a busy stream"
+	if s.Idle {
+		quiet = "a quiet stream"
+	}
+	fmt.Fprintf(w, "spread stage against %s: %d viewers on their own keep-alive connections, %s, next_ms %d +-10%%\n", addr, s.Viewers, quiet, s.NextMS)
+	fmt.Fprintf(w, "%d rounds of %.0f s measured per server, interleaved\n", s.Rounds, s.PhaseSeconds)
+	for _, t := range []struct {
+		name string
+		t    spreadTarget
+	}{{"emojicast", s.Emojicast}, {"constant slice", s.Constant}} {
+		fmt.Fprintf(w, "  %-15s CPU per viewer-second median %.1f us (%s), %.1f us per poll, %.3f polls per viewer-second\n",
+			t.name, t.t.MedianCPUUS, floats(t.t.CPUPerViewerUS, "%.1f"), t.t.CPUPerPollUS, t.t.PollsPerViewerSec)
+		fmt.Fprintf(w, "  %-15s RSS per viewer median %.0f B (%s) over a base of %.1f MB, errors %d\n",
+			"", t.t.MedianRSSPerViewer, floats(t.t.RSSPerViewer, "%.0f"), float64(t.t.BaseRSS)/1e6, t.t.Errors)
+	}
+	fmt.Fprintf(w, "  ratios          emojicast over the constant server: CPU %.3f, RSS %.3f\n", s.CPURatio, s.RSSRatio)
+	if r := s.Reach; r != nil && r.Error != "" {
+		fmt.Fprintf(w, "  reach           not measured: %s\n", r.Error)
+	} else if r != nil {
+		fmt.Fprintf(w, "  reach           first reaction after %.0f s quiet (next_ms %d): half the audience in %.0f ms, all in %.0f ms (%d of %d saw it)\n",
+			r.QuietSeconds, r.NextMS, r.HalfMS, r.AllMS, r.Saw, r.Viewers)
+	}
 }

@@ -53,7 +53,7 @@ func TestViewerEstimateAcrossPullProcesses(t *testing.T) {
 	// 2,000 viewers come from one address: lift the per-address limits on
 	// connections, opening streams, polls and viewers counted, which are
 	// not what is measured.
-	common := []string{"--redis", rd.URL(), "--log-level", "warn", "--quiet-next-ms", "2000",
+	common := []string{"--redis", rd.URL(), "--log-level", "warn", "--quiet-next-ms", "2000", "--quiet-max-next-ms", "2000",
 		"--max-conns-per-ip", "20000", "--ip-watch-rate", "1000000", "--ip-watch-burst", "1000000",
 		"--ip-poll-rate", "1000000", "--ip-poll-burst", "1000000", "--ip-viewers", "1000000"}
 	pulls := []*proc{

@@ -39,7 +39,7 @@ func TestEdgeFeedCountsTrueAudience(t *testing.T) {
 	pl := startProc(t, "pull", "pull", "--redis", srv.URL(), "--log-level", "warn",
 		"--edge-log-listen", feed, "--edge-log-secret", edgeLogSecret, "--trusted-proxies", "127.0.0.1",
 		// Viewers come back every 2 s, so the count settles in seconds.
-		"--quiet-next-ms", "2000", "--busy-next-ms", "2000",
+		"--quiet-next-ms", "2000", "--quiet-max-next-ms", "2000", "--busy-next-ms", "2000",
 		// The test reads viewers back-to-back from loopback.
 		"--ip-poll-rate", "1000000", "--ip-poll-burst", "1000000")
 	pl.waitReady()

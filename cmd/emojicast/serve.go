@@ -66,6 +66,7 @@ type nodeFlags struct {
 	maxCPU          float64
 	maxConnsPerIP   int
 	maxHeaderBytes  int
+	keepIdleBuffers bool
 	trustedProxies  string
 	ipSendRate      float64
 	ipSendBurst     int
@@ -100,6 +101,7 @@ type nodeFlags struct {
 	burstThreshold int64
 	busyNextMS     int64
 	quietNextMS    int64
+	quietMaxNextMS int64
 	minNextMS      int64
 	compactNextMS  int64
 	maxNextMS      int64
@@ -136,6 +138,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of all CPU cores this process may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
 	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "most concurrent connections from one client address (IPv6: one /56); trusted proxies are exempt; past it 429")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request headers; larger get 431")
+	fs.BoolVar(&f.keepIdleBuffers, "keep-idle-buffers", server.DefaultKeepIdleBuffers, "keep each keep-alive connection's read and write buffers (about 12 KB) while it waits for its next request, instead of returning them to a pool after every answer")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "load balancers and CDN edges in front of this process, as comma-separated CIDRs or addresses: their X-Forwarded-For names the client")
 	fs.Float64Var(&f.ipSendRate, "ip-send-rate", server.DefaultSendRatePerIP, "sends per second one client address may make")
 	fs.IntVar(&f.ipSendBurst, "ip-send-burst", server.DefaultSendBurstPerIP, "sends one client address may make at once")
@@ -168,6 +171,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.Int64Var(&f.burstThreshold, "burst-threshold", pull.DefaultBurstThreshold, "count at which an emoji's second is shown as one burst (confetti)")
 		fs.Int64Var(&f.busyNextMS, "busy-next-ms", pull.DefaultBusyNextMS, "poll interval told to viewers of a stream with recent reactions, in ms")
 		fs.Int64Var(&f.quietNextMS, "quiet-next-ms", pull.DefaultQuietNextMS, "poll interval told to viewers of a quiet stream, in ms")
+		fs.Int64Var(&f.quietMaxNextMS, "quiet-max-next-ms", pull.DefaultQuietMaxNextMS, "longest poll interval told to viewers of a stream quiet for long (a tenth of its quiet spell, from --quiet-next-ms up to this), in ms")
 		fs.Int64Var(&f.minNextMS, "min-next-ms", pull.DefaultMinNextMS, "shortest poll interval ever told to viewers, in ms")
 		fs.Int64Var(&f.compactNextMS, "compact-min-next-ms", pull.DefaultCompactMinNextMS, "shortest poll interval told to viewers that ask for the compact body (v=2), in ms")
 		fs.Int64Var(&f.maxNextMS, "max-next-ms", pull.DefaultMaxNextMS, "longest poll interval ever told to viewers (also under overload), in ms")
@@ -324,7 +328,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	srv := server.New(server.Options{
 		Addr: f.listen, Push: pu, Pull: pl, Index: index, Admin: adm, Emojis: emojis, Load: meter,
 		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
-		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHeaderBytes,
+		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHeaderBytes, KeepIdleBuffers: f.keepIdleBuffers,
 		TrustedProxies: proxies, SendRatePerIP: f.ipSendRate, SendBurstPerIP: f.ipSendBurst,
 		WatchRatePerIP: f.ipWatchRate, WatchBurstPerIP: f.ipWatchBurst, MaxClientIPs: f.maxClientIPs, SendLimiter: ipSends,
 		PollRatePerIP: f.ipPollRate, PollBurstPerIP: f.ipPollBurst,
@@ -479,7 +483,7 @@ func newPull(f *nodeFlags, st pull.Store, emojis *emoji.Set, signer *token.Signe
 	return pull.New(pull.Options{
 		Store: st, Emojis: emojis, Signer: signer, JWT: jwtKeys, PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
-		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
+		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, QuietMaxNextMS: f.quietMaxNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
 		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, ViewersPerAddress: f.ipViewers, MaxAddresses: f.maxClientIPs, Load: meter, Moderation: rules, Logger: log, EdgeFeed: edges,
 	})
 }
