@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -56,7 +58,21 @@ type RedisOptions struct {
 	// History is how long sealed seconds are kept for History, in whole
 	// seconds; negative keeps none. Default: DefaultHistory.
 	History time.Duration
+	// MinReplicas, when positive, makes a write (Add, and the seals of
+	// Collect and History) count as done only once WAIT confirms it on that
+	// many replicas of each master it went to; otherwise it fails with
+	// ErrNotReplicated and the writer retries. Default: 0, Redis's
+	// asynchronous replication, which a failover can roll back.
+	MinReplicas int
+	// ReplicaTimeout bounds the wait for MinReplicas. Default:
+	// DefaultReplicaTimeout.
+	ReplicaTimeout time.Duration
 }
+
+// DefaultReplicaTimeout is how long a write waits for its replicas by
+// default: far longer than replication takes on a healthy network, far
+// shorter than the push flush timeout.
+const DefaultReplicaTimeout = 500 * time.Millisecond
 
 // DefaultPointsMaxLen keeps about a million data points in all, a few tens
 // of MiB of Redis memory.
@@ -77,6 +93,9 @@ func (o *RedisOptions) fillDefaults() error {
 	}
 	if o.MaxComments <= 0 {
 		o.MaxComments = DefaultMaxComments
+	}
+	if o.ReplicaTimeout <= 0 {
+		o.ReplicaTimeout = DefaultReplicaTimeout
 	}
 	switch {
 	case o.History == 0:
@@ -121,6 +140,7 @@ type Redis struct {
 	opts   RedisOptions
 	client redis.UniversalClient
 	tags   [RedisShards]string // "{prefix:k}:"
+	seals  [RedisShards]atomic.Int64
 }
 
 var _ Store = (*Redis)(nil)
@@ -134,10 +154,13 @@ var (
 	collectSource string
 	//go:embed redis_horizon.lua
 	horizonSource string
+	//go:embed redis_seal.lua
+	sealSource string
 
 	addScript     = redis.NewScript(clockSource + addSource)
 	collectScript = redis.NewScript(collectSource)
 	horizonScript = redis.NewScript(clockSource + horizonSource)
+	sealScript    = redis.NewScript(sealSource)
 )
 
 // NewRedis returns a Redis store.
@@ -170,85 +193,198 @@ func (r *Redis) nowArg() string {
 func (r *Redis) sealMillis() int64 { return r.opts.SealDelay.Milliseconds() }
 
 // Add implements Store.
+//
+// Each shard's script needs in KEYS every key it may write, including those
+// of the second a late write is carried into, which depends on the shard's
+// seal. Add guesses the seal from the last one it saw (Redis answers it
+// with every write); when the guess is off, the script writes nothing and
+// answers the seal, and Add runs that shard's part again with it.
 func (r *Redis) Add(ctx context.Context, batch Batch) error {
-	var deltas, comments [RedisShards][]any
-	var history [RedisShards]historyKeys
-	carry := r.carryMinutes()
+	var parts [RedisShards]addPart
 	for _, d := range batch.Deltas {
-		k := shard(d.Stream)
-		deltas[k] = append(deltas[k], d.Stream, d.Second, d.Emoji, d.Count)
-		history[k].add(d.Stream, d.Second, carry)
+		p := &parts[shard(d.Stream)]
+		p.deltas = append(p.deltas, d.Stream, d.Second, d.Emoji, d.Count)
+		p.seconds = append(p.seconds, streamSecond{d.Stream, d.Second, false})
 	}
 	for _, c := range batch.Comments {
-		k := shard(c.Stream)
-		comments[k] = append(comments[k], c.Stream, c.Second, commentEntry(c.Comment))
-		history[k].add(c.Stream, c.Second, carry)
+		p := &parts[shard(c.Stream)]
+		p.comments = append(p.comments, c.Stream, c.Second, commentEntry(c.Comment))
+		p.seconds = append(p.seconds, streamSecond{c.Stream, c.Second, true})
 	}
 	for _, rt := range batch.Retractions {
-		k := shard(rt.Stream)
-		comments[k] = append(comments[k], rt.Stream, rt.Second, retractionMark+rt.ID)
-		history[k].add(rt.Stream, rt.Second, carry)
+		p := &parts[shard(rt.Stream)]
+		p.comments = append(p.comments, rt.Stream, rt.Second, retractionMark+rt.ID)
+		p.seconds = append(p.seconds, streamSecond{rt.Stream, rt.Second, true})
 	}
-	var calls []scriptCall
-	now := r.nowArg()
-	historyTTL := int64(r.opts.History.Seconds())
-	for k := range RedisShards {
-		if len(deltas[k]) == 0 && len(comments[k]) == 0 {
-			continue
+	var todo []int
+	for k := range parts {
+		if len(parts[k].seconds) > 0 {
+			parts[k].seal, parts[k].open = r.guessSeal(k)
+			todo = append(todo, k)
 		}
-		tag := r.tags[k]
-		args := append([]any{
-			now, r.sealMillis(), int64(r.opts.Retention.Seconds()), DedupeWindow.Milliseconds(),
-			r.opts.PointsMaxLen, int64(pointsTTL.Seconds()), tag + "c:", tag + "m:", r.opts.MaxComments,
-			tag + "h:", historyTTL, len(deltas[k]) / 4, MaxRetractions,
-		}, deltas[k]...)
-		keys := []string{tag + "active", tag + "b:" + batch.ID, tag + "points"}
-		if historyTTL > 0 {
-			for _, sm := range history[k].list {
-				keys = append(keys, r.historyKey(sm.stream, sm.minute))
+	}
+	// A guess is off only when the seal moved since the last write, and the
+	// retry uses the seal the script answered: two rounds are the rule.
+	for attempt := 0; len(todo) > 0; attempt++ {
+		if attempt == addAttempts {
+			return fmt.Errorf("cannot add batch %s: the seal of shard %d kept moving", batch.ID, todo[0])
+		}
+		calls := make([]scriptCall, len(todo))
+		for i, k := range todo {
+			calls[i] = r.addCall(k, batch.ID, &parts[k])
+		}
+		cmds, err := r.runAll(ctx, addScript, calls)
+		if err != nil {
+			return fmt.Errorf("cannot add batch %s: %w", batch.ID, err)
+		}
+		var again []int
+		for i, c := range cmds {
+			k := todo[i]
+			res, err := c.Int64Slice()
+			if err == nil && len(res) == 3 && res[0] == -1 {
+				parts[k].seal, parts[k].open = res[1], res[2]
+				r.sawSeal(k, res[1])
+				again = append(again, k)
+				continue
 			}
+			if err != nil || len(res) != 7 {
+				return fmt.Errorf("cannot add batch %s: unexpected script reply %v: %w", batch.ID, c.Val(), err)
+			}
+			r.sawSeal(k, res[5])
+			lateCarried.Add(float64(res[1]))
+			lateCommentsCarried.Add(float64(res[2]))
+			commentsDropped.Add(float64(res[3]))
+			retractionsDropped.Add(float64(res[4]))
+			aheadClamped.Add(float64(res[6]))
 		}
-		calls = append(calls, scriptCall{keys: keys, args: append(args, comments[k]...)})
+		todo = again
 	}
-	cmds, err := r.runAll(ctx, addScript, calls)
-	if err != nil {
+	if err := r.confirm(ctx, shardsOf(&parts)); err != nil {
 		return fmt.Errorf("cannot add batch %s: %w", batch.ID, err)
 	}
-	for _, c := range cmds {
-		res, err := c.Int64Slice()
-		if err != nil || len(res) != 5 {
-			return fmt.Errorf("cannot add batch %s: unexpected script reply %v: %w", batch.ID, c.Val(), err)
-		}
-		lateCarried.Add(float64(res[1]))
-		lateCommentsCarried.Add(float64(res[2]))
-		commentsDropped.Add(float64(res[3]))
-		retractionsDropped.Add(float64(res[4]))
-	}
 	return nil
+}
+
+// addAttempts bounds the runs of one shard's part of a batch whose seal
+// guess was off.
+const addAttempts = 4
+
+// MaxAhead is how many seconds past the open second a write may be: a
+// second further ahead (a push node whose clock is far ahead) is written
+// into the open second, since its keys, kept for Retention, could expire
+// before it is sealed.
+const MaxAhead = 30
+
+// addPart is one shard's part of a batch.
+type addPart struct {
+	deltas, comments []any
+	seconds          []streamSecond
+	seal, open       int64 // the seal and open second the keys are chosen for
+}
+
+type streamSecond struct {
+	stream  string
+	second  int64
+	comment bool
+}
+
+func shardsOf(parts *[RedisShards]addPart) []int {
+	var ks []int
+	for k := range parts {
+		if len(parts[k].seconds) > 0 {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// addCall builds the script call of one shard's part of a batch: KEYS hold
+// the count or comment key and the history key of each second, and of the
+// seconds a write may be carried into if the seal is within a second or two
+// of the guess.
+func (r *Redis) addCall(k int, id string, p *addPart) scriptCall {
+	tag := r.tags[k]
+	historyTTL := int64(r.opts.History.Seconds())
+	keys := []string{tag + "active", tag + "b:" + id, tag + "points", tag + "sealed"}
+	seen := make(map[string]struct{}, 2*len(p.seconds))
+	put := func(key string) {
+		if _, ok := seen[key]; !ok {
+			seen[key] = struct{}{}
+			keys = append(keys, key)
+		}
+	}
+	putSecond := func(ss streamSecond, sec int64) {
+		if ss.comment {
+			put(tag + "m:" + ss.stream + ":" + strconv.FormatInt(sec, 10))
+		} else {
+			put(tag + "c:" + ss.stream + ":" + strconv.FormatInt(sec, 10))
+		}
+		if historyTTL > 0 {
+			put(r.historyKey(ss.stream, minuteOf(sec)))
+		}
+	}
+	for _, ss := range p.seconds {
+		switch {
+		case ss.second <= p.seal+sealSlack:
+			// Late, or late by the time it arrives: the oldest open
+			// second, as the script will find it.
+			for s := p.seal + 1; s <= p.seal+sealSlack+1; s++ {
+				putSecond(ss, s)
+			}
+			if ss.second > p.seal {
+				putSecond(ss, ss.second)
+			}
+		case ss.second > p.open+MaxAhead-sealSlack:
+			putSecond(ss, ss.second)
+			for s := p.open; s <= p.open+sealSlack; s++ {
+				putSecond(ss, s)
+			}
+		default:
+			putSecond(ss, ss.second)
+		}
+	}
+	args := append([]any{
+		r.nowArg(), r.sealMillis(), int64(r.opts.Retention.Seconds()), DedupeWindow.Milliseconds(),
+		r.opts.PointsMaxLen, int64(pointsTTL.Seconds()), tag + "c:", tag + "m:", r.opts.MaxComments,
+		tag + "h:", historyTTL, len(p.deltas) / 4, MaxRetractions, MaxAhead,
+	}, p.deltas...)
+	return scriptCall{keys: keys, args: append(args, p.comments...)}
+}
+
+// sealSlack is how many seconds the seal may have moved past Add's guess
+// without another run of the script.
+const sealSlack = 2
+
+// guessSeal returns the last seal seen for shard k and the open second,
+// or, before any, both from the clock.
+func (r *Redis) guessSeal(k int) (seal, open int64) {
+	var now time.Time
+	if r.opts.Clock != nil {
+		now = r.opts.Clock.Now()
+	} else {
+		now = time.Now()
+	}
+	clk := Horizon(now, r.opts.SealDelay)
+	seal = r.seals[k].Load()
+	if seal == 0 {
+		seal = clk
+	}
+	return seal, max(seal, clk) + 1
+}
+
+// sawSeal records a seal Redis answered for shard k.
+func (r *Redis) sawSeal(k int, seal int64) {
+	for {
+		old := r.seals[k].Load()
+		if seal <= old || r.seals[k].CompareAndSwap(old, seal) {
+			return
+		}
+	}
 }
 
 // historyKey returns the history hash of a stream's minute.
 func (r *Redis) historyKey(stream string, minute int64) string {
 	return r.tags[shard(stream)] + "h:" + stream + ":" + strconv.FormatInt(minute, 10)
-}
-
-// carrySkew is how far the Redis clock may be from this process's without
-// a late write failing: a second sealed when a batch arrives is carried
-// into the oldest open second by the Redis clock, whose history minute
-// must be among the keys the script is given.
-const carrySkew = 60
-
-// carryMinutes returns the minutes a late second may be carried into: by
-// the manual clock exactly, by the process clock within carrySkew.
-func (r *Redis) carryMinutes() []int64 {
-	if r.opts.History <= 0 {
-		return nil
-	}
-	if r.opts.Clock != nil {
-		return []int64{minuteOf(Horizon(r.opts.Clock.Now(), r.opts.SealDelay) + 1)}
-	}
-	open := Horizon(time.Now(), r.opts.SealDelay) + 1
-	return []int64{minuteOf(open - carrySkew), minuteOf(open), minuteOf(open + carrySkew)}
 }
 
 func minuteOf(sec int64) int64 {
@@ -259,42 +395,11 @@ func minuteOf(sec int64) int64 {
 	return m
 }
 
-// historyKeys collects the distinct (stream, minute) history hashes one
-// shard's part of a batch may write.
-type historyKeys struct {
-	seen map[streamMinute]struct{}
-	list []streamMinute
-}
-
-type streamMinute struct {
-	stream string
-	minute int64
-}
-
-func (h *historyKeys) add(stream string, sec int64, carry []int64) {
-	if carry == nil {
-		return
-	}
-	if h.seen == nil {
-		h.seen = make(map[streamMinute]struct{})
-	}
-	h.put(streamMinute{stream, minuteOf(sec)})
-	for _, m := range carry {
-		h.put(streamMinute{stream, m})
-	}
-}
-
-func (h *historyKeys) put(sm streamMinute) {
-	if _, ok := h.seen[sm]; !ok {
-		h.seen[sm] = struct{}{}
-		h.list = append(h.list, sm)
-	}
-}
-
-// History implements Store. It reads the horizon first, then the at most
-// 61 minute hashes of the range, pipelined: a second at or before that
-// horizon was sealed before the hashes were read, and sealed seconds never
-// change, so what it returns as sealed is final. Plain HGETALLs, not one
+// History implements Store. It reads the horizon first, seals the stream's
+// shard through it, then reads the at most 61 minute hashes of the range,
+// pipelined: a second at or before that horizon was sealed before the
+// hashes were read, and sealed seconds never change, so what it returns as
+// sealed is final. Plain HGETALLs, not one
 // script, so that Redis serves other clients between the hashes of a busy
 // hour.
 func (r *Redis) History(ctx context.Context, stream string, from, to int64) (History, error) {
@@ -309,6 +414,18 @@ func (r *Redis) History(ctx context.Context, stream string, from, to int64) (His
 	to = min(to, horizon)
 	if to < from {
 		return hist, nil
+	}
+	// Seal the stream's shard through the horizon, as Collect does, so
+	// that no late write lands in a second returned as sealed.
+	k := shard(stream)
+	if _, err := r.runAll(ctx, sealScript, []scriptCall{{
+		keys: []string{r.tags[k] + "sealed", r.tags[k] + "active"},
+		args: []any{horizon, int64(sealTTL.Seconds()), 0, 0},
+	}}); err != nil {
+		return History{}, fmt.Errorf("cannot read the history of %s: %w", stream, err)
+	}
+	if err := r.confirm(ctx, []int{k}); err != nil {
+		return History{}, fmt.Errorf("cannot read the history of %s: %w", stream, err)
 	}
 	first, last := minuteOf(from), minuteOf(to)
 	cmds := make([]*redis.MapStringStringCmd, 0, last-first+1)
@@ -403,13 +520,16 @@ func (r *Redis) Horizon(ctx context.Context) (int64, error) {
 
 // Collect implements Store.
 //
-// It first asks each shard's index, pipelined, for the streams written
-// since the shard's oldest cursor, at most one more than the node serves in
-// that shard. When the index has fewer (the usual case: few of the served
-// streams had reactions), only the served ones among them are read; when
-// it has more, the served streams are looked up in it instead. Either way
-// the index work grows with the smaller of the two sets and the count reads
-// with the served streams that had reactions.
+// It takes the horizon from the clock (Horizon), then seals each shard with
+// cursors up to it, which also lists, from the shard's index, the streams
+// written since the shard's oldest cursor, at most one more than the node
+// serves in that shard (pipelined, one script per shard). Once a shard is
+// sealed, no write changes its seconds up to the horizon (Add carries late
+// ones past the seal, on the same node), so they are read afterwards: only
+// the served streams among those listed, or, when more were written than
+// the node serves there, the served streams looked up in the index. Either
+// way the index work grows with the smaller of the two sets and the count
+// reads with the served streams that had reactions.
 func (r *Redis) Collect(ctx context.Context, cursors []Cursor) (Collection, error) {
 	horizon, err := r.Horizon(ctx)
 	if err != nil {
@@ -422,54 +542,80 @@ func (r *Redis) Collect(ctx context.Context, cursors []Cursor) (Collection, erro
 		shardOf[i] = k
 		shards[k].add(cur.Stream, max(cur.After, horizon-Window))
 	}
-	if err := r.readIndexes(ctx, &shards); err != nil {
+	if err := r.seal(ctx, &shards, horizon); err != nil {
+		return Collection{}, fmt.Errorf("cannot collect seconds: %w", err)
+	}
+	if err := r.lookUpServed(ctx, &shards); err != nil {
 		return Collection{}, fmt.Errorf("cannot collect seconds: %w", err)
 	}
 	var calls []scriptCall
-	var callOf [RedisShards]int
+	var reads []streamSecond // the second of each key pair of each call, in order
+	var callOf [RedisShards][]int
 	for k := range shards {
-		if pairs := shards[k].toRead(); len(pairs) > 0 {
-			callOf[k] = len(calls)
-			calls = append(calls, scriptCall{
-				keys: []string{r.tags[k] + "active"},
-				args: append([]any{horizon, r.tags[k] + "c:", r.tags[k] + "m:"}, pairs...),
-			})
-		} else {
-			callOf[k] = -1
+		var keys []string
+		flush := func() {
+			if len(keys) > 0 {
+				callOf[k] = append(callOf[k], len(calls))
+				calls = append(calls, scriptCall{keys: keys})
+				keys = nil
+			}
 		}
+		tag := r.tags[k]
+		for i, stream := range shards[k].streams {
+			newest, ok := shards[k].newest(i)
+			if !ok {
+				continue
+			}
+			for sec := shards[k].after[i] + 1; sec <= min(newest, horizon); sec++ {
+				s := strconv.FormatInt(sec, 10)
+				keys = append(keys, tag+"c:"+stream+":"+s, tag+"m:"+stream+":"+s)
+				reads = append(reads, streamSecond{stream: stream, second: sec})
+				if len(keys) >= 2*collectChunk {
+					flush()
+				}
+			}
+		}
+		flush()
 	}
 	cmds, err := r.runAll(ctx, collectScript, calls)
 	if err != nil {
 		return Collection{}, fmt.Errorf("cannot collect seconds: %w", err)
 	}
 	replies := make([][]Second, len(cmds))
+	first := 0 // index in reads of the call's first pair
 	for i, cmd := range cmds {
-		if replies[i], err = parseCollected(cmd); err != nil {
+		if replies[i], err = parseCollected(cmd, reads[first:first+len(calls[i].keys)/2]); err != nil {
 			return Collection{}, fmt.Errorf("cannot collect seconds: %w", err)
 		}
+		first += len(calls[i].keys) / 2
 	}
-	// Each shard's reply is in its cursors' order, so taking from the front
-	// of the cursor's shard's reply rebuilds the cursor order.
+	// Each shard's replies are in its cursors' order, so taking from the
+	// front of the cursor's shard's replies rebuilds the cursor order.
 	c := Collection{Horizon: horizon}
 	for i, cur := range cursors {
-		if callOf[shardOf[i]] < 0 {
-			continue
-		}
-		rep := &replies[callOf[shardOf[i]]]
-		for len(*rep) > 0 && (*rep)[0].Stream == cur.Stream {
-			c.Seconds = append(c.Seconds, (*rep)[0])
-			*rep = (*rep)[1:]
+		for _, call := range callOf[shardOf[i]] {
+			rep := &replies[call]
+			for len(*rep) > 0 && (*rep)[0].Stream == cur.Stream {
+				c.Seconds = append(c.Seconds, (*rep)[0])
+				*rep = (*rep)[1:]
+			}
 		}
 	}
 	return c, nil
 }
+
+// collectChunk bounds the seconds one collect script reads, so that Redis
+// serves other clients between the chunks of a first sync of many streams.
+// Sealed seconds are final, so the chunks need not be read atomically.
+const collectChunk = 512
 
 // shardCursors are the cursors of one shard, with what its index said.
 type shardCursors struct {
 	streams []string
 	after   []int64
 	oldest  int64
-	written map[string]float64 // streams written since oldest; nil: more than served
+	written map[string]int64 // newest second of the streams written since oldest
+	served  []int64          // newest second of each served stream when more were written than served, -1 for none
 }
 
 func (sc *shardCursors) add(stream string, after int64) {
@@ -480,31 +626,100 @@ func (sc *shardCursors) add(stream string, after int64) {
 	sc.after = append(sc.after, after)
 }
 
-// toRead returns the (stream, after) pairs the collect script must read.
-func (sc *shardCursors) toRead() []any {
-	var pairs []any
-	for i, s := range sc.streams {
-		if sc.written != nil {
-			if newest, ok := sc.written[s]; !ok || newest <= float64(sc.after[i]) {
-				continue
-			}
-		}
-		pairs = append(pairs, s, sc.after[i])
+// newest returns the newest second written to the i-th stream, if it is
+// after its cursor.
+func (sc *shardCursors) newest(i int) (int64, bool) {
+	var n int64
+	var ok bool
+	if sc.served != nil {
+		n, ok = sc.served[i], sc.served[i] >= 0
+	} else {
+		n, ok = sc.written[sc.streams[i]]
 	}
-	return pairs
+	return n, ok && n > sc.after[i]
 }
 
-// readIndexes asks the index of every shard with cursors for the streams
-// written after its oldest cursor, up to one more than the shard's cursors.
-func (r *Redis) readIndexes(ctx context.Context, shards *[RedisShards]shardCursors) error {
-	var cmds [RedisShards]*redis.ZSliceCmd
+// seal seals every shard with cursors through horizon and reads from its
+// index the streams written after its oldest cursor, up to one more than
+// the shard's cursors; with MinReplicas, it returns once the seals are on
+// the replicas.
+func (r *Redis) seal(ctx context.Context, shards *[RedisShards]shardCursors, horizon int64) error {
+	var calls []scriptCall
+	var ks []int
+	for k := range shards {
+		if n := len(shards[k].streams); n > 0 {
+			ks = append(ks, k)
+			calls = append(calls, scriptCall{
+				keys: []string{r.tags[k] + "sealed", r.tags[k] + "active"},
+				args: []any{horizon, int64(sealTTL.Seconds()), shards[k].oldest, n + 1},
+			})
+		}
+	}
+	cmds, err := r.runAll(ctx, sealScript, calls)
+	if err != nil {
+		return err
+	}
+	for i, cmd := range cmds {
+		k := ks[i]
+		seal, written, err := parseSeal(cmd)
+		if err != nil {
+			return err
+		}
+		r.sawSeal(k, seal)
+		if len(written) > len(shards[k].streams) {
+			continue // more written than served: lookUpServed asks for the served ones
+		}
+		shards[k].written = written
+	}
+	return r.confirm(ctx, ks)
+}
+
+// parseSeal decodes redis_seal.lua's {seal, {stream, newest, ...}} reply.
+func parseSeal(cmd *redis.Cmd) (int64, map[string]int64, error) {
+	v, err := cmd.Slice()
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(v) != 2 {
+		return 0, nil, fmt.Errorf("seal script replied %v", v)
+	}
+	seal, ok1 := v[0].(int64)
+	flat, ok2 := v[1].([]any)
+	if !ok1 || !ok2 || len(flat)%2 != 0 {
+		return 0, nil, fmt.Errorf("seal script replied %v", v)
+	}
+	written := make(map[string]int64, len(flat)/2)
+	for i := 0; i < len(flat); i += 2 {
+		stream, _ := flat[i].(string)
+		score, _ := flat[i+1].(string)
+		n, err := strconv.ParseInt(score, 10, 64)
+		if err != nil {
+			return 0, nil, fmt.Errorf("index score of %q is %q", stream, score)
+		}
+		written[stream] = n
+	}
+	return seal, written, nil
+}
+
+// lookUpServed asks the index of each shard whose index listed more
+// streams than the node serves there for the served streams' newest
+// seconds, pipelined. The shards are sealed, so what it reads is final up
+// to the horizon.
+func (r *Redis) lookUpServed(ctx context.Context, shards *[RedisShards]shardCursors) error {
+	var cmds [RedisShards]*redis.FloatSliceCmd
+	need := false
+	for k := range shards {
+		if len(shards[k].streams) > 0 && shards[k].written == nil {
+			need = true
+		}
+	}
+	if !need {
+		return nil
+	}
 	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for k := range shards {
-			if n := len(shards[k].streams); n > 0 {
-				cmds[k] = p.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-					Key: r.tags[k] + "active", ByScore: true,
-					Start: "(" + strconv.FormatInt(shards[k].oldest, 10), Stop: "+inf", Count: int64(n) + 1,
-				})
+			if len(shards[k].streams) > 0 && shards[k].written == nil {
+				cmds[k] = p.ZMScore(ctx, r.tags[k]+"active", shards[k].streams...)
 			}
 		}
 		return nil
@@ -516,39 +731,41 @@ func (r *Redis) readIndexes(ctx context.Context, shards *[RedisShards]shardCurso
 		if cmd == nil {
 			continue
 		}
-		zs := cmd.Val()
-		if len(zs) > len(shards[k].streams) {
-			continue // more written than served: the script looks them up
-		}
-		shards[k].written = make(map[string]float64, len(zs))
-		for _, z := range zs {
-			if m, ok := z.Member.(string); ok {
-				shards[k].written[m] = z.Score
+		served := make([]int64, len(shards[k].streams))
+		for i, v := range cmd.Val() {
+			served[i] = -1
+			if v != 0 {
+				served[i] = int64(v)
 			}
 		}
+		shards[k].served = served
 	}
 	return nil
 }
 
-// parseCollected decodes redis_collect.lua's flat (stream, second, counts,
-// comments) reply.
-func parseCollected(cmd *redis.Cmd) ([]Second, error) {
+// sealTTL is how long a shard's seal outlives the last Collect of the
+// shard. Without a seal, Add decides what is sealed by the clock.
+const sealTTL = 24 * time.Hour
+
+// parseCollected decodes redis_collect.lua's flat (i, counts, comments)
+// reply; reads are the seconds of the call's key pairs.
+func parseCollected(cmd *redis.Cmd, reads []streamSecond) ([]Second, error) {
 	flat, err := cmd.Slice()
 	if err != nil {
 		return nil, err
 	}
-	if len(flat)%4 != 0 {
-		return nil, fmt.Errorf("collect script replied %d values, not quadruples", len(flat))
+	if len(flat)%3 != 0 {
+		return nil, fmt.Errorf("collect script replied %d values, not triples", len(flat))
 	}
-	secs := make([]Second, 0, len(flat)/4)
-	for i := 0; i < len(flat); i += 4 {
-		stream, ok1 := flat[i].(string)
-		second, ok2 := flat[i+1].(int64)
-		counts, ok3 := flat[i+2].([]any)
-		comments, ok4 := flat[i+3].([]any)
-		if !ok1 || !ok2 || !ok3 || !ok4 || len(counts)%2 != 0 {
-			return nil, fmt.Errorf("collect script replied a malformed second %v", flat[i:i+4])
+	secs := make([]Second, 0, len(flat)/3)
+	for i := 0; i < len(flat); i += 3 {
+		pair, ok1 := flat[i].(int64)
+		counts, ok2 := flat[i+1].([]any)
+		comments, ok3 := flat[i+2].([]any)
+		if !ok1 || !ok2 || !ok3 || len(counts)%2 != 0 || pair < 1 || pair > int64(len(reads)) {
+			return nil, fmt.Errorf("collect script replied a malformed second %v", flat[i:i+3])
 		}
+		stream, second := reads[pair-1].stream, reads[pair-1].second
 		s := Second{Stream: stream, Second: second, Counts: make([]Count, 0, len(counts)/2)}
 		for j := 0; j < len(counts); j += 2 {
 			emoji, _ := counts[j].(string)
@@ -611,29 +828,126 @@ type scriptCall struct {
 }
 
 // runAll runs the calls in one pipeline (a Cluster client splits it by
-// node) and returns their replies in order. A Redis that lost its script
-// cache (a restart) answers NOSCRIPT; those calls did not run and are run
-// again with EVAL, which caches the script for the next time.
+// node, and follows MOVED and ASK) and returns their replies in order. A
+// Redis that lost its script cache (a restart, or a node a slot just moved
+// to) answers NOSCRIPT; those calls did not run and are run again with
+// EVAL, which caches the script for the next time. A node answers TRYAGAIN
+// while a slot is migrating and a call's keys are split between the two
+// nodes; go-redis retries a few times, and runAll retries those calls
+// again, with backoff, for at most tryAgainFor, since migrating a slot of a
+// few keys takes milliseconds.
 func (r *Redis) runAll(ctx context.Context, s *redis.Script, calls []scriptCall) ([]*redis.Cmd, error) {
 	cmds := make([]*redis.Cmd, len(calls))
-	_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range calls {
-			cmds[i] = s.EvalSha(ctx, p, c.keys, c.args...)
-		}
-		return nil
-	})
-	for i, c := range calls {
-		err := cmds[i].Err()
-		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			cmds[i] = s.Run(ctx, r.client, c.keys, c.args...)
-			err = cmds[i].Err()
-		}
-		if err != nil {
-			return nil, err
-		}
+	todo := make([]int, len(calls))
+	for i := range todo {
+		todo[i] = i
 	}
-	return cmds, nil
+	backoff := 10 * time.Millisecond
+	deadline := time.Now().Add(tryAgainFor)
+	for {
+		_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range todo {
+				cmds[i] = s.EvalSha(ctx, p, calls[i].keys, calls[i].args...)
+			}
+			return nil
+		})
+		var again []int
+		for _, i := range todo {
+			err := cmds[i].Err()
+			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				cmds[i] = s.Eval(ctx, r.client, calls[i].keys, calls[i].args...)
+				err = cmds[i].Err()
+			}
+			if err != nil && redis.IsTryAgainError(err) {
+				again = append(again, i)
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		if len(again) == 0 {
+			return cmds, nil
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			tryAgainGiveUps.Inc()
+			return nil, cmds[again[0]].Err()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+		todo = again
+	}
 }
+
+// tryAgainFor bounds how long runAll retries calls answered TRYAGAIN.
+const tryAgainFor = 2 * time.Second
+
+// confirm returns once the writes made so far on the masters of the shards
+// ks are on MinReplicas replicas each, or an error when WAIT does not
+// confirm that within ReplicaTimeout. WAIT counts the writes of its own
+// connection, so on each master it follows a write of its own: the
+// replication stream is in order, so a replica that has it has every write
+// before it.
+func (r *Redis) confirm(ctx context.Context, ks []int) error {
+	if r.opts.MinReplicas <= 0 || len(ks) == 0 {
+		return nil
+	}
+	type node struct {
+		c   redis.Cmdable
+		key string
+	}
+	var nodes []node
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		seen := map[string]bool{}
+		for _, k := range ks {
+			key := r.tags[k] + "ack"
+			n, err := cc.MasterForKey(ctx, key)
+			if err != nil {
+				return fmt.Errorf("cannot find the master of shard %d: %w", k, err)
+			}
+			if addr := n.Options().Addr; !seen[addr] {
+				seen[addr] = true
+				nodes = append(nodes, node{n, key})
+			}
+		}
+	} else {
+		nodes = []node{{r.client, r.tags[ks[0]] + "ack"}}
+	}
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			var wait *redis.Cmd
+			_, err := n.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, n.key, "1", time.Minute)
+				wait = p.Do(ctx, "WAIT", r.opts.MinReplicas, r.opts.ReplicaTimeout.Milliseconds())
+				return nil
+			})
+			if err == nil {
+				var got int64
+				if got, err = wait.Int64(); err == nil && got < int64(r.opts.MinReplicas) {
+					err = fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, got, r.opts.MinReplicas, r.opts.ReplicaTimeout)
+				}
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		replicaWaitFailures.Inc()
+		return err
+	}
+	return nil
+}
+
+// ErrNotReplicated is the error of a write Redis took but not enough
+// replicas confirmed in time: it may be lost in a failover, so the writer
+// keeps it and writes it again (a batch is added once per ID).
+var ErrNotReplicated = errors.New("not confirmed by enough replicas")
 
 // Close implements Store: it closes the client.
 func (r *Redis) Close() error { return r.client.Close() }
