@@ -204,17 +204,17 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 	for _, d := range batch.Deltas {
 		p := &parts[shard(d.Stream)]
 		p.deltas = append(p.deltas, d.Stream, d.Second, d.Emoji, d.Count)
-		p.seconds = append(p.seconds, streamSecond{d.Stream, d.Second, false})
+		p.addSecond(streamSecond{d.Stream, d.Second, false})
 	}
 	for _, c := range batch.Comments {
 		p := &parts[shard(c.Stream)]
 		p.comments = append(p.comments, c.Stream, c.Second, commentEntry(c.Comment))
-		p.seconds = append(p.seconds, streamSecond{c.Stream, c.Second, true})
+		p.addSecond(streamSecond{c.Stream, c.Second, true})
 	}
 	for _, rt := range batch.Retractions {
 		p := &parts[shard(rt.Stream)]
 		p.comments = append(p.comments, rt.Stream, rt.Second, retractionMark+rt.ID)
-		p.seconds = append(p.seconds, streamSecond{rt.Stream, rt.Second, true})
+		p.addSecond(streamSecond{rt.Stream, rt.Second, true})
 	}
 	var todo []int
 	for k := range parts {
@@ -288,6 +288,15 @@ type streamSecond struct {
 	comment bool
 }
 
+// addSecond notes a second the part writes to. A batch's deltas come
+// grouped by stream and second, one per emoji, so repeats of the last one
+// are skipped here; addCall drops the others.
+func (p *addPart) addSecond(ss streamSecond) {
+	if n := len(p.seconds); n == 0 || p.seconds[n-1] != ss {
+		p.seconds = append(p.seconds, ss)
+	}
+}
+
 func shardsOf(parts *[RedisShards]addPart) []int {
 	var ks []int
 	for k := range parts {
@@ -314,13 +323,13 @@ func (r *Redis) addCall(k int, id string, p *addPart) scriptCall {
 		}
 	}
 	putSecond := func(ss streamSecond, sec int64) {
+		kind := "c:"
 		if ss.comment {
-			put(tag + "m:" + ss.stream + ":" + strconv.FormatInt(sec, 10))
-		} else {
-			put(tag + "c:" + ss.stream + ":" + strconv.FormatInt(sec, 10))
+			kind = "m:"
 		}
+		put(tag + kind + ss.stream + ":" + strconv.FormatInt(sec, 10))
 		if historyTTL > 0 {
-			put(r.historyKey(ss.stream, minuteOf(sec)))
+			put(tag + "h:" + ss.stream + ":" + strconv.FormatInt(minuteOf(sec), 10))
 		}
 	}
 	for _, ss := range p.seconds {
