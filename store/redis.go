@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -225,9 +226,14 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 	}
 	// A guess is off only when the seal moved since the last write, and the
 	// retry uses the seal the script answered: two rounds are the rule.
+	applied := false // some shard's part was written in an earlier round
 	for attempt := 0; len(todo) > 0; attempt++ {
 		if attempt == addAttempts {
-			return fmt.Errorf("cannot add batch %s: the seal of shard %d kept moving", batch.ID, todo[0])
+			err := fmt.Errorf("cannot add batch %s: the seal of shard %d kept moving", batch.ID, todo[0])
+			if !applied {
+				err = fmt.Errorf("%w (%w)", err, ErrNotApplied)
+			}
+			return err
 		}
 		calls := make([]scriptCall, len(todo))
 		for i, k := range todo {
@@ -235,6 +241,10 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 		}
 		cmds, err := r.runAll(ctx, addScript, calls)
 		if err != nil {
+			if applied && errors.Is(err, ErrNotApplied) {
+				// An earlier round wrote other shards' parts.
+				return fmt.Errorf("cannot add batch %s: %v", batch.ID, err)
+			}
 			return fmt.Errorf("cannot add batch %s: %w", batch.ID, err)
 		}
 		var again []int
@@ -251,6 +261,7 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 				return fmt.Errorf("cannot add batch %s: unexpected script reply %v: %w", batch.ID, c.Val(), err)
 			}
 			r.sawSeal(k, res[5])
+			applied = true
 			lateCarried.Add(float64(res[1]))
 			lateCommentsCarried.Add(float64(res[2]))
 			commentsDropped.Add(float64(res[3]))
@@ -853,6 +864,13 @@ func (r *Redis) runAll(ctx context.Context, s *redis.Script, calls []scriptCall)
 	}
 	backoff := 10 * time.Millisecond
 	deadline := time.Now().Add(tryAgainFor)
+	ran := false // some call may have run
+	fail := func(err error) ([]*redis.Cmd, error) {
+		if !ran {
+			return nil, fmt.Errorf("%w (%w)", err, ErrNotApplied)
+		}
+		return nil, err
+	}
 	for {
 		_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, i := range todo {
@@ -867,12 +885,16 @@ func (r *Redis) runAll(ctx context.Context, s *redis.Script, calls []scriptCall)
 				cmds[i] = s.Eval(ctx, r.client, calls[i].keys, calls[i].args...)
 				err = cmds[i].Err()
 			}
+			if !notRun(err) {
+				ran = true
+			}
 			if err != nil && redis.IsTryAgainError(err) {
 				again = append(again, i)
-				continue
 			}
-			if err != nil {
-				return nil, err
+		}
+		for _, i := range todo {
+			if err := cmds[i].Err(); err != nil && !redis.IsTryAgainError(err) {
+				return fail(err)
 			}
 		}
 		if len(again) == 0 {
@@ -880,16 +902,35 @@ func (r *Redis) runAll(ctx context.Context, s *redis.Script, calls []scriptCall)
 		}
 		if time.Now().Add(backoff).After(deadline) {
 			tryAgainGiveUps.Inc()
-			return nil, cmds[again[0]].Err()
+			return fail(cmds[again[0]].Err())
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return fail(ctx.Err())
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 200*time.Millisecond)
 		todo = again
 	}
+}
+
+// notRun reports whether a call's error says the script surely did not
+// run: the connection was never made, or Redis refused the call before
+// running it.
+func notRun(err error) bool {
+	if err == nil {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	for _, prefix := range []string{"TRYAGAIN", "CLUSTERDOWN", "LOADING", "READONLY", "NOSCRIPT", "MOVED", "ASK"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // tryAgainFor bounds how long runAll retries calls answered TRYAGAIN.

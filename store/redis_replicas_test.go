@@ -111,3 +111,19 @@ func TestRedisMinReplicasRetryCountsOnce(t *testing.T) {
 		t.Fatalf("replica holds %d, %v; want 5", n, err)
 	}
 }
+
+// TestRedisAddTellsWhenNothingWasWritten: with Redis down, Add fails with
+// ErrNotApplied, so a push node may retry the batch however late; a write
+// that reached Redis (here: not confirmed by replicas) does not say so.
+func TestRedisAddTellsWhenNothingWasWritten(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRedis(t, srv.URL(), RedisOptions{MinReplicas: 1, ReplicaTimeout: 50 * time.Millisecond})
+	b := Batch{ID: "b", Deltas: []Delta{{"s", time.Now().Unix(), "like", 1}}}
+	if err := r.Add(ctx, b); err == nil || errors.Is(err, ErrNotApplied) {
+		t.Fatalf("Add without the replicas it needs = %v; want an error that may have applied", err)
+	}
+	srv.Kill()
+	if err := r.Add(ctx, b); !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("Add with Redis down = %v; want ErrNotApplied", err)
+	}
+}

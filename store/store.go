@@ -17,6 +17,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -81,6 +82,11 @@ const MaxRetractions = 100
 // DedupeWindow is how long a store remembers batch IDs: retries must happen
 // within it.
 const DedupeWindow = 10 * time.Minute
+
+// ErrNotApplied marks an Add error after which nothing of the batch was
+// written (the store could not be reached): unlike a write whose reply was
+// lost, its retry is safe however late.
+var ErrNotApplied = errors.New("nothing of the batch was written")
 
 // Cursor asks Collect for the seconds of Stream after After.
 type Cursor struct {
