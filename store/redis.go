@@ -121,6 +121,8 @@ func (o *RedisOptions) fillDefaults() error {
 //	{p:k}:c:<stream>:<second>  hash emoji -> count, TTL Retention
 //	{p:k}:m:<stream>:<second>  list of comments and retractions (see commentEntry), TTL Retention
 //	{p:k}:active               sorted set stream -> newest second written, TTL Retention
+//	{p:k}:sealed               the shard's seal: newest second Collect declared final, TTL sealTTL
+//	{p:k}:ack                  written before a WAIT (MinReplicas), TTL 1 min
 //	{p:k}:b:<batch id>         marker of an added batch, TTL DedupeWindow
 //	{p:k}:points               stream of data points, MAXLEN ~PointsMaxLen
 //	{p:k}:h:<stream>:<minute>  hash of the minute's counts and comments, TTL History
@@ -132,9 +134,13 @@ func (o *RedisOptions) fillDefaults() error {
 // comment keys, written by the same script, kept after those expire. One
 // hash per minute keeps a busy stream's hour to 60 keys; see History.
 //
-// Add runs one script per shard its batch touches, pipelined. Collect reads
-// the indexes of the served streams' shards, then runs one script per shard
-// with served streams that had reactions, each step pipelined. Both do work
+// Every key a script touches is passed in its KEYS, so a Cluster slot
+// being migrated answers ASK or TRYAGAIN for the keys still on the other
+// node instead of the script reading them as missing.
+//
+// Add runs one script per shard its batch touches, pipelined. Collect seals
+// the served streams' shards and reads their indexes, then runs one script
+// per shard with served streams that had reactions, each step pipelined. Both do work
 // proportional to the streams with reactions, never to the taps behind the
 // counts.
 type Redis struct {
