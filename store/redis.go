@@ -444,10 +444,7 @@ func (r *Redis) History(ctx context.Context, stream string, from, to int64) (His
 	// Seal the stream's shard through the horizon, as Collect does, so
 	// that no late write lands in a second returned as sealed.
 	k := shard(stream)
-	if _, err := r.runAll(ctx, sealScript, []scriptCall{{
-		keys: []string{r.tags[k] + "sealed", r.tags[k] + "active"},
-		args: []any{horizon, int64(sealTTL.Seconds()), 0, 0},
-	}}); err != nil {
+	if _, err := r.runAll(ctx, sealScript, []scriptCall{r.sealCall(k, horizon)}); err != nil {
 		return History{}, fmt.Errorf("cannot read the history of %s: %w", stream, err)
 	}
 	if err := r.confirm(ctx, []int{k}); err != nil {
@@ -547,9 +544,9 @@ func (r *Redis) Horizon(ctx context.Context) (int64, error) {
 // Collect implements Store.
 //
 // It takes the horizon from the clock (Horizon), then seals each shard with
-// cursors up to it, which also lists, from the shard's index, the streams
-// written since the shard's oldest cursor, at most one more than the node
-// serves in that shard (pipelined, one script per shard). Once a shard is
+// cursors up to it (pipelined, one script per shard), then lists, from the
+// shard's index, the streams written since the shard's oldest cursor, at
+// most one more than the node serves in that shard (pipelined). Once a shard is
 // sealed, no write changes its seconds up to the horizon (Add carries late
 // ones past the seal, on the same node), so they are read afterwards: only
 // the served streams among those listed, or, when more were written than
@@ -603,17 +600,9 @@ func (r *Redis) Collect(ctx context.Context, cursors []Cursor) (Collection, erro
 		}
 		flush()
 	}
-	cmds, err := r.runAll(ctx, collectScript, calls)
+	replies, err := r.readSealed(ctx, calls, reads)
 	if err != nil {
 		return Collection{}, fmt.Errorf("cannot collect seconds: %w", err)
-	}
-	replies := make([][]Second, len(cmds))
-	first := 0 // index in reads of the call's first pair
-	for i, cmd := range cmds {
-		if replies[i], err = parseCollected(cmd, reads[first:first+len(calls[i].keys)/2]); err != nil {
-			return Collection{}, fmt.Errorf("cannot collect seconds: %w", err)
-		}
-		first += len(calls[i].keys) / 2
 	}
 	// Each shard's replies are in its cursors' order, so taking from the
 	// front of the cursor's shard's replies rebuilds the cursor order.
@@ -665,20 +654,20 @@ func (sc *shardCursors) newest(i int) (int64, bool) {
 	return n, ok && n > sc.after[i]
 }
 
-// seal seals every shard with cursors through horizon and reads from its
-// index the streams written after its oldest cursor, up to one more than
-// the shard's cursors; with MinReplicas, it returns once the seals are on
-// the replicas.
+// seal seals every shard with cursors through horizon, then reads from
+// its index the streams written after its oldest cursor, up to one more
+// than the shard's cursors; with MinReplicas, the seals are on the
+// replicas before the indexes are read. The seal and the index read are
+// two steps of one key each, so that a slot being migrated answers them
+// (ASK) instead of TRYAGAIN: the shard's writes are what wait meanwhile,
+// since each of them needs all its keys on one node.
 func (r *Redis) seal(ctx context.Context, shards *[RedisShards]shardCursors, horizon int64) error {
 	var calls []scriptCall
 	var ks []int
 	for k := range shards {
-		if n := len(shards[k].streams); n > 0 {
+		if len(shards[k].streams) > 0 {
 			ks = append(ks, k)
-			calls = append(calls, scriptCall{
-				keys: []string{r.tags[k] + "sealed", r.tags[k] + "active"},
-				args: []any{horizon, int64(sealTTL.Seconds()), shards[k].oldest, n + 1},
-			})
+			calls = append(calls, r.sealCall(k, horizon))
 		}
 	}
 	cmds, err := r.runAll(ctx, sealScript, calls)
@@ -686,45 +675,46 @@ func (r *Redis) seal(ctx context.Context, shards *[RedisShards]shardCursors, hor
 		return err
 	}
 	for i, cmd := range cmds {
-		k := ks[i]
-		seal, written, err := parseSeal(cmd)
+		seal, err := cmd.Int64()
 		if err != nil {
-			return err
+			return fmt.Errorf("seal script replied %v: %w", cmd.Val(), err)
 		}
-		r.sawSeal(k, seal)
+		r.sawSeal(ks[i], seal)
+	}
+	if err := r.confirm(ctx, ks); err != nil {
+		return err
+	}
+	var zs [RedisShards]*redis.ZSliceCmd
+	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range ks {
+			zs[k] = p.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+				Key: r.tags[k] + "active", ByScore: true,
+				Start: "(" + strconv.FormatInt(shards[k].oldest, 10), Stop: "+inf", Count: int64(len(shards[k].streams)) + 1,
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range ks {
+		written := zs[k].Val()
 		if len(written) > len(shards[k].streams) {
 			continue // more written than served: lookUpServed asks for the served ones
 		}
-		shards[k].written = written
+		shards[k].written = make(map[string]int64, len(written))
+		for _, z := range written {
+			if m, ok := z.Member.(string); ok {
+				shards[k].written[m] = int64(z.Score)
+			}
+		}
 	}
-	return r.confirm(ctx, ks)
+	return nil
 }
 
-// parseSeal decodes redis_seal.lua's {seal, {stream, newest, ...}} reply.
-func parseSeal(cmd *redis.Cmd) (int64, map[string]int64, error) {
-	v, err := cmd.Slice()
-	if err != nil {
-		return 0, nil, err
-	}
-	if len(v) != 2 {
-		return 0, nil, fmt.Errorf("seal script replied %v", v)
-	}
-	seal, ok1 := v[0].(int64)
-	flat, ok2 := v[1].([]any)
-	if !ok1 || !ok2 || len(flat)%2 != 0 {
-		return 0, nil, fmt.Errorf("seal script replied %v", v)
-	}
-	written := make(map[string]int64, len(flat)/2)
-	for i := 0; i < len(flat); i += 2 {
-		stream, _ := flat[i].(string)
-		score, _ := flat[i+1].(string)
-		n, err := strconv.ParseInt(score, 10, 64)
-		if err != nil {
-			return 0, nil, fmt.Errorf("index score of %q is %q", stream, score)
-		}
-		written[stream] = n
-	}
-	return seal, written, nil
+// sealCall is the call of redis_seal.lua that seals shard k through horizon.
+func (r *Redis) sealCall(k int, horizon int64) scriptCall {
+	return scriptCall{keys: []string{r.tags[k] + "sealed"}, args: []any{horizon, int64(sealTTL.Seconds())}}
 }
 
 // lookUpServed asks the index of each shard whose index listed more
@@ -773,6 +763,81 @@ func (r *Redis) lookUpServed(ctx context.Context, shards *[RedisShards]shardCurs
 // shard. Without a seal, Add decides what is sealed by the clock.
 const sealTTL = 24 * time.Hour
 
+// readSealed runs the collect calls, pipelined, and returns each call's
+// non-empty seconds; reads are the seconds of the calls' key pairs, in
+// order. A call that a migrating slot answers TRYAGAIN (its keys are split
+// between two nodes, or some do not exist, as the keys of empty seconds)
+// is read key by key instead, each key from whichever node holds it: the
+// seconds are sealed, so reading them in several steps is as good as in
+// one, and a slot's migration does not stop syncs.
+func (r *Redis) readSealed(ctx context.Context, calls []scriptCall, reads []streamSecond) ([][]Second, error) {
+	cmds := make([]*redis.Cmd, len(calls))
+	_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range calls {
+			cmds[i] = collectScript.EvalSha(ctx, p, c.keys)
+		}
+		return nil
+	})
+	replies := make([][]Second, len(calls))
+	first := 0 // index in reads of the call's first pair
+	for i, c := range calls {
+		pairs := reads[first : first+len(c.keys)/2]
+		first += len(c.keys) / 2
+		err := cmds[i].Err()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			cmds[i] = collectScript.Eval(ctx, r.client, c.keys)
+			err = cmds[i].Err()
+		}
+		switch {
+		case err != nil && redis.IsTryAgainError(err):
+			replies[i], err = r.readKeys(ctx, c.keys, pairs)
+		case err == nil:
+			replies[i], err = parseCollected(cmds[i], pairs)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return replies, nil
+}
+
+// readKeys reads (count key, comment key) pairs with plain commands,
+// pipelined, and returns the non-empty seconds.
+func (r *Redis) readKeys(ctx context.Context, keys []string, reads []streamSecond) ([]Second, error) {
+	counts := make([]*redis.MapStringStringCmd, len(reads))
+	comments := make([]*redis.StringSliceCmd, len(reads))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range reads {
+			counts[i] = p.HGetAll(ctx, keys[2*i])
+			comments[i] = p.LRange(ctx, keys[2*i+1], 0, -1)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var secs []Second
+	for i, rd := range reads {
+		if len(counts[i].Val()) == 0 && len(comments[i].Val()) == 0 {
+			continue
+		}
+		var flat []any
+		for emoji, n := range counts[i].Val() {
+			flat = append(flat, emoji, n)
+		}
+		var entries []any
+		for _, e := range comments[i].Val() {
+			entries = append(entries, e)
+		}
+		s, err := buildSecond(rd.stream, rd.second, flat, entries)
+		if err != nil {
+			return nil, err
+		}
+		secs = append(secs, s)
+	}
+	return secs, nil
+}
+
 // parseCollected decodes redis_collect.lua's flat (i, counts, comments)
 // reply; reads are the seconds of the call's key pairs.
 func parseCollected(cmd *redis.Cmd, reads []streamSecond) ([]Second, error) {
@@ -791,32 +856,40 @@ func parseCollected(cmd *redis.Cmd, reads []streamSecond) ([]Second, error) {
 		if !ok1 || !ok2 || !ok3 || len(counts)%2 != 0 || pair < 1 || pair > int64(len(reads)) {
 			return nil, fmt.Errorf("collect script replied a malformed second %v", flat[i:i+3])
 		}
-		stream, second := reads[pair-1].stream, reads[pair-1].second
-		s := Second{Stream: stream, Second: second, Counts: make([]Count, 0, len(counts)/2)}
-		for j := 0; j < len(counts); j += 2 {
-			emoji, _ := counts[j].(string)
-			n, _ := counts[j+1].(string)
-			v, err := strconv.ParseInt(n, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("count of %s/%d/%s is %q: %w", stream, second, emoji, n, err)
-			}
-			s.Counts = append(s.Counts, Count{Emoji: emoji, N: v})
-		}
-		for _, c := range comments {
-			raw, _ := c.(string)
-			if id, ok := strings.CutPrefix(raw, retractionMark); ok {
-				s.Retracted = append(s.Retracted, id)
-				continue
-			}
-			cm, ok := parseCommentEntry(raw)
-			if !ok {
-				return nil, fmt.Errorf("comment of %s/%d is %q, not user:text", stream, second, raw)
-			}
-			s.Comments = append(s.Comments, cm)
+		s, err := buildSecond(reads[pair-1].stream, reads[pair-1].second, counts, comments)
+		if err != nil {
+			return nil, err
 		}
 		secs = append(secs, s)
 	}
 	return secs, nil
+}
+
+// buildSecond decodes a second's (emoji, count, ...) and comment entries.
+func buildSecond(stream string, second int64, counts, comments []any) (Second, error) {
+	s := Second{Stream: stream, Second: second, Counts: make([]Count, 0, len(counts)/2)}
+	for j := 0; j+1 < len(counts); j += 2 {
+		emoji, _ := counts[j].(string)
+		n, _ := counts[j+1].(string)
+		v, err := strconv.ParseInt(n, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("count of %s/%d/%s is %q: %w", stream, second, emoji, n, err)
+		}
+		s.Counts = append(s.Counts, Count{Emoji: emoji, N: v})
+	}
+	for _, c := range comments {
+		raw, _ := c.(string)
+		if id, ok := strings.CutPrefix(raw, retractionMark); ok {
+			s.Retracted = append(s.Retracted, id)
+			continue
+		}
+		cm, ok := parseCommentEntry(raw)
+		if !ok {
+			return s, fmt.Errorf("comment of %s/%d is %q, not user:text", stream, second, raw)
+		}
+		s.Comments = append(s.Comments, cm)
+	}
+	return s, nil
 }
 
 // A second's comment list holds comments as "=id:user:text" ("user:text"

@@ -90,7 +90,7 @@ const DedupeWindow = 10 * time.Minute
 // ErrNotApplied marks an Add error after which nothing of the batch was
 // written (the store could not be reached): unlike a write whose reply was
 // lost, its retry is safe however late.
-var ErrNotApplied = errors.New("nothing of the batch was written")
+var ErrNotApplied = errors.New("nothing was written")
 
 // Cursor asks Collect for the seconds of Stream after After.
 type Cursor struct {
