@@ -121,7 +121,7 @@ func (o *RedisOptions) fillDefaults() error {
 //	{p:k}:c:<stream>:<second>  hash emoji -> count, TTL Retention
 //	{p:k}:m:<stream>:<second>  list of comments and retractions (see commentEntry), TTL Retention
 //	{p:k}:active               sorted set stream -> newest second written, TTL Retention
-//	{p:k}:sealed               the shard's seal: newest second Collect declared final, TTL sealTTL
+//	{p:k}:sealed               sorted set of one member, whose score is the shard's seal: the newest second Collect declared final, TTL sealTTL
 //	{p:k}:ack                  written before a WAIT (MinReplicas), TTL 1 min
 //	{p:k}:b:<batch id>         marker of an added batch, TTL DedupeWindow
 //	{p:k}:points               stream of data points, MAXLEN ~PointsMaxLen
@@ -146,8 +146,10 @@ func (o *RedisOptions) fillDefaults() error {
 type Redis struct {
 	opts   RedisOptions
 	client redis.UniversalClient
-	tags   [RedisShards]string // "{prefix:k}:"
-	seals  [RedisShards]atomic.Int64
+	tags   [RedisShards]string       // "{prefix:k}:"
+	seals  [RedisShards]atomic.Int64 // the newest seal seen per shard, Add's guess
+	// sealRenewed is when this store last renewed each shard's seal's TTL.
+	sealRenewed [RedisShards]atomic.Int64
 }
 
 var _ Store = (*Redis)(nil)
@@ -161,13 +163,10 @@ var (
 	collectSource string
 	//go:embed redis_horizon.lua
 	horizonSource string
-	//go:embed redis_seal.lua
-	sealSource string
 
 	addScript     = redis.NewScript(clockSource + addSource)
 	collectScript = redis.NewScript(collectSource)
 	horizonScript = redis.NewScript(clockSource + horizonSource)
-	sealScript    = redis.NewScript(sealSource)
 )
 
 // NewRedis returns a Redis store.
@@ -444,7 +443,7 @@ func (r *Redis) History(ctx context.Context, stream string, from, to int64) (His
 	// Seal the stream's shard through the horizon, as Collect does, so
 	// that no late write lands in a second returned as sealed.
 	k := shard(stream)
-	if _, err := r.runAll(ctx, sealScript, []scriptCall{r.sealCall(k, horizon)}); err != nil {
+	if err := r.sealShards(ctx, []int{k}, horizon); err != nil {
 		return History{}, fmt.Errorf("cannot read the history of %s: %w", stream, err)
 	}
 	if err := r.confirm(ctx, []int{k}); err != nil {
@@ -544,7 +543,7 @@ func (r *Redis) Horizon(ctx context.Context) (int64, error) {
 // Collect implements Store.
 //
 // It takes the horizon from the clock (Horizon), then seals each shard with
-// cursors up to it (pipelined, one script per shard), then lists, from the
+// cursors up to it (pipelined, one command per shard), then lists, from the
 // shard's index, the streams written since the shard's oldest cursor, at
 // most one more than the node serves in that shard (pipelined). Once a shard is
 // sealed, no write changes its seconds up to the horizon (Add carries late
@@ -656,36 +655,22 @@ func (sc *shardCursors) newest(i int) (int64, bool) {
 
 // seal seals every shard with cursors through horizon, then reads from
 // its index the streams written after its oldest cursor, up to one more
-// than the shard's cursors; with MinReplicas, the seals are on the
-// replicas before the indexes are read. The seal and the index read are
-// two steps of one key each, so that a slot being migrated answers them
-// (ASK) instead of TRYAGAIN: the shard's writes are what wait meanwhile,
-// since each of them needs all its keys on one node.
+// than the shard's cursors. The seal and the index read are two steps of
+// one key each, so that a slot being migrated answers them (ASK) instead
+// of TRYAGAIN: the shard's writes are what wait meanwhile, since each of
+// them needs all its keys on one node.
 func (r *Redis) seal(ctx context.Context, shards *[RedisShards]shardCursors, horizon int64) error {
-	var calls []scriptCall
 	var ks []int
 	for k := range shards {
 		if len(shards[k].streams) > 0 {
 			ks = append(ks, k)
-			calls = append(calls, r.sealCall(k, horizon))
 		}
 	}
-	cmds, err := r.runAll(ctx, sealScript, calls)
-	if err != nil {
-		return err
-	}
-	for i, cmd := range cmds {
-		seal, err := cmd.Int64()
-		if err != nil {
-			return fmt.Errorf("seal script replied %v: %w", cmd.Val(), err)
-		}
-		r.sawSeal(ks[i], seal)
-	}
-	if err := r.confirm(ctx, ks); err != nil {
+	if err := r.sealShards(ctx, ks, horizon); err != nil {
 		return err
 	}
 	var zs [RedisShards]*redis.ZSliceCmd
-	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range ks {
 			zs[k] = p.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
 				Key: r.tags[k] + "active", ByScore: true,
@@ -712,10 +697,43 @@ func (r *Redis) seal(ctx context.Context, shards *[RedisShards]shardCursors, hor
 	return nil
 }
 
-// sealCall is the call of redis_seal.lua that seals shard k through horizon.
-func (r *Redis) sealCall(k int, horizon int64) scriptCall {
-	return scriptCall{keys: []string{r.tags[k] + "sealed"}, args: []any{horizon, int64(sealTTL.Seconds())}}
+// sealShards moves the seal of the shards ks forward to horizon, and with
+// MinReplicas returns once the seals are on the replicas. A seal is the
+// score of the one member of a sorted set, so ZADD GT moves it forward
+// only, in one command of one key; its TTL is renewed by each node at most
+// once a minute (a seal created without one gets it within that minute).
+// redis_add.lua reads the seal on the same node, in the same slot, and
+// carries a write for a second at or before it into the next one, so once
+// sealShards returns every second up to horizon is final on these shards,
+// whatever any clock says, and may be read in any number of steps.
+func (r *Redis) sealShards(ctx context.Context, ks []int, horizon int64) error {
+	now := time.Now().Unix()
+	var renew []int
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range ks {
+			key := r.tags[k] + "sealed"
+			p.ZAddGT(ctx, key, redis.Z{Score: float64(horizon), Member: sealMember})
+			if last := r.sealRenewed[k].Load(); now-last >= 60 {
+				p.Expire(ctx, key, sealTTL)
+				renew = append(renew, k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range renew {
+		r.sealRenewed[k].Store(now)
+	}
+	for _, k := range ks {
+		r.sawSeal(k, horizon)
+	}
+	return r.confirm(ctx, ks)
 }
+
+// sealMember is the one member of a shard's seal.
+const sealMember = "s"
 
 // lookUpServed asks the index of each shard whose index listed more
 // streams than the node serves there for the served streams' newest

@@ -7,8 +7,9 @@
 --         second written)
 -- KEYS[2] the batch's dedupe marker in this shard
 -- KEYS[3] the shard's data-point stream
--- KEYS[4] the shard's seal: the newest second a Collect of this shard
---         declared final (see redis_seal.lua)
+-- KEYS[4] the shard's seal: a sorted set whose one member "s" scores the
+--         newest second a Collect of this shard declared final (see
+--         Redis.sealShards)
 -- KEYS[5..] every count, comment and history key the batch may write: the
 --         keys of its own seconds and of the seconds it may be carried
 --         into. The script touches no key it was not given, so that in a
@@ -53,7 +54,7 @@
 -- written nothing, {-1, seal, open second} when a key it needs was not
 -- passed in KEYS: the caller passes them and runs it again.
 local index, marker, points, seal_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local seal = tonumber(redis.call('GET', seal_key))
+local seal = tonumber(redis.call('ZSCORE', seal_key, 's'))
 if redis.call('EXISTS', marker) == 1 then
   return {0, 0, 0, 0, 0, seal or -1, 0}
 end

@@ -2,7 +2,7 @@
 --
 -- KEYS    (count key, comment key) pairs, one per second to read; the
 --         caller sealed the shard through every one of them first (see
---         redis_seal.lua), so they are final
+--         Redis.sealShards), so they are final
 --
 -- Returns a flat array of (i, {emoji, count, ...}, {entry, ...}) triples
 -- for the non-empty seconds, i being the pair's place in KEYS (from 1).
