@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -125,5 +126,46 @@ func TestRedisAddTellsWhenNothingWasWritten(t *testing.T) {
 	srv.Kill()
 	if err := r.Add(ctx, b); !errors.Is(err, ErrNotApplied) {
 		t.Fatalf("Add with Redis down = %v; want ErrNotApplied", err)
+	}
+}
+
+// TestRedisClusterMinReplicas: on a cluster, Add and Collect wait for a
+// replica of every master they wrote to, each master on its own
+// connection; a master whose replica is frozen fails the batch, whose
+// retry counts once.
+func TestRedisClusterMinReplicas(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	var replicas []*redistest.Server
+	for _, m := range c.Servers {
+		replicas = append(replicas, redistest.StartReplica(t, m))
+	}
+	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
+	r := newRedis(t, c.Addrs(), RedisOptions{Clock: clk, MinReplicas: 1, ReplicaTimeout: 200 * time.Millisecond})
+	t0 := contractT0.Unix()
+	var deltas []Delta
+	var cursors []Cursor
+	for i := range 200 { // every shard, so every master
+		id := fmt.Sprintf("s%d", i)
+		deltas = append(deltas, Delta{id, t0, "like", 1})
+		cursors = append(cursors, Cursor{id, t0 - 1})
+	}
+	mustAddBatch(t, r, Batch{ID: "all", Deltas: deltas})
+
+	replicas[1].Pause()
+	b := Batch{ID: "frozen", Deltas: deltas}
+	if err := r.Add(ctx, b); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("Add with one master's replica frozen = %v; want ErrNotReplicated", err)
+	}
+	replicas[1].Resume()
+	mustAddBatch(t, r, b)
+	sealThrough(clk, t0)
+	var total int64
+	for _, s := range mustCollect(t, r, cursors...).Seconds {
+		for _, cnt := range s.Counts {
+			total += cnt.N
+		}
+	}
+	if total != 400 {
+		t.Fatalf("collected %d likes; want 400: both batches once", total)
 	}
 }
