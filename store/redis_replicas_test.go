@@ -23,7 +23,7 @@ func TestRedisMinReplicasSurvivesFailover(t *testing.T) {
 	master := redistest.Start(t)
 	replica := redistest.StartReplica(t, master)
 	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
-	opts := RedisOptions{Clock: clk, Prefix: "failover", MinReplicas: 1, ReplicaTimeout: 200 * time.Millisecond}
+	opts := RedisOptions{Clock: clk, Prefix: "failover", MinReplicas: 1, ReplicaTimeout: time.Second}
 	r := newRedis(t, master.URL(), opts)
 	t0 := contractT0.Unix()
 
@@ -87,7 +87,7 @@ func TestRedisMinReplicasRetryCountsOnce(t *testing.T) {
 	master := redistest.Start(t)
 	replica := redistest.StartReplica(t, master)
 	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
-	r := newRedis(t, master.URL(), RedisOptions{Clock: clk, MinReplicas: 1, ReplicaTimeout: 100 * time.Millisecond})
+	r := newRedis(t, master.URL(), RedisOptions{Clock: clk, MinReplicas: 1, ReplicaTimeout: time.Second})
 	t0 := contractT0.Unix()
 	b := Batch{ID: "slow", Deltas: []Delta{{"s", t0, "like", 5}}}
 	replica.Pause()
@@ -140,7 +140,7 @@ func TestRedisClusterMinReplicas(t *testing.T) {
 		replicas = append(replicas, redistest.StartReplica(t, m))
 	}
 	clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
-	r := newRedis(t, c.Addrs(), RedisOptions{Clock: clk, MinReplicas: 1, ReplicaTimeout: 200 * time.Millisecond})
+	r := newRedis(t, c.Addrs(), RedisOptions{Clock: clk, MinReplicas: 1, ReplicaTimeout: time.Second})
 	t0 := contractT0.Unix()
 	var deltas []Delta
 	var cursors []Cursor

@@ -249,8 +249,12 @@ func StartReplica(t testing.TB, master *Server) *Server {
 	s := start(t, "--replicaof", host, port)
 	testutil.Eventually(t, startTimeout, "replica "+s.Addr()+" of "+master.Addr()+" is in sync", func() bool {
 		reply, err := s.inline("INFO replication", "$")
-		return err == nil && strings.Contains(reply, "master_link_status:up") &&
-			!strings.Contains(reply, "master_sync_in_progress:1")
+		if err != nil || !strings.Contains(reply, "master_link_status:up") || strings.Contains(reply, "master_sync_in_progress:1") {
+			return false
+		}
+		// The master counts it for WAIT once it lists it online.
+		reply, err = master.inline("INFO replication", "$")
+		return err == nil && strings.Contains(reply, "port="+strconv.Itoa(s.port)+",state=online")
 	})
 	return s
 }
