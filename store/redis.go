@@ -446,9 +446,6 @@ func (r *Redis) History(ctx context.Context, stream string, from, to int64) (His
 	if err := r.sealShards(ctx, []int{k}, horizon); err != nil {
 		return History{}, fmt.Errorf("cannot read the history of %s: %w", stream, err)
 	}
-	if err := r.confirm(ctx, []int{k}); err != nil {
-		return History{}, fmt.Errorf("cannot read the history of %s: %w", stream, err)
-	}
 	first, last := minuteOf(from), minuteOf(to)
 	cmds := make([]*redis.MapStringStringCmd, 0, last-first+1)
 	var retracted *redis.StringSliceCmd
