@@ -12,8 +12,14 @@ import "sync/atomic"
 // and Put never lock; Get never allocates.
 type Cache struct {
 	slots int
-	cur   atomic.Pointer[generation]
-	prev  atomic.Pointer[generation]
+	gens  atomic.Pointer[generations]
+}
+
+// generations are the current and previous generations, swapped as one, so
+// that racing Puts can never pair a generation with an older previous one
+// than the one it replaced.
+type generations struct {
+	cur, prev *generation
 }
 
 type generation struct {
@@ -29,19 +35,21 @@ func NewCache(slots int) *Cache {
 	return &Cache{slots: slots}
 }
 
-func (c *Cache) find(gen int64) *generation {
-	if g := c.cur.Load(); g != nil && g.id == gen {
-		return g
-	}
-	if g := c.prev.Load(); g != nil && g.id == gen {
-		return g
+func (gs *generations) find(gen int64) *generation {
+	switch {
+	case gs == nil:
+		return nil
+	case gs.cur.id == gen:
+		return gs.cur
+	case gs.prev != nil && gs.prev.id == gen:
+		return gs.prev
 	}
 	return nil
 }
 
 // Get returns the body stored for slot of generation gen, or nil.
 func (c *Cache) Get(gen int64, slot int) *Body {
-	if g := c.find(gen); g != nil {
+	if g := c.gens.Load().find(gen); g != nil {
 		return g.bodies[slot].Load()
 	}
 	return nil
@@ -53,22 +61,23 @@ func (c *Cache) Get(gen int64, slot int) *Body {
 // storing it; a newer generation becomes the current one.
 func (c *Cache) Put(gen int64, slot int, b *Body) *Body {
 	for {
-		if g := c.find(gen); g != nil {
+		gs := c.gens.Load()
+		if g := gs.find(gen); g != nil {
 			if g.bodies[slot].CompareAndSwap(nil, b) {
 				return b
 			}
 			return g.bodies[slot].Load()
 		}
-		cur := c.cur.Load()
-		if cur != nil && cur.id > gen {
-			return b // older than both kept generations
+		var cur *generation
+		if gs != nil {
+			cur = gs.cur
+			if cur.id > gen {
+				return b // older than both kept generations
+			}
 		}
 		fresh := &generation{id: gen, bodies: make([]atomic.Pointer[Body], c.slots)}
 		fresh.bodies[slot].Store(b)
-		if c.cur.CompareAndSwap(cur, fresh) {
-			// Readers may briefly miss cur while prev catches up; they rebuild
-			// a body and the CAS above keeps the first one stored.
-			c.prev.Store(cur)
+		if c.gens.CompareAndSwap(gs, &generations{cur: fresh, prev: cur}) {
 			return b
 		}
 	}

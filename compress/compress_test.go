@@ -173,3 +173,33 @@ func TestPiecesJoinIntoOneGzipStream(t *testing.T) {
 		}
 	}
 }
+
+// TestRacingPutsKeepTheNewestGenerations: a Put that makes a generation
+// current races Puts of two newer ones. The cache must end with the two
+// newest, never with an older generation left as the previous one: a
+// reader that read generation 3 just before it moved must still find its
+// body.
+func TestRacingPutsKeepTheNewestGenerations(t *testing.T) {
+	body := func(gen int64) *Body { return &Body{Plain: []byte{byte(gen)}} }
+	stale := 0
+	for range 100_000 {
+		c := NewCache(1)
+		c.Put(1, 0, body(1))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() { <-start; c.Put(2, 0, body(2)) })
+		wg.Go(func() {
+			<-start
+			c.Put(3, 0, body(3)) // always becomes current: nothing newer yet
+			c.Put(4, 0, body(4))
+		})
+		close(start)
+		wg.Wait()
+		if c.Get(4, 0) == nil || c.Get(3, 0) == nil {
+			stale++
+		}
+	}
+	if stale > 0 {
+		t.Fatalf("%d of 100000 races left generation 3 out of the cache after 4 became current", stale)
+	}
+}

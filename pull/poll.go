@@ -230,7 +230,12 @@ func appendControl(out []byte, ctl *control) []byte {
 // short next_ms. Such an answer is not cacheable.
 func (p *Pull) writeUnsynced(ctx *fasthttp.RequestCtx, f format, since int64, hasSince bool) {
 	if !hasSince {
-		since = p.horizonEstimate() - defaultBack
+		h, ok := p.horizonEstimate()
+		if !ok {
+			api.WriteRetry(ctx, api.ErrUnavailable, 1)
+			return
+		}
+		since = h - defaultBack
 	}
 	var buf [160]byte
 	out := appendHead(buf[:0], f, since, &control{nextMS: unsyncedNextMS, divisor: 1})

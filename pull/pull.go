@@ -221,8 +221,10 @@ type Pull struct {
 	counted *ratelimit.Limiter // arrivals per (address, stream) and poll window
 	history historyCache
 
-	horizon  atomic.Int64 // newest second published to the rings
-	lastSync atomic.Int64 // Unix nanoseconds of the last successful sync
+	horizon atomic.Int64 // newest second published to the rings
+	// startHorizon is the store's horizon asked before the first sync.
+	startHorizon atomic.Int64
+	lastSync     atomic.Int64 // Unix nanoseconds of the last successful sync
 	// topReported is when the busiest streams were last reported; the
 	// syncer goroutine owns it.
 	topReported time.Time
@@ -306,15 +308,31 @@ func (p *Pull) publishLag() time.Duration {
 // Horizon returns the newest second the node has published.
 func (p *Pull) Horizon() int64 { return p.horizon.Load() }
 
-// horizonEstimate is Horizon, or before the first sync a guess from the
-// clock that errs to the past: a cursor a little old only costs a few
-// buckets, a cursor in the future would skip seconds.
-func (p *Pull) horizonEstimate() int64 {
+// horizonEstimate is Horizon, or before the first sync the store's
+// horizon, asked once and kept until the first sync: a cursor a little old
+// only costs a few buckets, but one from the node's own clock could be
+// ahead of the store's, and a viewer would skip every second up to it. It
+// is false when the store did not answer.
+func (p *Pull) horizonEstimate() (int64, bool) {
 	if h := p.horizon.Load(); h != 0 {
-		return h
+		return h, true
 	}
-	return p.opts.Clock.Now().Unix() - 3
+	if h := p.startHorizon.Load(); h != 0 {
+		return h, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), estimateTimeout)
+	defer cancel()
+	h, err := p.opts.Store.Horizon(ctx)
+	if err != nil {
+		return 0, false
+	}
+	p.startHorizon.CompareAndSwap(0, h)
+	return h, true
 }
+
+// estimateTimeout bounds the store call of a watch or poll before the
+// node's first sync.
+const estimateTimeout = time.Second
 
 // wakeSyncer asks for a sync now, for a stream that was just added.
 func (p *Pull) wakeSyncer() {

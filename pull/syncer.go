@@ -17,6 +17,7 @@ type syncScratch struct {
 	behind  []*stream
 	cursors []store.Cursor
 	top     []store.StreamStats
+	buckets []*ringbuffer.Bucket[bucket]
 }
 
 // sync moves the seconds sealed since the last sync into the rings of the
@@ -42,7 +43,7 @@ func (p *Pull) sync(ctx context.Context, sc *syncScratch) error {
 			return err
 		}
 		ctls, cerr := p.control(ctx, sc.behind, coll)
-		p.publish(sc.behind, coll, ctls)
+		sc.buckets = p.publish(sc.behind, coll, ctls, sc.buckets)
 		horizon = coll.Horizon
 		if cerr != nil {
 			controlErrors.Inc()
@@ -63,23 +64,28 @@ func (p *Pull) sync(ctx context.Context, sc *syncScratch) error {
 // publish writes the collected seconds into the rings, each stream's new
 // control first, so that a reader who sees the new tail sees its control.
 // Seconds come grouped by stream in cursor order, so one pass finds each
-// stream's.
-func (p *Pull) publish(behind []*stream, coll store.Collection, ctls []*control) {
+// stream's. A stream's tail moves once, to the horizon, after all its
+// seconds are stored: the collection covers the whole window up to the
+// horizon, so a reader never sees a tail whose window holds seconds not
+// yet synced (after a stall, or on the first sync).
+func (p *Pull) publish(behind []*stream, coll store.Collection, ctls []*control, scratch []*ringbuffer.Bucket[bucket]) []*ringbuffer.Bucket[bucket] {
 	secs := coll.Seconds
 	for i, st := range behind {
 		if ctls[i] != st.ctl.Load() {
 			st.ctl.Store(ctls[i])
 		}
+		scratch = scratch[:0]
 		for len(secs) > 0 && secs[0].Stream == st.id {
-			b := &ringbuffer.Bucket[bucket]{Second: secs[0].Second, Value: p.encodeBucket(secs[0])}
-			if err := st.ring.Publish(b); err != nil {
-				panic("BUG: publishing a second at or before the tail: " + err.Error())
-			}
-			secondsPublished.Inc()
+			scratch = append(scratch, &ringbuffer.Bucket[bucket]{Second: secs[0].Second, Value: p.encodeBucket(secs[0])})
 			secs = secs[1:]
 		}
-		st.ring.Advance(coll.Horizon)
+		if err := st.ring.Publish(coll.Horizon, scratch...); err != nil {
+			panic("BUG: publishing a second at or before the tail: " + err.Error())
+		}
+		secondsPublished.Add(float64(len(scratch)))
 	}
+	clear(scratch)
+	return scratch[:0]
 }
 
 // encodeBucket encodes one second as

@@ -35,7 +35,11 @@ func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
 	since := st.ring.Tail()
 	if !st.synced() {
 		p.wakeSyncer()
-		since = p.horizonEstimate()
+		var ok bool
+		if since, ok = p.horizonEstimate(); !ok {
+			api.WriteRetry(ctx, api.ErrUnavailable, 1)
+			return
+		}
 	}
 	ctl := st.ctl.Load()
 	host := ctx.Host()

@@ -36,6 +36,10 @@ var (
 		Name: "emojicast_push_reactions_dropped_total",
 		Help: "Accepted reactions dropped because a store was unreachable for longer than the backlog holds.",
 	})
+	unknownDropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_unknown_reactions_dropped_total",
+		Help: "Reactions of batches dropped from a backlog because a write of theirs had an unknown outcome (maybe counted) longer ago than the store remembers batch ids, less a minute: retried, they could count twice.",
+	})
 	droppedComments = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_comments_dropped_total",
 		Help: "Accepted comments dropped because a store was unreachable for longer than the backlog holds.",

@@ -287,7 +287,7 @@ func New(opts Options) (*Push, error) {
 		if name == "" {
 			name = "store" + strconv.Itoa(i)
 		}
-		p.targets = append(p.targets, newTarget(name, t.Store, opts.FlushTimeout, opts.MaxBacklog, opts.Logger))
+		p.targets = append(p.targets, newTarget(name, t.Store, opts.FlushTimeout, opts.MaxBacklog, opts.Logger, opts.Clock))
 	}
 	registerGauges(p)
 	return p, nil

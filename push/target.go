@@ -2,11 +2,13 @@ package push
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/store"
 )
 
@@ -15,19 +17,23 @@ import (
 //
 // The backlog is a queue of whole batches in flush order. A batch keeps its
 // ID across retries, so a batch whose write had an unknown outcome is
-// retried without being counted twice. Past maxBacklog deltas the oldest
-// batches, which hold the oldest seconds, are dropped and counted.
+// retried without being counted twice, as long as the store still knows
+// the ID: a batch whose first unknown-outcome write is older than
+// maxUnknownAge is dropped and counted instead of retried. Past maxBacklog
+// deltas the oldest batches, which hold the oldest seconds, are dropped and
+// counted.
 type target struct {
 	name       string
 	store      Store
 	timeout    time.Duration
 	maxBacklog int
 	log        *slog.Logger
+	clock      clock.Clock
 
 	mu       sync.Mutex
-	queue    []store.Batch
-	inflight *store.Batch // taken from the queue's head while being written
-	deltas   int          // deltas and comments in queue and inflight
+	queue    []pending
+	inflight *pending // taken from the queue's head while being written
+	deltas   int      // deltas and comments in queue and inflight
 
 	wake      chan struct{}
 	healthy   atomic.Bool
@@ -35,19 +41,32 @@ type target struct {
 	done      chan struct{}
 }
 
-func newTarget(name string, s Store, timeout time.Duration, maxBacklog int, log *slog.Logger) *target {
+func newTarget(name string, s Store, timeout time.Duration, maxBacklog int, log *slog.Logger, clk clock.Clock) *target {
 	t := &target{
-		name: name, store: s, timeout: timeout, maxBacklog: maxBacklog, log: log,
+		name: name, store: s, timeout: timeout, maxBacklog: maxBacklog, log: log, clock: clk,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	t.healthy.Store(true)
 	return t
 }
 
+// pending is a batch in the backlog.
+type pending struct {
+	store.Batch
+	// unknownSince is when a write of the batch first failed in a way that
+	// may have applied it; zero while every failure surely did not.
+	unknownSince time.Time
+}
+
+// maxUnknownAge is how long after a write with an unknown outcome a batch
+// is still retried: less than the store's dedupe window, by a minute for
+// the write's own time and clocks.
+const maxUnknownAge = store.DedupeWindow - time.Minute
+
 // enqueue adds a batch and wakes the sender.
 func (t *target) enqueue(b store.Batch) {
 	t.mu.Lock()
-	t.queue = append(t.queue, b)
+	t.queue = append(t.queue, pending{Batch: b})
 	t.deltas += size(b)
 	for t.deltas > t.maxBacklog && len(t.queue) > 0 {
 		t.dropOldestLocked()
@@ -60,8 +79,8 @@ func (t *target) enqueue(b store.Batch) {
 }
 
 func (t *target) dropOldestLocked() {
-	old := t.queue[0]
-	t.queue[0] = store.Batch{}
+	old := t.queue[0].Batch
+	t.queue[0] = pending{}
 	t.queue = t.queue[1:]
 	t.deltas -= size(old)
 	var n int64
@@ -71,6 +90,19 @@ func (t *target) dropOldestLocked() {
 	droppedReactions.Add(float64(n))
 	droppedComments.Add(float64(len(old.Comments)))
 	t.log.Warn("push backlog full: dropped the oldest batch", "target", t.name, "batch", old.ID, "reactions", n, "comments", len(old.Comments))
+}
+
+// dropUnknownLocked drops a batch that may have been added already, which
+// the store no longer remembers.
+func (t *target) dropUnknownLocked(b pending) {
+	t.deltas -= size(b.Batch)
+	var n int64
+	for _, d := range b.Deltas {
+		n += d.Count
+	}
+	unknownDropped.Add(float64(n))
+	t.log.Error("push dropped a batch whose write had an unknown outcome too long ago to retry it safely",
+		"target", t.name, "batch", b.ID, "unknown_since", b.unknownSince, "reactions", n, "comments", len(b.Comments))
 }
 
 // size is what a batch weighs in the backlog.
@@ -138,19 +170,28 @@ func (t *target) sendQueued(ctx context.Context) bool {
 			return true
 		}
 		b := t.queue[0]
-		t.queue[0] = store.Batch{}
+		t.queue[0] = pending{}
 		t.queue = t.queue[1:]
+		now := t.clock.Now()
+		if !b.unknownSince.IsZero() && now.Sub(b.unknownSince) > maxUnknownAge {
+			t.dropUnknownLocked(b)
+			t.mu.Unlock()
+			continue
+		}
 		t.inflight = &b
 		t.mu.Unlock()
 
-		err := t.send(ctx, b)
+		err := t.send(ctx, b.Batch)
 
 		t.mu.Lock()
 		t.inflight = nil
 		if err != nil {
+			if b.unknownSince.IsZero() && !errors.Is(err, store.ErrNotApplied) {
+				b.unknownSince = now
+			}
 			// Back at the head: it is still the oldest, so it is the first to
 			// go if the backlog overflows meanwhile.
-			t.queue = append([]store.Batch{b}, t.queue...)
+			t.queue = append([]pending{b}, t.queue...)
 			t.mu.Unlock()
 			if t.healthy.Swap(false) {
 				t.log.Warn("push cannot write to the store; keeping a backlog", "target", t.name, "err", err)
@@ -158,7 +199,7 @@ func (t *target) sendQueued(ctx context.Context) bool {
 			flushErrors.Inc()
 			return false
 		}
-		t.deltas -= size(b)
+		t.deltas -= size(b.Batch)
 		t.mu.Unlock()
 		if !t.healthy.Swap(true) {
 			t.log.Info("push store is back; writing the backlog", "target", t.name)

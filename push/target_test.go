@@ -3,10 +3,13 @@ package push
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/internal/testutil"
@@ -25,7 +28,7 @@ var errInjected = errors.New("injected store failure")
 
 func (f *faultyStore) Add(ctx context.Context, b store.Batch) error {
 	if f.down.Load() {
-		return errInjected
+		return fmt.Errorf("%w: %w", errInjected, store.ErrNotApplied)
 	}
 	if err := f.Memory.Add(ctx, b); err != nil {
 		return err
@@ -78,7 +81,7 @@ func startTarget(t *testing.T, tg *target) (stop func()) {
 
 func TestTargetKeepsBacklogThroughOutage(t *testing.T) {
 	fs, clk := newFaulty()
-	tg := newTarget("t", fs, time.Second, 1000, quiet)
+	tg := newTarget("t", fs, time.Second, 1000, quiet, clk)
 	stop := startTarget(t, tg)
 	fs.down.Store(true)
 	for i := range 10 {
@@ -105,7 +108,7 @@ func TestTargetKeepsBacklogThroughOutage(t *testing.T) {
 func TestTargetBacklogDropsOldestPastBound(t *testing.T) {
 	fs, clk := newFaulty()
 	fs.down.Store(true)
-	tg := newTarget("t", fs, time.Second, 5, quiet)
+	tg := newTarget("t", fs, time.Second, 5, quiet, clk)
 	for i := range 8 {
 		tg.enqueue(batch("b"+string(rune('0'+i)), t0.Unix()+int64(i), int64(1)<<i))
 	}
@@ -131,7 +134,7 @@ func TestTargetBacklogDropsOldestPastBound(t *testing.T) {
 func TestTargetFinalDrainWaitsForStoreUntilDeadline(t *testing.T) {
 	fs, clk := newFaulty()
 	fs.down.Store(true)
-	tg := newTarget("t", fs, time.Second, 100, quiet)
+	tg := newTarget("t", fs, time.Second, 100, quiet, clk)
 	tg.enqueue(batch("b0", t0.Unix(), 3))
 	stopCh := make(chan struct{})
 	final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -149,9 +152,9 @@ func TestTargetFinalDrainWaitsForStoreUntilDeadline(t *testing.T) {
 	}
 
 	// With the store down for good, the drain gives up at the deadline.
-	fs2, _ := newFaulty()
+	fs2, clk2 := newFaulty()
 	fs2.down.Store(true)
-	tg2 := newTarget("t2", fs2, time.Second, 100, quiet)
+	tg2 := newTarget("t2", fs2, time.Second, 100, quiet, clk2)
 	tg2.enqueue(batch("b0", t0.Unix(), 3))
 	short, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel2()
@@ -163,4 +166,57 @@ func TestTargetFinalDrainWaitsForStoreUntilDeadline(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("final drain ignored its deadline")
 	}
+}
+
+// TestTargetNeverRetriesPastTheDedupeWindow: a batch whose write had an
+// unknown outcome (applied, reply lost) stays in the backlog through an
+// outage. Past the store's dedupe window the store no longer knows its id,
+// so a retry would count it twice: the target drops it (and counts it)
+// instead. A batch whose writes surely did not apply is kept however long
+// the outage lasts.
+func TestTargetNeverRetriesPastTheDedupeWindow(t *testing.T) {
+	fs, clk := newFaulty()
+	tg := newTarget("t", fs, time.Second, 1000, quiet, clk)
+	fs.loseReply.Store(1)
+	tg.enqueue(batch("unknown", clk.Now().Unix(), 3)) // applied; its reply is lost
+	if tg.sendQueued(context.Background()) {
+		t.Fatal("sendQueued succeeded though the reply was lost")
+	}
+	fs.down.Store(true)
+	tg.enqueue(batch("never-written", clk.Now().Unix(), 5))
+	before := counterValue(t, "emojicast_push_unknown_reactions_dropped_total")
+	for range 11 * 60 / 15 { // an outage longer than the dedupe window
+		clk.Add(15 * time.Second)
+		tg.sendQueued(context.Background())
+		_, _ = fs.Collect(context.Background(), nil) // the store's clock moves on
+	}
+	fs.down.Store(false)
+	if !tg.sendQueued(context.Background()) {
+		t.Fatal("sendQueued failed with the store up")
+	}
+	if got := counterValue(t, "emojicast_push_unknown_reactions_dropped_total") - before; got != 3 {
+		t.Errorf("counted %v reactions dropped for their unknown outcome; want 3", got)
+	}
+	// The window now holds what was written after the outage: the batch
+	// never written (carried into the open second), and not the other one
+	// again.
+	if n := total(t, fs, clk); n != 5 {
+		t.Fatalf("after the outage the store's window holds %d reactions; want 5: the never-written batch once, the applied one not again", n)
+	}
+}
+
+// counterValue reads a counter as /metrics would show it.
+func counterValue(t *testing.T, name string) float64 {
+	t.Helper()
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("%s is not registered", name)
+	return 0
 }

@@ -3,8 +3,9 @@
 //
 // The layout follows the time ring of Shopee's danmaku system: there is only
 // a tail, the newest published second, and second s lives in slot s%Size.
-// The writer stores a bucket into its slot before it moves the tail, so a
-// reader that has seen tail T sees every bucket published up to T. A reader
+// The writer stores a sync's buckets into their slots before it moves the
+// tail, once, so a reader that has seen tail T sees every bucket published
+// up to T, and every second of T's window is known. A reader
 // never trusts a slot's position alone: every bucket carries its own second,
 // so a slot that holds an older second is an empty second, and a slot that
 // holds a newer one was overwritten while the reader walked, which the reader
@@ -20,7 +21,8 @@ import (
 const Size = 60
 
 // ErrNotNewer is returned by Publish for a bucket whose second is not after
-// the ring's tail: published seconds never change.
+// the ring's tail (published seconds never change), not after the bucket
+// before it, or after the new tail.
 var ErrNotNewer = errors.New("ringbuffer: bucket is not newer than the tail")
 
 // Bucket is one second of a stream. It must not be modified once published.
@@ -31,7 +33,7 @@ type Bucket[T any] struct {
 
 // Ring is a 60-slot window of one-second buckets.
 //
-// Publish and Advance must be called by one goroutine at a time; Tail, Range
+// Publish must be called by one goroutine at a time; Tail, Range
 // and Since may be called from any number of goroutines concurrently with
 // them and with each other. The zero value is an empty ring with tail 0.
 type Ring[T any] struct {
@@ -39,26 +41,35 @@ type Ring[T any] struct {
 	slots [Size]atomic.Pointer[Bucket[T]]
 }
 
-// Tail returns the newest second published or advanced to; 0 for a new ring.
+// Tail returns the newest second published; 0 for a new ring.
 func (r *Ring[T]) Tail() int64 { return r.tail.Load() }
 
-// Publish stores b as the bucket of second b.Second and moves the tail to it.
-// Seconds between the old tail and b.Second become empty seconds.
-func (r *Ring[T]) Publish(b *Bucket[T]) error {
-	if b.Second <= r.tail.Load() {
-		return ErrNotNewer
+// Publish stores the buckets, oldest first, each after the tail and at or
+// before through, then moves the tail to through: seconds after the old
+// tail up to through without a bucket become empty seconds. The tail moves
+// once, after every bucket is stored, so the window a reader sees, the Size
+// seconds up to the tail it read, is always fully known: a writer catching
+// up after a stall, or filling a new ring, never shows a tail whose window
+// reaches back over seconds it has not stored yet, and a reader whose
+// cursor is older than the window is told lost. Publish with no bucket
+// only moves the tail; it does nothing if through is not after the tail.
+func (r *Ring[T]) Publish(through int64, buckets ...*Bucket[T]) error {
+	tail := r.tail.Load()
+	last := tail
+	for _, b := range buckets {
+		if b.Second <= last || b.Second > through {
+			return ErrNotNewer
+		}
+		last = b.Second
 	}
-	r.slots[slotOf(b.Second)].Store(b)
-	r.tail.Store(b.Second)
+	if through <= tail {
+		return nil
+	}
+	for _, b := range buckets {
+		r.slots[slotOf(b.Second)].Store(b)
+	}
+	r.tail.Store(through)
 	return nil
-}
-
-// Advance moves the tail to sec without a bucket: every second up to sec that
-// has not been published is empty. It does nothing if sec is not after the tail.
-func (r *Ring[T]) Advance(sec int64) {
-	if sec > r.tail.Load() {
-		r.tail.Store(sec)
-	}
 }
 
 // Since appends to dst the buckets with since < Second <= now, oldest first,

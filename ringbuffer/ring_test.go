@@ -31,7 +31,7 @@ func (p payload) check(sec int64) bool {
 
 func publish(t *testing.T, r *Ring[payload], sec int64) {
 	t.Helper()
-	if err := r.Publish(&Bucket[payload]{Second: sec, Value: payloadOf(sec)}); err != nil {
+	if err := r.Publish(sec, &Bucket[payload]{Second: sec, Value: payloadOf(sec)}); err != nil {
 		t.Fatalf("Publish(%d): %v", sec, err)
 	}
 }
@@ -89,7 +89,7 @@ func TestSinceReturnsWindowOldestFirst(t *testing.T) {
 			for _, s := range tc.published {
 				publish(t, &r, s)
 			}
-			r.Advance(tc.tail)
+			_ = r.Publish(tc.tail)
 			got, now, lost := r.Since(nil, tc.since)
 			if now != tc.tail {
 				t.Errorf("now = %d; want %d", now, tc.tail)
@@ -108,13 +108,43 @@ func TestPublishRejectsOldSeconds(t *testing.T) {
 	var r Ring[payload]
 	publish(t, &r, 10)
 	for _, sec := range []int64{10, 9, -5} {
-		if err := r.Publish(&Bucket[payload]{Second: sec}); !errors.Is(err, ErrNotNewer) {
+		if err := r.Publish(sec, &Bucket[payload]{Second: sec}); !errors.Is(err, ErrNotNewer) {
 			t.Errorf("Publish(%d) = %v; want ErrNotNewer", sec, err)
 		}
 	}
-	r.Advance(5)
+	_ = r.Publish(5)
 	if r.Tail() != 10 {
-		t.Errorf("Advance backwards moved the tail to %d; want 10", r.Tail())
+		t.Errorf("moving the tail backwards moved it to %d; want 10", r.Tail())
+	}
+	// A bucket out of order, or after the new tail, stores nothing.
+	for _, bad := range [][]int64{{12, 11}, {12, 30}} {
+		if err := r.Publish(20, &Bucket[payload]{Second: bad[0]}, &Bucket[payload]{Second: bad[1]}); !errors.Is(err, ErrNotNewer) {
+			t.Errorf("Publish(20, %v) = %v; want ErrNotNewer", bad, err)
+		}
+		if r.Tail() != 10 || r.slots[slotOf(bad[0])].Load() != nil {
+			t.Errorf("a refused Publish changed the ring")
+		}
+	}
+}
+
+// TestCatchUpTellsLost: a writer that stalled past the window catches up
+// with buckets that start 30 s after its tail. The tail moves once, to the
+// end of the catch-up, so a reader at the old tail is told lost: it never
+// sees the 30 seconds the writer never had as empty ones.
+func TestCatchUpTellsLost(t *testing.T) {
+	var r Ring[payload]
+	const tail = 1000
+	for s := int64(tail - 59); s <= tail; s++ {
+		publish(t, &r, s)
+	}
+	if err := r.Publish(tail+90, &Bucket[payload]{Second: tail + 31, Value: payloadOf(tail + 31)}, &Bucket[payload]{Second: tail + 60, Value: payloadOf(tail + 60)}); err != nil {
+		t.Fatal(err)
+	}
+	if b, now, lost := r.Since(nil, tail); !lost || now != tail+90 {
+		t.Fatalf("since %d after the catch-up: now %d, %v, lost %v; want lost", tail, now, seconds(b), lost)
+	}
+	if b, _, lost := r.Since(nil, tail+30); lost || !equalSeconds(seconds(b), []int64{tail + 31, tail + 60}) {
+		t.Fatalf("since %d (the window's start): %v, lost %v; want both buckets", tail+30, seconds(b), lost)
 	}
 }
 
@@ -174,7 +204,7 @@ func TestConcurrentReadersSeeConsistentWindows(t *testing.T) {
 		readers = 8
 	)
 	var r Ring[payload]
-	r.Advance(start)
+	_ = r.Publish(start)
 	var done atomic.Bool
 	var reads, lostReads atomic.Int64
 	var wg sync.WaitGroup
@@ -204,7 +234,7 @@ func TestConcurrentReadersSeeConsistentWindows(t *testing.T) {
 		if published(s) {
 			publish(t, &r, s)
 		} else {
-			r.Advance(s)
+			_ = r.Publish(s)
 		}
 	}
 	done.Store(true)

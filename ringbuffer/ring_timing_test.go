@@ -12,7 +12,7 @@ func BenchmarkPublish(b *testing.B) {
 	sec := int64(0)
 	for b.Loop() {
 		sec++
-		if err := r.Publish(&Bucket[payload]{Second: sec}); err != nil {
+		if err := r.Publish(sec, &Bucket[payload]{Second: sec}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -23,7 +23,7 @@ func BenchmarkPublish(b *testing.B) {
 func fullRing() *Ring[payload] {
 	r := new(Ring[payload])
 	for s := int64(1); s <= 10*Size; s++ {
-		_ = r.Publish(&Bucket[payload]{Second: s, Value: payloadOf(s)})
+		_ = r.Publish(s, &Bucket[payload]{Second: s, Value: payloadOf(s)})
 	}
 	return r
 }
@@ -112,7 +112,7 @@ func BenchmarkSinceWhileWriting(b *testing.B) {
 				return
 			default:
 			}
-			_ = r.Publish(&Bucket[payload]{Second: s, Value: payloadOf(s)})
+			_ = r.Publish(s, &Bucket[payload]{Second: s, Value: payloadOf(s)})
 		}
 	})
 	b.RunParallel(func(pb *testing.PB) {

@@ -30,4 +30,16 @@ var (
 		Name: "emojicast_store_history_seconds_evicted_total",
 		Help: "Sealed seconds the in-memory store dropped from its history before their time because the history held its byte budget.",
 	})
+	aheadClamped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_store_ahead_reactions_clamped_total",
+		Help: "Reactions written for a second more than 30 s past the open one (a push node whose clock is far ahead), added to the open second instead.",
+	})
+	tryAgainGiveUps = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_store_tryagain_exhausted_total",
+		Help: "Redis scripts still answered TRYAGAIN (a slot migrating) after 2 s of retries; the write or read fails and is retried by its caller.",
+	})
+	replicaWaitFailures = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_store_replica_wait_failures_total",
+		Help: "Writes Redis took that WAIT did not confirm on --redis-min-replicas replicas in time; the writer keeps them and retries.",
+	})
 )

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -56,7 +59,21 @@ type RedisOptions struct {
 	// History is how long sealed seconds are kept for History, in whole
 	// seconds; negative keeps none. Default: DefaultHistory.
 	History time.Duration
+	// MinReplicas, when positive, makes a write (Add, and the seals of
+	// Collect and History) count as done only once WAIT confirms it on that
+	// many replicas of each master it went to; otherwise it fails with
+	// ErrNotReplicated and the writer retries. Default: 0, Redis's
+	// asynchronous replication, which a failover can roll back.
+	MinReplicas int
+	// ReplicaTimeout bounds the wait for MinReplicas. Default:
+	// DefaultReplicaTimeout.
+	ReplicaTimeout time.Duration
 }
+
+// DefaultReplicaTimeout is how long a write waits for its replicas by
+// default: far longer than replication takes on a healthy network, far
+// shorter than the push flush timeout.
+const DefaultReplicaTimeout = 500 * time.Millisecond
 
 // DefaultPointsMaxLen keeps about a million data points in all, a few tens
 // of MiB of Redis memory.
@@ -77,6 +94,9 @@ func (o *RedisOptions) fillDefaults() error {
 	}
 	if o.MaxComments <= 0 {
 		o.MaxComments = DefaultMaxComments
+	}
+	if o.ReplicaTimeout <= 0 {
+		o.ReplicaTimeout = DefaultReplicaTimeout
 	}
 	switch {
 	case o.History == 0:
@@ -101,6 +121,8 @@ func (o *RedisOptions) fillDefaults() error {
 //	{p:k}:c:<stream>:<second>  hash emoji -> count, TTL Retention
 //	{p:k}:m:<stream>:<second>  list of comments and retractions (see commentEntry), TTL Retention
 //	{p:k}:active               sorted set stream -> newest second written, TTL Retention
+//	{p:k}:sealed               sorted set of one member, whose score is the shard's seal: the newest second Collect declared final, TTL sealTTL
+//	{p:k}:ack                  written before a WAIT (MinReplicas), TTL 1 min
 //	{p:k}:b:<batch id>         marker of an added batch, TTL DedupeWindow
 //	{p:k}:points               stream of data points, MAXLEN ~PointsMaxLen
 //	{p:k}:h:<stream>:<minute>  hash of the minute's counts and comments, TTL History
@@ -112,15 +134,22 @@ func (o *RedisOptions) fillDefaults() error {
 // comment keys, written by the same script, kept after those expire. One
 // hash per minute keeps a busy stream's hour to 60 keys; see History.
 //
-// Add runs one script per shard its batch touches, pipelined. Collect reads
-// the indexes of the served streams' shards, then runs one script per shard
-// with served streams that had reactions, each step pipelined. Both do work
+// Every key a script touches is passed in its KEYS, so a Cluster slot
+// being migrated answers ASK or TRYAGAIN for the keys still on the other
+// node instead of the script reading them as missing.
+//
+// Add runs one script per shard its batch touches, pipelined. Collect seals
+// the served streams' shards and reads their indexes, then runs one script
+// per shard with served streams that had reactions, each step pipelined. Both do work
 // proportional to the streams with reactions, never to the taps behind the
 // counts.
 type Redis struct {
 	opts   RedisOptions
 	client redis.UniversalClient
-	tags   [RedisShards]string // "{prefix:k}:"
+	tags   [RedisShards]string       // "{prefix:k}:"
+	seals  [RedisShards]atomic.Int64 // the newest seal seen per shard, Add's guess
+	// sealRenewed is when this store last renewed each shard's seal's TTL.
+	sealRenewed [RedisShards]atomic.Int64
 }
 
 var _ Store = (*Redis)(nil)
@@ -170,85 +199,217 @@ func (r *Redis) nowArg() string {
 func (r *Redis) sealMillis() int64 { return r.opts.SealDelay.Milliseconds() }
 
 // Add implements Store.
+//
+// Each shard's script needs in KEYS every key it may write, including those
+// of the second a late write is carried into, which depends on the shard's
+// seal. Add guesses the seal from the last one it saw (Redis answers it
+// with every write); when the guess is off, the script writes nothing and
+// answers the seal, and Add runs that shard's part again with it.
 func (r *Redis) Add(ctx context.Context, batch Batch) error {
-	var deltas, comments [RedisShards][]any
-	var history [RedisShards]historyKeys
-	carry := r.carryMinutes()
+	var parts [RedisShards]addPart
 	for _, d := range batch.Deltas {
-		k := shard(d.Stream)
-		deltas[k] = append(deltas[k], d.Stream, d.Second, d.Emoji, d.Count)
-		history[k].add(d.Stream, d.Second, carry)
+		p := &parts[shard(d.Stream)]
+		p.deltas = append(p.deltas, d.Stream, d.Second, d.Emoji, d.Count)
+		p.addSecond(streamSecond{d.Stream, d.Second, false})
 	}
 	for _, c := range batch.Comments {
-		k := shard(c.Stream)
-		comments[k] = append(comments[k], c.Stream, c.Second, commentEntry(c.Comment))
-		history[k].add(c.Stream, c.Second, carry)
+		p := &parts[shard(c.Stream)]
+		p.comments = append(p.comments, c.Stream, c.Second, commentEntry(c.Comment))
+		p.addSecond(streamSecond{c.Stream, c.Second, true})
 	}
 	for _, rt := range batch.Retractions {
-		k := shard(rt.Stream)
-		comments[k] = append(comments[k], rt.Stream, rt.Second, retractionMark+rt.ID)
-		history[k].add(rt.Stream, rt.Second, carry)
+		p := &parts[shard(rt.Stream)]
+		p.comments = append(p.comments, rt.Stream, rt.Second, retractionMark+rt.ID)
+		p.addSecond(streamSecond{rt.Stream, rt.Second, true})
 	}
-	var calls []scriptCall
-	now := r.nowArg()
-	historyTTL := int64(r.opts.History.Seconds())
-	for k := range RedisShards {
-		if len(deltas[k]) == 0 && len(comments[k]) == 0 {
-			continue
+	var todo []int
+	for k := range parts {
+		if len(parts[k].seconds) > 0 {
+			parts[k].seal, parts[k].open = r.guessSeal(k)
+			todo = append(todo, k)
 		}
-		tag := r.tags[k]
-		args := append([]any{
-			now, r.sealMillis(), int64(r.opts.Retention.Seconds()), DedupeWindow.Milliseconds(),
-			r.opts.PointsMaxLen, int64(pointsTTL.Seconds()), tag + "c:", tag + "m:", r.opts.MaxComments,
-			tag + "h:", historyTTL, len(deltas[k]) / 4, MaxRetractions,
-		}, deltas[k]...)
-		keys := []string{tag + "active", tag + "b:" + batch.ID, tag + "points"}
-		if historyTTL > 0 {
-			for _, sm := range history[k].list {
-				keys = append(keys, r.historyKey(sm.stream, sm.minute))
+	}
+	// A guess is off only when the seal moved since the last write, and the
+	// retry uses the seal the script answered: two rounds are the rule.
+	applied := false // some shard's part was written in an earlier round
+	for attempt := 0; len(todo) > 0; attempt++ {
+		if attempt == addAttempts {
+			err := fmt.Errorf("cannot add batch %s: the seal of shard %d kept moving", batch.ID, todo[0])
+			if !applied {
+				err = fmt.Errorf("%w (%w)", err, ErrNotApplied)
 			}
+			return err
 		}
-		calls = append(calls, scriptCall{keys: keys, args: append(args, comments[k]...)})
+		calls := make([]scriptCall, len(todo))
+		for i, k := range todo {
+			calls[i] = r.addCall(k, batch.ID, &parts[k])
+		}
+		cmds, err := r.runAll(ctx, addScript, calls)
+		if err != nil {
+			if applied && errors.Is(err, ErrNotApplied) {
+				// An earlier round wrote other shards' parts.
+				return fmt.Errorf("cannot add batch %s: %v", batch.ID, err)
+			}
+			return fmt.Errorf("cannot add batch %s: %w", batch.ID, err)
+		}
+		var again []int
+		for i, c := range cmds {
+			k := todo[i]
+			res, err := c.Int64Slice()
+			if err == nil && len(res) == 3 && res[0] == -1 {
+				parts[k].seal, parts[k].open = res[1], res[2]
+				r.sawSeal(k, res[1])
+				again = append(again, k)
+				continue
+			}
+			if err != nil || len(res) != 7 {
+				return fmt.Errorf("cannot add batch %s: unexpected script reply %v: %w", batch.ID, c.Val(), err)
+			}
+			r.sawSeal(k, res[5])
+			applied = true
+			lateCarried.Add(float64(res[1]))
+			lateCommentsCarried.Add(float64(res[2]))
+			commentsDropped.Add(float64(res[3]))
+			retractionsDropped.Add(float64(res[4]))
+			aheadClamped.Add(float64(res[6]))
+		}
+		todo = again
 	}
-	cmds, err := r.runAll(ctx, addScript, calls)
-	if err != nil {
+	if err := r.confirm(ctx, shardsOf(&parts)); err != nil {
 		return fmt.Errorf("cannot add batch %s: %w", batch.ID, err)
 	}
-	for _, c := range cmds {
-		res, err := c.Int64Slice()
-		if err != nil || len(res) != 5 {
-			return fmt.Errorf("cannot add batch %s: unexpected script reply %v: %w", batch.ID, c.Val(), err)
-		}
-		lateCarried.Add(float64(res[1]))
-		lateCommentsCarried.Add(float64(res[2]))
-		commentsDropped.Add(float64(res[3]))
-		retractionsDropped.Add(float64(res[4]))
-	}
 	return nil
+}
+
+// addAttempts bounds the runs of one shard's part of a batch whose seal
+// guess was off.
+const addAttempts = 4
+
+// MaxAhead is how many seconds past the open second a write may be: a
+// second further ahead (a push node whose clock is far ahead) is written
+// into the open second, since its keys, kept for Retention, could expire
+// before it is sealed.
+const MaxAhead = 30
+
+// addPart is one shard's part of a batch.
+type addPart struct {
+	deltas, comments []any
+	seconds          []streamSecond
+	seal, open       int64 // the seal and open second the keys are chosen for
+}
+
+type streamSecond struct {
+	stream  string
+	second  int64
+	comment bool
+}
+
+// addSecond notes a second the part writes to. A batch's deltas come
+// grouped by stream and second, one per emoji, so repeats of the last one
+// are skipped here; addCall drops the others.
+func (p *addPart) addSecond(ss streamSecond) {
+	if n := len(p.seconds); n == 0 || p.seconds[n-1] != ss {
+		p.seconds = append(p.seconds, ss)
+	}
+}
+
+func shardsOf(parts *[RedisShards]addPart) []int {
+	var ks []int
+	for k := range parts {
+		if len(parts[k].seconds) > 0 {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// addCall builds the script call of one shard's part of a batch: KEYS hold
+// the count or comment key and the history key of each second, and of the
+// seconds a write may be carried into if the seal is within a second or two
+// of the guess.
+func (r *Redis) addCall(k int, id string, p *addPart) scriptCall {
+	tag := r.tags[k]
+	historyTTL := int64(r.opts.History.Seconds())
+	keys := []string{tag + "active", tag + "b:" + id, tag + "points", tag + "sealed"}
+	seen := make(map[string]struct{}, 2*len(p.seconds))
+	put := func(key string) {
+		if _, ok := seen[key]; !ok {
+			seen[key] = struct{}{}
+			keys = append(keys, key)
+		}
+	}
+	putSecond := func(ss streamSecond, sec int64) {
+		kind := "c:"
+		if ss.comment {
+			kind = "m:"
+		}
+		put(tag + kind + ss.stream + ":" + strconv.FormatInt(sec, 10))
+		if historyTTL > 0 {
+			put(tag + "h:" + ss.stream + ":" + strconv.FormatInt(minuteOf(sec), 10))
+		}
+	}
+	for _, ss := range p.seconds {
+		switch {
+		case ss.second <= p.seal+sealSlack:
+			// Late, or late by the time it arrives: the oldest open
+			// second, as the script will find it.
+			for s := p.seal + 1; s <= p.seal+sealSlack+1; s++ {
+				putSecond(ss, s)
+			}
+			if ss.second > p.seal {
+				putSecond(ss, ss.second)
+			}
+		case ss.second > p.open+MaxAhead-sealSlack:
+			putSecond(ss, ss.second)
+			for s := p.open; s <= p.open+sealSlack; s++ {
+				putSecond(ss, s)
+			}
+		default:
+			putSecond(ss, ss.second)
+		}
+	}
+	args := append([]any{
+		r.nowArg(), r.sealMillis(), int64(r.opts.Retention.Seconds()), DedupeWindow.Milliseconds(),
+		r.opts.PointsMaxLen, int64(pointsTTL.Seconds()), tag + "c:", tag + "m:", r.opts.MaxComments,
+		tag + "h:", historyTTL, len(p.deltas) / 4, MaxRetractions, MaxAhead,
+	}, p.deltas...)
+	return scriptCall{keys: keys, args: append(args, p.comments...)}
+}
+
+// sealSlack is how many seconds the seal may have moved past Add's guess
+// without another run of the script.
+const sealSlack = 2
+
+// guessSeal returns the last seal seen for shard k and the open second,
+// or, before any, both from the clock.
+func (r *Redis) guessSeal(k int) (seal, open int64) {
+	var now time.Time
+	if r.opts.Clock != nil {
+		now = r.opts.Clock.Now()
+	} else {
+		now = time.Now()
+	}
+	clk := Horizon(now, r.opts.SealDelay)
+	seal = r.seals[k].Load()
+	if seal == 0 {
+		seal = clk
+	}
+	return seal, max(seal, clk) + 1
+}
+
+// sawSeal records a seal Redis answered for shard k.
+func (r *Redis) sawSeal(k int, seal int64) {
+	for {
+		old := r.seals[k].Load()
+		if seal <= old || r.seals[k].CompareAndSwap(old, seal) {
+			return
+		}
+	}
 }
 
 // historyKey returns the history hash of a stream's minute.
 func (r *Redis) historyKey(stream string, minute int64) string {
 	return r.tags[shard(stream)] + "h:" + stream + ":" + strconv.FormatInt(minute, 10)
-}
-
-// carrySkew is how far the Redis clock may be from this process's without
-// a late write failing: a second sealed when a batch arrives is carried
-// into the oldest open second by the Redis clock, whose history minute
-// must be among the keys the script is given.
-const carrySkew = 60
-
-// carryMinutes returns the minutes a late second may be carried into: by
-// the manual clock exactly, by the process clock within carrySkew.
-func (r *Redis) carryMinutes() []int64 {
-	if r.opts.History <= 0 {
-		return nil
-	}
-	if r.opts.Clock != nil {
-		return []int64{minuteOf(Horizon(r.opts.Clock.Now(), r.opts.SealDelay) + 1)}
-	}
-	open := Horizon(time.Now(), r.opts.SealDelay) + 1
-	return []int64{minuteOf(open - carrySkew), minuteOf(open), minuteOf(open + carrySkew)}
 }
 
 func minuteOf(sec int64) int64 {
@@ -259,42 +420,11 @@ func minuteOf(sec int64) int64 {
 	return m
 }
 
-// historyKeys collects the distinct (stream, minute) history hashes one
-// shard's part of a batch may write.
-type historyKeys struct {
-	seen map[streamMinute]struct{}
-	list []streamMinute
-}
-
-type streamMinute struct {
-	stream string
-	minute int64
-}
-
-func (h *historyKeys) add(stream string, sec int64, carry []int64) {
-	if carry == nil {
-		return
-	}
-	if h.seen == nil {
-		h.seen = make(map[streamMinute]struct{})
-	}
-	h.put(streamMinute{stream, minuteOf(sec)})
-	for _, m := range carry {
-		h.put(streamMinute{stream, m})
-	}
-}
-
-func (h *historyKeys) put(sm streamMinute) {
-	if _, ok := h.seen[sm]; !ok {
-		h.seen[sm] = struct{}{}
-		h.list = append(h.list, sm)
-	}
-}
-
-// History implements Store. It reads the horizon first, then the at most
-// 61 minute hashes of the range, pipelined: a second at or before that
-// horizon was sealed before the hashes were read, and sealed seconds never
-// change, so what it returns as sealed is final. Plain HGETALLs, not one
+// History implements Store. It reads the horizon first, seals the stream's
+// shard through it, then reads the at most 61 minute hashes of the range,
+// pipelined: a second at or before that horizon was sealed before the
+// hashes were read, and sealed seconds never change, so what it returns as
+// sealed is final. Plain HGETALLs, not one
 // script, so that Redis serves other clients between the hashes of a busy
 // hour.
 func (r *Redis) History(ctx context.Context, stream string, from, to int64) (History, error) {
@@ -309,6 +439,12 @@ func (r *Redis) History(ctx context.Context, stream string, from, to int64) (His
 	to = min(to, horizon)
 	if to < from {
 		return hist, nil
+	}
+	// Seal the stream's shard through the horizon, as Collect does, so
+	// that no late write lands in a second returned as sealed.
+	k := shard(stream)
+	if err := r.sealShards(ctx, []int{k}, horizon); err != nil {
+		return History{}, fmt.Errorf("cannot read the history of %s: %w", stream, err)
 	}
 	first, last := minuteOf(from), minuteOf(to)
 	cmds := make([]*redis.MapStringStringCmd, 0, last-first+1)
@@ -403,13 +539,16 @@ func (r *Redis) Horizon(ctx context.Context) (int64, error) {
 
 // Collect implements Store.
 //
-// It first asks each shard's index, pipelined, for the streams written
-// since the shard's oldest cursor, at most one more than the node serves in
-// that shard. When the index has fewer (the usual case: few of the served
-// streams had reactions), only the served ones among them are read; when
-// it has more, the served streams are looked up in it instead. Either way
-// the index work grows with the smaller of the two sets and the count reads
-// with the served streams that had reactions.
+// It takes the horizon from the clock (Horizon), then seals each shard with
+// cursors up to it (pipelined, one command per shard), then lists, from the
+// shard's index, the streams written since the shard's oldest cursor, at
+// most one more than the node serves in that shard (pipelined). Once a shard is
+// sealed, no write changes its seconds up to the horizon (Add carries late
+// ones past the seal, on the same node), so they are read afterwards: only
+// the served streams among those listed, or, when more were written than
+// the node serves there, the served streams looked up in the index. Either
+// way the index work grows with the smaller of the two sets and the count
+// reads with the served streams that had reactions.
 func (r *Redis) Collect(ctx context.Context, cursors []Cursor) (Collection, error) {
 	horizon, err := r.Horizon(ctx)
 	if err != nil {
@@ -422,54 +561,72 @@ func (r *Redis) Collect(ctx context.Context, cursors []Cursor) (Collection, erro
 		shardOf[i] = k
 		shards[k].add(cur.Stream, max(cur.After, horizon-Window))
 	}
-	if err := r.readIndexes(ctx, &shards); err != nil {
+	if err := r.seal(ctx, &shards, horizon); err != nil {
+		return Collection{}, fmt.Errorf("cannot collect seconds: %w", err)
+	}
+	if err := r.lookUpServed(ctx, &shards); err != nil {
 		return Collection{}, fmt.Errorf("cannot collect seconds: %w", err)
 	}
 	var calls []scriptCall
-	var callOf [RedisShards]int
+	var reads []streamSecond // the second of each key pair of each call, in order
+	var callOf [RedisShards][]int
 	for k := range shards {
-		if pairs := shards[k].toRead(); len(pairs) > 0 {
-			callOf[k] = len(calls)
-			calls = append(calls, scriptCall{
-				keys: []string{r.tags[k] + "active"},
-				args: append([]any{horizon, r.tags[k] + "c:", r.tags[k] + "m:"}, pairs...),
-			})
-		} else {
-			callOf[k] = -1
+		var keys []string
+		flush := func() {
+			if len(keys) > 0 {
+				callOf[k] = append(callOf[k], len(calls))
+				calls = append(calls, scriptCall{keys: keys})
+				keys = nil
+			}
 		}
+		tag := r.tags[k]
+		for i, stream := range shards[k].streams {
+			newest, ok := shards[k].newest(i)
+			if !ok {
+				continue
+			}
+			for sec := shards[k].after[i] + 1; sec <= min(newest, horizon); sec++ {
+				s := strconv.FormatInt(sec, 10)
+				keys = append(keys, tag+"c:"+stream+":"+s, tag+"m:"+stream+":"+s)
+				reads = append(reads, streamSecond{stream: stream, second: sec})
+				if len(keys) >= 2*collectChunk {
+					flush()
+				}
+			}
+		}
+		flush()
 	}
-	cmds, err := r.runAll(ctx, collectScript, calls)
+	replies, err := r.readSealed(ctx, calls, reads)
 	if err != nil {
 		return Collection{}, fmt.Errorf("cannot collect seconds: %w", err)
 	}
-	replies := make([][]Second, len(cmds))
-	for i, cmd := range cmds {
-		if replies[i], err = parseCollected(cmd); err != nil {
-			return Collection{}, fmt.Errorf("cannot collect seconds: %w", err)
-		}
-	}
-	// Each shard's reply is in its cursors' order, so taking from the front
-	// of the cursor's shard's reply rebuilds the cursor order.
+	// Each shard's replies are in its cursors' order, so taking from the
+	// front of the cursor's shard's replies rebuilds the cursor order.
 	c := Collection{Horizon: horizon}
 	for i, cur := range cursors {
-		if callOf[shardOf[i]] < 0 {
-			continue
-		}
-		rep := &replies[callOf[shardOf[i]]]
-		for len(*rep) > 0 && (*rep)[0].Stream == cur.Stream {
-			c.Seconds = append(c.Seconds, (*rep)[0])
-			*rep = (*rep)[1:]
+		for _, call := range callOf[shardOf[i]] {
+			rep := &replies[call]
+			for len(*rep) > 0 && (*rep)[0].Stream == cur.Stream {
+				c.Seconds = append(c.Seconds, (*rep)[0])
+				*rep = (*rep)[1:]
+			}
 		}
 	}
 	return c, nil
 }
+
+// collectChunk bounds the seconds one collect script reads, so that Redis
+// serves other clients between the chunks of a first sync of many streams.
+// Sealed seconds are final, so the chunks need not be read atomically.
+const collectChunk = 512
 
 // shardCursors are the cursors of one shard, with what its index said.
 type shardCursors struct {
 	streams []string
 	after   []int64
 	oldest  int64
-	written map[string]float64 // streams written since oldest; nil: more than served
+	written map[string]int64 // newest second of the streams written since oldest
+	served  []int64          // newest second of each served stream when more were written than served, -1 for none
 }
 
 func (sc *shardCursors) add(stream string, after int64) {
@@ -480,31 +637,120 @@ func (sc *shardCursors) add(stream string, after int64) {
 	sc.after = append(sc.after, after)
 }
 
-// toRead returns the (stream, after) pairs the collect script must read.
-func (sc *shardCursors) toRead() []any {
-	var pairs []any
-	for i, s := range sc.streams {
-		if sc.written != nil {
-			if newest, ok := sc.written[s]; !ok || newest <= float64(sc.after[i]) {
-				continue
-			}
-		}
-		pairs = append(pairs, s, sc.after[i])
+// newest returns the newest second written to the i-th stream, if it is
+// after its cursor.
+func (sc *shardCursors) newest(i int) (int64, bool) {
+	var n int64
+	var ok bool
+	if sc.served != nil {
+		n, ok = sc.served[i], sc.served[i] >= 0
+	} else {
+		n, ok = sc.written[sc.streams[i]]
 	}
-	return pairs
+	return n, ok && n > sc.after[i]
 }
 
-// readIndexes asks the index of every shard with cursors for the streams
-// written after its oldest cursor, up to one more than the shard's cursors.
-func (r *Redis) readIndexes(ctx context.Context, shards *[RedisShards]shardCursors) error {
-	var cmds [RedisShards]*redis.ZSliceCmd
+// seal seals every shard with cursors through horizon, then reads from
+// its index the streams written after its oldest cursor, up to one more
+// than the shard's cursors. The seal and the index read are two steps of
+// one key each, so that a slot being migrated answers them (ASK) instead
+// of TRYAGAIN: the shard's writes are what wait meanwhile, since each of
+// them needs all its keys on one node.
+func (r *Redis) seal(ctx context.Context, shards *[RedisShards]shardCursors, horizon int64) error {
+	var ks []int
+	for k := range shards {
+		if len(shards[k].streams) > 0 {
+			ks = append(ks, k)
+		}
+	}
+	if err := r.sealShards(ctx, ks, horizon); err != nil {
+		return err
+	}
+	var zs [RedisShards]*redis.ZSliceCmd
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range ks {
+			zs[k] = p.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+				Key: r.tags[k] + "active", ByScore: true,
+				Start: "(" + strconv.FormatInt(shards[k].oldest, 10), Stop: "+inf", Count: int64(len(shards[k].streams)) + 1,
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range ks {
+		written := zs[k].Val()
+		if len(written) > len(shards[k].streams) {
+			continue // more written than served: lookUpServed asks for the served ones
+		}
+		shards[k].written = make(map[string]int64, len(written))
+		for _, z := range written {
+			if m, ok := z.Member.(string); ok {
+				shards[k].written[m] = int64(z.Score)
+			}
+		}
+	}
+	return nil
+}
+
+// sealShards moves the seal of the shards ks forward to horizon, and with
+// MinReplicas returns once the seals are on the replicas. A seal is the
+// score of the one member of a sorted set, so ZADD GT moves it forward
+// only, in one command of one key; its TTL is renewed by each node at most
+// once a minute (a seal created without one gets it within that minute).
+// redis_add.lua reads the seal on the same node, in the same slot, and
+// carries a write for a second at or before it into the next one, so once
+// sealShards returns every second up to horizon is final on these shards,
+// whatever any clock says, and may be read in any number of steps.
+func (r *Redis) sealShards(ctx context.Context, ks []int, horizon int64) error {
+	now := time.Now().Unix()
+	var renew []int
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range ks {
+			key := r.tags[k] + "sealed"
+			p.ZAddGT(ctx, key, redis.Z{Score: float64(horizon), Member: sealMember})
+			if last := r.sealRenewed[k].Load(); now-last >= 60 {
+				p.Expire(ctx, key, sealTTL)
+				renew = append(renew, k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range renew {
+		r.sealRenewed[k].Store(now)
+	}
+	for _, k := range ks {
+		r.sawSeal(k, horizon)
+	}
+	return r.confirm(ctx, ks)
+}
+
+// sealMember is the one member of a shard's seal.
+const sealMember = "s"
+
+// lookUpServed asks the index of each shard whose index listed more
+// streams than the node serves there for the served streams' newest
+// seconds, pipelined. The shards are sealed, so what it reads is final up
+// to the horizon.
+func (r *Redis) lookUpServed(ctx context.Context, shards *[RedisShards]shardCursors) error {
+	var cmds [RedisShards]*redis.FloatSliceCmd
+	need := false
+	for k := range shards {
+		if len(shards[k].streams) > 0 && shards[k].written == nil {
+			need = true
+		}
+	}
+	if !need {
+		return nil
+	}
 	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for k := range shards {
-			if n := len(shards[k].streams); n > 0 {
-				cmds[k] = p.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-					Key: r.tags[k] + "active", ByScore: true,
-					Start: "(" + strconv.FormatInt(shards[k].oldest, 10), Stop: "+inf", Count: int64(n) + 1,
-				})
+			if len(shards[k].streams) > 0 && shards[k].written == nil {
+				cmds[k] = p.ZMScore(ctx, r.tags[k]+"active", shards[k].streams...)
 			}
 		}
 		return nil
@@ -516,64 +762,149 @@ func (r *Redis) readIndexes(ctx context.Context, shards *[RedisShards]shardCurso
 		if cmd == nil {
 			continue
 		}
-		zs := cmd.Val()
-		if len(zs) > len(shards[k].streams) {
-			continue // more written than served: the script looks them up
-		}
-		shards[k].written = make(map[string]float64, len(zs))
-		for _, z := range zs {
-			if m, ok := z.Member.(string); ok {
-				shards[k].written[m] = z.Score
+		served := make([]int64, len(shards[k].streams))
+		for i, v := range cmd.Val() {
+			served[i] = -1
+			if v != 0 {
+				served[i] = int64(v)
 			}
 		}
+		shards[k].served = served
 	}
 	return nil
 }
 
-// parseCollected decodes redis_collect.lua's flat (stream, second, counts,
-// comments) reply.
-func parseCollected(cmd *redis.Cmd) ([]Second, error) {
-	flat, err := cmd.Slice()
+// sealTTL is how long a shard's seal outlives the last Collect of the
+// shard. Without a seal, Add decides what is sealed by the clock.
+const sealTTL = 24 * time.Hour
+
+// readSealed runs the collect calls, pipelined, and returns each call's
+// non-empty seconds; reads are the seconds of the calls' key pairs, in
+// order. A call that a migrating slot answers TRYAGAIN (its keys are split
+// between two nodes, or some do not exist, as the keys of empty seconds)
+// is read key by key instead, each key from whichever node holds it: the
+// seconds are sealed, so reading them in several steps is as good as in
+// one, and a slot's migration does not stop syncs.
+func (r *Redis) readSealed(ctx context.Context, calls []scriptCall, reads []streamSecond) ([][]Second, error) {
+	cmds := make([]*redis.Cmd, len(calls))
+	_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range calls {
+			cmds[i] = collectScript.EvalSha(ctx, p, c.keys)
+		}
+		return nil
+	})
+	replies := make([][]Second, len(calls))
+	first := 0 // index in reads of the call's first pair
+	for i, c := range calls {
+		pairs := reads[first : first+len(c.keys)/2]
+		first += len(c.keys) / 2
+		err := cmds[i].Err()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			cmds[i] = collectScript.Eval(ctx, r.client, c.keys)
+			err = cmds[i].Err()
+		}
+		switch {
+		case err != nil && redis.IsTryAgainError(err):
+			replies[i], err = r.readKeys(ctx, c.keys, pairs)
+		case err == nil:
+			replies[i], err = parseCollected(cmds[i], pairs)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return replies, nil
+}
+
+// readKeys reads (count key, comment key) pairs with plain commands,
+// pipelined, and returns the non-empty seconds.
+func (r *Redis) readKeys(ctx context.Context, keys []string, reads []streamSecond) ([]Second, error) {
+	counts := make([]*redis.MapStringStringCmd, len(reads))
+	comments := make([]*redis.StringSliceCmd, len(reads))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range reads {
+			counts[i] = p.HGetAll(ctx, keys[2*i])
+			comments[i] = p.LRange(ctx, keys[2*i+1], 0, -1)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	if len(flat)%4 != 0 {
-		return nil, fmt.Errorf("collect script replied %d values, not quadruples", len(flat))
-	}
-	secs := make([]Second, 0, len(flat)/4)
-	for i := 0; i < len(flat); i += 4 {
-		stream, ok1 := flat[i].(string)
-		second, ok2 := flat[i+1].(int64)
-		counts, ok3 := flat[i+2].([]any)
-		comments, ok4 := flat[i+3].([]any)
-		if !ok1 || !ok2 || !ok3 || !ok4 || len(counts)%2 != 0 {
-			return nil, fmt.Errorf("collect script replied a malformed second %v", flat[i:i+4])
+	var secs []Second
+	for i, rd := range reads {
+		if len(counts[i].Val()) == 0 && len(comments[i].Val()) == 0 {
+			continue
 		}
-		s := Second{Stream: stream, Second: second, Counts: make([]Count, 0, len(counts)/2)}
-		for j := 0; j < len(counts); j += 2 {
-			emoji, _ := counts[j].(string)
-			n, _ := counts[j+1].(string)
-			v, err := strconv.ParseInt(n, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("count of %s/%d/%s is %q: %w", stream, second, emoji, n, err)
-			}
-			s.Counts = append(s.Counts, Count{Emoji: emoji, N: v})
+		var flat []any
+		for emoji, n := range counts[i].Val() {
+			flat = append(flat, emoji, n)
 		}
-		for _, c := range comments {
-			raw, _ := c.(string)
-			if id, ok := strings.CutPrefix(raw, retractionMark); ok {
-				s.Retracted = append(s.Retracted, id)
-				continue
-			}
-			cm, ok := parseCommentEntry(raw)
-			if !ok {
-				return nil, fmt.Errorf("comment of %s/%d is %q, not user:text", stream, second, raw)
-			}
-			s.Comments = append(s.Comments, cm)
+		var entries []any
+		for _, e := range comments[i].Val() {
+			entries = append(entries, e)
+		}
+		s, err := buildSecond(rd.stream, rd.second, flat, entries)
+		if err != nil {
+			return nil, err
 		}
 		secs = append(secs, s)
 	}
 	return secs, nil
+}
+
+// parseCollected decodes redis_collect.lua's flat (i, counts, comments)
+// reply; reads are the seconds of the call's key pairs.
+func parseCollected(cmd *redis.Cmd, reads []streamSecond) ([]Second, error) {
+	flat, err := cmd.Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(flat)%3 != 0 {
+		return nil, fmt.Errorf("collect script replied %d values, not triples", len(flat))
+	}
+	secs := make([]Second, 0, len(flat)/3)
+	for i := 0; i < len(flat); i += 3 {
+		pair, ok1 := flat[i].(int64)
+		counts, ok2 := flat[i+1].([]any)
+		comments, ok3 := flat[i+2].([]any)
+		if !ok1 || !ok2 || !ok3 || len(counts)%2 != 0 || pair < 1 || pair > int64(len(reads)) {
+			return nil, fmt.Errorf("collect script replied a malformed second %v", flat[i:i+3])
+		}
+		s, err := buildSecond(reads[pair-1].stream, reads[pair-1].second, counts, comments)
+		if err != nil {
+			return nil, err
+		}
+		secs = append(secs, s)
+	}
+	return secs, nil
+}
+
+// buildSecond decodes a second's (emoji, count, ...) and comment entries.
+func buildSecond(stream string, second int64, counts, comments []any) (Second, error) {
+	s := Second{Stream: stream, Second: second, Counts: make([]Count, 0, len(counts)/2)}
+	for j := 0; j+1 < len(counts); j += 2 {
+		emoji, _ := counts[j].(string)
+		n, _ := counts[j+1].(string)
+		v, err := strconv.ParseInt(n, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("count of %s/%d/%s is %q: %w", stream, second, emoji, n, err)
+		}
+		s.Counts = append(s.Counts, Count{Emoji: emoji, N: v})
+	}
+	for _, c := range comments {
+		raw, _ := c.(string)
+		if id, ok := strings.CutPrefix(raw, retractionMark); ok {
+			s.Retracted = append(s.Retracted, id)
+			continue
+		}
+		cm, ok := parseCommentEntry(raw)
+		if !ok {
+			return s, fmt.Errorf("comment of %s/%d is %q, not user:text", stream, second, raw)
+		}
+		s.Comments = append(s.Comments, cm)
+	}
+	return s, nil
 }
 
 // A second's comment list holds comments as "=id:user:text" ("user:text"
@@ -611,29 +942,156 @@ type scriptCall struct {
 }
 
 // runAll runs the calls in one pipeline (a Cluster client splits it by
-// node) and returns their replies in order. A Redis that lost its script
-// cache (a restart) answers NOSCRIPT; those calls did not run and are run
-// again with EVAL, which caches the script for the next time.
+// node, and follows MOVED and ASK) and returns their replies in order. A
+// Redis that lost its script cache (a restart, or a node a slot just moved
+// to) answers NOSCRIPT; those calls did not run and are run again with
+// EVAL, which caches the script for the next time. A node answers TRYAGAIN
+// while a slot is migrating and a call's keys are split between the two
+// nodes; go-redis retries a few times, and runAll retries those calls
+// again, with backoff, for at most tryAgainFor, since migrating a slot of a
+// few keys takes milliseconds.
 func (r *Redis) runAll(ctx context.Context, s *redis.Script, calls []scriptCall) ([]*redis.Cmd, error) {
 	cmds := make([]*redis.Cmd, len(calls))
-	_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range calls {
-			cmds[i] = s.EvalSha(ctx, p, c.keys, c.args...)
+	todo := make([]int, len(calls))
+	for i := range todo {
+		todo[i] = i
+	}
+	backoff := 10 * time.Millisecond
+	deadline := time.Now().Add(tryAgainFor)
+	ran := false // some call may have run
+	fail := func(err error) ([]*redis.Cmd, error) {
+		if !ran {
+			return nil, fmt.Errorf("%w (%w)", err, ErrNotApplied)
 		}
-		return nil
-	})
-	for i, c := range calls {
-		err := cmds[i].Err()
-		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			cmds[i] = s.Run(ctx, r.client, c.keys, c.args...)
-			err = cmds[i].Err()
+		return nil, err
+	}
+	for {
+		_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range todo {
+				cmds[i] = s.EvalSha(ctx, p, calls[i].keys, calls[i].args...)
+			}
+			return nil
+		})
+		var again []int
+		for _, i := range todo {
+			err := cmds[i].Err()
+			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				cmds[i] = s.Eval(ctx, r.client, calls[i].keys, calls[i].args...)
+				err = cmds[i].Err()
+			}
+			if !notRun(err) {
+				ran = true
+			}
+			if err != nil && redis.IsTryAgainError(err) {
+				again = append(again, i)
+			}
 		}
-		if err != nil {
-			return nil, err
+		for _, i := range todo {
+			if err := cmds[i].Err(); err != nil && !redis.IsTryAgainError(err) {
+				return fail(err)
+			}
+		}
+		if len(again) == 0 {
+			return cmds, nil
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			tryAgainGiveUps.Inc()
+			return fail(cmds[again[0]].Err())
+		}
+		select {
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+		todo = again
+	}
+}
+
+// notRun reports whether a call's error says the script surely did not
+// run: the connection was never made, or Redis refused the call before
+// running it.
+func notRun(err error) bool {
+	if err == nil {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	for _, prefix := range []string{"TRYAGAIN", "CLUSTERDOWN", "LOADING", "READONLY", "NOSCRIPT", "MOVED", "ASK"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
 		}
 	}
-	return cmds, nil
+	return false
 }
+
+// tryAgainFor bounds how long runAll retries calls answered TRYAGAIN.
+const tryAgainFor = 2 * time.Second
+
+// confirm returns once the writes made so far on the masters of the shards
+// ks are on MinReplicas replicas each, or an error when WAIT does not
+// confirm that within ReplicaTimeout. WAIT counts the writes of its own
+// connection, so on each master it follows a write of its own: the
+// replication stream is in order, so a replica that has it has every write
+// before it.
+func (r *Redis) confirm(ctx context.Context, ks []int) error {
+	if r.opts.MinReplicas <= 0 || len(ks) == 0 {
+		return nil
+	}
+	type node struct {
+		c   redis.Cmdable
+		key string
+	}
+	var nodes []node
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		seen := map[string]bool{}
+		for _, k := range ks {
+			key := r.tags[k] + "ack"
+			n, err := cc.MasterForKey(ctx, key)
+			if err != nil {
+				return fmt.Errorf("cannot find the master of shard %d: %w", k, err)
+			}
+			if addr := n.Options().Addr; !seen[addr] {
+				seen[addr] = true
+				nodes = append(nodes, node{n, key})
+			}
+		}
+	} else {
+		nodes = []node{{r.client, r.tags[ks[0]] + "ack"}}
+	}
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			var wait *redis.Cmd
+			_, err := n.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, n.key, "1", time.Minute)
+				wait = p.Do(ctx, "WAIT", r.opts.MinReplicas, r.opts.ReplicaTimeout.Milliseconds())
+				return nil
+			})
+			if err == nil {
+				var got int64
+				if got, err = wait.Int64(); err == nil && got < int64(r.opts.MinReplicas) {
+					err = fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, got, r.opts.MinReplicas, r.opts.ReplicaTimeout)
+				}
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		replicaWaitFailures.Inc()
+		return err
+	}
+	return nil
+}
+
+// ErrNotReplicated is the error of a write Redis took but not enough
+// replicas confirmed in time: it may be lost in a failover, so the writer
+// keeps it and writes it again (a batch is added once per ID).
+var ErrNotReplicated = errors.New("not confirmed by enough replicas")
 
 // Close implements Store: it closes the client.
 func (r *Redis) Close() error { return r.client.Close() }

@@ -7,9 +7,14 @@
 --         second written)
 -- KEYS[2] the batch's dedupe marker in this shard
 -- KEYS[3] the shard's data-point stream
--- KEYS[4..] the history keys the batch may write: one hash per stream and
---         minute, for the minutes of its seconds and the minutes a late
---         second may be carried into
+-- KEYS[4] the shard's seal: a sorted set whose one member "s" scores the
+--         newest second a Collect of this shard declared final (see
+--         Redis.sealShards)
+-- KEYS[5..] every count, comment and history key the batch may write: the
+--         keys of its own seconds and of the seconds it may be carried
+--         into. The script touches no key it was not given, so that in a
+--         cluster whose slot is migrating Redis can answer ASK or TRYAGAIN
+--         for the keys still on the other node.
 -- ARGV[1] now in Unix milliseconds, or "" to use the Redis clock
 -- ARGV[2] seal delay in milliseconds
 -- ARGV[3] TTL of count and comment keys and of the index, in seconds
@@ -24,8 +29,9 @@
 -- ARGV[11] TTL of history keys, in seconds; 0 keeps no history
 -- ARGV[12] number of deltas, n
 -- ARGV[13] most retractions a second holds beyond its comments
--- ARGV[14..13+4n] deltas as (stream, second, emoji, count) quadruples
--- ARGV[14+4n..] comments as (stream, second, entry) triples; an entry
+-- ARGV[14] most seconds a write may be ahead of the open second
+-- ARGV[15..14+4n] deltas as (stream, second, emoji, count) quadruples
+-- ARGV[15+4n..] comments as (stream, second, entry) triples; an entry
 --               starting with "!" is a retraction, which the comment
 --               budget does not shed and history does not keep
 --
@@ -34,22 +40,35 @@
 -- for the i-th comment (from 0) of the second: every sealed second, kept
 -- for replay long after its count and comment keys expired.
 --
--- Count and comment keys carry the shard's hash tag, like KEYS, so they
--- live in the same cluster slot. Returns {applied (0 or 1), reactions
--- carried, comments carried, comments dropped, retractions dropped}, or an error, having
--- written nothing, when a history key it needs was not passed in KEYS.
-local index, marker, points = KEYS[1], KEYS[2], KEYS[3]
+-- Sealed seconds are those up to the shard's seal, the value Collect
+-- advances on this same node before it reads: a write for one of them is
+-- carried into the oldest open second, so it is never lost in a second
+-- already read, whatever the clocks of the push and pull nodes say. With no
+-- seal yet (no pull node read the shard for a day), the clock decides. A
+-- write more than ARGV[14] seconds ahead of the open second (a push node
+-- whose clock is far ahead) goes to the open second too: its keys would
+-- expire before it was sealed.
+--
+-- Returns {applied (0 or 1), reactions carried, comments carried, comments
+-- dropped, retractions dropped, seal, future reactions clamped}, or, having
+-- written nothing, {-1, seal, open second} when a key it needs was not
+-- passed in KEYS: the caller passes them and runs it again.
+local index, marker, points, seal_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local seal = tonumber(redis.call('ZSCORE', seal_key, 's'))
 if redis.call('EXISTS', marker) == 1 then
-  return {0, 0, 0, 0, 0}
+  return {0, 0, 0, 0, 0, seal or -1, 0}
 end
 
-local horizon = sealed_horizon(ARGV[1], ARGV[2])
+local clock = sealed_horizon(ARGV[1], ARGV[2])
+local horizon = seal or clock
+local open_second = math.max(horizon, clock) + 1
+local newest_allowed = open_second + tonumber(ARGV[14])
 
 local ttl, maxlen, points_ttl = ARGV[3], tonumber(ARGV[5]), ARGV[6]
 local count_prefix, comment_prefix, max_comments = ARGV[7], ARGV[8], tonumber(ARGV[9])
 local history_prefix, history_ttl = ARGV[10], tonumber(ARGV[11])
 local max_retractions = tonumber(ARGV[13])
-local first_delta = 14
+local first_delta = 15
 local first_comment = first_delta + 4 * tonumber(ARGV[12])
 
 -- history_key returns the history hash of a second and the second's
@@ -65,53 +84,53 @@ local function history_key(stream, second)
   return last_key, last_offset
 end
 
-if history_ttl > 0 then
-  -- The caller declares the history key of every second it sends; a
-  -- sealed second is carried into the oldest open one, whose key it can
-  -- only guess. Those are checked before anything is written, so a batch
-  -- is applied whole or not at all.
-  local declared
-  local function check(stream, second)
-    local target = tonumber(second)
-    if target > horizon then
-      return nil
-    end
-    if not declared then
-      declared = {}
-      for i = 4, #KEYS do
-        declared[KEYS[i]] = true
-      end
-    end
-    local key = history_key(stream, horizon + 1)
-    if not declared[key] then
-      return redis.error_reply('history key ' .. key .. ' was not passed in KEYS')
-    end
+-- target returns the second to write to: a sealed one, maybe published
+-- already, is carried into the oldest open second, and so is one too far
+-- ahead; the second value is 1 for a late write, 2 for one too far ahead.
+local function target(second)
+  local s = tonumber(second)
+  if s <= horizon then
+    return horizon + 1, 1
   end
-  for i = first_delta, first_comment - 1, 4 do
-    local err = check(ARGV[i], ARGV[i + 1])
-    if err then return err end
+  if s > newest_allowed then
+    return open_second, 2
   end
-  for i = first_comment, #ARGV, 3 do
-    local err = check(ARGV[i], ARGV[i + 1])
-    if err then return err end
+  return s, 0
+end
+
+-- Every key is checked before anything is written, so a batch is applied
+-- whole or not at all.
+local declared = {}
+for i = 5, #KEYS do
+  declared[KEYS[i]] = true
+end
+local function check(prefix, stream, second)
+  local s = target(second)
+  if not declared[prefix .. stream .. ':' .. s] then
+    return false
+  end
+  return history_ttl == 0 or declared[(history_key(stream, s))]
+end
+for i = first_delta, first_comment - 1, 4 do
+  if not check(count_prefix, ARGV[i], ARGV[i + 1]) then
+    return {-1, horizon, open_second}
   end
 end
+for i = first_comment, #ARGV, 3 do
+  if not check(comment_prefix, ARGV[i], ARGV[i + 1]) then
+    return {-1, horizon, open_second}
+  end
+end
+
 local newest = {}   -- stream -> newest second written
 local expired = {}  -- keys whose TTL is set
 
--- open returns the second to write to: sealed ones, maybe published
--- already, are carried into the oldest open second.
 local function open(stream, second)
-  local target = tonumber(second)
-  local carried = 0
-  if target <= horizon then
-    target = horizon + 1
-    carried = 1
+  local s, why = target(second)
+  if not newest[stream] or newest[stream] < s then
+    newest[stream] = s
   end
-  if not newest[stream] or newest[stream] < target then
-    newest[stream] = target
-  end
-  return target, carried
+  return s, why
 end
 
 local function expire(key)
@@ -128,19 +147,23 @@ local function expire_history(key)
   end
 end
 
-local carried = 0
+local carried, clamped = 0, 0
 for i = first_delta, first_comment - 1, 4 do
   local stream, emoji, count = ARGV[i], ARGV[i + 2], ARGV[i + 3]
-  local target, late = open(stream, ARGV[i + 1])
-  carried = carried + late * tonumber(count)
-  local key = count_prefix .. stream .. ':' .. target
+  local s, why = open(stream, ARGV[i + 1])
+  if why == 1 then
+    carried = carried + tonumber(count)
+  elseif why == 2 then
+    clamped = clamped + tonumber(count)
+  end
+  local key = count_prefix .. stream .. ':' .. s
   redis.call('HINCRBY', key, emoji, count)
   expire(key)
   -- The push nodes' own tallies ('~' names, see store.SampledTaps) are
   -- no reactions: they stay out of the history and the data points.
   local reaction = string.byte(emoji) ~= 126
   if history_ttl > 0 and reaction then
-    local hkey, offset = history_key(stream, target)
+    local hkey, offset = history_key(stream, s)
     redis.call('HINCRBY', hkey, offset .. ':' .. emoji, count)
     expire_history(hkey)
   end
@@ -154,8 +177,8 @@ end
 local comments_carried, dropped, retractions_dropped = 0, 0, 0
 for i = first_comment, #ARGV, 3 do
   local stream, entry = ARGV[i], ARGV[i + 2]
-  local target, late = open(stream, ARGV[i + 1])
-  local key = comment_prefix .. stream .. ':' .. target
+  local s, why = open(stream, ARGV[i + 1])
+  local key = comment_prefix .. stream .. ':' .. s
   local held = redis.call('LLEN', key)
   if string.sub(entry, 1, 1) == '!' then
     if held < max_comments + max_retractions then
@@ -165,12 +188,14 @@ for i = first_comment, #ARGV, 3 do
       retractions_dropped = retractions_dropped + 1
     end
   elseif held < max_comments then
-    comments_carried = comments_carried + late
+    if why == 1 then
+      comments_carried = comments_carried + 1
+    end
     redis.call('RPUSH', key, entry)
     expire(key)
     if history_ttl > 0 then
-      local hkey, offset = history_key(stream, target)
-      redis.call('HSET', hkey, offset .. '#' .. held, ARGV[i + 2])
+      local hkey, offset = history_key(stream, s)
+      redis.call('HSET', hkey, offset .. '#' .. held, entry)
       expire_history(hkey)
     end
   else
@@ -188,4 +213,4 @@ if maxlen > 0 then
   redis.call('EXPIRE', points, points_ttl)
 end
 redis.call('SET', marker, '1', 'PX', ARGV[4])
-return {1, carried, comments_carried, dropped, retractions_dropped}
+return {1, carried, comments_carried, dropped, retractions_dropped, horizon, clamped}

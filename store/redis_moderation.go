@@ -231,12 +231,17 @@ func (r *Redis) retractInHistory(ctx context.Context, stream, id string) error {
 
 // historyRetracted queues, in a History read's pipeline, the read of the
 // ids retracted in stream that may concern comments from second from on:
-// those retracted at or after it, less carrySkew for clocks apart.
+// those retracted at or after it, less retractionSkew for clocks apart.
 func (r *Redis) historyRetracted(ctx context.Context, p redis.Pipeliner, stream string, from int64) *redis.StringSliceCmd {
 	return p.ZRangeByScore(ctx, r.historyRetractedKey(stream), &redis.ZRangeBy{
-		Min: strconv.FormatInt((from-carrySkew)*1000, 10), Max: "+inf",
+		Min: strconv.FormatInt((from-retractionSkew)*1000, 10), Max: "+inf",
 	})
 }
+
+// retractionSkew is how far, in seconds, the clock of the process that
+// scored a retraction may be behind the second of the comment it took
+// down.
+const retractionSkew = 60
 
 // dropRetracted leaves out of secs the comments a historyRetracted read
 // names.

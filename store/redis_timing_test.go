@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -76,4 +77,52 @@ func BenchmarkRedisCollect(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkRedisMinReplicas is one push flush (100 streams x 4 emojis) on a
+// master with one replica, without and with MinReplicas 1, interleaved
+// flush by flush so that both see the same machine: it reports the median
+// latency of each and their ratio.
+func BenchmarkRedisMinReplicas(b *testing.B) {
+	master := redistest.Start(b)
+	redistest.StartReplica(b, master)
+	stores := make([]*Redis, 2)
+	for n := range stores {
+		client, err := NewRedisClient(master.URL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		clk := clock.NewManual(contractT0.Add(100 * time.Millisecond))
+		r, err := NewRedis(RedisOptions{Client: client, Clock: clk, Prefix: fmt.Sprintf("n%d", n), MinReplicas: n})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = r.Close() })
+		stores[n] = r
+	}
+	var deltas []Delta
+	for s := range 100 {
+		for _, e := range []string{"like", "love", "fire", "wow"} {
+			deltas = append(deltas, Delta{fmt.Sprintf("stream-%d", s), contractT0.Unix(), e, 3})
+		}
+	}
+	var took [2][]time.Duration
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		for n, r := range stores {
+			start := time.Now()
+			if err := r.Add(ctx, Batch{ID: fmt.Sprintf("bench-%d", i), Deltas: deltas}); err != nil {
+				b.Fatal(err)
+			}
+			took[n] = append(took[n], time.Since(start))
+		}
+	}
+	med := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2].Microseconds()) / 1000
+	}
+	m0, m1 := med(took[0]), med(took[1])
+	b.ReportMetric(m0, "ms-median-N=0")
+	b.ReportMetric(m1, "ms-median-N=1")
+	b.ReportMetric(m1/m0, "ratio")
 }

@@ -8,8 +8,12 @@
 // cursors stay right. Counts that reach the store for a sealed second (a
 // backlog written after an outage, a slow push node) are carried into the
 // oldest unsealed second of their stream: they reach viewers late, but
-// exactly once. The store's clock, not the pull node's, decides what is
-// sealed, so every pull node publishes the same counts for the same second.
+// exactly once. The store's clock, not the pull node's, decides when a
+// second is due, so every pull node publishes the same counts for the same
+// second. What is sealed is one value per shard of streams that Collect
+// moves forward before it reads and Add checks in the same atomic step as
+// its write (Redis: a key in the shard's slot), so no write lands in a
+// second already read, whatever the clocks of several Redis nodes say.
 //
 // Memory is the embedded implementation; Redis is the one a fleet shares.
 // Both pass the contract tests in contract_test.go.
@@ -17,6 +21,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -81,6 +86,11 @@ const MaxRetractions = 100
 // DedupeWindow is how long a store remembers batch IDs: retries must happen
 // within it.
 const DedupeWindow = 10 * time.Minute
+
+// ErrNotApplied marks an Add error after which nothing of the batch was
+// written (the store could not be reached): unlike a write whose reply was
+// lost, its retry is safe however late.
+var ErrNotApplied = errors.New("nothing was written")
 
 // Cursor asks Collect for the seconds of Stream after After.
 type Cursor struct {

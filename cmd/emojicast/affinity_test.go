@@ -158,9 +158,14 @@ func TestEdgeAffinityStoreCost(t *testing.T) {
 			p.terminate()
 		}
 	}
+	// What grows with nodes is each node's fixed cost: the horizon read ten
+	// times a second, and once a second the seal and index read of each
+	// shard it serves streams in (64 shards over 200 streams: 4 nodes of 50
+	// streams touch about 35 each, 140 in all, against 61 for one node).
+	// Round-robin measured 2.6x and 4x.
 	for _, n := range []int{2, 4} {
-		if rate[n] > 1.3*rate[1] {
-			t.Errorf("%d pull nodes cost Redis %.0f commands/s, %.2fx the %.0f of one node; want at most 1.3x", n, rate[n], rate[n]/rate[1], rate[1])
+		if rate[n] > 1.5*rate[1] {
+			t.Errorf("%d pull nodes cost Redis %.0f commands/s, %.2fx the %.0f of one node; want at most 1.5x", n, rate[n], rate[n]/rate[1], rate[1])
 		}
 	}
 }

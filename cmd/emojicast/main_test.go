@@ -190,6 +190,8 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"push", "--redis", "127.0.0.1:1", "--busy-next-ms", "5"}, "", 2, "busy-next-ms"},
 		{[]string{"serve", "--region-redis", "redis://127.0.0.1:1"}, "", 1, "--region-redis needs --redis"},
 		{[]string{"push"}, "EMOJICAST_REDIS=redis://h:1/notadb", 1, "cannot parse redis URL"},
+		{[]string{"serve"}, "EMOJICAST_REDIS_MIN_REPLICAS=1", 1, "--redis-min-replicas 1 needs --redis"},
+		{[]string{"pull", "--redis", "127.0.0.1:1", "--redis-min-replicas", "-1"}, "", 1, "must not be negative"},
 		{[]string{"serve"}, "EMOJICAST_TRUSTED_PROXIES=10.0.0.0/99", 1, "--trusted-proxies"},
 		{[]string{"serve", "--cors-origins", "https://example.com/path"}, "", 1, "--cors-origins"},
 		{[]string{"frobnicate"}, "", 2, "unknown command"},

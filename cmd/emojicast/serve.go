@@ -86,6 +86,7 @@ type nodeFlags struct {
 	maxUsers      int
 	backlog       int
 	regionRedis   listFlag
+	minReplicas   int
 	pointsMaxLen  int64
 	history       time.Duration
 	historyMB     int64
@@ -119,6 +120,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		redisUsage += " (empty: the in-memory store, one process only)"
 	}
 	fs.StringVar(&f.redis, "redis", "", redisUsage)
+	fs.IntVar(&f.minReplicas, "redis-min-replicas", 0, "replicas of each Redis master (WAIT) that must confirm a push flush, and a pull node's seal, before it counts as done; until then the batch stays in the backlog and is retried (0: Redis's asynchronous replication, which a failover can roll back)")
 	fs.StringVar(&f.tokenSecret, "token-secret", "", "HMAC secret, at least 16 bytes, for anonymous viewer tokens: watch gives each viewer an id it makes up and a token for it (with neither this nor --jwt-keys, the open mode: anyone is whoever they say, for trusted networks only)")
 	fs.StringVar(&f.jwtKeys, "jwt-keys", "", "file of the keys your backend signs viewers' identity JWTs with, one \"kid alg key\" per line (HS256 secret, or RS256/EdDSA public key PEM path); read at start")
 	fs.StringVar(&f.tokenSecretPrev, "token-secret-previous", "", "the secret before the last rotation: its tokens are still accepted")
@@ -246,6 +248,9 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	}
 	if r.needsRedis && f.redis == "" {
 		return fmt.Errorf("%s needs --redis (or EMOJICAST_REDIS): push and pull nodes share counts through it", r.name)
+	}
+	if f.minReplicas < 0 || f.minReplicas > 0 && f.redis == "" {
+		return fmt.Errorf("--redis-min-replicas %d needs --redis and must not be negative", f.minReplicas)
 	}
 	signer, err := newSigner(f)
 	if err != nil {

@@ -73,7 +73,7 @@ func openRedis(f *nodeFlags, spec string) (namedStore, error) {
 	}
 	st, err := store.NewRedis(store.RedisOptions{
 		Client: client, SealDelay: f.sealDelay, PointsMaxLen: pointsMaxLen, MaxComments: f.commentBudget,
-		History: history,
+		History: history, MinReplicas: f.minReplicas,
 	})
 	if err != nil {
 		_ = client.Close()

@@ -234,3 +234,27 @@ func (c *Cluster) Addrs() string {
 	}
 	return strings.Join(addrs, ",")
 }
+
+// StartReplica starts a redis-server replicating master (REPLICAOF) and
+// waits until its link to the master is up and the initial sync done. It is
+// stopped when the test ends. Pause it to hold replication back; promote it
+// with REPLICAOF NO ONE.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	// The master would wait 5 s for more replicas before its first sync.
+	if _, err := master.inline("CONFIG SET repl-diskless-sync-delay 0", "+OK"); err != nil {
+		t.Fatalf("master %s: %v", master.Addr(), err)
+	}
+	host, port, _ := strings.Cut(master.Addr(), ":")
+	s := start(t, "--replicaof", host, port)
+	testutil.Eventually(t, startTimeout, "replica "+s.Addr()+" of "+master.Addr()+" is in sync", func() bool {
+		reply, err := s.inline("INFO replication", "$")
+		if err != nil || !strings.Contains(reply, "master_link_status:up") || strings.Contains(reply, "master_sync_in_progress:1") {
+			return false
+		}
+		// The master counts it for WAIT once it lists it online.
+		reply, err = master.inline("INFO replication", "$")
+		return err == nil && strings.Contains(reply, "port="+strconv.Itoa(s.port)+",state=online")
+	})
+	return s
+}
