@@ -256,6 +256,8 @@ func StartReplicatedCluster(t testing.TB, masters int, nodeTimeout time.Duration
 		c.Servers = append(c.Servers, start(t,
 			"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(testutil.FreePort(t)),
 			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10),
+			// A master would wait 5 s for more replicas before a full sync.
+			"--repl-diskless-sync-delay", "0",
 		))
 	}
 	args := []string{"--cluster", "create"}
