@@ -256,16 +256,19 @@ func (s *soak) checkCell(v *soakViewer, c soakCell, through int64, windows []map
 			surplus = append(surplus, soakUnit{sec, shown - m})
 		}
 	}
-	// Shown later than accepted: oldest shortfall first.
+	// Shown later than accepted: a count carried into the oldest open
+	// second comes from the seconds just before it, so the newest
+	// shortfall first. (Oldest first would let a carry after an outage
+	// cover for the taps a killed push node lost seconds before it.)
 	for i := range surplus {
 		u := &surplus[i]
-		for j := range deficits {
+		for j := len(deficits) - 1; j >= 0 && u.n > 0; j-- {
 			d := &deficits[j]
-			if u.n == 0 || d.sec >= u.sec {
-				break
-			}
-			if d.n == 0 || u.sec-d.sec > soakMaxLate {
+			if d.n == 0 || d.sec >= u.sec {
 				continue
+			}
+			if u.sec-d.sec > soakMaxLate {
+				break
 			}
 			k := min(u.n, d.n)
 			u.n, d.n = u.n-k, d.n-k
@@ -331,13 +334,17 @@ func (vt *viewerTally) failed(c soakCell, sec int64) {
 // and in its history: where the taps went. v.mu and l.mu are held.
 func (s *soak) trace(v *soakViewer, c soakCell, at int64) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "trace of %s %s around second %d, as viewer %s saw it (second: accepted 202 / unsure / shown / Redis count key / Redis history):",
+	fmt.Fprintf(&b, "trace of %s %s around second %d, as viewer %s saw it, the seconds where something moved (second: accepted 202 / unsure / shown / Redis count key / Redis history):",
 		c.stream, c.emoji, at, v.name)
-	for sec := at - 3; sec <= at+soakMaxLate; sec++ {
+	rows := 0
+	for sec := at - soakMaxLate; sec <= at+soakMaxLate && rows < 40; sec++ {
 		accepted, unsure, shown := s.ledger.accepted[c][sec], s.ledger.unsure[c][sec], v.seen[sec][c.emoji]
 		count := s.storeCount(c.stream, sec)[c.emoji]
 		hist := s.storeHistory(c.stream, sec)[c.emoji]
-		if accepted != 0 || unsure != 0 || shown != 0 || count != 0 || hist != 0 {
+		// The seconds where something moved: not shown as accepted, or
+		// not as Redis holds it.
+		if accepted != shown || unsure != 0 || count != shown || hist != shown {
+			rows++
 			gap := ""
 			if v.inGap(sec) {
 				gap = " (told gap)"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -300,19 +301,20 @@ func (s *soak) send(ctx context.Context, i, g int) {
 		resp, err := hc.Post(n.url+"/v1/streams/"+stream+"/reactions", "application/json", strings.NewReader(body))
 		end := time.Now()
 		sec := start.Add(n.skew).Unix()
-		out := soakRefused
+		out, why := soakRefused, "no connection"
 		switch {
 		case err != nil && !errors.Is(err, syscall.ECONNREFUSED):
-			out = soakUnsure // the node may have counted it and died before answering
+			out, why = soakUnsure, "connection broken" // the node may have counted it and died before answering
 		case err == nil:
-			_, _ = io.Copy(io.Discard, resp.Body)
+			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			why = fmt.Sprintf("%d %s", resp.StatusCode, errorCode(b))
 			if resp.StatusCode == http.StatusAccepted {
 				out = soakAccepted
 			}
 		}
 		s.ledger.record(i, soakCell{stream, emoji}, sec, count, end, out)
-		s.ledger.took(i, end.Sub(start))
+		s.ledger.answer(i, end.Sub(start), why)
 	}
 }
 
@@ -365,8 +367,21 @@ func (s *soak) reshard(r int) {
 }
 
 // killPush kills push node i with SIGKILL and restarts it 2 s later.
+//
+// It first waits until the node's backlog is empty: a node killed while a
+// store is unreachable loses its backlog too (docs/operations.md, "A push
+// node crashes"), and the verdict holds the kill to what a healthy node
+// loses, its last flush interval. The wait says how long writes lagged
+// behind the fault before.
 func (s *soak) killPush(i int) {
 	n := s.pushes[i]
+	began := time.Now()
+	testutil.Eventually(s.t, 60*time.Second, n.name+" writes its backlog before it is killed", func() bool {
+		return n.proc().metric("emojicast_push_backlog_deltas") == 0
+	})
+	if waited := time.Since(began); waited > time.Second {
+		s.logFault("%s's backlog written after %.1f s", n.name, waited.Seconds())
+	}
 	k := pushKill{node: i, start: time.Now()}
 	n.kill()
 	k.end = time.Now()
@@ -512,6 +527,7 @@ type soakLedger struct {
 	events   []soakSend // every accepted send, for the killed nodes' windows
 	refused  int64
 	answered [3][]time.Duration // each push node's answer times
+	outcomes map[string]int64   // sends by what they got
 }
 
 // soakSend is one accepted send.
@@ -524,7 +540,7 @@ type soakSend struct {
 }
 
 func newSoakLedger() *soakLedger {
-	return &soakLedger{accepted: map[soakCell]map[int64]int64{}, unsure: map[soakCell]map[int64]int64{}}
+	return &soakLedger{accepted: map[soakCell]map[int64]int64{}, unsure: map[soakCell]map[int64]int64{}, outcomes: map[string]int64{}}
 }
 
 func (l *soakLedger) record(node int, c soakCell, sec, n int64, end time.Time, out soakOutcome) {
@@ -547,10 +563,23 @@ func (l *soakLedger) record(node int, c soakCell, sec, n int64, end time.Time, o
 	}
 }
 
-func (l *soakLedger) took(node int, d time.Duration) {
+// answer records how long a send took and what it got.
+func (l *soakLedger) answer(node int, d time.Duration, why string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.answered[node] = append(l.answered[node], d)
+	l.outcomes[fmt.Sprintf("push-%d %s", node+1, why)]++
+}
+
+// errorCode returns the code of a JSON error answer, or "".
+func errorCode(body []byte) string {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(body, &e)
+	return e.Error.Code
 }
 
 // senders describes each push node's sends: how many, and how fast they
@@ -567,7 +596,7 @@ func (l *soakLedger) senders() string {
 		q := func(p float64) time.Duration { return sorted[int(p*float64(len(sorted)-1))].Round(time.Millisecond) }
 		fmt.Fprintf(&b, "push-%d: %d sends, answered in %v median, %v p99, %v max; ", i+1, len(took), q(0.5), q(0.99), q(1))
 	}
-	fmt.Fprintf(&b, "%d taps refused", l.refused)
+	fmt.Fprintf(&b, "%d taps refused; sends by answer: %v", l.refused, l.outcomes)
 	return b.String()
 }
 
