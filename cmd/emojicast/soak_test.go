@@ -48,7 +48,10 @@ const (
 	soakSkew = 2 * time.Second
 	// soakFreeze is how long a master is frozen with SIGSTOP; the
 	// cluster's node timeout is longer, so a freeze is not a failover.
-	soakFreeze      = 10 * time.Second
+	soakFreeze = 10 * time.Second
+	// soakReplicaLag is how far a replica is behind when its master dies:
+	// without WAIT (--redis-min-replicas) the writes of that time are lost.
+	soakReplicaLag  = time.Second
 	soakNodeTimeout = 20 * time.Second
 	// soakCut is how long some viewers are without network: well inside
 	// the 60 s window, so they must catch up with no gap.
@@ -439,7 +442,8 @@ func (s *soak) freezeHorizon() {
 }
 
 // failOver kills a master with SIGKILL (one holding streams and, if it
-// can, not the horizon), promotes its replica at once with CLUSTER
+// can, not the horizon) while its replica lags soakReplicaLag behind,
+// promotes the replica at once with CLUSTER
 // FAILOVER TAKEOVER, and restarts the old master, which comes back empty
 // and rejoins as the new master's replica.
 func (s *soak) failOver(r int) {
@@ -461,8 +465,14 @@ func (s *soak) failOver(r int) {
 	if replica == nil {
 		t.Fatalf("master %s has no replica to fail over to", victim.Addr())
 	}
+	// Replication lags in a busy cluster; here it lags on purpose, so the
+	// writes the master acknowledged last are on it alone when it dies.
+	replica.Pause()
+	victim.DropReplicaLinks(t)
+	time.Sleep(soakReplicaLag)
 	victim.Kill()
-	s.logFault("SIGKILL master %s", victim.Addr())
+	replica.Resume()
+	s.logFault("SIGKILL master %s, its replica %s cut off for the %v before (replication lag)", victim.Addr(), replica.Addr(), soakReplicaLag)
 	s.cluster.Takeover(t, replica)
 	s.logFault("replica %s promoted (CLUSTER FAILOVER TAKEOVER)", replica.Addr())
 	time.Sleep(3 * time.Second)

@@ -509,3 +509,14 @@ func (c *Cluster) MoveSlot(t testing.TB, slot int, to *Server, d time.Duration) 
 		}
 	}
 }
+
+// DropReplicaLinks closes the master's connections to its replicas
+// (CLIENT KILL TYPE replica): with the replica paused it cannot reconnect,
+// so what the master acknowledges meanwhile is on the master alone, as
+// with a replica that lags behind.
+func (s *Server) DropReplicaLinks(t testing.TB) {
+	t.Helper()
+	if err := s.do("CLIENT", "KILL", "TYPE", "replica").Err(); err != nil {
+		t.Fatalf("CLIENT KILL TYPE replica on %s: %v", s.Addr(), err)
+	}
+}
