@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -72,7 +73,9 @@ func (s *soak) check(through int64) soakReport {
 	var rep soakReport
 	for _, kill := range s.kills {
 		rate := s.acceptRate(kill)
-		rep.kills = append(rep.kills, soakKillRow{node: s.pushes[kill.node].name, at: kill.start.Sub(s.start), rate: rate, bound: rate * soakFlush.Seconds()})
+		// Taps come 2 to a send: the bound is rounded up to whole sends.
+		bound := math.Ceil(rate*soakFlush.Seconds()/soakCount) * soakCount
+		rep.kills = append(rep.kills, soakKillRow{node: s.pushes[kill.node].name, at: kill.start.Sub(s.start), rate: rate, bound: bound})
 	}
 	for _, stream := range s.streams {
 		row := soakRow{stream: stream}
@@ -390,9 +393,9 @@ func (r soakReport) table() string {
 			row.stream, row.viewers, row.accepted, row.late, row.maxLate, row.killLost, row.lost, row.dup,
 			row.unsureSent, row.unsureIn, row.gapSeconds, row.gapTaps, row.twice, row.disagree)
 	}
-	b.WriteString("\n| push killed | at | accept rate (taps/s) | may lose (rate × flush interval) | lost |\n|---|---|---|---|---|\n")
+	b.WriteString("\n| push killed | at | accept rate (taps/s) | may lose (rate × flush interval, in whole sends) | lost |\n|---|---|---|---|---|\n")
 	for _, k := range r.kills {
-		fmt.Fprintf(&b, "| %s | %.1f s | %.0f | %.1f | %d |\n", k.node, k.at.Seconds(), k.rate, k.bound, k.lost)
+		fmt.Fprintf(&b, "| %s | %.1f s | %.0f | %.0f | %d |\n", k.node, k.at.Seconds(), k.rate, k.bound, k.lost)
 	}
 	verdict := "PASS"
 	if len(r.errs) > 0 {
