@@ -52,7 +52,15 @@ func (m *Manual) Set(t time.Time) {
 	m.now = t
 }
 
+// Offset is the system clock moved by a fixed duration: a host whose clock
+// is ahead (positive) or behind, for tests of a fleet with skewed clocks.
+type Offset time.Duration
+
+// Now returns time.Now() moved by the offset.
+func (o Offset) Now() time.Time { return time.Now().Add(time.Duration(o)) }
+
 var (
 	_ Clock = Real{}
 	_ Clock = (*Manual)(nil)
+	_ Clock = Offset(0)
 )

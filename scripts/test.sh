@@ -5,7 +5,11 @@
 #   1. every test with the race detector, in shuffled order;
 #   2. the allocation pins (tests named ...DoesNotAllocate) without it: the
 #      race detector makes sync.Pool drop items, so a pin can only fail here;
-#   3. every benchmark once, so none rots unnoticed.
+#   3. the fault-injection soak (TestFaultSoak, one round of faults on a
+#      fleet and a Redis Cluster, about 2 minutes), in a step of its own
+#      without the race detector in the test process (its emojicast
+#      processes have it; the race pass skips it);
+#   4. every benchmark once, so none rots unnoticed.
 # This is the README's test command and what .ci/run calls. For a quick
 # loop while developing: go test -short ./...
 set -euo pipefail
@@ -21,4 +25,5 @@ fi
 go vet ./...
 go test -race -shuffle=on -timeout 40m ./...
 go test -count=1 -run 'DoesNotAllocate$' ./...
+go test -count=1 -v -run '^TestFaultSoak$' -timeout 10m ./cmd/emojicast
 go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 10m ./...

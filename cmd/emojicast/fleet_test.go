@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -55,9 +56,18 @@ type proc struct {
 // until it answers /healthz.
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	port := testutil.FreePort(t)
+	return startProcOn(t, name, testutil.FreePort(t), nil, args...)
+}
+
+// startProcOn is startProc on a given port (a process restarted where its
+// clients know it) with extra environment variables.
+func startProcOn(t *testing.T, name string, port int, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: name, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(binary(t), append(args, "--listen", fmt.Sprintf("127.0.0.1:%d", port))...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {

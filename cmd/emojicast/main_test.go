@@ -194,6 +194,7 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"pull", "--redis", "127.0.0.1:1", "--redis-min-replicas", "-1"}, "", 1, "must not be negative"},
 		{[]string{"serve"}, "EMOJICAST_TRUSTED_PROXIES=10.0.0.0/99", 1, "--trusted-proxies"},
 		{[]string{"serve", "--cors-origins", "https://example.com/path"}, "", 1, "--cors-origins"},
+		{[]string{"serve"}, "EMOJICAST_TEST_CLOCK_OFFSET=soon", 1, "EMOJICAST_TEST_CLOCK_OFFSET"},
 		{[]string{"frobnicate"}, "", 2, "unknown command"},
 		{[]string{}, "", 2, "Commands:"},
 		{[]string{"watch"}, "", 2, "want 1 arguments"},

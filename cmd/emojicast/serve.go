@@ -391,13 +391,17 @@ func startParts(pu *push.Push, pl *pull.Pull, stores *nodeStores) []stopStep {
 }
 
 func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, rules *moderation.Rules, log *slog.Logger) (*push.Push, error) {
+	clk, err := pushClock(log)
+	if err != nil {
+		return nil, err
+	}
 	opts := push.Options{
 		Moderation: rules,
 		Targets:    stores.targets(), Emojis: emojis, Signer: signer, JWT: jwtKeys, MaxDivisor: f.maxDivisor,
 		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
 		MaxUsers: f.maxUsers, MaxStreams: f.maxStreams, MaxBacklog: f.backlog, Load: meter, Logger: log,
 		CommentBudget: f.commentBudget, CommentUserRate: f.commentRate, CommentUserBurst: f.commentBurst,
-		FilterTimeout: f.filterTimeout,
+		FilterTimeout: f.filterTimeout, Clock: clk,
 	}
 	if filter != nil {
 		opts.Filter = filter
