@@ -9,7 +9,6 @@ import (
 	"hash/fnv"
 	"io"
 	"net/http"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -176,12 +175,7 @@ func (s *soak) setUp() {
 	addrs := s.cluster.Addrs()
 	s.redis = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ",")})
 	t.Cleanup(func() { _ = s.redis.Close() })
-	common := []string{"--redis", addrs, "--seal-delay", fleetSealDelay, "--log-level", "warn"}
-	if s.hasMinReplicas() {
-		common = append(common, "--redis-min-replicas", "1")
-	} else {
-		t.Log("this emojicast has no --redis-min-replicas: a failover may lose writes Redis acknowledged (issue 13); the soak will say so")
-	}
+	common := []string{"--redis", addrs, "--redis-min-replicas", "1", "--seal-delay", fleetSealDelay, "--log-level", "warn"}
 	// The per-address send limit is shared by the fleet through Redis, and
 	// a push node whose clock runs ahead charges it in the others' future:
 	// with loadSender's 1 s burst, push-3's 2 s refuses about half the
@@ -238,12 +232,6 @@ func (s *soak) setUp() {
 		}
 	}
 	s.logFault("fleet up: 3 push, 2 pull, %d viewers of %d streams; push-3's clock %v ahead", len(s.viewers), len(s.streams), soakSkew)
-}
-
-// hasMinReplicas reports whether the push binary takes --redis-min-replicas.
-func (s *soak) hasMinReplicas() bool {
-	out, _ := exec.Command(binary(s.t), "push", "--help").CombinedOutput()
-	return strings.Contains(string(out), "--redis-min-replicas ")
 }
 
 // shardSlotKey is a key of a store shard: its slot is the shard's slot.
@@ -515,8 +503,8 @@ func (s *soak) finish(rounds int) {
 	s.bg.Wait()
 	s.logFault("every viewer passed second %d", through)
 	rep := s.check(through)
-	t.Logf("fault-injection soak: %d round(s), %s, min-replicas %v\nsenders: %s\nfaults:\n%s\n\n%s",
-		rounds, time.Since(s.start).Round(time.Second), s.hasMinReplicas(), s.ledger.senders(), strings.Join(s.faults, "\n"), rep.table())
+	t.Logf("fault-injection soak: %d round(s), %s, --redis-min-replicas 1\nsenders: %s\nfaults:\n%s\n\n%s",
+		rounds, time.Since(s.start).Round(time.Second), s.ledger.senders(), strings.Join(s.faults, "\n"), rep.table())
 	for _, e := range rep.errs {
 		t.Error(e)
 	}
