@@ -401,7 +401,9 @@ func checkPhoneLayout(t *testing.T, p *page) {
 // next_ms, says so, and still shows every tap once; a page beside it
 // without data saver polls every second.
 func TestWebViewerSavesData(t *testing.T) {
-	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=1000", "EMOJICAST_QUIET_NEXT_MS=1000")
+	// The page asks for compact bodies: at the same next_ms as v1, so the
+	// page without data saver polls every second.
+	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=1000", "EMOJICAST_QUIET_NEXT_MS=1000", "EMOJICAST_COMPACT_MIN_NEXT_MS=1000")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	normal, saver := viewerAndSender(t, ctx)

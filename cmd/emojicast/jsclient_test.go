@@ -34,7 +34,8 @@ func TestJSClient(t *testing.T) {
 	if err != nil || len(files) < 3 {
 		t.Fatalf("found %d test files of the JavaScript client (%v)", len(files), err)
 	}
-	args := []string{"--test", "--test-concurrency=" + strconv.Itoa(len(files)), "--test-reporter=spec"}
+	// A test that hangs is named by the runner before the whole run is killed.
+	args := []string{"--test", "--test-concurrency=" + strconv.Itoa(len(files)), "--test-timeout=200000", "--test-reporter=spec"}
 	for _, f := range files {
 		args = append(args, filepath.Join("test", filepath.Base(f)))
 	}

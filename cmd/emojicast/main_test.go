@@ -195,6 +195,7 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"serve"}, "EMOJICAST_TRUSTED_PROXIES=10.0.0.0/99", 1, "--trusted-proxies"},
 		{[]string{"serve", "--cors-origins", "https://example.com/path"}, "", 1, "--cors-origins"},
 		{[]string{"serve"}, "EMOJICAST_TEST_CLOCK_OFFSET=soon", 1, "EMOJICAST_TEST_CLOCK_OFFSET"},
+		{[]string{"serve", "--max-next-ms", "2000", "--quiet-max-next-ms", "15000"}, "", 1, "next_ms bounds"},
 		{[]string{"frobnicate"}, "", 2, "unknown command"},
 		{[]string{}, "", 2, "Commands:"},
 		{[]string{"watch"}, "", 2, "want 1 arguments"},
@@ -217,6 +218,22 @@ func TestServeFlagErrors(t *testing.T) {
 				t.Fatalf("output lacks %q:\n%s", tc.out, out)
 			}
 		})
+	}
+}
+
+// TestServeShortMaxNextMS starts serve with --max-next-ms lowered
+// below the quiet streams' longest interval: that default gives way, so
+// the process serves and a quiet stream's viewers hear at most the cap.
+func TestServeShortMaxNextMS(t *testing.T) {
+	base := startServe(t, "EMOJICAST_MAX_NEXT_MS=2000", "EMOJICAST_QUIET_NEXT_MS=1000")
+	var pb struct {
+		NextMS int64 `json:"next_ms"`
+	}
+	if code := getJSON(t, base+"/v1/streams/quiet/reactions", &pb); code != http.StatusOK {
+		t.Fatalf("poll: status %d", code)
+	}
+	if pb.NextMS <= 0 || pb.NextMS > 2000 {
+		t.Fatalf("a quiet stream's next_ms is %d; want 1 to 2000", pb.NextMS)
 	}
 }
 

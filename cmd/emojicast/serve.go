@@ -173,7 +173,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.Int64Var(&f.burstThreshold, "burst-threshold", pull.DefaultBurstThreshold, "count at which an emoji's second is shown as one burst (confetti)")
 		fs.Int64Var(&f.busyNextMS, "busy-next-ms", pull.DefaultBusyNextMS, "poll interval told to viewers of a stream with recent reactions, in ms")
 		fs.Int64Var(&f.quietNextMS, "quiet-next-ms", pull.DefaultQuietNextMS, "poll interval told to viewers of a quiet stream, in ms")
-		fs.Int64Var(&f.quietMaxNextMS, "quiet-max-next-ms", pull.DefaultQuietMaxNextMS, "longest poll interval told to viewers of a stream quiet for long (a tenth of its quiet spell, from --quiet-next-ms up to this), in ms")
+		fs.Int64Var(&f.quietMaxNextMS, "quiet-max-next-ms", 0, "longest poll interval told to viewers of a stream quiet for long (a tenth of its quiet spell, from --quiet-next-ms up to this), in ms (0: 15000, or --max-next-ms when that is shorter)")
 		fs.Int64Var(&f.minNextMS, "min-next-ms", pull.DefaultMinNextMS, "shortest poll interval ever told to viewers, in ms")
 		fs.Int64Var(&f.compactNextMS, "compact-min-next-ms", pull.DefaultCompactMinNextMS, "shortest poll interval told to viewers that ask for the compact body (v=2), in ms")
 		fs.Int64Var(&f.maxNextMS, "max-next-ms", pull.DefaultMaxNextMS, "longest poll interval ever told to viewers (also under overload), in ms")

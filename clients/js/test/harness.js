@@ -66,14 +66,21 @@ export async function startEmojicast(env = {}) {
   proc.stderr.on("data", (b) => { logs += b; });
   let exited = false;
   proc.on("exit", () => { exited = true; });
-  await eventually("emojicast answers /healthz", 20000, async () => {
-    if (exited) throw new Error(`emojicast exited at start:\n${logs}`);
-    try {
-      return (await fetch(`${url}/healthz`)).ok;
-    } catch {
-      return false;
-    }
-  });
+  try {
+    await eventually("emojicast answers /healthz", 20000, async () => {
+      if (exited) throw new Error(`emojicast exited at start:\n${logs}`);
+      try {
+        return (await fetch(`${url}/healthz`)).ok;
+      } catch {
+        return false;
+      }
+    });
+  } catch (err) {
+    // A process left running keeps the test runner alive: a failed start
+    // must fail the file, not hang it.
+    proc.kill("SIGKILL");
+    throw err;
+  }
   return {
     url,
     logs: () => logs,

@@ -104,12 +104,15 @@ describe("data saver against emojicast", () => {
   before(async () => {
     // Compact answers at the same next_ms as v1, so "every next_ms" is 1 s.
     const busy = { EMOJICAST_BUSY_NEXT_MS: "1000", EMOJICAST_QUIET_NEXT_MS: "1000", EMOJICAST_COMPACT_MIN_NEXT_MS: "1000" };
-    [plain, capped] = await Promise.all([
+    const started = await Promise.allSettled([
       startEmojicast(busy),
       startEmojicast({ ...busy, EMOJICAST_MAX_NEXT_MS: "2000" }),
     ]);
+    [plain, capped] = started.map((r) => r.value);
+    const failed = started.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
   });
-  after(() => Promise.all([plain.stop(), capped.stop()]));
+  after(() => Promise.all([plain?.stop(), capped?.stop()]));
 
   // follow runs a normal viewer, a data saver and a tapper on one stream
   // for a while and returns what they saw.
