@@ -15,7 +15,8 @@ import (
 type LimitSharer interface {
 	// ShareLimits adds what each key of the limiter named kind used since
 	// the last call (nanoseconds of allowance) to the fleet's record, and
-	// returns each key's fleet-wide TAT in Unix nanoseconds, in order.
+	// returns each key's fleet-wide TAT in Unix nanoseconds of the
+	// caller's clock, whose reading now is, in order.
 	ShareLimits(ctx context.Context, kind string, now time.Time, keys []string, used []int64) ([]int64, error)
 }
 
@@ -30,14 +31,13 @@ var (
 const maxLimitKeysPerCall = 512
 
 // ShareLimits implements LimitSharer: one script call per shard (and per
-// maxLimitKeysPerCall keys), all in one pipeline. Keys live under the
+// maxLimitKeysPerCall keys), all in one pipeline, timed by Redis's clock. Keys live under the
 // shard's hash tag as {prefix:k}:rl:<kind>:<key>.
 func (r *Redis) ShareLimits(ctx context.Context, kind string, now time.Time, keys []string, used []int64) ([]int64, error) {
 	out := make([]int64, len(keys))
 	if len(keys) == 0 {
 		return out, nil
 	}
-	nowUS := now.UnixMicro()
 	var byShard [RedisShards][]int
 	for i, k := range keys {
 		s := shard(k)
@@ -49,8 +49,7 @@ func (r *Redis) ShareLimits(ctx context.Context, kind string, now time.Time, key
 		for len(idx) > 0 {
 			part := idx[:min(len(idx), maxLimitKeysPerCall)]
 			idx = idx[len(part):]
-			c := scriptCall{keys: make([]string, len(part)), args: make([]any, 1, 1+len(part))}
-			c.args[0] = nowUS
+			c := scriptCall{keys: make([]string, len(part)), args: make([]any, 0, len(part))}
 			for j, i := range part {
 				c.keys[j] = r.tags[s] + "rl:" + kind + ":" + keys[i]
 				c.args = append(c.args, (used[i]+999)/1000)
@@ -64,12 +63,14 @@ func (r *Redis) ShareLimits(ctx context.Context, kind string, now time.Time, key
 		return nil, fmt.Errorf("cannot share %s limits: %w", kind, err)
 	}
 	for c, cmd := range cmds {
-		tats, err := cmd.Int64Slice()
-		if err != nil || len(tats) != len(order[c]) {
+		debts, err := cmd.Int64Slice()
+		if err != nil || len(debts) != len(order[c]) {
 			return nil, fmt.Errorf("cannot share %s limits: unexpected script reply %v: %w", kind, cmd.Val(), err)
 		}
+		// Redis answers on its own clock, as what each key owes from its
+		// now: from the caller's now, in the caller's clock.
 		for j, i := range order[c] {
-			out[i] = tats[j] * 1000
+			out[i] = now.UnixNano() + debts[j]*1000
 		}
 	}
 	return out, nil

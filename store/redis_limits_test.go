@@ -23,7 +23,7 @@ func TestShareLimitsAddsUpTheFleet(t *testing.T) {
 
 func testShareLimits(t *testing.T, r *Redis) {
 	ctx := context.Background()
-	now := time.Unix(1_800_000_000, 0)
+	now := time.Now()
 	keys := []string{"alice", "bob", "carol", "dave", "erin", "frank"}
 	used := []int64{1e9, 2e9, 3e9, 4e9, 5e9, 6e9}
 	first, err := r.ShareLimits(ctx, "u", now, keys, used)
@@ -31,25 +31,75 @@ func testShareLimits(t *testing.T, r *Redis) {
 		t.Fatal(err)
 	}
 	for i, tat := range first {
-		if want := now.UnixNano() + used[i]; tat != want {
-			t.Errorf("%s after one node's use: TAT %d; want now + %d", keys[i], tat-now.UnixNano(), used[i])
+		if debt := time.Duration(tat - now.UnixNano()); !near(debt, time.Duration(used[i])) {
+			t.Errorf("%s after one node's use: TAT now + %v; want now + %v", keys[i], debt, time.Duration(used[i]))
 		}
 	}
-	// Another node, 100 ms later, used half a second of alice's: it adds up.
-	second, err := r.ShareLimits(ctx, "u", now.Add(100*time.Millisecond), keys[:1], []int64{5e8})
+	// Another node used half a second of alice's: it adds up, in that
+	// node's own clock.
+	then := time.Now()
+	second, err := r.ShareLimits(ctx, "u", then, keys[:1], []int64{5e8})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := now.UnixNano() + 15e8; second[0] != want {
-		t.Errorf("alice after two nodes: TAT now + %d; want now + 1.5 s", second[0]-now.UnixNano())
+	if debt := time.Duration(second[0] - then.UnixNano()); !near(debt, 1500*time.Millisecond-then.Sub(now)) {
+		t.Errorf("alice after two nodes: TAT then + %v; want then + 1.5 s - %v", debt, then.Sub(now))
 	}
 	// Another kind is another limit; a refilled bucket starts from now.
-	later := now.Add(10 * time.Second)
+	if _, err := r.ShareLimits(ctx, "ip", now, keys[:1], []int64{1e6}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	later := time.Now()
 	third, err := r.ShareLimits(ctx, "ip", later, keys[:1], []int64{1e9})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := later.UnixNano() + 1e9; third[0] != want {
-		t.Errorf("alice under another kind: TAT later + %d; want later + 1 s", third[0]-later.UnixNano())
+	if debt := time.Duration(third[0] - later.UnixNano()); !near(debt, time.Second) {
+		t.Errorf("alice under another kind: TAT later + %v; want later + 1 s", debt)
+	}
+}
+
+// near says whether d is within the few milliseconds between two calls to
+// a local Redis of want.
+func near(d, want time.Duration) bool {
+	return d > want-50*time.Millisecond && d < want+50*time.Millisecond
+}
+
+// Push nodes whose clocks disagree share one limit: each hears the fleet's
+// TAT in its own clock. A node 2 s ahead neither makes the others refuse
+// for 2 s more nor has its own use forgotten by them.
+func TestShareLimitsAcrossSkewedClocks(t *testing.T) {
+	r := newRedis(t, redistest.Start(t).URL(), RedisOptions{})
+	ctx := context.Background()
+	const skew = 2 * time.Second
+	ahead := time.Now().Add(skew)
+	tats, err := r.ShareLimits(ctx, "u", ahead, []string{"ahead-first"}, []int64{1e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if debt := time.Duration(tats[0] - ahead.UnixNano()); !near(debt, time.Second) {
+		t.Fatalf("the node ahead hears a debt of %v; want 1 s", debt)
+	}
+	now := time.Now()
+	tats, err = r.ShareLimits(ctx, "u", now, []string{"ahead-first"}, []int64{5e8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if debt := time.Duration(tats[0] - now.UnixNano()); !near(debt, 1500*time.Millisecond) {
+		t.Errorf("after the node ahead used 1 s and this one 0.5 s, this one hears a debt of %v; want 1.5 s", debt)
+	}
+
+	now = time.Now()
+	if _, err := r.ShareLimits(ctx, "u", now, []string{"behind-first"}, []int64{1e9}); err != nil {
+		t.Fatal(err)
+	}
+	ahead = time.Now().Add(skew)
+	tats, err = r.ShareLimits(ctx, "u", ahead, []string{"behind-first"}, []int64{5e8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if debt := time.Duration(tats[0] - ahead.UnixNano()); !near(debt, 1500*time.Millisecond) {
+		t.Errorf("after a node behind used 1 s and the one ahead 0.5 s, the one ahead hears a debt of %v; want 1.5 s", debt)
 	}
 }
