@@ -16,6 +16,7 @@ import (
 
 	"github.com/emojicast/emojicast/admin"
 	"github.com/emojicast/emojicast/clientip"
+	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/comment"
 	"github.com/emojicast/emojicast/edgelog"
 	"github.com/emojicast/emojicast/emoji"
@@ -289,13 +290,20 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		stores.close()
 		return err
 	}
+	// One clock for the push handlers and the per-address limits they
+	// share with the fleet: the limiter and its exchange must agree.
+	clk, err := hostClock(log)
+	if err != nil {
+		stores.close()
+		return err
+	}
 	var ipSends *ratelimit.Limiter
 	if r.push {
 		if _, ok := stores.main.Store.(store.LimitSharer); ok {
 			// The per-address limit of sends holds across the push fleet.
 			ipSends = ratelimit.NewShared(f.ipSendRate, f.ipSendBurst, f.maxClientIPs)
 		}
-		if pu, err = newPush(f, stores, emojis, signer, jwtKeys, meter, filter, ipSends, rules, log); err != nil {
+		if pu, err = newPush(f, stores, emojis, signer, jwtKeys, meter, filter, ipSends, rules, clk, log); err != nil {
 			stores.close()
 			return err
 		}
@@ -337,7 +345,7 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		TrustedProxies: proxies, SendRatePerIP: f.ipSendRate, SendBurstPerIP: f.ipSendBurst,
 		WatchRatePerIP: f.ipWatchRate, WatchBurstPerIP: f.ipWatchBurst, MaxClientIPs: f.maxClientIPs, SendLimiter: ipSends,
 		PollRatePerIP: f.ipPollRate, PollBurstPerIP: f.ipPollBurst,
-		CORSOrigins: origins, Logger: log,
+		CORSOrigins: origins, Clock: clk, Logger: log,
 	})
 	// Signals are caught from before the listener opens: one that comes
 	// while the parts start still shuts down in order.
@@ -390,11 +398,7 @@ func startParts(pu *push.Push, pl *pull.Pull, stores *nodeStores) []stopStep {
 	return append(steps, stopStep{"store", func(context.Context) { stores.close() }})
 }
 
-func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, rules *moderation.Rules, log *slog.Logger) (*push.Push, error) {
-	clk, err := pushClock(log)
-	if err != nil {
-		return nil, err
-	}
+func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, rules *moderation.Rules, clk clock.Clock, log *slog.Logger) (*push.Push, error) {
 	opts := push.Options{
 		Moderation: rules,
 		Targets:    stores.targets(), Emojis: emojis, Signer: signer, JWT: jwtKeys, MaxDivisor: f.maxDivisor,

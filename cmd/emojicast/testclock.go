@@ -9,16 +9,17 @@ import (
 	"github.com/emojicast/emojicast/clock"
 )
 
-// testClockOffsetEnv moves a push node's clock by a duration ("2s",
+// testClockOffsetEnv moves a node's clock by a duration ("2s",
 // "-300ms"): the fault-injection soak (soak_test.go) runs one push process
 // whose host clock is ahead. It is for tests only: not a flag, not in
 // --help, not part of the operations contract; a real fleet's clocks are
 // what NTP makes them.
 const testClockOffsetEnv = "EMOJICAST_TEST_CLOCK_OFFSET"
 
-// pushClock returns the clock that assigns taps to seconds: the system
-// clock, moved by testClockOffsetEnv when a test sets it.
-func pushClock(log *slog.Logger) (clock.Clock, error) {
+// hostClock returns the clock that assigns taps to seconds and times the
+// send limits: the system clock, moved by testClockOffsetEnv when a test
+// sets it.
+func hostClock(log *slog.Logger) (clock.Clock, error) {
 	v := os.Getenv(testClockOffsetEnv)
 	if v == "" {
 		return clock.Real{}, nil
@@ -27,6 +28,6 @@ func pushClock(log *slog.Logger) (clock.Clock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid %s=%q: %w", testClockOffsetEnv, v, err)
 	}
-	log.Warn("push clock moved for a test: taps are assigned to seconds by the system clock plus the offset", "env", testClockOffsetEnv, "offset", d)
+	log.Warn("clock moved for a test: taps are assigned to seconds and sends limited by the system clock plus the offset", "env", testClockOffsetEnv, "offset", d)
 	return clock.Offset(d), nil
 }
