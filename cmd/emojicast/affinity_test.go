@@ -107,14 +107,18 @@ func pollCrowd(t *testing.T, base string, streams []string, stop chan struct{}) 
 // per second barely grow with the fleet: each stream is synced by one node.
 // Round-robin would have every node sync every stream.
 func TestEdgeAffinityStoreCost(t *testing.T) {
-	srv := redistest.Start(t)
 	streams := make([]string, 200)
 	for i := range streams {
 		streams[i] = fmt.Sprintf("aff-%03d", i)
 	}
-	const warm, window = 3 * time.Second, 5 * time.Second
+	// Most of the store's work comes once a second per stream, so the
+	// window is long enough that one sync more or less is a few percent.
+	const warm, window = 3 * time.Second, 10 * time.Second
 	rate := map[int]float64{}
 	for _, n := range []int{1, 2, 4} {
+		// A Redis of its own: the last fleet's leftovers (its nodes'
+		// viewer fields, pruned on read) are not this one's cost.
+		srv := redistest.Start(t)
 		var pulls []*proc
 		var addrs []string
 		for i := range n {
@@ -158,11 +162,11 @@ func TestEdgeAffinityStoreCost(t *testing.T) {
 			p.terminate()
 		}
 	}
-	// What grows with nodes is each node's fixed cost: the horizon read ten
-	// times a second, and once a second the seal and index read of each
-	// shard it serves streams in (64 shards over 200 streams: 4 nodes of 50
-	// streams touch about 35 each, 140 in all, against 61 for one node).
-	// Round-robin measured 2.6x and 4x.
+	// What grows with nodes is each node's fixed cost: the horizon read two
+	// or three times a second, and once a second the seal and index read
+	// of each shard it serves streams in (64 shards over 200 streams: 4
+	// nodes of 50 streams touch about 35 each, 140 in all, against 61 for
+	// one node). Round-robin measured 2.6x and 4x.
 	for _, n := range []int{2, 4} {
 		if rate[n] > 1.5*rate[1] {
 			t.Errorf("%d pull nodes cost Redis %.0f commands/s, %.2fx the %.0f of one node; want at most 1.5x", n, rate[n], rate[n]/rate[1], rate[1])
