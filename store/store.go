@@ -60,6 +60,15 @@ type CommentAt struct {
 // default: docs/api.md's budget.
 const DefaultMaxComments = 30
 
+// MaxCommentSpill is how many seconds past the oldest open second a
+// comment may be moved to find room: a second holds at most the store's
+// maximum of comments, and a comment whose second is full (a backlog of
+// late comments carried into the open second, or comments taken in more
+// seconds than the cap) goes into the next second with room. Count and
+// comment keys live 2 * Window seconds, so a second this far ahead is
+// sealed and read long before they expire.
+const MaxCommentSpill = Window
+
 // Batch is one flush of a push node. A batch whose fate is unknown (the
 // store went away mid-write) is retried with the same ID, and the store adds
 // a batch at most once per ID, so a retry never counts anything twice.
