@@ -39,7 +39,10 @@ type RedisOptions struct {
 	// Prefix starts every key, so deployments (and tests) can share a Redis.
 	// Default: "emojicast".
 	Prefix string
-	// Clock, when set, replaces the Redis clock: tests pass a manual clock.
+	// Clock, when set, replaces the Redis clock in what is sealed, and the
+	// node's clock in the stamps of control and moderation figures: tests
+	// pass a manual clock. The push fleet's comment load and shared limits
+	// go by the Redis clock whatever it is.
 	// Default: nil, the Redis clock (TIME), the single authority every push
 	// and pull node agrees on for what is sealed.
 	Clock clock.Clock
