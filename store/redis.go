@@ -270,7 +270,9 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 			res, err := c.Int64Slice()
 			if err == nil && len(res) == 4 && res[0] == -1 {
 				parts[k].seal, parts[k].open = res[1], res[2]
-				parts[k].spill = growSpill(parts[k].spill, res[3])
+				if res[3] > parts[k].spill {
+					parts[k].spill = growSpill(parts[k].spill, res[3])
+				}
 				r.sawSeal(k, res[1])
 				again = append(again, k)
 				continue
@@ -298,22 +300,19 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 }
 
 // addAttempts bounds the runs of one shard's part of a batch whose seal or
-// spill guess was off: growSpill reaches the farthest spill in three.
+// spill guess was off: growSpill reaches the farthest spill by the fourth
+// run, which leaves two for a seal that moved meanwhile.
 const addAttempts = 6
 
 // growSpill returns the spill to pass keys for after a run that needed
 // keys of need seconds past a comment's own, having had spill: a run
 // takes the keys it was not passed as empty, so need may be short when
 // those are full, and the spill grows fast to cover a long run of full
-// seconds in few rounds.
+// seconds in few rounds. No comment goes further than MaxCommentSpill
+// past the oldest open second, the earliest it can go to.
 func growSpill(spill, need int64) int64 {
-	return min(max(need, 2*spill)+8, maxSpill)
+	return min(max(need, 2*spill)+8, MaxCommentSpill)
 }
-
-// maxSpill is the farthest past its own second a comment can go: a late
-// one from the seal, which the clock may lead by up to MaxAhead, to
-// MaxCommentSpill past the open second.
-const maxSpill = MaxCommentSpill + MaxAhead + sealSlack + 1
 
 // MaxAhead is how many seconds past the open second a write may be: a
 // second further ahead (a push node whose clock is far ahead) is written

@@ -30,7 +30,8 @@
 -- ARGV[12] number of deltas, n
 -- ARGV[13] most retractions a second holds beyond its comments
 -- ARGV[14] most seconds a write may be ahead of the open second
--- ARGV[15] most seconds past the open second a comment may spill into
+-- ARGV[15] most seconds past the oldest open second a comment may spill
+--          into
 -- ARGV[16..15+4n] deltas as (stream, second, emoji, count) quadruples
 -- ARGV[16+4n..] comments as (stream, second, entry) triples; an entry
 --               starting with "!" is a retraction, which does not spill
@@ -54,7 +55,8 @@
 -- comment whose second is full (a backlog of late comments carried into
 -- the open second, or comments taken in more seconds than the cap) was
 -- accepted all the same, so it spills into the next second with room, up
--- to ARGV[15] seconds past the open second; only past that is it dropped.
+-- to ARGV[15] seconds past the oldest open second (the seal's next); only
+-- past that is it dropped.
 --
 -- Returns {applied (0 or 1), reactions carried, comments carried, comments
 -- dropped, retractions dropped, seal, future reactions clamped, deepest
@@ -73,7 +75,7 @@ local clock = sealed_horizon(ARGV[1], ARGV[2])
 local horizon = seal or clock
 local open_second = math.max(horizon, clock) + 1
 local newest_allowed = open_second + tonumber(ARGV[14])
-local last_spill = open_second + tonumber(ARGV[15])
+local last_spill = horizon + 1 + tonumber(ARGV[15])
 
 local ttl, maxlen, points_ttl = ARGV[3], tonumber(ARGV[5]), ARGV[6]
 local count_prefix, comment_prefix, max_comments = ARGV[7], ARGV[8], tonumber(ARGV[9])

@@ -223,7 +223,9 @@ type CommentLoad struct {
 type Store interface {
 	// Add adds a batch's deltas and comments, unless a batch with the same
 	// ID was added within DedupeWindow. A second holds at most the store's
-	// maximum of comments; comments past it are dropped and counted. After
+	// maximum of comments; a comment whose second is full goes into the
+	// next second with room, up to MaxCommentSpill seconds past the oldest
+	// open second, and only past that is dropped and counted. After
 	// an error some of its streams may have been added; retrying the batch
 	// adds the rest.
 	Add(ctx context.Context, batch Batch) error
