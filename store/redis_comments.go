@@ -50,26 +50,31 @@ func (r *Redis) commentCalls(streams []string, args func(fleet bool, idx []int) 
 	}
 	var calls []scriptCall
 	var order [][]int
+	add := func(fleet bool, part []int) {
+		c := scriptCall{args: args(fleet, part)}
+		if fleet {
+			c.keys = append(c.keys, r.pushersKey())
+		}
+		for _, i := range part {
+			c.keys = append(c.keys, r.commentLoadKey(streams[i]))
+		}
+		calls = append(calls, c)
+		order = append(order, part)
+	}
 	for k, idx := range byShard {
-		for first := true; first && k == 0 || len(idx) > 0; first = false {
+		fleet := k == 0
+		for fleet || len(idx) > 0 {
 			part := idx[:min(len(idx), maxLimitKeysPerCall)]
 			idx = idx[len(part):]
-			fleet := k == 0 && first
-			c := scriptCall{args: args(fleet, part)}
-			if fleet {
-				c.keys = append(c.keys, r.pushersKey())
-			}
-			for _, i := range part {
-				c.keys = append(c.keys, r.commentLoadKey(streams[i]))
-			}
-			calls = append(calls, c)
-			order = append(order, part)
+			add(fleet, part)
+			fleet = false
 		}
 	}
 	return calls, order
 }
 
-func flag(b bool) string {
+// luaFlag is a bool as the comment scripts take it.
+func luaFlag(b bool) string {
 	if b {
 		return "1"
 	}
@@ -83,7 +88,7 @@ func (r *Redis) ReportComments(ctx context.Context, node string, reports []Comme
 		streams[i] = rep.Stream
 	}
 	calls, _ := r.commentCalls(streams, func(fleet bool, idx []int) []any {
-		args := []any{node, CommentLoadTTL.Milliseconds(), flag(fleet)}
+		args := []any{node, CommentLoadTTL.Milliseconds(), luaFlag(fleet)}
 		for _, i := range idx {
 			args = append(args, reports[i].Offered)
 		}
@@ -98,7 +103,7 @@ func (r *Redis) ReportComments(ctx context.Context, node string, reports []Comme
 // CommentLoad implements Store: one script call per shard, pipelined.
 func (r *Redis) CommentLoad(ctx context.Context, streams []string) (CommentLoad, error) {
 	calls, order := r.commentCalls(streams, func(fleet bool, _ []int) []any {
-		return []any{CommentLoadTTL.Milliseconds(), flag(fleet)}
+		return []any{CommentLoadTTL.Milliseconds(), luaFlag(fleet)}
 	})
 	cmds, err := r.runAll(ctx, commentLoadScript, calls)
 	if err != nil {
