@@ -36,6 +36,8 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"CommentsTravelWithCounts", contractCommentsTravelWithCounts},
 		{"LateCommentsAreCarriedOnce", contractLateCommentsAreCarriedOnce},
 		{"CommentsPerSecondAreBounded", contractCommentsPerSecondAreBounded},
+		{"CarriedCommentsSpillIntoFollowingSeconds", contractCarriedCommentsSpill},
+		{"CommentSpillIsBounded", contractCommentSpillIsBounded},
 		{"CommentLoadKeepsFreshReports", contractCommentLoadKeepsFreshReports},
 		{"HistoryKeepsSealedSecondsPastTheWindow", contractHistoryKeepsSealedSecondsPastTheWindow},
 		{"HistoryHoldsCarriedSecondsOnce", contractHistoryHoldsCarriedSecondsOnce},
@@ -338,55 +340,142 @@ func contractLateCommentsAreCarriedOnce(t *testing.T, s Store, clk *clock.Manual
 	}
 }
 
+// A second given more comments than it holds keeps the first ones; the
+// others, accepted too, go into the next second.
 func contractCommentsPerSecondAreBounded(t *testing.T, s Store, clk *clock.Manual) {
 	t0 := contractT0.Unix()
-	var texts []string
-	for i := range DefaultMaxComments + 5 {
-		texts = append(texts, fmt.Sprintf("comment %d", i))
-	}
-	mustAddBatch(t, s, Batch{ID: "many", Comments: comments("a", t0, texts...)})
-	sealThrough(clk, t0)
+	mustAddBatch(t, s, Batch{ID: "many", Comments: numbered("a", t0, "comment", DefaultMaxComments+5)})
+	sealThrough(clk, t0+1)
 	c := mustCollect(t, s, Cursor{"a", t0 - 1})
-	if len(c.Seconds) != 1 || len(c.Seconds[0].Comments) != DefaultMaxComments || c.Seconds[0].Comments[0].Text != "comment 0" {
-		t.Fatalf("a second given %d comments holds %s; want the first %d", len(texts), describe(c.Seconds), DefaultMaxComments)
+	if len(c.Seconds) != 2 || len(c.Seconds[0].Comments) != DefaultMaxComments || c.Seconds[0].Comments[0].Text != "comment 0" ||
+		c.Seconds[1].Second != t0+1 || len(c.Seconds[1].Comments) != 5 || c.Seconds[1].Comments[0].Text != fmt.Sprintf("comment %d", DefaultMaxComments) {
+		t.Fatalf("a second given %d comments: %s; want the first %d in it and the other 5 in the next",
+			DefaultMaxComments+5, describe(c.Seconds), DefaultMaxComments)
 	}
 }
 
-func contractCommentLoadKeepsFreshReports(t *testing.T, s Store, clk *clock.Manual) {
-	mustReportComments := func(node string, reports ...CommentReport) {
-		t.Helper()
-		if err := s.ReportComments(ctx, node, reports); err != nil {
-			t.Fatalf("ReportComments: %v", err)
+// numbered returns n comments of a stream's second with texts "prefix i".
+func numbered(stream string, sec int64, prefix string, n int) []CommentAt {
+	out := make([]CommentAt, n)
+	for i := range out {
+		out[i] = CommentAt{stream, sec, Comment{User: "u", Text: fmt.Sprintf("%s %d", prefix, i)}}
+	}
+	return out
+}
+
+// commentTexts returns the texts of the comments of secs, in order, and
+// fails if a second holds more than the cap.
+func commentTexts(t *testing.T, secs []Second) []string {
+	t.Helper()
+	var texts []string
+	for _, sec := range secs {
+		if len(sec.Comments) > DefaultMaxComments {
+			t.Fatalf("second %d holds %d comments; the cap is %d", sec.Second, len(sec.Comments), DefaultMaxComments)
+		}
+		for _, c := range sec.Comments {
+			texts = append(texts, c.Text)
 		}
 	}
-	load := func(streams ...string) CommentLoad {
+	return texts
+}
+
+// A push node's backlog, written after an outage, holds seconds of
+// accepted comments, all sealed by now: they fill the oldest open second
+// and spill into the following ones, none lost and no second over the cap,
+// and comments accepted for those seconds afterwards go on past them.
+func contractCarriedCommentsSpill(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	sealThrough(clk, t0+2)
+	h := mustCollect(t, s, Cursor{"a", t0 - 1}).Horizon
+	open := h + 1
+	var want []string
+	add := func(id string, comments []CommentAt) {
 		t.Helper()
-		l, err := s.CommentLoad(ctx, streams)
-		if err != nil {
-			t.Fatalf("CommentLoad: %v", err)
+		mustAddBatch(t, s, Batch{ID: id, Comments: comments})
+		for _, c := range comments {
+			want = append(want, c.Text)
 		}
-		return l
 	}
-	if got := load("a"); len(got.Nodes) != 0 || len(got.Streams) != 1 || len(got.Streams[0]) != 0 {
+	add("live-before", numbered("a", open, "live", 10))
+	var backlog []CommentAt
+	for sec := t0; sec <= h; sec++ {
+		backlog = append(backlog, numbered("a", sec, fmt.Sprintf("backlog of %d", sec-t0), DefaultMaxComments)...)
+	}
+	add("backlog", backlog)
+	add("live-after", numbered("a", open+1, "next", DefaultMaxComments))
+
+	sealThrough(clk, open+10)
+	c := mustCollect(t, s, Cursor{"a", h})
+	if got := commentTexts(t, c.Seconds); !reflect.DeepEqual(got, want) {
+		t.Fatalf("collected %d comments of %d accepted, by second: %s", len(got), len(want), describe(c.Seconds))
+	}
+	perSecond := map[int64]int{}
+	for _, sec := range c.Seconds {
+		perSecond[sec.Second] = len(sec.Comments)
+	}
+	wantPer := map[int64]int{open: 30, open + 1: 30, open + 2: 30, open + 3: 30, open + 4: 10}
+	if !reflect.DeepEqual(perSecond, wantPer) {
+		t.Fatalf("comments per second %v; want %v", perSecond, wantPer)
+	}
+}
+
+// Comments spill at most MaxCommentSpill seconds past the oldest open
+// second: the keys of seconds further ahead could expire before they are
+// sealed. Past that they are dropped and counted.
+func contractCommentSpillIsBounded(t *testing.T, s Store, clk *clock.Manual) {
+	t0 := contractT0.Unix()
+	sealThrough(clk, t0)
+	h := mustCollect(t, s, Cursor{"a", t0 - 1}).Horizon
+	room := (MaxCommentSpill + 1) * DefaultMaxComments
+	mustAddBatch(t, s, Batch{ID: "huge-backlog", Comments: numbered("a", h, "c", room+5)})
+	var got []Second
+	for _, through := range []int64{h + 30, h + 2 + MaxCommentSpill} {
+		sealThrough(clk, through)
+		c := mustCollect(t, s, Cursor{"a", h})
+		for _, sec := range c.Seconds {
+			if len(got) == 0 || sec.Second > got[len(got)-1].Second {
+				got = append(got, sec)
+			}
+		}
+	}
+	if texts := commentTexts(t, got); len(texts) != room || texts[room-1] != fmt.Sprintf("c %d", room-1) {
+		t.Fatalf("%d comments for one sealed second: %d kept, over %d seconds; want the first %d in the %d seconds from the open one",
+			room+5, len(texts), len(got), room, MaxCommentSpill+1)
+	}
+}
+
+// The reports' expiry is tested per store: Redis judges it by its own
+// clock, which a test cannot move (TestRedisCommentLoadAcrossSkewedClocks),
+// the memory store by its clock (TestMemoryCommentLoadExpires).
+func contractCommentLoadKeepsFreshReports(t *testing.T, s Store, _ *clock.Manual) {
+	if got := mustCommentLoad(t, s, "a"); len(got.Nodes) != 0 || len(got.Streams) != 1 || len(got.Streams[0]) != 0 {
 		t.Fatalf("CommentLoad of a new store = %+v; want no nodes and no reports", got)
 	}
-	mustReportComments("push-2", CommentReport{"a", 120})
-	mustReportComments("push-1", CommentReport{"a", 80}, CommentReport{"b", 3})
-	mustReportComments("push-3") // live, no comments
-	mustReportComments("push-1", CommentReport{"a", 90})
+	mustReportComments(t, s, "push-2", CommentReport{"a", 120})
+	mustReportComments(t, s, "push-1", CommentReport{"a", 80}, CommentReport{"b", 3})
+	mustReportComments(t, s, "push-3") // live, no comments
+	mustReportComments(t, s, "push-1", CommentReport{"a", 90})
 	want := CommentLoad{
 		Nodes:   []string{"push-1", "push-2", "push-3"},
 		Streams: [][]NodeLoad{{{"push-1", 90}, {"push-2", 120}}, {{"push-1", 3}}, nil},
 	}
-	if got := load("a", "b", "c"); !reflect.DeepEqual(got, want) {
+	if got := mustCommentLoad(t, s, "a", "b", "c"); !reflect.DeepEqual(got, want) {
 		t.Fatalf("CommentLoad = %+v; want %+v", got, want)
 	}
-	// push-2 and push-3 stop reporting: they drop out after the TTL.
-	clk.Add(CommentLoadTTL - time.Second)
-	mustReportComments("push-1", CommentReport{"a", 70})
-	clk.Add(2 * time.Second)
-	want = CommentLoad{Nodes: []string{"push-1"}, Streams: [][]NodeLoad{{{"push-1", 70}}}}
-	if got := load("a"); !reflect.DeepEqual(got, want) {
-		t.Fatalf("after push-2 went quiet: %+v; want %+v", got, want)
+}
+
+func mustReportComments(t *testing.T, s Store, node string, reports ...CommentReport) {
+	t.Helper()
+	if err := s.ReportComments(ctx, node, reports); err != nil {
+		t.Fatalf("ReportComments: %v", err)
 	}
+}
+
+func mustCommentLoad(t *testing.T, s Store, streams ...string) CommentLoad {
+	t.Helper()
+	l, err := s.CommentLoad(ctx, streams)
+	if err != nil {
+		t.Fatalf("CommentLoad: %v", err)
+	}
+	return l
 }

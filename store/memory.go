@@ -136,13 +136,13 @@ func (m *Memory) Add(_ context.Context, batch Batch) error {
 	}
 	for _, c := range batch.Comments {
 		sec := m.open(c.Second, horizon)
-		if sec != c.Second {
-			lateCommentsCarried.Inc()
-		}
-		ms := m.second(c.Stream, sec)
-		if len(ms.comments)+len(ms.retracted) >= m.opts.MaxComments {
+		ms := m.roomFor(c.Stream, sec, max(sec, horizon+1+MaxCommentSpill))
+		if ms == nil {
 			commentsDropped.Inc()
 			continue
+		}
+		if sec != c.Second {
+			lateCommentsCarried.Inc()
 		}
 		ms.comments = append(ms.comments, c.Comment)
 	}
@@ -163,6 +163,19 @@ func (m *Memory) open(sec, horizon int64) int64 {
 		return horizon + 1
 	}
 	return sec
+}
+
+// roomFor returns the first second of a stream from sec through last
+// that holds fewer than MaxComments comments (retractions count too), or
+// nil if none does: a comment that finds its second full was accepted, so
+// it goes on into the next rather than being lost.
+func (m *Memory) roomFor(stream string, sec, last int64) *memSecond {
+	for ; sec <= last; sec++ {
+		if ms := m.second(stream, sec); len(ms.comments)+len(ms.retracted) < m.opts.MaxComments {
+			return ms
+		}
+	}
+	return nil
 }
 
 // second returns a second of a stream to write to, creating both if needed.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -99,5 +100,23 @@ func TestMemoryHistoryRetractionsAreBounded(t *testing.T) {
 	mustCollect(t, m)
 	if n := len(m.history.retracted); n != 0 {
 		t.Fatalf("the history remembers retractions of %d streams past its duration; want none", n)
+	}
+}
+
+// Push nodes that stop reporting drop out of the comment load after
+// CommentLoadTTL.
+func TestMemoryCommentLoadExpires(t *testing.T) {
+	clk := clock.NewManual(contractT0)
+	m := NewMemory(MemoryOptions{Clock: clk})
+	mustReportComments(t, m, "push-1", CommentReport{"a", 80})
+	mustReportComments(t, m, "push-2", CommentReport{"a", 120})
+	mustReportComments(t, m, "push-3")
+	// push-2 and push-3 stop reporting: they drop out after the TTL.
+	clk.Add(CommentLoadTTL - time.Second)
+	mustReportComments(t, m, "push-1", CommentReport{"a", 70})
+	clk.Add(2 * time.Second)
+	want := CommentLoad{Nodes: []string{"push-1"}, Streams: [][]NodeLoad{{{"push-1", 70}}}}
+	if got := mustCommentLoad(t, m, "a"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after push-2 and push-3 went quiet: %+v; want %+v", got, want)
 	}
 }

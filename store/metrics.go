@@ -16,7 +16,7 @@ var (
 	})
 	commentsDropped = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_store_comments_dropped_total",
-		Help: "Comments dropped because their second already held the most comments a second may (late comments carried into a full second).",
+		Help: "Accepted comments dropped because every second they could spill into, up to MaxCommentSpill past the oldest open one, already held the most comments a second may.",
 	})
 	retractionsDropped = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_store_retractions_dropped_total",

@@ -39,7 +39,10 @@ type RedisOptions struct {
 	// Prefix starts every key, so deployments (and tests) can share a Redis.
 	// Default: "emojicast".
 	Prefix string
-	// Clock, when set, replaces the Redis clock: tests pass a manual clock.
+	// Clock, when set, replaces the Redis clock in what is sealed, and the
+	// node's clock in the stamps of control and moderation figures: tests
+	// pass a manual clock. The push fleet's comment load and shared limits
+	// go by the Redis clock whatever it is.
 	// Default: nil, the Redis clock (TIME), the single authority every push
 	// and pull node agrees on for what is sealed.
 	Clock clock.Clock
@@ -148,6 +151,9 @@ type Redis struct {
 	client redis.UniversalClient
 	tags   [RedisShards]string       // "{prefix:k}:"
 	seals  [RedisShards]atomic.Int64 // the newest seal seen per shard, Add's guess
+	// spills is the deepest comment spill of each shard's last write,
+	// Add's guess of the seconds past a comment's own to pass keys of.
+	spills [RedisShards]atomic.Int64
 	// sealRenewed is when this store last renewed each shard's seal's TTL.
 	sealRenewed [RedisShards]atomic.Int64
 }
@@ -202,9 +208,11 @@ func (r *Redis) sealMillis() int64 { return r.opts.SealDelay.Milliseconds() }
 //
 // Each shard's script needs in KEYS every key it may write, including those
 // of the second a late write is carried into, which depends on the shard's
-// seal. Add guesses the seal from the last one it saw (Redis answers it
-// with every write); when the guess is off, the script writes nothing and
-// answers the seal, and Add runs that shard's part again with it.
+// seal, and those of the seconds a comment spills into when its second is
+// full. Add guesses the seal from the last one it saw (Redis answers it
+// with every write) and the spill from the shard's last write; when a
+// guess is short, the script writes nothing and answers the seal and the
+// spill it needs, and Add runs that shard's part again with them.
 func (r *Redis) Add(ctx context.Context, batch Batch) error {
 	var parts [RedisShards]addPart
 	for _, d := range batch.Deltas {
@@ -226,11 +234,15 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 	for k := range parts {
 		if len(parts[k].seconds) > 0 {
 			parts[k].seal, parts[k].open = r.guessSeal(k)
+			if sp := r.spills[k].Load(); sp > 0 {
+				parts[k].spill = sp + sealSlack
+			}
 			todo = append(todo, k)
 		}
 	}
 	// A guess is off only when the seal moved since the last write, and the
-	// retry uses the seal the script answered: two rounds are the rule.
+	// retry uses the seal the script answered, or when comments spill
+	// further than the shard's last write did: two rounds are the rule.
 	applied := false // some shard's part was written in an earlier round
 	for attempt := 0; len(todo) > 0; attempt++ {
 		if attempt == addAttempts {
@@ -256,13 +268,16 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 		for i, c := range cmds {
 			k := todo[i]
 			res, err := c.Int64Slice()
-			if err == nil && len(res) == 3 && res[0] == -1 {
+			if err == nil && len(res) == 4 && res[0] == -1 {
 				parts[k].seal, parts[k].open = res[1], res[2]
+				if res[3] > parts[k].spill {
+					parts[k].spill = growSpill(parts[k].spill, res[3])
+				}
 				r.sawSeal(k, res[1])
 				again = append(again, k)
 				continue
 			}
-			if err != nil || len(res) != 7 {
+			if err != nil || len(res) != 8 {
 				return fmt.Errorf("cannot add batch %s: unexpected script reply %v: %w", batch.ID, c.Val(), err)
 			}
 			r.sawSeal(k, res[5])
@@ -272,6 +287,9 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 			commentsDropped.Add(float64(res[3]))
 			retractionsDropped.Add(float64(res[4]))
 			aheadClamped.Add(float64(res[6]))
+			if res[0] == 1 {
+				r.spills[k].Store(res[7])
+			}
 		}
 		todo = again
 	}
@@ -281,9 +299,20 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 	return nil
 }
 
-// addAttempts bounds the runs of one shard's part of a batch whose seal
-// guess was off.
-const addAttempts = 4
+// addAttempts bounds the runs of one shard's part of a batch whose seal or
+// spill guess was off: growSpill reaches the farthest spill by the fourth
+// run, which leaves two for a seal that moved meanwhile.
+const addAttempts = 6
+
+// growSpill returns the spill to pass keys for after a run that needed
+// keys of need seconds past a comment's own, having had spill: a run
+// takes the keys it was not passed as empty, so need may be short when
+// those are full, and the spill grows fast to cover a long run of full
+// seconds in few rounds. No comment goes further than MaxCommentSpill
+// past the oldest open second, the earliest it can go to.
+func growSpill(spill, need int64) int64 {
+	return min(max(need, 2*spill)+8, MaxCommentSpill)
+}
 
 // MaxAhead is how many seconds past the open second a write may be: a
 // second further ahead (a push node whose clock is far ahead) is written
@@ -296,6 +325,7 @@ type addPart struct {
 	deltas, comments []any
 	seconds          []streamSecond
 	seal, open       int64 // the seal and open second the keys are chosen for
+	spill            int64 // the seconds past a comment's own to pass keys of
 }
 
 type streamSecond struct {
@@ -339,13 +369,15 @@ func (r *Redis) addCall(k int, id string, p *addPart) scriptCall {
 		}
 	}
 	putSecond := func(ss streamSecond, sec int64) {
-		kind := "c:"
+		kind, spill := "c:", int64(0)
 		if ss.comment {
-			kind = "m:"
+			kind, spill = "m:", p.spill
 		}
-		put(tag + kind + ss.stream + ":" + strconv.FormatInt(sec, 10))
-		if historyTTL > 0 {
-			put(tag + "h:" + ss.stream + ":" + strconv.FormatInt(minuteOf(sec), 10))
+		for s := sec; s <= sec+spill; s++ {
+			put(tag + kind + ss.stream + ":" + strconv.FormatInt(s, 10))
+			if historyTTL > 0 {
+				put(tag + "h:" + ss.stream + ":" + strconv.FormatInt(minuteOf(s), 10))
+			}
 		}
 	}
 	for _, ss := range p.seconds {
@@ -371,7 +403,7 @@ func (r *Redis) addCall(k int, id string, p *addPart) scriptCall {
 	args := append([]any{
 		r.nowArg(), r.sealMillis(), int64(r.opts.Retention.Seconds()), DedupeWindow.Milliseconds(),
 		r.opts.PointsMaxLen, int64(pointsTTL.Seconds()), tag + "c:", tag + "m:", r.opts.MaxComments,
-		tag + "h:", historyTTL, len(p.deltas) / 4, MaxRetractions, MaxAhead,
+		tag + "h:", historyTTL, len(p.deltas) / 4, MaxRetractions, MaxAhead, MaxCommentSpill,
 	}, p.deltas...)
 	return scriptCall{keys: keys, args: append(args, p.comments...)}
 }

@@ -30,10 +30,12 @@
 -- ARGV[12] number of deltas, n
 -- ARGV[13] most retractions a second holds beyond its comments
 -- ARGV[14] most seconds a write may be ahead of the open second
--- ARGV[15..14+4n] deltas as (stream, second, emoji, count) quadruples
--- ARGV[15+4n..] comments as (stream, second, entry) triples; an entry
---               starting with "!" is a retraction, which the comment
---               budget does not shed and history does not keep
+-- ARGV[15] most seconds past the oldest open second a comment may spill
+--          into
+-- ARGV[16..15+4n] deltas as (stream, second, emoji, count) quadruples
+-- ARGV[16+4n..] comments as (stream, second, entry) triples; an entry
+--               starting with "!" is a retraction, which does not spill
+--               and history does not keep
 --
 -- A history hash holds, for second s of its minute, the field
 -- (s % 60) .. ":" .. emoji -> count and (s % 60) .. "#" .. i -> "user:text"
@@ -49,26 +51,37 @@
 -- whose clock is far ahead) goes to the open second too: its keys would
 -- expire before it was sealed.
 --
+-- A second holds at most ARGV[9] comments (retractions count too). A
+-- comment whose second is full (a backlog of late comments carried into
+-- the open second, or comments taken in more seconds than the cap) was
+-- accepted all the same, so it spills into the next second with room, up
+-- to ARGV[15] seconds past the oldest open second (the seal's next); only
+-- past that is it dropped.
+--
 -- Returns {applied (0 or 1), reactions carried, comments carried, comments
--- dropped, retractions dropped, seal, future reactions clamped}, or, having
--- written nothing, {-1, seal, open second} when a key it needs was not
--- passed in KEYS: the caller passes them and runs it again.
+-- dropped, retractions dropped, seal, future reactions clamped, deepest
+-- spill}, the spill being how many seconds past its own second the
+-- furthest comment went; or, having written nothing, {-1, seal, open
+-- second, spill} when a key it needs was not passed in KEYS: the caller
+-- passes the keys of that seal and of spill seconds past each comment's
+-- second, and runs it again.
 local index, marker, points, seal_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local seal = tonumber(redis.call('ZSCORE', seal_key, 's'))
 if redis.call('EXISTS', marker) == 1 then
-  return {0, 0, 0, 0, 0, seal or -1, 0}
+  return {0, 0, 0, 0, 0, seal or -1, 0, 0}
 end
 
 local clock = sealed_horizon(ARGV[1], ARGV[2])
 local horizon = seal or clock
 local open_second = math.max(horizon, clock) + 1
 local newest_allowed = open_second + tonumber(ARGV[14])
+local last_spill = horizon + 1 + tonumber(ARGV[15])
 
 local ttl, maxlen, points_ttl = ARGV[3], tonumber(ARGV[5]), ARGV[6]
 local count_prefix, comment_prefix, max_comments = ARGV[7], ARGV[8], tonumber(ARGV[9])
 local history_prefix, history_ttl = ARGV[10], tonumber(ARGV[11])
 local max_retractions = tonumber(ARGV[13])
-local first_delta = 15
+local first_delta = 16
 local first_comment = first_delta + 4 * tonumber(ARGV[12])
 
 -- history_key returns the history hash of a second and the second's
@@ -113,23 +126,61 @@ local function check(prefix, stream, second)
 end
 for i = first_delta, first_comment - 1, 4 do
   if not check(count_prefix, ARGV[i], ARGV[i + 1]) then
-    return {-1, horizon, open_second}
+    return {-1, horizon, open_second, 0}
   end
 end
+
+-- place[i] is the second the comment at ARGV[i] goes to, or false when
+-- every second it may spill into is full. held counts a comment key's
+-- entries with those this batch adds. A key not passed is taken as empty,
+-- so that the spill asked for covers at least every key the next run
+-- will look at.
+local place, held, spill, missing = {}, {}, 0, false
 for i = first_comment, #ARGV, 3 do
-  if not check(comment_prefix, ARGV[i], ARGV[i + 1]) then
-    return {-1, horizon, open_second}
+  local stream, second = ARGV[i], ARGV[i + 1]
+  if string.sub(ARGV[i + 2], 1, 1) == '!' then
+    if not check(comment_prefix, stream, second) then
+      return {-1, horizon, open_second, 0}
+    end
+  else
+    local first = target(second)
+    local s, last = first, math.max(first, last_spill)
+    place[i] = false
+    while s <= last do
+      local key = comment_prefix .. stream .. ':' .. s
+      if not held[key] then
+        if declared[key] and (history_ttl == 0 or declared[(history_key(stream, s))]) then
+          held[key] = redis.call('LLEN', key)
+        else
+          held[key], missing = 0, true
+        end
+      end
+      if held[key] < max_comments then
+        held[key] = held[key] + 1
+        place[i] = s
+        spill = math.max(spill, s - first)
+        break
+      end
+      s = s + 1
+    end
   end
+end
+if missing then
+  return {-1, horizon, open_second, spill}
 end
 
 local newest = {}   -- stream -> newest second written
 local expired = {}  -- keys whose TTL is set
 
-local function open(stream, second)
-  local s, why = target(second)
+local function wrote(stream, s)
   if not newest[stream] or newest[stream] < s then
     newest[stream] = s
   end
+end
+
+local function open(stream, second)
+  local s, why = target(second)
+  wrote(stream, s)
   return s, why
 end
 
@@ -177,25 +228,28 @@ end
 local comments_carried, dropped, retractions_dropped = 0, 0, 0
 for i = first_comment, #ARGV, 3 do
   local stream, entry = ARGV[i], ARGV[i + 2]
-  local s, why = open(stream, ARGV[i + 1])
-  local key = comment_prefix .. stream .. ':' .. s
-  local held = redis.call('LLEN', key)
   if string.sub(entry, 1, 1) == '!' then
-    if held < max_comments + max_retractions then
+    local s = open(stream, ARGV[i + 1])
+    local key = comment_prefix .. stream .. ':' .. s
+    if redis.call('LLEN', key) < max_comments + max_retractions then
       redis.call('RPUSH', key, entry)
       expire(key)
     else
       retractions_dropped = retractions_dropped + 1
     end
-  elseif held < max_comments then
+  elseif place[i] then
+    local s = place[i]
+    local _, why = target(ARGV[i + 1])
     if why == 1 then
       comments_carried = comments_carried + 1
     end
-    redis.call('RPUSH', key, entry)
+    wrote(stream, s)
+    local key = comment_prefix .. stream .. ':' .. s
+    local n = redis.call('RPUSH', key, entry)
     expire(key)
     if history_ttl > 0 then
       local hkey, offset = history_key(stream, s)
-      redis.call('HSET', hkey, offset .. '#' .. held, entry)
+      redis.call('HSET', hkey, offset .. '#' .. (n - 1), entry)
       expire_history(hkey)
     end
   else
@@ -213,4 +267,4 @@ if maxlen > 0 then
   redis.call('EXPIRE', points, points_ttl)
 end
 redis.call('SET', marker, '1', 'PX', ARGV[4])
-return {1, carried, comments_carried, dropped, retractions_dropped, horizon, clamped}
+return {1, carried, comments_carried, dropped, retractions_dropped, horizon, clamped, spill}

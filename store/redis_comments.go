@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"slices"
 	"strconv"
@@ -16,7 +17,11 @@ import (
 //	{p:k}:ml:<stream>      hash push node -> "<offered> <unix ms>"
 //
 // both expiring 2 * CommentLoadTTL after the last report. Readers skip and
-// delete what is older than CommentLoadTTL.
+// delete what is older than CommentLoadTTL. The times are Redis's (TIME),
+// stamped and judged by scripts on the node that holds the key, never a
+// push node's clock: a push node whose clock is seconds off would drop out
+// of the others' live fleet, or linger in it, and the comment budget's
+// seats would no longer add up to the budget.
 
 func (r *Redis) pushersKey() string { return r.tags[0] + "pushers" }
 
@@ -24,65 +29,116 @@ func (r *Redis) commentLoadKey(stream string) string {
 	return r.tags[shard(stream)] + "ml:" + stream
 }
 
-// ReportComments implements Store.
-func (r *Redis) ReportComments(ctx context.Context, node string, reports []CommentReport) error {
-	now := r.now().UnixMilli()
-	ms := strconv.FormatInt(now, 10)
-	pipe := r.client.Pipeline()
-	pipe.ZAdd(ctx, r.pushersKey(), redis.Z{Score: float64(now), Member: node})
-	pipe.ZRemRangeByScore(ctx, r.pushersKey(), "-inf", "("+strconv.FormatInt(now-CommentLoadTTL.Milliseconds(), 10))
-	pipe.PExpire(ctx, r.pushersKey(), 2*CommentLoadTTL)
-	for _, rep := range reports {
-		key := r.commentLoadKey(rep.Stream)
-		pipe.HSet(ctx, key, node, strconv.FormatInt(rep.Offered, 10)+" "+ms)
-		pipe.PExpire(ctx, key, 2*CommentLoadTTL)
+var (
+	//go:embed redis_comment_report.lua
+	commentReportSource string
+	commentReportScript = redis.NewScript(commentReportSource)
+	//go:embed redis_comment_load.lua
+	commentLoadSource string
+	commentLoadScript = redis.NewScript(commentLoadSource)
+)
+
+// commentCalls groups the indexes of streams by shard into script calls of
+// at most maxLimitKeysPerCall keys each; the first call is shard 0's and
+// carries the fleet's set, so there is one even with no streams. args
+// returns a call's arguments after its keys are known.
+func (r *Redis) commentCalls(streams []string, args func(fleet bool, idx []int) []any) ([]scriptCall, [][]int) {
+	var byShard [RedisShards][]int
+	for i, s := range streams {
+		k := shard(s)
+		byShard[k] = append(byShard[k], i)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	var calls []scriptCall
+	var order [][]int
+	add := func(fleet bool, part []int) {
+		c := scriptCall{args: args(fleet, part)}
+		if fleet {
+			c.keys = append(c.keys, r.pushersKey())
+		}
+		for _, i := range part {
+			c.keys = append(c.keys, r.commentLoadKey(streams[i]))
+		}
+		calls = append(calls, c)
+		order = append(order, part)
+	}
+	for k, idx := range byShard {
+		fleet := k == 0
+		for fleet || len(idx) > 0 {
+			part := idx[:min(len(idx), maxLimitKeysPerCall)]
+			idx = idx[len(part):]
+			add(fleet, part)
+			fleet = false
+		}
+	}
+	return calls, order
+}
+
+// luaFlag is a bool as the comment scripts take it.
+func luaFlag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// ReportComments implements Store: one script call per shard, pipelined.
+func (r *Redis) ReportComments(ctx context.Context, node string, reports []CommentReport) error {
+	streams := make([]string, len(reports))
+	for i, rep := range reports {
+		streams[i] = rep.Stream
+	}
+	calls, _ := r.commentCalls(streams, func(fleet bool, idx []int) []any {
+		args := []any{node, CommentLoadTTL.Milliseconds(), luaFlag(fleet)}
+		for _, i := range idx {
+			args = append(args, reports[i].Offered)
+		}
+		return args
+	})
+	if _, err := r.runAll(ctx, commentReportScript, calls); err != nil {
 		return fmt.Errorf("cannot report comment load: %w", err)
 	}
 	return nil
 }
 
-// CommentLoad implements Store.
+// CommentLoad implements Store: one script call per shard, pipelined.
 func (r *Redis) CommentLoad(ctx context.Context, streams []string) (CommentLoad, error) {
-	now := r.now()
-	pipe := r.client.Pipeline()
-	nodes := pipe.ZRangeByScore(ctx, r.pushersKey(), &redis.ZRangeBy{
-		Min: strconv.FormatInt(now.Add(-CommentLoadTTL).UnixMilli(), 10), Max: "+inf",
+	calls, order := r.commentCalls(streams, func(fleet bool, _ []int) []any {
+		return []any{CommentLoadTTL.Milliseconds(), luaFlag(fleet)}
 	})
-	cmds := make([]*redis.MapStringStringCmd, len(streams))
-	for i, s := range streams {
-		cmds[i] = pipe.HGetAll(ctx, r.commentLoadKey(s))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+	cmds, err := r.runAll(ctx, commentLoadScript, calls)
+	if err != nil {
 		return CommentLoad{}, fmt.Errorf("cannot read comment load: %w", err)
 	}
-	out := CommentLoad{Nodes: nodes.Val(), Streams: make([][]NodeLoad, len(streams))}
+	out := CommentLoad{Streams: make([][]NodeLoad, len(streams))}
+	for c, cmd := range cmds {
+		reply, err := cmd.Slice()
+		var nodes, loads []any
+		if err == nil && len(reply) == 2 {
+			nodes, _ = reply[0].([]any)
+			loads, _ = reply[1].([]any)
+		}
+		if err != nil || len(loads) != len(order[c]) {
+			return CommentLoad{}, fmt.Errorf("cannot read comment load: unexpected script reply %v: %w", cmd.Val(), err)
+		}
+		for _, n := range nodes {
+			if s, ok := n.(string); ok {
+				out.Nodes = append(out.Nodes, s)
+			}
+		}
+		for j, i := range order[c] {
+			fields, _ := loads[j].([]any)
+			for f := 0; f+1 < len(fields); f += 2 {
+				node, _ := fields[f].(string)
+				v, _ := fields[f+1].(string)
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return CommentLoad{}, fmt.Errorf("cannot read comment load: %s offered %q for %s", node, v, streams[i])
+				}
+				out.Streams[i] = append(out.Streams[i], NodeLoad{Node: node, Offered: n})
+			}
+			slices.SortFunc(out.Streams[i], func(a, b NodeLoad) int { return strings.Compare(a.Node, b.Node) })
+		}
+	}
 	slices.Sort(out.Nodes)
-	var prune redis.Pipeliner
-	for i, cmd := range cmds {
-		var stale []string
-		for node, v := range cmd.Val() {
-			offered, at, ok := strings.Cut(v, " ")
-			n, err := strconv.ParseInt(offered, 10, 64)
-			if !ok || err != nil || !fresh(at, now, CommentLoadTTL) {
-				stale = append(stale, node)
-				continue
-			}
-			out.Streams[i] = append(out.Streams[i], NodeLoad{Node: node, Offered: n})
-		}
-		slices.SortFunc(out.Streams[i], func(a, b NodeLoad) int { return strings.Compare(a.Node, b.Node) })
-		if len(stale) > 0 {
-			if prune == nil {
-				prune = r.client.Pipeline()
-			}
-			prune.HDel(ctx, r.commentLoadKey(streams[i]), stale...)
-		}
-	}
-	if prune != nil {
-		// Housekeeping, as in Control: a failure leaves fields the next
-		// read skips and deletes again.
-		_, _ = prune.Exec(ctx)
-	}
 	return out, nil
 }

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -232,5 +234,60 @@ func TestRedisFarAheadClockIsClamped(t *testing.T) {
 	c = mustCollect(t, r, Cursor{"s", t0 + 6})
 	if len(c.Seconds) != 1 || c.Seconds[0].Second != t0+6+MaxAhead {
 		t.Fatalf("a second %d s ahead was collected as %s; want it kept", MaxAhead, describe(c.Seconds))
+	}
+}
+
+// TestRedisCommentLoadAcrossSkewedClocks: push nodes whose clocks are 5 s
+// ahead and 5 s behind see the same live fleet and each other's reports,
+// and a node that stops reporting drops out CommentLoadTTL after its last
+// report, whatever the clocks say: the comment budget's seats are split
+// over the same nodes everywhere.
+func TestRedisCommentLoadAcrossSkewedClocks(t *testing.T) {
+	srv := redistest.Start(t)
+	const skew = 5 * time.Second
+	ahead := newRedis(t, srv.URL(), RedisOptions{Clock: clock.Offset(skew), Prefix: "load"})
+	behind := newRedis(t, srv.URL(), RedisOptions{Clock: clock.Offset(-skew), Prefix: "load"})
+	report := func(s *Redis, node string, offered int64) {
+		t.Helper()
+		if err := s.ReportComments(ctx, node, []CommentReport{{"s", offered}}); err != nil {
+			t.Fatalf("ReportComments: %v", err)
+		}
+	}
+	load := func(s *Redis) CommentLoad {
+		t.Helper()
+		l, err := s.CommentLoad(ctx, []string{"s"})
+		if err != nil {
+			t.Fatalf("CommentLoad: %v", err)
+		}
+		return l
+	}
+	report(ahead, "push-ahead", 40)
+	report(behind, "push-behind", 20)
+	want := CommentLoad{Nodes: []string{"push-ahead", "push-behind"}, Streams: [][]NodeLoad{{{"push-ahead", 40}, {"push-behind", 20}}}}
+	for _, s := range []struct {
+		name string
+		r    *Redis
+	}{{"ahead", ahead}, {"behind", behind}, {"ahead again", ahead}} {
+		if got := load(s.r); !reflect.DeepEqual(got, want) {
+			t.Fatalf("the node %s sees %+v; want %+v", s.name, got, want)
+		}
+	}
+	// push-ahead stops; push-behind goes on reporting every 250 ms.
+	stopped := time.Now()
+	for {
+		report(behind, "push-behind", 20)
+		got := load(behind)
+		gone := !slices.Contains(got.Nodes, "push-ahead") && len(got.Streams[0]) == 1
+		since := time.Since(stopped)
+		if gone && since < CommentLoadTTL-500*time.Millisecond {
+			t.Fatalf("push-ahead dropped out %v after its last report; want %v", since, CommentLoadTTL)
+		}
+		if gone {
+			break
+		}
+		if since > CommentLoadTTL+time.Second {
+			t.Fatalf("push-ahead still counted %v after its last report: %+v; want gone after %v", since, got, CommentLoadTTL)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }

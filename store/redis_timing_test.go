@@ -46,6 +46,48 @@ func BenchmarkRedisAdd(b *testing.B) {
 	b.ReportMetric(float64(len(deltas)), "deltas/op")
 }
 
+// BenchmarkRedisAddComments is a push flush of 100 streams x 3 comments,
+// ten flushes a second, so each second fills to the default budget and no
+// comment spills: the steady cost of the comment budget in the store.
+func BenchmarkRedisAddComments(b *testing.B) {
+	r, clk := benchRedis(b)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if i%10 == 0 {
+			clk.Add(time.Second)
+		}
+		sec := clk.Now().Unix()
+		var cs []CommentAt
+		for s := range 100 {
+			cs = append(cs, numbered(fmt.Sprintf("stream-%d", s), sec, "what a goal", 3)...)
+		}
+		if err := r.Add(ctx, Batch{ID: fmt.Sprintf("bench-%d", i), Comments: cs}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRedisAddCommentBacklog is a push node's backlog after a 30 s
+// outage, written at once: 10 streams with a full budget of comments in
+// each of 30 sealed seconds, which spill over the 30 seconds from the
+// open one.
+func BenchmarkRedisAddCommentBacklog(b *testing.B) {
+	r, clk := benchRedis(b)
+	sealThrough(clk, contractT0.Unix()+30)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		var cs []CommentAt
+		for s := range 10 {
+			for sec := range int64(30) {
+				cs = append(cs, numbered(fmt.Sprintf("stream-%d-%d", i, s), contractT0.Unix()+sec, "late", DefaultMaxComments)...)
+			}
+		}
+		if err := r.Add(ctx, Batch{ID: fmt.Sprintf("bench-%d", i), Comments: cs}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkRedisCollect is one pull sync of a node serving 10,000 streams,
 // 100 of which had reactions in the last second, against the same sync
 // with none: the difference is the cost of the streams with reactions.

@@ -60,6 +60,15 @@ type CommentAt struct {
 // default: docs/api.md's budget.
 const DefaultMaxComments = 30
 
+// MaxCommentSpill is how many seconds past the oldest open second a
+// comment may be moved to find room: a second holds at most the store's
+// maximum of comments, and a comment whose second is full (a backlog of
+// late comments carried into the open second, or comments taken in more
+// seconds than the cap) goes into the next second with room. Count and
+// comment keys live 2 * Window seconds, so a second this far ahead is
+// sealed and read long before they expire.
+const MaxCommentSpill = Window
+
 // Batch is one flush of a push node. A batch whose fate is unknown (the
 // store went away mid-write) is retried with the same ID, and the store adds
 // a batch at most once per ID, so a retry never counts anything twice.
@@ -214,7 +223,9 @@ type CommentLoad struct {
 type Store interface {
 	// Add adds a batch's deltas and comments, unless a batch with the same
 	// ID was added within DedupeWindow. A second holds at most the store's
-	// maximum of comments; comments past it are dropped and counted. After
+	// maximum of comments; a comment whose second is full goes into the
+	// next second with room, up to MaxCommentSpill seconds past the oldest
+	// open second, and only past that is dropped and counted. After
 	// an error some of its streams may have been added; retrying the batch
 	// adds the rest.
 	Add(ctx context.Context, batch Batch) error
