@@ -47,8 +47,10 @@ type shard struct {
 type cell struct {
 	tat int64
 	// used is the nanoseconds of allowance the key took since it was last
-	// handed over, or since its share was last paid back (see share).
-	used int64
+	// handed over, or since its share was last paid back (see share),
+	// from since on (Unix nanoseconds).
+	used  int64
+	since int64
 	// share is the TAT of used at a KeptShare-th of the rate: while it
 	// has not passed, used is what the key kept on this node lately; once
 	// it has, used was paid back at that rate and is forgiven. It bounds
@@ -158,6 +160,9 @@ func (l *Limiter) record(s *shard, c *cell, key []byte, cost, now int64) {
 		// adding up to a hand-over. Use past the share waits for Usage.
 		c.used, c.share = 0, now
 	}
+	if c.used == 0 {
+		c.since = now
+	}
 	c.used += cost
 	c.share += KeptShare * cost
 	if !c.listed {
@@ -173,14 +178,20 @@ func (l *Limiter) forgivable(c *cell, now int64) bool {
 	return c.share <= now && KeptShare*c.used <= l.tolerance
 }
 
+// Use is what a key of a shared limiter used that the fleet has not heard
+// of yet, for Usage.
+type Use struct {
+	Used  int64 // nanoseconds of allowance taken (events times the interval)
+	Since int64 // Unix nanoseconds from which Used was taken
+}
+
 // Usage calls fn for every key that took events since the last call and
-// is near its limit, with the nanoseconds of allowance it took since it
-// was last handed over (events times the interval), and starts counting
-// that key afresh. A key is near its limit when, at now (Unix
-// nanoseconds), what it used since it was last handed over or its debt is
-// more than 1/KeptShare of its tolerance; other keys stay on this process
-// (see KeptShare) and are handed over whole once they cross.
-func (l *Limiter) Usage(now int64, fn func(key string, used int64)) {
+// is near its limit, with all it took since it was last handed over, and
+// starts counting that key afresh. A key is near its limit when, at now
+// (Unix nanoseconds), what it used since it was last handed over or its
+// debt is more than 1/KeptShare of its tolerance; other keys stay on this
+// process (see KeptShare) and are handed over whole once they cross.
+func (l *Limiter) Usage(now int64, fn func(key string, u Use)) {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
@@ -193,7 +204,7 @@ func (l *Limiter) Usage(now int64, fn func(key string, used int64)) {
 			if c.used == 0 || KeptShare*max(c.used, c.tat-now) <= l.tolerance {
 				continue
 			}
-			fn(k, c.used)
+			fn(k, Use{Used: c.used, Since: c.since})
 			c.used, c.share = 0, now
 		}
 		// Keep the list's memory for the next round unless a flood grew it.

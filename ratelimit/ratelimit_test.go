@@ -185,12 +185,12 @@ func TestSharedLimiterUsageAndMerge(t *testing.T) {
 	l.Allow([]byte("a"), 6, now)
 	l.AllowDebt([]byte("b"), 30, now)
 	used := map[string]int64{}
-	l.Usage(now, func(k string, u int64) { used[k] = u })
+	l.Usage(now, func(k string, u Use) { used[k] = u.Used })
 	const interval = sec / 10
 	if want := map[string]int64{"a": 6 * interval, "b": 30 * interval}; fmt.Sprint(used) != fmt.Sprint(want) {
 		t.Fatalf("usage %v; want %v", used, want)
 	}
-	l.Usage(now, func(k string, u int64) { t.Errorf("usage reported twice: %s %d", k, u) })
+	l.Usage(now, func(k string, u Use) { t.Errorf("usage reported twice: %s %+v", k, u) })
 	// Another process let "a" use the whole burst: this one refuses now.
 	l.Merge("a", now+2*sec, now)
 	if w := l.Allow([]byte("a"), 1, now); w == 0 {
@@ -213,9 +213,10 @@ func TestSharedLimiterKeepsQuietKeys(t *testing.T) {
 	l := NewShared(10, 20, 1000) // tolerance 2 s: a node keeps 5 taps' worth
 	now := 100 * sec
 	got := map[string]int64{}
+	var since int64
 	usage := func() {
 		clear(got)
-		l.Usage(now, func(k string, u int64) { got[k] = u })
+		l.Usage(now, func(k string, u Use) { got[k], since = u.Used, u.Since })
 	}
 	// Two taps a second for a minute, one send each: 20% of the limit.
 	for i := range 60 * 4 {
@@ -230,6 +231,7 @@ func TestSharedLimiterKeepsQuietKeys(t *testing.T) {
 	}
 	// One tap a round (40% of the limit): kept for five rounds, then the
 	// sixth crosses the share and all six are handed over.
+	busyFrom := now
 	for i := range 6 {
 		if l.Allow([]byte("busy"), 1, now) != 0 {
 			t.Fatalf("busy tap %d refused", i)
@@ -240,8 +242,8 @@ func TestSharedLimiterKeepsQuietKeys(t *testing.T) {
 		}
 		now += round
 	}
-	if got["busy"] != 6*interval || len(got) != 1 {
-		t.Fatalf("usage %v; want busy's 6 taps (%d ns), all it kept", got, 6*interval)
+	if got["busy"] != 6*interval || len(got) != 1 || since != busyFrom {
+		t.Fatalf("usage %v since %d; want busy's 6 taps (%d ns), all it kept, since %d", got, since, 6*interval, busyFrom)
 	}
 	// The fleet says busy owes 1.5 s: its next tap is handed over at once.
 	l.Merge("busy", now+3*sec/2, now)
