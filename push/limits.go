@@ -12,12 +12,12 @@ import (
 // FlushInterval each node adds what each key near its limit used since it
 // was last exchanged to the key's record in the store (one script per
 // shard, pipelined), charged from when it began counting it, and takes
-// back the fleet's TAT of the key. A key
-// within a quarter of its limit on this node (ratelimit.KeptShare) stays
-// here and costs the store nothing: most senders tap far below their
-// limit. A client spreading sends over N nodes gets at most the limit,
-// N quarters of it (what each node keeps) and (N-1) intervals' worth of
-// it (what nodes allow between exchanges) over any window.
+// back the fleet's TAT of the key. A key within a quarter of its limit on
+// this node (ratelimit.KeptShare) stays here and costs the store nothing:
+// most senders tap far below their limit. A client spreading sends over N
+// nodes gets at most the limit, N quarters of it (what each node keeps)
+// and (N-1) intervals' worth of it (what nodes allow between exchanges)
+// over any window.
 
 // limitsLoop shares the limits until Stop.
 func (p *Push) limitsLoop() {
