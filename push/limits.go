@@ -3,14 +3,21 @@ package push
 import (
 	"context"
 	"time"
+
+	"github.com/emojicast/emojicast/ratelimit"
+	"github.com/emojicast/emojicast/store"
 )
 
 // The per-user and per-address limits hold across the push fleet: every
-// FlushInterval each node adds what each key used since the last exchange
-// to the key's record in the store (one script per shard, pipelined), and
-// takes back the fleet's TAT of the key. Between exchanges a node limits
-// on its own, so a client spreading sends over N nodes gets at most the
-// limit plus (N-1) intervals' worth of it; over a long run, the limit.
+// FlushInterval each node adds what each key near its limit used since it
+// was last exchanged to the key's record in the store (one script per
+// shard, pipelined), charged from when it began counting it, and takes
+// back the fleet's TAT of the key. A key within a quarter of its limit on
+// this node (ratelimit.KeptShare) stays here and costs the store nothing:
+// most senders tap far below their limit. A client spreading sends over N
+// nodes gets at most the limit, N quarters of it (what each node keeps)
+// and (N-1) intervals' worth of it (what nodes allow between exchanges)
+// over any window.
 
 // limitsLoop shares the limits until Stop.
 func (p *Push) limitsLoop() {
@@ -37,19 +44,19 @@ func (p *Push) shareLimits() {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.FlushTimeout)
 	defer cancel()
 	var keys []string
-	var used []int64
+	var uses []store.LimitUse
 	failed := false
 	for _, sl := range p.shared {
-		keys, used = keys[:0], used[:0]
-		sl.Limiter.Usage(func(k string, u int64) {
+		keys, uses = keys[:0], uses[:0]
+		now := p.opts.Clock.Now()
+		sl.Limiter.Usage(now.UnixNano(), func(k string, u ratelimit.Use) {
 			keys = append(keys, k)
-			used = append(used, u)
+			uses = append(uses, store.LimitUse{Used: u.Used, Since: u.Since})
 		})
 		if len(keys) == 0 {
 			continue
 		}
-		now := p.opts.Clock.Now()
-		tats, err := p.sharer.ShareLimits(ctx, sl.Name, now, keys, used)
+		tats, err := p.sharer.ShareLimits(ctx, sl.Name, now, keys, uses)
 		if err != nil {
 			failed = true
 			limitShareErrors.Inc()

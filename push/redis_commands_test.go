@@ -19,9 +19,9 @@ import (
 )
 
 // redisCommands are Redis's command counters: script calls (EVALSHA and
-// EVAL, what a client sends per shard and flush) and every command run,
-// those inside scripts included.
-type redisCommands struct{ scripts, run int64 }
+// EVAL, what a client sends per shard and flush), every command run, those
+// inside scripts included, and GETs (only the limit exchange runs them).
+type redisCommands struct{ scripts, run, gets int64 }
 
 func readCommands(t testing.TB, c redis.UniversalClient) redisCommands {
 	t.Helper()
@@ -33,8 +33,11 @@ func readCommands(t testing.TB, c redis.UniversalClient) redisCommands {
 	for _, m := range regexp.MustCompile(`cmdstat_(\w+):calls=(\d+)`).FindAllStringSubmatch(stats, -1) {
 		n, _ := strconv.ParseInt(m[2], 10, 64)
 		rc.run += n
-		if m[1] == "evalsha" || m[1] == "eval" {
+		switch m[1] {
+		case "evalsha", "eval":
 			rc.scripts += n
+		case "get":
+			rc.gets += n
 		}
 	}
 	return rc

@@ -1,7 +1,7 @@
 // Package ratelimit is a per-key token bucket with a hard bound on the keys it
 // remembers, for limits keyed by client input (users, client addresses).
 //
-// Each key costs one int64: its bucket is kept as the generic cell rate
+// Each key costs a small cell: its bucket is kept as the generic cell rate
 // algorithm's theoretical arrival time (TAT), the moment at which the bucket
 // will be full again. A key whose TAT has passed holds a full bucket and is
 // the same as an absent one, so it can be forgotten at no cost; that is how
@@ -10,8 +10,9 @@
 // forgotten key gets a full bucket back, which errs toward letting clients
 // through rather than growing without bound.
 //
-// A limiter can be shared by processes (see Share): each remembers what
-// each key used since the last exchange, and takes back the fleet's TAT.
+// A limiter can be shared by processes (see NewShared): each remembers what
+// each key used since the last exchange, hands it over (Usage) once the key
+// comes near its limit, and takes back the fleet's TAT (Merge).
 package ratelimit
 
 import (
@@ -37,16 +38,35 @@ type Limiter struct {
 type shard struct {
 	mu    sync.Mutex
 	tat   map[string]*cell // a pointer so a known key updates without a map write
-	dirty []string         // keys with used > 0, when shared
+	dirty []string         // keys that took events since the last Usage, when shared
 	_     [16]byte         // keep neighbouring shards' locks off one cache line
 }
 
-// cell is one key's state: its TAT, and when the limiter is shared, the
-// nanoseconds of allowance it took since the last Usage.
+// cell is one key's state: its TAT, and when the limiter is shared, what
+// it used that the fleet has not heard of yet.
 type cell struct {
-	tat  int64
-	used int64
+	tat int64
+	// used is the nanoseconds of allowance the key took since it was last
+	// handed over, or since its share was last paid back (see share),
+	// from since on (Unix nanoseconds).
+	used  int64
+	since int64
+	// share is the TAT of used at a KeptShare-th of the rate: while it
+	// has not passed, used is what the key kept on this node lately; once
+	// it has, used was paid back at that rate and is forgiven. It bounds
+	// what a node keeps from the fleet over any window, not only per round.
+	share  int64
+	listed bool // in its shard's dirty list
 }
+
+// KeptShare is the part of a shared key's limit a node keeps from the
+// fleet: a key whose use since it was last handed over, and whose debt,
+// each stay within 1/KeptShare of its tolerance costs the fleet no
+// exchange. Over any time T a client spreading its sends over N processes
+// gets at most rate*T + burst and N times (rate*T + burst)/KeptShare more
+// (plus what the exchange interval lets through); a client tapping far
+// below its limit is never exchanged. Most viewers are such clients.
+const KeptShare = 4
 
 // New returns a Limiter that allows rate events per second per key with
 // bursts of up to burst events, remembering at most maxKeys keys.
@@ -126,26 +146,66 @@ func (l *Limiter) take(key []byte, cost, tolerance, now int64) time.Duration {
 	}
 	c.tat = next
 	if l.shared {
-		if c.used == 0 {
-			s.dirty = append(s.dirty, string(key))
-		}
-		c.used += cost
+		l.record(s, c, key, cost, now)
 	}
 	return 0
 }
 
-// Usage calls fn for every key that took events since the last call, with
-// the nanoseconds of allowance it took (events times the interval), and
-// starts counting afresh.
-func (l *Limiter) Usage(fn func(key string, used int64)) {
+// record adds cost to what c used and lists it for the next Usage.
+func (l *Limiter) record(s *shard, c *cell, key []byte, cost, now int64) {
+	if l.forgivable(c, now) {
+		// What the key kept was paid back at a KeptShare-th of the rate:
+		// forgiving it keeps the bound (the share's bucket is full again,
+		// the same as a fresh one) and spares a quiet key's lumps from
+		// adding up to a hand-over. Use past the share waits for Usage.
+		c.used, c.share = 0, now
+	}
+	if c.used == 0 {
+		c.since = now
+	}
+	c.used += cost
+	c.share += KeptShare * cost
+	if !c.listed {
+		c.listed = true
+		s.dirty = append(s.dirty, string(key))
+	}
+}
+
+// forgivable reports whether what c kept from the fleet was paid back at a
+// KeptShare-th of the rate and never crossed the share: the fleet need
+// not hear of it.
+func (l *Limiter) forgivable(c *cell, now int64) bool {
+	return c.share <= now && KeptShare*c.used <= l.tolerance
+}
+
+// Use is what a key of a shared limiter used that the fleet has not heard
+// of yet, for Usage.
+type Use struct {
+	Used  int64 // nanoseconds of allowance taken (events times the interval)
+	Since int64 // Unix nanoseconds from which Used was taken
+}
+
+// Usage calls fn for every key that took events since the last call and
+// is near its limit, with all it took since it was last handed over, and
+// starts counting that key afresh. A key is near its limit when, at now
+// (Unix nanoseconds), what it used since it was last handed over or its
+// debt is more than 1/KeptShare of its tolerance; other keys stay on this
+// process (see KeptShare) and are handed over whole once they cross.
+func (l *Limiter) Usage(now int64, fn func(key string, u Use)) {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
 		for _, k := range s.dirty {
-			if c := s.tat[k]; c != nil && c.used > 0 {
-				fn(k, c.used)
-				c.used = 0
+			c := s.tat[k]
+			if c == nil {
+				continue
 			}
+			c.listed = false
+			if c.used == 0 || KeptShare*max(c.used, c.tat-now) <= l.tolerance {
+				continue
+			}
+			fn(k, Use{Used: c.used, Since: c.since})
+			c.used, c.share = 0, now
 		}
 		// Keep the list's memory for the next round unless a flood grew it.
 		if cap(s.dirty) > maxKeptDirty {
@@ -196,7 +256,8 @@ func (l *Limiter) Forget(key []byte) {
 // costs amortized O(1) per key instead of a sweep per key.
 func (l *Limiter) makeRoom(s *shard, now int64) {
 	for k, c := range s.tat {
-		if c.tat <= now && c.used == 0 {
+		// A full bucket whose kept use was paid back is the same as none.
+		if c.tat <= now && l.forgivable(c, now) {
 			delete(s.tat, k)
 		}
 	}

@@ -176,20 +176,21 @@ func TestAllowDebtLetsHeavyLumpsThroughAndBoundsThem(t *testing.T) {
 	}
 }
 
-// A shared limiter reports what each key used since the last report, and
-// takes the fleet's TAT back: what other processes allowed counts here.
+// A shared limiter reports what each key near its limit used since the
+// last report, and takes the fleet's TAT back: what other processes
+// allowed counts here.
 func TestSharedLimiterUsageAndMerge(t *testing.T) {
 	l := NewShared(10, 20, 1000)
 	now := 100 * sec
-	l.Allow([]byte("a"), 5, now)
+	l.Allow([]byte("a"), 6, now)
 	l.AllowDebt([]byte("b"), 30, now)
 	used := map[string]int64{}
-	l.Usage(func(k string, u int64) { used[k] = u })
+	l.Usage(now, func(k string, u Use) { used[k] = u.Used })
 	const interval = sec / 10
-	if want := map[string]int64{"a": 5 * interval, "b": 30 * interval}; fmt.Sprint(used) != fmt.Sprint(want) {
+	if want := map[string]int64{"a": 6 * interval, "b": 30 * interval}; fmt.Sprint(used) != fmt.Sprint(want) {
 		t.Fatalf("usage %v; want %v", used, want)
 	}
-	l.Usage(func(k string, u int64) { t.Errorf("usage reported twice: %s %d", k, u) })
+	l.Usage(now, func(k string, u Use) { t.Errorf("usage reported twice: %s %+v", k, u) })
 	// Another process let "a" use the whole burst: this one refuses now.
 	l.Merge("a", now+2*sec, now)
 	if w := l.Allow([]byte("a"), 1, now); w == 0 {
@@ -198,6 +199,60 @@ func TestSharedLimiterUsageAndMerge(t *testing.T) {
 	l.Merge("c", now-sec, now) // a full bucket: nothing to remember
 	if l.Len() != 2 {
 		t.Fatalf("%d keys remembered; want 2", l.Len())
+	}
+}
+
+// TestSharedLimiterKeepsQuietKeys: a key tapping at a fifth of its limit
+// never reaches Usage, however long it taps; a key that crosses its kept
+// share is handed over with all it used since it was last handed over,
+// across rounds; a key the fleet put in debt is handed over at its next
+// event, so it keeps hearing the fleet's TAT.
+func TestSharedLimiterKeepsQuietKeys(t *testing.T) {
+	const interval = sec / 10
+	const round = sec / 4
+	l := NewShared(10, 20, 1000) // tolerance 2 s: a node keeps 5 taps' worth
+	now := 100 * sec
+	got := map[string]int64{}
+	var since int64
+	usage := func() {
+		clear(got)
+		l.Usage(now, func(k string, u Use) { got[k], since = u.Used, u.Since })
+	}
+	// Two taps a second for a minute, one send each: 20% of the limit.
+	for i := range 60 * 4 {
+		if i%4 == 0 && l.Allow([]byte("quiet"), 2, now) != 0 {
+			t.Fatalf("quiet send %d refused", i/4)
+		}
+		usage()
+		if len(got) != 0 {
+			t.Fatalf("round %d: usage %v; want the quiet key kept", i, got)
+		}
+		now += round
+	}
+	// One tap a round (40% of the limit): kept for five rounds, then the
+	// sixth crosses the share and all six are handed over.
+	busyFrom := now
+	for i := range 6 {
+		if l.Allow([]byte("busy"), 1, now) != 0 {
+			t.Fatalf("busy tap %d refused", i)
+		}
+		usage()
+		if i < 5 && len(got) != 0 {
+			t.Fatalf("round %d: usage %v; want busy kept until it crosses 5 taps", i, got)
+		}
+		now += round
+	}
+	if got["busy"] != 6*interval || len(got) != 1 || since != busyFrom {
+		t.Fatalf("usage %v since %d; want busy's 6 taps (%d ns), all it kept, since %d", got, since, 6*interval, busyFrom)
+	}
+	// The fleet says busy owes 1.5 s: its next tap is handed over at once.
+	l.Merge("busy", now+3*sec/2, now)
+	if l.Allow([]byte("busy"), 1, now) != 0 {
+		t.Fatal("busy tap with 1.5 s of debt refused; the burst is 2 s")
+	}
+	usage()
+	if got["busy"] != interval {
+		t.Fatalf("usage %v; want busy's one tap handed over, its debt near the limit", got)
 	}
 }
 

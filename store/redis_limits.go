@@ -13,11 +13,18 @@ import (
 // rate limits (see ratelimit.Limiter's Usage and Merge). Redis is one; the
 // memory store serves one process and needs none.
 type LimitSharer interface {
-	// ShareLimits adds what each key of the limiter named kind used since
-	// the last call (nanoseconds of allowance) to the fleet's record, and
-	// returns each key's fleet-wide TAT in Unix nanoseconds of the
-	// caller's clock, whose reading now is, in order.
-	ShareLimits(ctx context.Context, kind string, now time.Time, keys []string, used []int64) ([]int64, error)
+	// ShareLimits adds what each key of the limiter named kind used on
+	// the caller since it last handed the key over to the fleet's
+	// record, and returns each key's fleet-wide TAT in Unix nanoseconds of
+	// the caller's clock, whose reading now is, in order.
+	ShareLimits(ctx context.Context, kind string, now time.Time, keys []string, uses []LimitUse) ([]int64, error)
+}
+
+// LimitUse is what one key used on a process that the fleet has not heard
+// of, in the process's clock.
+type LimitUse struct {
+	Used  int64 // nanoseconds of allowance taken
+	Since int64 // Unix nanoseconds from which Used was taken: it is charged from then
 }
 
 var (
@@ -33,7 +40,7 @@ const maxLimitKeysPerCall = 512
 // ShareLimits implements LimitSharer: one script call per shard (and per
 // maxLimitKeysPerCall keys), all in one pipeline, timed by Redis's clock. Keys live under the
 // shard's hash tag as {prefix:k}:rl:<kind>:<key>.
-func (r *Redis) ShareLimits(ctx context.Context, kind string, now time.Time, keys []string, used []int64) ([]int64, error) {
+func (r *Redis) ShareLimits(ctx context.Context, kind string, now time.Time, keys []string, uses []LimitUse) ([]int64, error) {
 	out := make([]int64, len(keys))
 	if len(keys) == 0 {
 		return out, nil
@@ -49,10 +56,12 @@ func (r *Redis) ShareLimits(ctx context.Context, kind string, now time.Time, key
 		for len(idx) > 0 {
 			part := idx[:min(len(idx), maxLimitKeysPerCall)]
 			idx = idx[len(part):]
-			c := scriptCall{keys: make([]string, len(part)), args: make([]any, 0, len(part))}
+			c := scriptCall{keys: make([]string, len(part)), args: make([]any, 0, 2*len(part))}
 			for j, i := range part {
 				c.keys[j] = r.tags[s] + "rl:" + kind + ":" + keys[i]
-				c.args = append(c.args, (used[i]+999)/1000)
+				// Durations, not times: Redis's clock is not the caller's.
+				u := uses[i]
+				c.args = append(c.args, (u.Used+999)/1000, max(0, now.UnixNano()-u.Since)/1000)
 			}
 			calls = append(calls, c)
 			order = append(order, part)

@@ -26,7 +26,7 @@ func testShareLimits(t *testing.T, r *Redis) {
 	now := time.Now()
 	keys := []string{"alice", "bob", "carol", "dave", "erin", "frank"}
 	used := []int64{1e9, 2e9, 3e9, 4e9, 5e9, 6e9}
-	first, err := r.ShareLimits(ctx, "u", now, keys, used)
+	first, err := r.ShareLimits(ctx, "u", now, keys, usedAt(now, used...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func testShareLimits(t *testing.T, r *Redis) {
 	// Another node used half a second of alice's: it adds up, in that
 	// node's own clock.
 	then := time.Now()
-	second, err := r.ShareLimits(ctx, "u", then, keys[:1], []int64{5e8})
+	second, err := r.ShareLimits(ctx, "u", then, keys[:1], usedAt(then, 5e8))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,17 +46,59 @@ func testShareLimits(t *testing.T, r *Redis) {
 		t.Errorf("alice after two nodes: TAT then + %v; want then + 1.5 s - %v", debt, then.Sub(now))
 	}
 	// Another kind is another limit; a refilled bucket starts from now.
-	if _, err := r.ShareLimits(ctx, "ip", now, keys[:1], []int64{1e6}); err != nil {
+	if _, err := r.ShareLimits(ctx, "ip", now, keys[:1], usedAt(now, 1e6)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * time.Millisecond)
 	later := time.Now()
-	third, err := r.ShareLimits(ctx, "ip", later, keys[:1], []int64{1e9})
+	third, err := r.ShareLimits(ctx, "ip", later, keys[:1], usedAt(later, 1e9))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if debt := time.Duration(third[0] - later.UnixNano()); !near(debt, time.Second) {
 		t.Errorf("alice under another kind: TAT later + %v; want later + 1 s", debt)
+	}
+}
+
+// usedAt is uses taken from now: charged as if taken at once.
+func usedAt(now time.Time, used ...int64) []LimitUse {
+	uses := make([]LimitUse, len(used))
+	for i, u := range used {
+		uses[i] = LimitUse{Used: u, Since: now.UnixNano()}
+	}
+	return uses
+}
+
+// A node that kept a key's use for a while (ratelimit.KeptShare) has it
+// charged from when it began counting, so the key owes what it took less
+// the time since; and the use other nodes counted over the same time
+// stacks on it, though the first node's alone is paid back.
+func TestShareLimitsChargesUseFromWhenTaken(t *testing.T) {
+	r := newRedis(t, redistest.Start(t).URL(), RedisOptions{})
+	ctx := context.Background()
+	now := time.Now()
+	tats, err := r.ShareLimits(ctx, "u", now, []string{"kept"}, []LimitUse{{Used: 1e9, Since: now.Add(-600 * time.Millisecond).UnixNano()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if debt := time.Duration(tats[0] - now.UnixNano()); !near(debt, 400*time.Millisecond) {
+		t.Errorf("1 s used since 600 ms ago: debt %v; want 400 ms", debt)
+	}
+	now = time.Now()
+	tats, err = r.ShareLimits(ctx, "u", now, []string{"spread"}, []LimitUse{{Used: 5e8, Since: now.Add(-time.Second).UnixNano()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tats[0] != now.UnixNano() {
+		t.Errorf("500 ms used over the last second: debt %v; want none", time.Duration(tats[0]-now.UnixNano()))
+	}
+	now = time.Now()
+	tats, err = r.ShareLimits(ctx, "u", now, []string{"spread"}, []LimitUse{{Used: 1e9, Since: now.Add(-time.Second).UnixNano()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if debt := time.Duration(tats[0] - now.UnixNano()); !near(debt, 500*time.Millisecond) {
+		t.Errorf("another node's 1 s over the same second: debt %v; want 500 ms", debt)
 	}
 }
 
@@ -74,7 +116,7 @@ func TestShareLimitsAcrossSkewedClocks(t *testing.T) {
 	ctx := context.Background()
 	const skew = 2 * time.Second
 	ahead := time.Now().Add(skew)
-	tats, err := r.ShareLimits(ctx, "u", ahead, []string{"ahead-first"}, []int64{1e9})
+	tats, err := r.ShareLimits(ctx, "u", ahead, []string{"ahead-first"}, usedAt(ahead, 1e9))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +124,7 @@ func TestShareLimitsAcrossSkewedClocks(t *testing.T) {
 		t.Fatalf("the node ahead hears a debt of %v; want 1 s", debt)
 	}
 	now := time.Now()
-	tats, err = r.ShareLimits(ctx, "u", now, []string{"ahead-first"}, []int64{5e8})
+	tats, err = r.ShareLimits(ctx, "u", now, []string{"ahead-first"}, usedAt(now, 5e8))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +133,11 @@ func TestShareLimitsAcrossSkewedClocks(t *testing.T) {
 	}
 
 	now = time.Now()
-	if _, err := r.ShareLimits(ctx, "u", now, []string{"behind-first"}, []int64{1e9}); err != nil {
+	if _, err := r.ShareLimits(ctx, "u", now, []string{"behind-first"}, usedAt(now, 1e9)); err != nil {
 		t.Fatal(err)
 	}
 	ahead = time.Now().Add(skew)
-	tats, err = r.ShareLimits(ctx, "u", ahead, []string{"behind-first"}, []int64{5e8})
+	tats, err = r.ShareLimits(ctx, "u", ahead, []string{"behind-first"}, usedAt(ahead, 5e8))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,7 +125,7 @@ func runSenders(cfg *config, stream, prefix string, d time.Duration, stop <-chan
 	var watched atomic.Int64
 	var wg sync.WaitGroup
 	for i := range senders {
-		s := newSender(prefix+strconv.Itoa(i), newClient(cfg.addr, true), uint64(i)<<20)
+		s := newSender(cfg.users+prefix+strconv.Itoa(i), newClient(cfg.addr, true), uint64(i)<<20)
 		senders[i] = s
 		wg.Go(func() {
 			for s.watch(stream) != nil {

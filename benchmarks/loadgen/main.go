@@ -66,6 +66,7 @@ type config struct {
 	conns     int
 	rounds    int
 	stream    string
+	users     string
 	jsonOut   bool
 
 	spread           int
@@ -101,6 +102,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.BoolVar(&c.constKeepBuffers, "constant-keep-idle-buffers", server.DefaultKeepIdleBuffers, "the constant server keeps idle connections' buffers, as emojicast's --keep-idle-buffers")
 	fs.IntVar(&c.pid, "pid", 0, "process id of the emojicast process under test, whose /proc the spread stage reads (0: the process listening on -addr)")
 	fs.StringVar(&c.stream, "stream", "", "stream id prefix (default: bench-<time>, so runs never share counts)")
+	fs.StringVar(&c.users, "user-prefix", "", "prefix of the senders' user ids, so that generators run side by side (or one after another) send as different users")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

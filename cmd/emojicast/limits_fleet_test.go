@@ -17,7 +17,11 @@ import (
 // a client that spreads its sends over all three: the per-user limit
 // (10 taps/s, burst 20) and the per-address limit (50 sends/s, burst 100)
 // hold for the fleet within 10%, not three times over. (Before: each
-// process had its own, so the client got 3x both.)
+// process had its own, so the client got 3x both.) Each process keeps a
+// key within a quarter of its limit from the fleet (ratelimit.KeptShare),
+// so the bound is the limit plus 3 quarters; a client sending round-robin
+// over the limit crosses the share on every node at once and gets the
+// limit. The worst spreads are ratelimit.TestSharedLimitersHoldTheBound's.
 func TestLimitsHoldAcrossThePushFleet(t *testing.T) {
 	t.Parallel()
 	rd := redistest.Start(t)
