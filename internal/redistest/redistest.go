@@ -370,6 +370,33 @@ func (c *Cluster) ReplicaOf(t testing.TB, m *Server) *Server {
 }
 
 // ownSlots returns the slot ranges a server says it serves itself.
+// slotOwner returns the address of the master that s believes serves slot.
+func (s *Server) slotOwner(slot int) (string, error) {
+	nodes, err := s.do("CLUSTER", "NODES").Text()
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.Lines(nodes) {
+		f := strings.Fields(line)
+		if len(f) < 8 || !strings.Contains(f[2], "master") {
+			continue
+		}
+		for _, r := range f[8:] {
+			lo, hi, _ := strings.Cut(r, "-")
+			a, err1 := strconv.Atoi(lo)
+			b, err2 := strconv.Atoi(hi)
+			if hi == "" {
+				b, err2 = a, nil
+			}
+			if err1 == nil && err2 == nil && slot >= a && slot <= b {
+				addr, _, _ := strings.Cut(f[1], "@")
+				return addr, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("CLUSTER NODES on %s: no master serves slot %d", s.Addr(), slot)
+}
+
 func (s *Server) ownSlots() ([][2]int, error) {
 	nodes, err := s.do("CLUSTER", "NODES").Text()
 	if err != nil {
@@ -473,6 +500,10 @@ func (c *Cluster) Takeover(t testing.TB, replica *Server) {
 		role, _, err := replica.role()
 		return err == nil && role == "master"
 	})
+	ranges, err := replica.ownSlots()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range c.Servers {
 		if !s.Running() {
 			continue
@@ -481,6 +512,14 @@ func (c *Cluster) Takeover(t testing.TB, replica *Server) {
 			info, err := s.do("CLUSTER", "INFO").Text()
 			return err == nil && strings.Contains(info, "cluster_state:ok")
 		})
+		// A client asks any node where a slot is: each must know the new
+		// master's slots, or a client may keep dialling the dead one.
+		for _, r := range ranges {
+			testutil.Eventually(t, startTimeout, fmt.Sprintf("cluster node %s knows slot %d is on %s", s.Addr(), r[0], replica.Addr()), func() bool {
+				owner, err := s.slotOwner(r[0])
+				return err == nil && owner == replica.Addr()
+			})
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emojicast/emojicast/internal/testutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -70,6 +71,13 @@ func TestReplicatedClusterReshardsAndFailsOver(t *testing.T) {
 	if got := c.MasterOf(t, slot); got != replica {
 		t.Fatalf("slot %d is on %s after the takeover; want %s", slot, got.Addr(), replica.Addr())
 	}
+	// A client learns of the failover when it reloads the cluster's state:
+	// go-redis does after a dial it could not make only lazily, or when
+	// its state is 10 s old. Asked to, it reloads at once.
+	testutil.Eventually(t, 20*time.Second, "the client reads from the new master", func() bool {
+		rc.ReloadState(ctx)
+		return rc.Get(ctx, "{moved}:0").Err() == nil
+	})
 	for i := range n {
 		got, err := rc.Get(ctx, fmt.Sprintf("{moved}:%d", i)).Int()
 		if err != nil || got != i {
