@@ -38,8 +38,8 @@ var (
 const maxLimitKeysPerCall = 512
 
 // ShareLimits implements LimitSharer: one script call per shard (and per
-// maxLimitKeysPerCall keys), all in one pipeline, timed by Redis's clock. Keys live under the
-// shard's hash tag as {prefix:k}:rl:<kind>:<key>.
+// maxLimitKeysPerCall keys), all in one pipeline, timed by Redis's clock.
+// Keys live under the shard's hash tag as {prefix:k}:rl:<kind>:<key>.
 func (r *Redis) ShareLimits(ctx context.Context, kind string, now time.Time, keys []string, uses []LimitUse) ([]int64, error) {
 	out := make([]int64, len(keys))
 	if len(keys) == 0 {
