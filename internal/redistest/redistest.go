@@ -370,6 +370,17 @@ func (c *Cluster) ReplicaOf(t testing.TB, m *Server) *Server {
 }
 
 // ownSlots returns the slot ranges a server says it serves itself.
+// slotRange reads a slot range of CLUSTER NODES, "lo-hi" or one slot.
+func slotRange(r string) (lo, hi int, ok bool) {
+	a, b, _ := strings.Cut(r, "-")
+	lo, err1 := strconv.Atoi(a)
+	hi, err2 := strconv.Atoi(b)
+	if b == "" {
+		hi, err2 = lo, nil
+	}
+	return lo, hi, err1 == nil && err2 == nil
+}
+
 // slotOwner returns the address of the master that s believes serves slot.
 func (s *Server) slotOwner(slot int) (string, error) {
 	nodes, err := s.do("CLUSTER", "NODES").Text()
@@ -382,13 +393,7 @@ func (s *Server) slotOwner(slot int) (string, error) {
 			continue
 		}
 		for _, r := range f[8:] {
-			lo, hi, _ := strings.Cut(r, "-")
-			a, err1 := strconv.Atoi(lo)
-			b, err2 := strconv.Atoi(hi)
-			if hi == "" {
-				b, err2 = a, nil
-			}
-			if err1 == nil && err2 == nil && slot >= a && slot <= b {
+			if a, b, ok := slotRange(r); ok && slot >= a && slot <= b {
 				addr, _, _ := strings.Cut(f[1], "@")
 				return addr, nil
 			}
@@ -412,13 +417,8 @@ func (s *Server) ownSlots() ([][2]int, error) {
 			if strings.HasPrefix(r, "[") {
 				continue // a slot being migrated or imported
 			}
-			lo, hi, _ := strings.Cut(r, "-")
-			a, err1 := strconv.Atoi(lo)
-			b, err2 := strconv.Atoi(hi)
-			if hi == "" {
-				b, err2 = a, nil
-			}
-			if err1 != nil || err2 != nil {
+			a, b, ok := slotRange(r)
+			if !ok {
 				return nil, fmt.Errorf("CLUSTER NODES on %s: cannot read slots %q", s.Addr(), r)
 			}
 			ranges = append(ranges, [2]int{a, b})
