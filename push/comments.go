@@ -2,6 +2,7 @@ package push
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/clientip"
 	"github.com/emojicast/emojicast/comment"
 	"github.com/emojicast/emojicast/store"
 )
@@ -41,8 +43,9 @@ var (
 // valid stream id. The answer waits on the store only for a stream in slow
 // mode, to take the user's turn fleet-wide (slowmode.go): 202 accepted when
 // the comment will be broadcast in the current second, 202 shed when the
-// stream's budget for comments leaves it out.
-func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
+// stream's budget for comments leaves it out. client is the key of the
+// client's address group (clientip.AppendKey), nil when unknown.
+func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream, client []byte) {
 	body, ok := p.readBody(ctx)
 	if !ok {
 		return
@@ -57,7 +60,7 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
 	}
 	now := p.opts.Clock.Now()
 	var userBuf [64]byte
-	user, aerr := p.authenticate(ctx, userBuf[:0], stream, bodyUser, now)
+	user, selfService, aerr := p.authenticate(ctx, userBuf[:0], stream, bodyUser, now)
 	if aerr != nil {
 		api.WriteError(ctx, aerr)
 		return
@@ -69,13 +72,29 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream []byte) {
 			return
 		}
 	}
-	if wait := p.commenters.Allow(user, 1, now.UnixNano()); wait > 0 {
+	// Ids are free to make when they are self-service: the address group
+	// is what binds a person, so its limit and its slow-mode turn apply
+	// too (an id of ours never starts with '@', so the keys cannot meet).
+	var groupBuf [1 + 2*clientip.MaxKeyLen]byte
+	var group []byte
+	if selfService && client != nil {
+		group = hex.AppendEncode(append(groupBuf[:0], '@'), client)
+	}
+	wait := p.commenters.Allow(user, 1, now.UnixNano())
+	if wait <= 0 && group != nil {
+		wait = p.groupCommenters.Allow(group, 1, now.UnixNano())
+	}
+	if wait > 0 {
 		commentsBy(resultRateLimited).Inc()
 		api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 		return
 	}
 	if m != nil && m.SlowMode > 0 {
-		if wait := p.slowModeWait(stream, user, m.SlowMode, now); wait > 0 {
+		turn := user
+		if group != nil {
+			turn = group
+		}
+		if wait := p.slowModeWait(stream, turn, m.SlowMode, now); wait > 0 {
 			refusedSlowMode.Inc()
 			api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 			return

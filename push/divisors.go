@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,15 +16,15 @@ import (
 //
 // The weighting rule (API.md, Sampling): a send counts count × k taps only
 // when it states the sample 1/k it was forwarded with and the fleet
-// advertised 1/k for the stream (now, or within store.RecentFor), or k is
-// within 2x of the current divisor (the most the fleet moves it in a
-// step); a send that states none, or another k, counts count taps.
-// Until the node has read a stream's divisor it trusts a stated sample up
-// to maxDivisor, and it advertises nothing rather than 1. The per-user
-// limit is charged the weight, so no claim buys more than the limit.
+// advertised 1/k for the stream, now or within store.RecentFor; a send
+// that states none, or any other k, counts count taps. A claim the node
+// cannot check (it has not read the stream's divisor, or its table is
+// full) counts count taps too: no claim is ever trusted unchecked. A claim
+// the node does not know yet is checked against the store once more,
+// within the second, before it is refused: pull nodes may advertise a
+// divisor a moment before this node's background read sees it.
 type divisors struct {
 	maxStreams int
-	maxDivisor int64
 
 	mu sync.RWMutex
 	m  map[string]*streamDivisor
@@ -32,14 +33,18 @@ type divisors struct {
 // recentFor is store.RecentFor in seconds.
 const recentFor = int64(store.RecentFor / time.Second)
 
+// maxRecent bounds the replaced divisors a stream remembers: the fleet
+// moves a divisor at most once a second, so a minute's worth fits.
+const maxRecent = 64
+
 type streamDivisor struct {
 	current  atomic.Int64 // 0 until read from the store
 	lastUsed atomic.Int64 // Unix second of the last send
 
 	mu      sync.Mutex
-	recent  [4]advertised // replaced divisors, newest first
+	recent  []advertised  // replaced divisors still honoured, oldest first
 	loading chan struct{} // closed when the read under way ends; nil if none
-	failed  int64         // Unix second of the last failed first read
+	readAt  int64         // Unix second of the last read a send asked for
 }
 
 type advertised struct {
@@ -47,40 +52,35 @@ type advertised struct {
 	until int64 // Unix second after which it is no longer honoured
 }
 
-func newDivisors(maxStreams int, maxDivisor int64) *divisors {
-	return &divisors{maxStreams: maxStreams, maxDivisor: maxDivisor, m: make(map[string]*streamDivisor)}
+func newDivisors(maxStreams int) *divisors {
+	return &divisors{maxStreams: maxStreams, m: make(map[string]*streamDivisor)}
 }
 
 // weigh returns the weight of a send for a stream (nil: the table is full)
-// that states the divisor claimed (0: it stated no sample), and the
-// divisor to advertise in the answer, 0 while it is unknown.
-func (d *divisors) weigh(sd *streamDivisor, claimed, now int64) (weight, current int64) {
+// that states the divisor claimed (0: it stated no sample), the divisor to
+// advertise in the answer (0 while it is unknown), and whether the claim
+// was checked: false when a sample was stated that the fleet did not
+// advertise as far as the node knows, or that it could not check.
+func (d *divisors) weigh(sd *streamDivisor, claimed, now int64) (weight, current int64, ok bool) {
 	if sd != nil {
 		current = sd.current.Load()
 	}
 	switch {
 	case claimed <= 1:
-		return 1, current
+		return 1, current, true
 	case current == 0:
-		return min(claimed, d.maxDivisor), 0
+		return 1, 0, false
 	case claimed == current:
-		return current, current
+		return current, current, true
 	}
 	sd.mu.Lock()
 	defer sd.mu.Unlock()
 	for _, a := range sd.recent {
 		if a.k == claimed && now <= a.until {
-			return claimed, current
+			return claimed, current, true
 		}
 	}
-	if claimed <= 2*current && 2*claimed >= current && claimed <= d.maxDivisor {
-		// The fleet moves its divisor at most 2x a step, and pull and push
-		// nodes read it at different moments: a client may hold a divisor
-		// another node advertised before this one read it.
-		return claimed, current
-	}
-	unadvertised.Inc()
-	return 1, current
+	return 1, current, false
 }
 
 // get returns the stream's entry, creating an unknown one if there is
@@ -107,17 +107,19 @@ func (d *divisors) get(stream []byte, now int64) *streamDivisor {
 	return sd
 }
 
-// load reads the divisor of a stream the node does not know yet, waiting
-// at most timeout; concurrent sends share one read. A read that failed is
-// not retried within the same second: the background refresh takes over.
-func (d *divisors) load(sd *streamDivisor, stream []byte, s store.ControlReader, timeout time.Duration, now int64) {
+// read reads the divisor of a stream from the store for a send that needs
+// it (the stream is new to the node, or a claim is not known), waiting at
+// most timeout; concurrent sends share one read, and a stream is read so
+// at most once a second: past that the background refresh takes over.
+func (d *divisors) read(sd *streamDivisor, stream []byte, s store.ControlReader, timeout time.Duration, now int64) {
 	sd.mu.Lock()
-	if sd.current.Load() != 0 || sd.failed == now {
-		sd.mu.Unlock()
-		return
-	}
 	wait := sd.loading
 	if wait == nil {
+		if sd.readAt == now {
+			sd.mu.Unlock()
+			return
+		}
+		sd.readAt = now
 		sd.loading = make(chan struct{})
 	}
 	sd.mu.Unlock()
@@ -135,12 +137,10 @@ func (d *divisors) load(sd *streamDivisor, stream []byte, s store.ControlReader,
 	cancel()
 	if err == nil {
 		sd.set(ctl[0], now)
-	}
-	sd.mu.Lock()
-	if err != nil {
-		sd.failed = now
+	} else {
 		divisorErrors.Inc()
 	}
+	sd.mu.Lock()
 	close(sd.loading)
 	sd.loading = nil
 	sd.mu.Unlock()
@@ -181,21 +181,39 @@ func (d *divisors) snapshot(before int64) ([]string, []*streamDivisor) {
 }
 
 // set records the fleet's divisor. The one it replaces stays honoured for
-// recentFor; so does the fleet's previous one when this node learns the
-// divisor for the first time (it may have just started).
+// recentFor, and so does the fleet's previous one (the node may have
+// missed it: it just started, or the fleet moved twice between reads).
 func (sd *streamDivisor) set(c store.Control, now int64) {
 	old := sd.current.Load()
-	if c.Divisor < 1 || c.Divisor == old {
+	if c.Divisor < 1 || c.Divisor == old && (c.Previous < 1 || c.Previous == old) {
 		return
 	}
 	sd.mu.Lock()
 	defer sd.mu.Unlock()
-	if old == 0 {
-		old = c.Previous
-	}
-	if old > 0 {
-		copy(sd.recent[1:], sd.recent[:len(sd.recent)-1])
-		sd.recent[0] = advertised{k: old, until: now + recentFor}
-	}
+	sd.remember(old, c.Divisor, now, true)
+	sd.remember(c.Previous, c.Divisor, now, false)
 	sd.current.Store(c.Divisor)
+}
+
+// remember keeps k, replaced by current, honoured until now+recentFor,
+// forgetting what expired and, past maxRecent, the oldest. A k already
+// kept is renewed only when it was current until now (replaced): the
+// store's word that it was the previous one is no news.
+func (sd *streamDivisor) remember(k, current, now int64, replaced bool) {
+	if k < 1 || k == current {
+		return
+	}
+	if !replaced && slices.ContainsFunc(sd.recent, func(a advertised) bool { return a.k == k && a.until >= now }) {
+		return
+	}
+	kept := sd.recent[:0]
+	for _, a := range sd.recent {
+		if a.until >= now && a.k != k {
+			kept = append(kept, a)
+		}
+	}
+	if len(kept) == maxRecent {
+		kept = append(kept[:0], kept[1:]...)
+	}
+	sd.recent = append(kept, advertised{k: k, until: now + recentFor})
 }

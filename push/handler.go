@@ -22,8 +22,9 @@ var (
 )
 
 // HandleReactions serves POST /v1/streams/{stream}/reactions. stream is a
-// valid stream id.
-func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
+// valid stream id; client is the key of the client's address group
+// (clientip.AppendKey), nil when unknown.
+func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) {
 	body, ok := p.readBody(ctx)
 	if !ok {
 		return
@@ -37,7 +38,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 	}
 	now := p.opts.Clock.Now()
 	var userBuf [64]byte
-	user, aerr := p.authenticate(ctx, userBuf[:0], stream, r.user, now)
+	user, selfService, aerr := p.authenticate(ctx, userBuf[:0], stream, r.user, now)
 	if aerr != nil {
 		api.WriteError(ctx, aerr)
 		return
@@ -53,9 +54,18 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 	if sd != nil && sd.current.Load() == 0 {
 		// The first send of a stream new to this node: learn the fleet's
 		// divisor before weighting or advertising anything.
-		p.divisors.load(sd, stream, p.targets[0].store, firstReadTimeout, sec)
+		p.divisors.read(sd, stream, p.targets[0].store, firstReadTimeout, sec)
 	}
-	k, current := p.divisors.weigh(sd, r.divisor, sec)
+	k, current, checked := p.divisors.weigh(sd, r.divisor, sec)
+	if !checked && sd != nil {
+		// Pull nodes may advertise a divisor a moment before this node's
+		// background read sees it: ask the store (once a second a stream).
+		p.divisors.read(sd, stream, p.targets[0].store, firstReadTimeout, sec)
+		k, current, checked = p.divisors.weigh(sd, r.divisor, sec)
+	}
+	if !checked {
+		unadvertised.Inc()
+	}
 	var keyBuf [3 * 65]byte
 	var idKey []byte
 	if r.id != nil {
@@ -68,11 +78,21 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream []byte) {
 		}
 	}
 	weighted := r.count * k
+	if selfService && client != nil {
+		// Ids are free to make: what binds a person is the address group,
+		// and no send weighs more than the group's burst.
+		weighted = min(weighted, int64(p.opts.AddrWeightBurst))
+	}
 	var wait time.Duration
 	if k == 1 {
 		wait = p.users.Allow(user, int(r.count), now.UnixNano())
 	} else {
 		wait = p.users.AllowDebt(user, weighted, now.UnixNano())
+	}
+	if wait <= 0 && selfService && client != nil {
+		if wait = p.addrWeights.Allow(client, int(weighted), now.UnixNano()); wait > 0 {
+			addrLimited.Inc()
+		}
 	}
 	if wait > 0 {
 		p.forgetID(idKey)
@@ -155,33 +175,35 @@ func (p *Push) shed() (retryAfter int64, refuse bool) {
 
 // authenticate returns the user a send is from: from the token when tokens
 // are on (an anonymous token of ours, or the application's JWT), else from
-// the body.
-func (p *Push) authenticate(ctx *fasthttp.RequestCtx, dst, stream, bodyUser []byte, now time.Time) ([]byte, *api.Error) {
+// the body. selfService reports whether the client could have made the id
+// up itself (the open mode, or an anonymous token from watch): then the
+// id binds nobody, and the client's address group is what limits it.
+func (p *Push) authenticate(ctx *fasthttp.RequestCtx, dst, stream, bodyUser []byte, now time.Time) (user []byte, selfService bool, aerr *api.Error) {
 	if p.opts.Signer == nil && p.opts.JWT == nil {
 		if bodyUser == nil {
-			return nil, api.ErrInvalidUser
+			return nil, true, api.ErrInvalidUser
 		}
-		return bodyUser, nil
+		return bodyUser, true, nil
 	}
 	tok, ok := cutBearer(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
 	if !ok {
-		return nil, api.ErrUnauthorized
+		return nil, false, api.ErrUnauthorized
 	}
 	tok = bytes.TrimSpace(tok)
-	var user []byte
 	var err error
 	switch {
 	case p.opts.Signer != nil && token.IsAnonymous(tok):
 		user, err = p.opts.Signer.Verify(dst, tok, stream, now)
+		selfService = true
 	case p.opts.JWT != nil:
 		user, err = p.opts.JWT.Verify(dst, tok, stream, now)
 	default:
 		err = token.ErrMalformed
 	}
 	if err != nil {
-		return nil, api.ErrUnauthorized
+		return nil, false, api.ErrUnauthorized
 	}
-	return user, nil
+	return user, selfService, nil
 }
 
 // cutBearer returns the credentials of a Bearer Authorization header; the

@@ -63,7 +63,7 @@ func BenchmarkPushHandler(b *testing.B) {
 		p := benchNode(b, bc.signer, st)
 		reqs := benchRequests(bc.signer, string(stream), sample)
 		b.Run(bc.name, func(b *testing.B) {
-			runSends(b, reqs, func(ctx *fasthttp.RequestCtx) { p.HandleReactions(ctx, stream) })
+			runSends(b, reqs, func(ctx *fasthttp.RequestCtx) { p.HandleReactions(ctx, stream, nil) })
 		})
 	}
 	// The same open sends to a stream an operator moderates: an emoji
@@ -73,7 +73,7 @@ func BenchmarkPushHandler(b *testing.B) {
 	p.opts.Moderation = benchModeration(b, string(stream))
 	reqs := benchRequests(nil, string(stream), "")
 	b.Run("open-moderated", func(b *testing.B) {
-		runSends(b, reqs, func(ctx *fasthttp.RequestCtx) { p.HandleReactions(ctx, stream) })
+		runSends(b, reqs, func(ctx *fasthttp.RequestCtx) { p.HandleReactions(ctx, stream, nil) })
 	})
 	b.Run("constant", func(b *testing.B) {
 		runSends(b, benchRequests(nil, string(stream), ""), func(ctx *fasthttp.RequestCtx) { writeAccepted(ctx, 1) })

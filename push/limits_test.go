@@ -45,7 +45,7 @@ func TestQuietSendersCostNoLimitExchanges(t *testing.T) {
 		ctx.Request.Header.SetMethod("POST")
 		ctx.Request.Header.SetContentType("application/json")
 		ctx.Request.SetBody(fmt.Appendf(nil, `{"emoji":"love","count":%d,"user":%q}`, count, user))
-		p.HandleReactions(&ctx, []byte("limits"))
+		p.HandleReactions(&ctx, []byte("limits"), nil)
 		if code := ctx.Response.StatusCode(); code != fasthttp.StatusAccepted {
 			t.Fatalf("send of %s: %d %s", user, code, ctx.Response.Body())
 		}

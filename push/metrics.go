@@ -18,7 +18,7 @@ var (
 	})
 	unadvertised = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_unadvertised_samples_total",
-		Help: "Sends stating a sample the fleet did not advertise for the stream (nor within 2x of its divisor), counted as their taps once.",
+		Help: "Sends stating a sample the fleet did not advertise for the stream in the last 60 s, or that the node could not check, counted as their taps once.",
 	})
 	sendsDeduplicated = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_sends_deduplicated_total",
@@ -26,7 +26,11 @@ var (
 	})
 	rateLimited = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_rate_limited_total",
-		Help: "Sends refused with 429 because the user exceeded their rate.",
+		Help: "Sends refused with 429 because the user, or the address group of self-service ids, exceeded their rate.",
+	})
+	addrLimited = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "emojicast_push_address_weight_limited_total",
+		Help: "Sends refused with 429 because the address group of self-service ids exceeded its weighted taps.",
 	})
 	overloaded = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_overloaded_total",

@@ -72,15 +72,28 @@ type Options struct {
 	UserBurst int
 	// MaxUsers bounds the users whose rate is remembered. Default: DefaultMaxUsers.
 	MaxUsers int
-	// MaxDivisor is the largest sample divisor the fleet may advertise
-	// (the pull nodes' cap, the same on every node): a send stating a
-	// sample for a stream whose divisor this node has not read yet is
-	// weighted by at most it. Default: store.DefaultMaxDivisor.
-	MaxDivisor int64
+	// AddrWeightRate is the weighted taps per second each client address
+	// group (an IPv4 address, an IPv6 /56) may have counted when its ids
+	// are self-service (the open mode, anonymous tokens), whatever ids it
+	// uses. Default: DefaultAddrWeightRate.
+	AddrWeightRate float64
+	// AddrWeightBurst is the weighted taps an address group may have
+	// counted at once; no self-service send weighs more. Default:
+	// DefaultAddrWeightBurst; at least MaxCount.
+	AddrWeightBurst int
+	// GroupCommentRate is the comments per second each address group may
+	// send when its ids are self-service. Default: DefaultGroupCommentRate.
+	GroupCommentRate float64
+	// GroupCommentBurst is the comments an address group may send at once.
+	// Default: DefaultGroupCommentBurst.
+	GroupCommentBurst int
+	// MaxAddrs bounds the address groups whose rates are remembered.
+	// Default: DefaultMaxUsers.
+	MaxAddrs int
 	// SharedLimits are further per-key limiters (such as the server's
 	// per-address one) to share across the push fleet with the per-user
 	// one, through the first target when it is a store.LimitSharer. Each
-	// must come from ratelimit.NewShared; names must differ and not be "u".
+	// must come from ratelimit.NewShared; names must differ and not be "u" or "w".
 	SharedLimits []SharedLimit
 	// MaxStreams bounds the streams summed between flushes; sends for new
 	// streams past it get 503. Default: DefaultMaxStreams.
@@ -124,9 +137,19 @@ const (
 	DefaultFlushTimeout  = 2 * time.Second
 	DefaultUserRate      = 10
 	DefaultUserBurst     = 20
-	DefaultMaxUsers      = 1_000_000
-	DefaultMaxStreams    = 100_000
-	DefaultMaxBacklog    = 1_000_000
+	// DefaultAddrWeightRate and DefaultAddrWeightBurst let one address
+	// group have counted what 100 viewers tapping at the per-user limit
+	// would: a carrier-grade NAT puts many honest viewers behind one
+	// address (docs/operations.md says how to size it).
+	DefaultAddrWeightRate  = 1000
+	DefaultAddrWeightBurst = 2000
+	// DefaultGroupCommentRate and DefaultGroupCommentBurst are four
+	// users' worth of comments per address group.
+	DefaultGroupCommentRate  = 2
+	DefaultGroupCommentBurst = 12
+	DefaultMaxUsers          = 1_000_000
+	DefaultMaxStreams        = 100_000
+	DefaultMaxBacklog        = 1_000_000
 	// DefaultCommentUserRate is one comment every 2 s.
 	DefaultCommentUserRate  = 0.5
 	DefaultCommentUserBurst = 3
@@ -165,8 +188,23 @@ func (o *Options) fillDefaults() error {
 	if o.MaxStreams <= 0 {
 		o.MaxStreams = DefaultMaxStreams
 	}
-	if o.MaxDivisor <= 0 {
-		o.MaxDivisor = store.DefaultMaxDivisor
+	if o.AddrWeightRate <= 0 {
+		o.AddrWeightRate = DefaultAddrWeightRate
+	}
+	if o.AddrWeightBurst <= 0 {
+		o.AddrWeightBurst = DefaultAddrWeightBurst
+	}
+	if o.AddrWeightBurst < MaxCount {
+		return fmt.Errorf("push: address weight burst %d is below the largest count %d, so such sends could never pass", o.AddrWeightBurst, MaxCount)
+	}
+	if o.GroupCommentRate <= 0 {
+		o.GroupCommentRate = DefaultGroupCommentRate
+	}
+	if o.GroupCommentBurst <= 0 {
+		o.GroupCommentBurst = DefaultGroupCommentBurst
+	}
+	if o.MaxAddrs <= 0 {
+		o.MaxAddrs = DefaultMaxUsers
 	}
 	if o.MaxBacklog <= 0 {
 		o.MaxBacklog = DefaultMaxBacklog
@@ -205,18 +243,22 @@ type Push struct {
 	agg      *aggregator
 	divisors *divisors
 	users    *ratelimit.Limiter
-	sendIDs  *ratelimit.Limiter // (user, stream, id) of sends counted lately
-	targets  []*target
-	nodeID   string
-	seq      atomic.Uint64
+	// addrWeights limits the weighted taps of address groups whose ids
+	// are self-service, shared with the fleet like users.
+	addrWeights *ratelimit.Limiter
+	sendIDs     *ratelimit.Limiter // (user, stream, id) of sends counted lately
+	targets     []*target
+	nodeID      string
+	seq         atomic.Uint64
 
-	commenters *ratelimit.Limiter
-	slowMode   *moderation.SlowMode
-	commentSeq atomic.Uint64
-	budget     *budget
-	pending    pendingComments
-	masking    chan struct{} // semaphore of masking calls under way
-	filterLog  logthrottle.Throttle
+	commenters      *ratelimit.Limiter
+	groupCommenters *ratelimit.Limiter // address groups of self-service ids
+	slowMode        *moderation.SlowMode
+	commentSeq      atomic.Uint64
+	budget          *budget
+	pending         pendingComments
+	masking         chan struct{} // semaphore of masking calls under way
+	filterLog       logthrottle.Throttle
 
 	flushMu sync.Mutex // serializes Flush's hand-over of sums
 
@@ -252,31 +294,33 @@ func New(opts Options) (*Push, error) {
 	p := &Push{
 		opts:     opts,
 		agg:      newAggregator(opts.MaxStreams),
-		divisors: newDivisors(opts.MaxStreams, opts.MaxDivisor),
-		users:    ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers),
+		divisors: newDivisors(opts.MaxStreams),
 		// Its rate and burst are unused: an id is taken once per window.
-		sendIDs:     ratelimit.New(1, 1, maxSendIDs),
-		nodeID:      hex.EncodeToString(id[:]),
-		commenters:  ratelimit.New(opts.CommentUserRate, opts.CommentUserBurst, opts.MaxUsers),
-		slowMode:    moderation.NewSlowMode(opts.MaxUsers),
-		masking:     make(chan struct{}, maxMasking),
-		filterLog:   logthrottle.Throttle{Every: time.Minute},
-		stop:        make(chan struct{}),
-		loopDone:    make(chan struct{}),
-		loadDone:    make(chan struct{}),
-		limitsDone:  make(chan struct{}),
-		slowDone:    make(chan struct{}),
-		slowTurns:   make(chan *slowTurn, slowModeQueue),
-		slowLog:     logthrottle.Throttle{Every: time.Minute},
-		stopTargets: make(chan struct{}),
+		sendIDs:         ratelimit.New(1, 1, maxSendIDs),
+		nodeID:          hex.EncodeToString(id[:]),
+		commenters:      ratelimit.New(opts.CommentUserRate, opts.CommentUserBurst, opts.MaxUsers),
+		groupCommenters: ratelimit.New(opts.GroupCommentRate, opts.GroupCommentBurst, opts.MaxAddrs),
+		slowMode:        moderation.NewSlowMode(opts.MaxUsers),
+		masking:         make(chan struct{}, maxMasking),
+		filterLog:       logthrottle.Throttle{Every: time.Minute},
+		stop:            make(chan struct{}),
+		loopDone:        make(chan struct{}),
+		loadDone:        make(chan struct{}),
+		limitsDone:      make(chan struct{}),
+		slowDone:        make(chan struct{}),
+		slowTurns:       make(chan *slowTurn, slowModeQueue),
+		slowLog:         logthrottle.Throttle{Every: time.Minute},
+		stopTargets:     make(chan struct{}),
 	}
 	p.sharer, _ = opts.Targets[0].Store.(store.LimitSharer)
 	p.slowSharer, _ = opts.Targets[0].Store.(store.SlowModeSharer)
 	if p.sharer != nil {
 		p.users = ratelimit.NewShared(opts.UserRate, opts.UserBurst, opts.MaxUsers)
-		p.shared = append([]SharedLimit{{Name: "u", Limiter: p.users}}, opts.SharedLimits...)
+		p.addrWeights = ratelimit.NewShared(opts.AddrWeightRate, opts.AddrWeightBurst, opts.MaxAddrs)
+		p.shared = append([]SharedLimit{{Name: "u", Limiter: p.users}, {Name: "w", Limiter: p.addrWeights}}, opts.SharedLimits...)
 	} else {
 		p.users = ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers)
+		p.addrWeights = ratelimit.New(opts.AddrWeightRate, opts.AddrWeightBurst, opts.MaxAddrs)
 	}
 	// The fleet view ages in real time, like the ticker that refreshes it:
 	// on a test clock that jumps whole seconds it would go stale between

@@ -83,7 +83,7 @@ func tapsAtRate(t *testing.T, srv *redistest.Server, tapsPerSec, count int, d ti
 		ctx.Request.Header.SetMethod("POST")
 		ctx.Request.Header.SetContentType("application/json")
 		ctx.Request.SetBody(bodies[i%len(bodies)])
-		p.HandleReactions(&ctx, streams[i%len(streams)])
+		p.HandleReactions(&ctx, streams[i%len(streams)], nil)
 		if code := ctx.Response.StatusCode(); code != fasthttp.StatusAccepted {
 			t.Fatalf("send: %d %s", code, ctx.Response.Body())
 		}

@@ -41,7 +41,7 @@ func send(p *Push, body string) (int, string) {
 	ctx.Request.Header.SetMethod("POST")
 	ctx.Request.Header.SetContentType("application/json")
 	ctx.Request.SetBodyString(body)
-	p.HandleReactions(&ctx, []byte("s"))
+	p.HandleReactions(&ctx, []byte("s"), nil)
 	return ctx.Response.StatusCode(), string(ctx.Response.Body())
 }
 
@@ -78,25 +78,26 @@ func TestNewNodeKnowsTheDivisorBeforeItsFirstAnswer(t *testing.T) {
 }
 
 // While the store cannot say, a node answers no sample at all (clients
-// keep theirs) and trusts a stated one up to the cap.
+// keep theirs) and weighs a stated one once: a claim it cannot check buys
+// nothing. (Before: trusted up to the cap, 100.)
 func TestNodeThatCannotReadTheDivisorAdvertisesNone(t *testing.T) {
 	fs, clk := newFaulty()
-	p, err := New(Options{Targets: []Target{{Store: unreadable{fs}}}, Clock: clk, Logger: quiet, MaxDivisor: 100})
+	p, err := New(Options{Targets: []Target{{Store: unreadable{fs}}}, Clock: clk, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, body := range []string{
-		`{"emoji":"love","user":"u1","sample":0.1}`,   // counts 10
-		`{"emoji":"love","user":"u2","sample":0.001}`, // counts 100, the cap
-		`{"emoji":"love","user":"u3"}`,                // counts 1
+		`{"emoji":"love","user":"u1","sample":0.1}`,
+		`{"emoji":"love","user":"u2","sample":0.001}`,
+		`{"emoji":"love","user":"u3"}`,
 	} {
 		code, answer := send(p, body)
 		if code != fasthttp.StatusAccepted || answer != `{"status":"accepted"}` {
 			t.Errorf("%s: answer %d %s; want 202 without a sample", body, code, answer)
 		}
 	}
-	if n := counted(t, p, fs, clk); n != 111 {
-		t.Errorf("counted %d; want 10 + 100 + 1", n)
+	if n := counted(t, p, fs, clk); n != 3 {
+		t.Errorf("counted %d; want 1 + 1 + 1", n)
 	}
 }
 
@@ -171,5 +172,94 @@ func TestHonestSampledUserIsNotRefused(t *testing.T) {
 	}
 	if n != int64(k*(forwarded-refused)) {
 		t.Errorf("counted %d; want %d", n, k*(forwarded-refused))
+	}
+}
+
+// sendFrom posts body to stream "s" from the client address group key
+// client and returns the status.
+func sendFrom(p *Push, client, body string) int {
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.Header.SetContentType("application/json")
+	ctx.Request.SetBodyString(body)
+	p.HandleReactions(&ctx, []byte("s"), []byte(client))
+	return ctx.Response.StatusCode()
+}
+
+// One address group naming a fresh user per send, each stating the
+// advertised sample, gets no more weighted taps counted than its own
+// limit over any window, while another address is untouched. (Before:
+// each new id could go into debt at its own weight, so the group's
+// weight had no bound.)
+func TestAddressGroupBoundsWeightWhateverIDs(t *testing.T) {
+	const k = 50
+	p, fs, clk := samplingNode(t, k)
+	start := clk.Now()
+	ids, refused := 0, 0
+	for clk.Now().Sub(start) < 10*time.Second {
+		for range 5 {
+			ids++
+			body := fmt.Sprintf(`{"emoji":"love","count":20,"sample":0.02,"user":"fresh%d"}`, ids)
+			if sendFrom(p, "attacker", body) != fasthttp.StatusAccepted {
+				refused++
+			}
+		}
+		clk.Add(100 * time.Millisecond)
+	}
+	got := counted(t, p, fs, clk) - 1
+	bound := int64(DefaultAddrWeightRate*10 + DefaultAddrWeightBurst)
+	t.Logf("%d fresh ids from one address: %d refused, %d weighted taps counted (bound %d)", ids, refused, got, bound)
+	if got > bound {
+		t.Errorf("counted %d weighted taps; want at most the address group's limit, %d", got, bound)
+	}
+	if got < bound*8/10 {
+		t.Errorf("counted %d weighted taps; the address group is owed about %d", got, bound)
+	}
+	if code := sendFrom(p, "neighbour", `{"emoji":"love","count":1,"sample":0.02,"user":"honest"}`); code != fasthttp.StatusAccepted {
+		t.Errorf("another address's send: %d; want 202", code)
+	}
+}
+
+// A send weighs at most the address group's burst: count 20 stated at
+// the largest divisor would weigh 20,000 taps.
+func TestSelfServiceSendWeighsAtMostTheGroupBurst(t *testing.T) {
+	p, fs, clk := samplingNode(t, 1000)
+	if code := sendFrom(p, "a", `{"emoji":"love","count":20,"sample":0.001,"user":"big"}`); code != fasthttp.StatusAccepted {
+		t.Fatalf("send: %d", code)
+	}
+	if n := counted(t, p, fs, clk) - 1; n != DefaultAddrWeightBurst {
+		t.Errorf("counted %d; want the group's burst, %d", n, DefaultAddrWeightBurst)
+	}
+}
+
+// A full divisor table never means "trust the claim": the node cannot
+// check a stated sample, so the send weighs its taps. (Before, review
+// finding 3: one tap claiming 1/1000 on a stream whose divisor is 1
+// counted 1000.)
+func TestFullDivisorTableTrustsNoClaim(t *testing.T) {
+	fs, clk := newFaulty()
+	p, err := New(Options{Targets: []Target{{Store: fs}}, Clock: clk, Logger: quiet, MaxStreams: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetMethod("POST")
+		ctx.Request.Header.SetContentType("application/json")
+		ctx.Request.SetBodyString(`{"emoji":"love","user":"f"}`)
+		p.HandleReactions(&ctx, []byte(fmt.Sprintf("filler%d", i)), nil)
+		if code := ctx.Response.StatusCode(); code != fasthttp.StatusAccepted {
+			t.Fatalf("filler: %d", code)
+		}
+	}
+	// The aggregator forgets idle streams after 5 s; the divisor table
+	// keeps them for a minute.
+	for range 7 {
+		clk.Add(time.Second)
+		p.Flush()
+	}
+	code, answer := send(p, `{"emoji":"love","count":1,"user":"u1","sample":0.001}`)
+	if n := counted(t, p, fs, clk); n != 1 {
+		t.Errorf("answer %d %s; one tap claiming 1/1000 with the divisor table full counted %d; want 1", code, answer, n)
 	}
 }

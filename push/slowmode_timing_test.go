@@ -44,7 +44,7 @@ func BenchmarkSlowModeComments(b *testing.B) {
 					ctx.Request.Header.SetMethod("POST")
 					ctx.Request.Header.SetContentType("application/json")
 					ctx.Request.SetBodyString(`{"text":"hello","user":"u` + strconv.FormatInt(seq.Add(1), 10) + `"}`)
-					p.HandleComments(&ctx, []byte(tc.stream))
+					p.HandleComments(&ctx, []byte(tc.stream), nil)
 					if code := ctx.Response.StatusCode(); code != fasthttp.StatusAccepted {
 						b.Fatalf("comment: %d %s", code, ctx.Response.Body())
 					}

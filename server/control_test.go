@@ -240,7 +240,7 @@ func sendInProcess(t *testing.T, p *push.Push, stream, user string, k int64) {
 	ctx.Request.Header.SetContentType(jsonCT)
 	sample := 1 / float64(k)
 	ctx.Request.SetBodyString(fmt.Sprintf(`{"emoji":"fire","user":%q,"sample":%g}`, user, sample))
-	p.HandleReactions(&ctx, []byte(stream))
+	p.HandleReactions(&ctx, []byte(stream), nil)
 	if ctx.Response.StatusCode() != http.StatusAccepted {
 		t.Fatalf("send: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}

@@ -53,9 +53,10 @@ func (s *Server) clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
 	return s.proxies.Resolve(peer, ctx.Request.Header.PeekAll(fasthttp.HeaderXForwardedFor))
 }
 
-// allowSend takes a send from the client's allowance, or answers 429.
-func (s *Server) allowSend(ctx *fasthttp.RequestCtx) bool {
-	return s.allowIP(ctx, s.perIP.send, s.perIP.sendHits)
+// allowSend takes a send from the allowance of the client with the
+// address key client, or answers 429.
+func (s *Server) allowSend(ctx *fasthttp.RequestCtx, client []byte) bool {
+	return s.allowKey(ctx, s.perIP.send, s.perIP.sendHits, client)
 }
 
 // allowWatch takes a watch from the client's allowance, or answers 429.

@@ -69,8 +69,11 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 	case api.RouteComments:
 		if s.opts.Push == nil {
 			api.WriteError(ctx, api.ErrNotFound)
-		} else if s.allow(ctx, ctx.IsPost(), "POST") && s.validStream(ctx, stream) && s.allowSend(ctx) {
-			s.opts.Push.HandleComments(ctx, stream)
+		} else if s.allow(ctx, ctx.IsPost(), "POST") && s.validStream(ctx, stream) {
+			var buf [clientip.MaxKeyLen]byte
+			if client := clientip.AppendKey(buf[:0], s.clientIP(ctx)); s.allowSend(ctx, client) {
+				s.opts.Push.HandleComments(ctx, stream, client)
+			}
 		}
 	case api.RouteWatch:
 		if s.opts.Pull == nil {
@@ -153,8 +156,12 @@ func (s *Server) reactions(ctx *fasthttp.RequestCtx, stream []byte, get bool) {
 			s.opts.Pull.HandlePoll(ctx, stream, client)
 		}
 	case ctx.IsPost() && s.opts.Push != nil:
-		if s.validStream(ctx, stream) && s.allowSend(ctx) {
-			s.opts.Push.HandleReactions(ctx, stream)
+		if !s.validStream(ctx, stream) {
+			return
+		}
+		var buf [clientip.MaxKeyLen]byte
+		if client := clientip.AppendKey(buf[:0], s.clientIP(ctx)); s.allowSend(ctx, client) {
+			s.opts.Push.HandleReactions(ctx, stream, client)
 		}
 	default:
 		if methods := s.methods(api.RouteReactions); methods != "" {

@@ -81,21 +81,25 @@ type nodeFlags struct {
 	edgeLogSecret   string
 	adminToken      string
 	// Push.
-	flushInterval time.Duration
-	userRate      float64
-	userBurst     int
-	maxUsers      int
-	backlog       int
-	regionRedis   listFlag
-	minReplicas   int
-	pointsMaxLen  int64
-	history       time.Duration
-	historyMB     int64
-	commentBudget int
-	commentRate   float64
-	commentBurst  int
-	blockedWords  string
-	filterTimeout time.Duration
+	flushInterval  time.Duration
+	userRate       float64
+	userBurst      int
+	maxUsers       int
+	backlog        int
+	regionRedis    listFlag
+	minReplicas    int
+	pointsMaxLen   int64
+	history        time.Duration
+	historyMB      int64
+	commentBudget  int
+	commentRate    float64
+	commentBurst   int
+	ipWeightRate   float64
+	ipWeightBurst  int
+	ipCommentRate  float64
+	ipCommentBurst int
+	blockedWords   string
+	filterTimeout  time.Duration
 	// Pull.
 	publicURL      string
 	pushURL        string
@@ -164,6 +168,10 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.IntVar(&f.commentBudget, "comment-budget", store.DefaultMaxComments, "most comments a stream broadcasts per second, across all push nodes (the same on every node); the rest are shed fairly")
 		fs.Float64Var(&f.commentRate, "comment-user-rate", push.DefaultCommentUserRate, "comments per second each user may send")
 		fs.IntVar(&f.commentBurst, "comment-user-burst", push.DefaultCommentUserBurst, "comments a user may send at once")
+		fs.Float64Var(&f.ipWeightRate, "ip-weight-rate", push.DefaultAddrWeightRate, "weighted taps per second one client address group may have counted when ids are self-service (open mode, anonymous tokens), whatever ids it uses")
+		fs.IntVar(&f.ipWeightBurst, "ip-weight-burst", push.DefaultAddrWeightBurst, "weighted taps one client address group may have counted at once when ids are self-service; no such send weighs more")
+		fs.Float64Var(&f.ipCommentRate, "ip-comment-rate", push.DefaultGroupCommentRate, "comments per second one client address group may send when ids are self-service")
+		fs.IntVar(&f.ipCommentBurst, "ip-comment-burst", push.DefaultGroupCommentBurst, "comments one client address group may send at once when ids are self-service")
 		fs.StringVar(&f.blockedWords, "blocked-words", "", "file of words and phrases to mask in comments, one per line (# starts a comment line); reloaded when it changes or on SIGHUP")
 		fs.DurationVar(&f.filterTimeout, "filter-timeout", push.DefaultFilterTimeout, "longest a comment waits for the word filter; past it, it goes out unmasked and the failure is counted")
 	}
@@ -401,7 +409,9 @@ func startParts(pu *push.Push, pl *pull.Pull, stores *nodeStores) []stopStep {
 func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, rules *moderation.Rules, clk clock.Clock, log *slog.Logger) (*push.Push, error) {
 	opts := push.Options{
 		Moderation: rules,
-		Targets:    stores.targets(), Emojis: emojis, Signer: signer, JWT: jwtKeys, MaxDivisor: f.maxDivisor,
+		Targets:    stores.targets(), Emojis: emojis, Signer: signer, JWT: jwtKeys,
+		AddrWeightRate: f.ipWeightRate, AddrWeightBurst: f.ipWeightBurst, MaxAddrs: f.maxClientIPs,
+		GroupCommentRate: f.ipCommentRate, GroupCommentBurst: f.ipCommentBurst,
 		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
 		MaxUsers: f.maxUsers, MaxStreams: f.maxStreams, MaxBacklog: f.backlog, Load: meter, Logger: log,
 		CommentBudget: f.commentBudget, CommentUserRate: f.commentRate, CommentUserBurst: f.commentBurst,
