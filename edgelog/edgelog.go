@@ -4,7 +4,11 @@
 // edge's log sees every poll, cache hits included.
 //
 // Each datagram is one syslog line whose message is
-// "METHOD URI STATUS" (deploy/nginx.conf's log_format emojicast_feed).
+// "METHOD URI STATUS CLIENT" (deploy/nginx.conf's log_format
+// emojicast_feed), CLIENT the address of the viewer the edge answered: a
+// client counts at most --ip-viewers viewers of a stream, as its polls
+// that reach the node do, however many polls it makes through the edge. A
+// line without a client address counts at most one viewer per edge.
 // Anyone who can reach a UDP port can send it lines, and a UDP source
 // address is easy to forge, so a line counts only if it comes from a
 // trusted address and carries the shared secret as its syslog tag (nginx's
@@ -46,7 +50,10 @@ var (
 
 // Counter takes the polls of a stream; pull.Pull is one.
 type Counter interface {
-	CountEdgePolls(id []byte, n int64) bool
+	// CountEdgePoll counts one answered poll of stream id by the client
+	// with the address key client (clientip.AppendKey), or, when the line
+	// named none (client nil), by the edge with the address key edge.
+	CountEdgePoll(id, client, edge []byte) bool
 }
 
 // maxLine is the longest line read. A poll's line is under 200 bytes
@@ -80,19 +87,20 @@ var (
 	methodHd  = []byte("HEAD")
 )
 
-// ParseLine returns the syslog tag of one line, and the stream id of the
-// answered poll it reports (ok false for anything else: the tag is then
-// whatever was found, possibly nothing). It does not allocate.
-func ParseLine(b []byte) (tag, stream []byte, ok bool) {
+// ParseLine returns the syslog tag of one line, the stream id of the
+// answered poll it reports and the client the edge answered (invalid when
+// the line names none, or not an address); ok false for anything else:
+// the tag is then whatever was found, possibly nothing.
+func ParseLine(b []byte) (tag, stream []byte, client netip.Addr, ok bool) {
 	b = bytes.TrimRight(b, "\r\n")
 	// "<PRI>TIMESTAMP [HOST] TAG: MESSAGE": the timestamp has colons but
 	// no colon and space.
 	if len(b) == 0 || b[0] != '<' {
-		return nil, nil, false
+		return nil, nil, netip.Addr{}, false
 	}
 	i := bytes.Index(b, []byte(": "))
 	if i < 0 {
-		return nil, nil, false
+		return nil, nil, netip.Addr{}, false
 	}
 	tag = b[:i]
 	if j := bytes.LastIndexByte(tag, ' '); j >= 0 {
@@ -101,21 +109,29 @@ func ParseLine(b []byte) (tag, stream []byte, ok bool) {
 	msg := b[i+2:]
 	method, rest, ok := bytes.Cut(msg, []byte(" "))
 	if !ok || !bytes.Equal(method, methodGet) && !bytes.Equal(method, methodHd) {
-		return tag, nil, false
+		return tag, nil, netip.Addr{}, false
 	}
-	uri, status, ok := bytes.Cut(rest, []byte(" "))
+	uri, rest, ok := bytes.Cut(rest, []byte(" "))
+	status, addr, _ := bytes.Cut(rest, []byte(" "))
 	if !ok || !bytes.Equal(status, statusOK) && !bytes.Equal(status, statusNM) {
-		return tag, nil, false
+		return tag, nil, netip.Addr{}, false
 	}
 	id, ok := bytes.CutPrefix(uri, prefix)
 	if !ok {
-		return tag, nil, false
+		return tag, nil, netip.Addr{}, false
 	}
 	if id, ok = bytes.CutSuffix(id, suffix); !ok || !api.ValidID(id) {
-		return tag, nil, false
+		return tag, nil, netip.Addr{}, false
 	}
-	return tag, id, true
+	if len(addr) > 0 && len(addr) <= maxAddrLen {
+		client, _ = netip.ParseAddr(string(addr))
+	}
+	return tag, id, client, true
 }
+
+// maxAddrLen is the longest textual address read: an IPv6 address with an
+// embedded IPv4 one.
+const maxAddrLen = 45
 
 // Listener reads an edge log feed until closed.
 type Listener struct {
@@ -182,13 +198,18 @@ func (l *Listener) line(b []byte, from netip.Addr) {
 		linesForged.Inc()
 		return
 	}
-	tag, id, ok := ParseLine(b)
+	tag, id, client, ok := ParseLine(b)
+	var clientBuf, edgeBuf [clientip.MaxKeyLen]byte
+	var clientKey []byte
+	if client.IsValid() {
+		clientKey = clientip.AppendKey(clientBuf[:0], client)
+	}
 	switch {
 	case subtle.ConstantTimeCompare(tag, l.secret) != 1:
 		linesForged.Inc()
 	case !ok:
 		linesIgnored.Inc()
-	case l.count.CountEdgePolls(id, 1):
+	case l.count.CountEdgePoll(id, clientKey, clientip.AppendKey(edgeBuf[:0], from)):
 		linesCounted.Inc()
 	default:
 		linesUnserved.Inc()

@@ -18,25 +18,31 @@ import (
 
 func TestParseLine(t *testing.T) {
 	for _, c := range []struct {
-		line, tag, want string
-		ok              bool
+		line, tag, want, client string
+		ok                      bool
 	}{
-		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/final-2026/reactions 200", "emojicast", "final-2026", true},
-		{"<190>Nov 25 17:30:00 host emojicast: HEAD /v1/streams/a.b_c/reactions 304\n", "emojicast", "a.b_c", true},
-		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/x/reactions 502", "emojicast", "", false},
-		{"<190>Nov 25 17:30:00 emojicast: POST /v1/streams/x/reactions 200", "emojicast", "", false},
-		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/x/watch 200", "emojicast", "", false},
-		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/bad id/reactions 200", "emojicast", "", false},
-		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams//reactions 200", "emojicast", "", false},
-		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/x/y/reactions 200", "emojicast", "", false},
-		{"<190>Nov 25 17:30:00 : GET /v1/streams/x/reactions 200", "", "x", true},
-		{"GET /v1/streams/x/reactions 200", "", "", false},
-		{"<190>Nov 25 17:30:00 emojicast GET /v1/streams/x/reactions 200", "", "", false},
-		{"", "", "", false},
+		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/final-2026/reactions 200 203.0.113.5", "emojicast", "final-2026", "203.0.113.5", true},
+		{"<190>Nov 25 17:30:00 host emojicast: HEAD /v1/streams/a.b_c/reactions 304 2001:db8::7\n", "emojicast", "a.b_c", "2001:db8::7", true},
+		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/final-2026/reactions 200", "emojicast", "final-2026", "", true},
+		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/s/reactions 200 not-an-address", "emojicast", "s", "", true},
+		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/x/reactions 502 203.0.113.5", "emojicast", "", "", false},
+		{"<190>Nov 25 17:30:00 emojicast: POST /v1/streams/x/reactions 200", "emojicast", "", "", false},
+		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/x/watch 200", "emojicast", "", "", false},
+		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/bad id/reactions 200", "emojicast", "", "", false},
+		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams//reactions 200", "emojicast", "", "", false},
+		{"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/x/y/reactions 200", "emojicast", "", "", false},
+		{"<190>Nov 25 17:30:00 : GET /v1/streams/x/reactions 200", "", "x", "", true},
+		{"GET /v1/streams/x/reactions 200", "", "", "", false},
+		{"<190>Nov 25 17:30:00 emojicast GET /v1/streams/x/reactions 200", "", "", "", false},
+		{"", "", "", "", false},
 	} {
-		tag, id, ok := ParseLine([]byte(c.line))
-		if ok != c.ok || string(id) != c.want || string(tag) != c.tag {
-			t.Errorf("ParseLine(%q) = %q, %q, %v; want %q, %q, %v", c.line, tag, id, ok, c.tag, c.want, c.ok)
+		tag, id, client, ok := ParseLine([]byte(strings.ReplaceAll(c.line, `\n`, "\n")))
+		got := ""
+		if client.IsValid() {
+			got = client.String()
+		}
+		if ok != c.ok || string(id) != c.want || string(tag) != c.tag || got != c.client {
+			t.Errorf("ParseLine(%q) = %q, %q, %q, %v; want %q, %q, %q, %v", c.line, tag, id, got, ok, c.tag, c.want, c.client, c.ok)
 		}
 	}
 }
@@ -66,7 +72,7 @@ func FuzzParseLine(f *testing.F) {
 	f.Add([]byte("<14>Jan  1 00:00:00 emojicast: HEAD /v1/streams/a/reactions 304\r\n"))
 	f.Add([]byte("<: GET  200"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, id, ok := ParseLine(b)
+		_, id, _, ok := ParseLine(b)
 		if ok && (len(id) == 0 || len(id) > 64) {
 			t.Fatalf("ParseLine(%q) accepted id %q", b, id)
 		}
@@ -79,13 +85,18 @@ type counter struct {
 	counts map[string]int64
 }
 
-func (c *counter) CountEdgePolls(id []byte, n int64) bool {
+func (c *counter) CountEdgePoll(id, client, edge []byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if string(id) == "unserved" {
 		return false
 	}
-	c.counts[string(id)] += n
+	c.counts[string(id)]++
+	if client != nil {
+		c.counts[string(id)+" from "+netip.AddrFrom4([4]byte(client)).String()]++
+	} else {
+		c.counts[string(id)+" from edge "+netip.AddrFrom4([4]byte(edge)).String()]++
+	}
 	return true
 }
 
@@ -130,7 +141,7 @@ func TestListenerCountsOnlyTrustedPolls(t *testing.T) {
 	}
 	defer l.Close()
 	send(t, l.Addr(),
-		"<190>Nov 25 17:30:00 "+secret+": GET /v1/streams/s1/reactions 200",
+		"<190>Nov 25 17:30:00 "+secret+": GET /v1/streams/s1/reactions 200 198.51.100.4",
 		"<190>Nov 25 17:30:00 edge-7 "+secret+": GET /v1/streams/s1/reactions 304",
 		"<190>Nov 25 17:30:00 "+secret+": GET /v1/streams/s1/reactions 500",
 		"<190>Nov 25 17:30:00 "+secret+": GET /v1/streams/unserved/reactions 200",
@@ -138,6 +149,9 @@ func TestListenerCountsOnlyTrustedPolls(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "both polls of s1 and the one of s2 counted", func() bool {
 		return c.get("s1") == 2 && c.get("s2") == 1
 	})
+	if c.get("s1 from 198.51.100.4") != 1 || c.get("s1 from edge 127.0.0.1") != 1 {
+		t.Errorf("counts %v; want one poll of s1 by its client, one by the edge (no client named)", c.counts)
+	}
 
 	// A feed that trusts another address reads nothing from here.
 	other := &counter{counts: map[string]int64{}}

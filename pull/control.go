@@ -71,12 +71,12 @@ func (pr *presence) poll(nowMS, nextMS int64) {
 
 // arrive counts a poll of st from client (an address key; nil when the
 // caller cannot tell clients apart) answered at nowMS with nextMS, unless
-// the client already counted its share of viewers in this poll window.
-func (p *Pull) arrive(st *stream, client []byte, nowMS, nextMS int64) {
+// the client already counted its share, viewers, in this poll window.
+func (p *Pull) arrive(st *stream, client []byte, nowMS, nextMS int64, viewers int) {
 	if client != nil {
 		var buf [16 + 1 + 64]byte
 		key := append(append(append(buf[:0], client...), '|'), st.id...)
-		if !p.counted.AllowPer(key, p.opts.ViewersPerAddress, time.Duration(nextMS)*time.Millisecond, nowMS*int64(time.Millisecond)) {
+		if !p.counted.AllowPer(key, viewers, time.Duration(nextMS)*time.Millisecond, nowMS*int64(time.Millisecond)) {
 			return
 		}
 	}

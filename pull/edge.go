@@ -8,33 +8,45 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/emojicast/emojicast/clientip"
 )
 
 var edgePolls = promauto.NewCounter(prometheus.CounterOpts{
 	Name: "emojicast_pull_edge_polls_total",
-	Help: "Polls the edges reported in their log feed (cache hits included) that were counted as viewers of a stream this node serves.",
+	Help: "Polls the edges reported in their log feed (cache hits included) of a stream this node serves; each client counts at most --ip-viewers viewers.",
 })
 
-// CountEdgePolls counts n polls of stream id that an edge answered (from its
-// cache or from any origin) as viewer arrivals now, each staying the
+// CountEdgePoll counts one poll of stream id that an edge answered (from
+// its cache or from any origin) as a viewer arrival now, staying the
 // stream's current next_ms, the same as a poll that reaches this node
-// (control.go). Behind a CDN the origin sees about one poll per cursor per
-// second whatever the audience; the edge's log sees them all. Only streams
-// this node already serves are counted: the edge routes each stream's
-// refills to one node, so that node serves it and the others ignore it,
-// and nothing an edge reports makes the node hold more streams. It reports
-// whether the node serves the stream.
-func (p *Pull) CountEdgePolls(id []byte, n int64) bool {
+// (control.go): the client with the address key client counts at most
+// ViewersPerAddress viewers per poll window, as its own polls would; a
+// line naming no client counts at most one viewer per poll window for
+// the edge with the address key edge. Behind a CDN the origin sees about
+// one poll per cursor per second whatever the audience; the edge's log
+// sees them all. Only streams this node already serves are counted: the
+// edge routes each stream's refills to one node, so that node serves it
+// and the others ignore it, and nothing an edge reports makes the node
+// hold more streams. It reports whether the node serves the stream.
+func (p *Pull) CountEdgePoll(id, client, edge []byte) bool {
 	st := p.streams.lookup(id)
-	if st == nil || n <= 0 {
+	if st == nil {
 		return false
 	}
 	nextMS := int64(unsyncedNextMS)
 	if st.synced() {
 		nextMS = st.ctl.Load().nextMS
 	}
-	st.presence.edgePolls(p.opts.Clock.Now().UnixMilli(), nextMS, n)
-	edgePolls.Add(float64(n))
+	edgePolls.Inc()
+	nowMS := p.opts.Clock.Now().UnixMilli()
+	if client != nil {
+		p.arrive(st, client, nowMS, nextMS, p.opts.ViewersPerAddress)
+		return true
+	}
+	// A key no client's can equal: client keys are 4 or 7 bytes.
+	var buf [1 + clientip.MaxKeyLen]byte
+	p.arrive(st, append(append(buf[:0], 'e'), edge...), nowMS, nextMS, 1)
 	return true
 }
 
@@ -46,12 +58,6 @@ func (p *Pull) countsPoll(ctx *fasthttp.RequestCtx) bool {
 	}
 	ta, ok := ctx.RemoteAddr().(*net.TCPAddr)
 	return !ok || !p.opts.EdgeFeed.Trusted(ta.AddrPort().Addr())
-}
-
-// edgePolls records n polls answered at nowMS with nextMS, like poll.
-func (pr *presence) edgePolls(nowMS, nextMS, n int64) {
-	pr.arrive[presenceSlot(nowMS/1000)].Add(n)
-	pr.depart[presenceSlot((nowMS+nextMS)/1000)].Add(n)
 }
 
 // lookup returns the stream with the given id, nil if the node does not

@@ -52,7 +52,7 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id, client []byte) {
 	counts := p.countsPoll(ctx)
 	if !st.synced() {
 		if counts {
-			p.arrive(st, client, nowMS, unsyncedNextMS)
+			p.arrive(st, client, nowMS, unsyncedNextMS, p.opts.ViewersPerAddress)
 		}
 		p.wakeSyncer()
 		p.writeUnsynced(ctx, f, since, hasSince)
@@ -64,7 +64,7 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id, client []byte) {
 		advised = max(advised, p.opts.CompactMinNextMS)
 	}
 	if counts {
-		p.arrive(st, client, nowMS, advised)
+		p.arrive(st, client, nowMS, advised, p.opts.ViewersPerAddress)
 	}
 	now := st.ring.Tail()
 	if !hasSince {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emojicast/emojicast/internal/redistest"
 	"github.com/emojicast/emojicast/internal/testutil"
+	"github.com/emojicast/emojicast/pull"
 )
 
 // freeUDPAddr returns a loopback UDP address nobody listens at.
@@ -28,7 +29,8 @@ func freeUDPAddr(t *testing.T) string {
 	return c.LocalAddr().String()
 }
 
-// TestEdgeFeedCountsTrueAudience has 1,000 viewers poll one stream through
+// TestEdgeFeedCountsTrueAudience has 1,000 viewers (four per client
+// address) poll one stream through
 // the edge, which answers almost all of them from its cache; the edge's log
 // feed lets the pull node count them all, and the polls that reach it from
 // the edge are not counted twice.
@@ -51,8 +53,13 @@ func TestEdgeFeedCountsTrueAudience(t *testing.T) {
 	var polls, failed atomic.Int64
 	for i := range audience {
 		wg.Go(func() {
-			// One keep-alive connection per viewer, like a browser.
-			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			// One keep-alive connection per viewer, like a browser; four
+			// viewers per client address, the most --ip-viewers counts
+			// of one address.
+			group := i / pull.DefaultViewersPerAddress
+			local := &net.TCPAddr{IP: net.IPv4(127, 1, byte(group/250), byte(group%250+1))}
+			dialer := &net.Dialer{LocalAddr: local, Timeout: 5 * time.Second}
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1, DialContext: dialer.DialContext}}
 			defer client.CloseIdleConnections()
 			wait := time.Duration(i) * time.Second / audience
 			var cursor int64
@@ -134,5 +141,64 @@ func TestEdgeFeedCountsTrueAudience(t *testing.T) {
 		audience, viewers, settled.Seconds(), polls.Load(), failed.Load(), hits, len(log), pl.metric("emojicast_pull_edge_polls_total"))
 	if hits < len(log)/2 {
 		t.Errorf("only %d of %d polls were cache hits: the test does not show an audience hidden by the cache", hits, len(log))
+	}
+}
+
+// TestEdgeFeedBoundsOneClient: one client polling through the edge as fast
+// as it can, on two keep-alive connections, counts as at most --ip-viewers
+// viewers: the feed's lines name the client. (Before, review finding 6:
+// viewers 4,006 with --ip-viewers 4.)
+func TestEdgeFeedBoundsOneClient(t *testing.T) {
+	srv := redistest.Start(t)
+	feed := freeUDPAddr(t)
+	pl := startProc(t, "pull", "pull", "--redis", srv.URL(), "--log-level", "warn",
+		"--edge-log-listen", feed, "--edge-log-secret", edgeLogSecret, "--trusted-proxies", "127.0.0.1",
+		"--ip-poll-rate", "1000000", "--ip-poll-burst", "1000000")
+	pl.waitReady()
+	addr := strings.TrimPrefix(pl.url, "http://")
+	e := startEdgeFeed(t, []string{addr}, []string{addr}, []string{feed})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			local := &net.TCPAddr{IP: net.IPv4(127, 2, 0, 1)}
+			dialer := &net.Dialer{LocalAddr: local, Timeout: 5 * time.Second}
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1, DialContext: dialer.DialContext}}
+			defer client.CloseIdleConnections()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(e.url + "/v1/streams/flood/reactions")
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	readViewers := func() int64 {
+		var pb struct {
+			Viewers int64 `json:"viewers"`
+		}
+		getJSON(t, pl.url+"/v1/streams/flood/reactions", &pb)
+		return pb.Viewers
+	}
+	// Wait until the feed has counted a few hundred polls, then a few
+	// control steps, so that the count had every chance to run away.
+	testutil.Eventually(t, 30*time.Second, "the feed counted 500 polls", func() bool {
+		return pl.metric("emojicast_pull_edge_polls_total") >= 500
+	})
+	var most int64
+	for range 6 {
+		most = max(most, readViewers())
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("one client flooding the edge: %v polls reported, viewers at most %d", pl.metric("emojicast_pull_edge_polls_total"), most)
+	if most > pull.DefaultViewersPerAddress {
+		t.Errorf("viewers = %d; want at most --ip-viewers, %d", most, pull.DefaultViewersPerAddress)
 	}
 }
