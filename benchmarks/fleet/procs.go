@@ -133,7 +133,7 @@ func (f *fleet) startRedis() (*proc, error) {
 // measured (benchmarks/README.md, "Reproduce everything").
 var lifted = []string{
 	"--max-conns-per-ip", "20000",
-	"--ip-send-rate", "1000000", "--ip-send-burst", "1000000",
+	"--ip-send-rate", "1000000", "--ip-send-burst", "1000000", "--ip-weight-rate", "1000000", "--ip-weight-burst", "1000000",
 	"--ip-watch-rate", "1000000", "--ip-watch-burst", "1000000",
 	"--ip-poll-rate", "1000000", "--ip-poll-burst", "1000000",
 }

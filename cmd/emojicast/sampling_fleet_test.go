@@ -199,7 +199,7 @@ func relErr(shown, real int64) float64 {
 // crowds that are not about them: they come from one address, and their
 // users tap fast.
 var (
-	noIPLimits = []string{"--ip-send-rate", "1000000", "--ip-send-burst", "1000000",
+	noIPLimits = []string{"--ip-send-rate", "1000000", "--ip-send-burst", "1000000", "--ip-weight-rate", "1000000", "--ip-weight-burst", "1000000",
 		"--max-conns-per-ip", "20000", "--ip-watch-rate", "1000000", "--ip-watch-burst", "1000000"}
 	noLimits = append([]string{"--user-rate", "1000", "--user-burst", "1000"}, noIPLimits...)
 )
