@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/clientip"
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/store"
@@ -90,12 +91,14 @@ const (
 
 // The admin API's own errors.
 var (
-	errUnauthorized = api.NewError(fasthttp.StatusUnauthorized, "unauthorized", "a valid admin token is required: send Authorization: Bearer <admin token>")
-	errInvalidTop   = api.NewError(fasthttp.StatusBadRequest, "invalid_top", "top must be an integer from 1 to 1000")
-	errInvalidID    = api.NewError(fasthttp.StatusBadRequest, "invalid_comment", "comment id must be 1 to 64 characters of A-Z a-z 0-9 _ - .")
-	errBanNotFound  = api.NewError(fasthttp.StatusNotFound, "not_found", "this user is not banned from this stream")
-	errFull         = api.NewError(fasthttp.StatusConflict, "too_many", "the deployment holds its maximum of moderated streams or bans; lift some first")
-	errStore        = api.NewError(fasthttp.StatusServiceUnavailable, "unavailable", "the store is unreachable; retry after the number of seconds in Retry-After")
+	errUnauthorized   = api.NewError(fasthttp.StatusUnauthorized, "unauthorized", "a valid admin token is required: send Authorization: Bearer <admin token>")
+	errInvalidTop     = api.NewError(fasthttp.StatusBadRequest, "invalid_top", "top must be an integer from 1 to 1000")
+	errInvalidID      = api.NewError(fasthttp.StatusBadRequest, "invalid_comment", "comment id must be 1 to 64 characters of A-Z a-z 0-9 _ - .")
+	errBanNotFound    = api.NewError(fasthttp.StatusNotFound, "not_found", "this user is not banned from this stream")
+	errUserOrAddress  = api.NewError(fasthttp.StatusBadRequest, "invalid_body", "a ban names a user or an address, not both")
+	errInvalidAddress = api.NewError(fasthttp.StatusBadRequest, "invalid_address", "address must be an IPv4 or IPv6 address")
+	errFull           = api.NewError(fasthttp.StatusConflict, "too_many", "the deployment holds its maximum of moderated streams or bans; lift some first")
+	errStore          = api.NewError(fasthttp.StatusServiceUnavailable, "unavailable", "the store is unreachable; retry after the number of seconds in Retry-After")
 )
 
 // The actions, as logged and as labels of emojicast_admin_actions_total.
@@ -257,8 +260,22 @@ func (a *Admin) settingsJSON(s store.Settings) SettingsJSON {
 
 // BanJSON is one ban as the admin API lists it.
 type BanJSON struct {
-	User  string `json:"user"`
-	Until int64  `json:"until"` // Unix seconds
+	// User is the banned user, or the id of a banned address group
+	// ("@" and hex), which lifts it as a user id would.
+	User string `json:"user"`
+	// Address is the banned address group as a network (a /32 or a
+	// /56); empty for a user's ban.
+	Address string `json:"address,omitempty"`
+	Until   int64  `json:"until"` // Unix seconds
+}
+
+// banJSON lists a ban.
+func banJSON(b store.Ban) BanJSON {
+	out := BanJSON{User: b.User, Until: b.Until.Unix()}
+	if p, ok := clientip.PrefixOfID(b.User); ok {
+		out.Address = p.String()
+	}
+	return out
 }
 
 // StreamJSON is GET /v1/admin/streams/{stream}.
@@ -287,7 +304,7 @@ func (c *call) get(stream string) {
 	out := StreamJSON{ID: stream, Settings: c.a.settingsJSON(m.Settings[stream]), Bans: []BanJSON{}}
 	for _, b := range m.Bans {
 		if b.Stream == stream {
-			out.Bans = append(out.Bans, BanJSON{User: b.User, Until: b.Until.Unix()})
+			out.Bans = append(out.Bans, banJSON(b))
 		}
 	}
 	if i := slices.IndexFunc(top, func(s store.StreamStats) bool { return s.ID == stream }); i >= 0 {

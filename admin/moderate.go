@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/clientip"
 	"github.com/emojicast/emojicast/moderation"
 	"github.com/emojicast/emojicast/store"
 )
@@ -129,9 +130,11 @@ func (c *call) putSettings(stream string) {
 	c.writeJSON(fasthttp.StatusOK, c.a.settingsJSON(s))
 }
 
-// banBody is a POST .../bans body.
+// banBody is a POST .../bans body: a user, or a client address whose
+// group (an IPv4 address, an IPv6 /56) is banned whatever ids it uses.
 type banBody struct {
 	User    string `json:"user"`
+	Address string `json:"address"`
 	Seconds int64  `json:"seconds"`
 }
 
@@ -142,7 +145,19 @@ func (c *call) ban(stream string) {
 	if !c.readJSON(&b) {
 		return
 	}
-	if !api.ValidID([]byte(b.User)) {
+	id := b.User
+	switch {
+	case b.User != "" && b.Address != "":
+		api.WriteError(c.ctx, errUserOrAddress)
+		return
+	case b.Address != "":
+		a, ok := clientip.ParseAddr([]byte(b.Address))
+		if !ok || a.Is4In6() {
+			api.WriteError(c.ctx, errInvalidAddress)
+			return
+		}
+		id = clientip.ID(a)
+	case !api.ValidID([]byte(b.User)):
 		api.WriteError(c.ctx, api.ErrInvalidUser)
 		return
 	}
@@ -151,20 +166,22 @@ func (c *call) ban(stream string) {
 		return
 	}
 	until := c.a.opts.Clock.Now().Add(time.Duration(b.Seconds) * time.Second)
-	c.attrs = append(c.attrs, "user", b.User, "until", until.UTC().Format(time.RFC3339))
+	c.attrs = append(c.attrs, "user", id, "until", until.UTC().Format(time.RFC3339))
 	ctx, cancel := c.context()
 	defer cancel()
-	if err := c.a.opts.Store.BanUser(ctx, store.Ban{Stream: stream, User: b.User, Until: until}); err != nil {
+	if err := c.a.opts.Store.BanUser(ctx, store.Ban{Stream: stream, User: id, Until: until}); err != nil {
 		c.storeError(err)
 		return
 	}
-	c.writeJSON(fasthttp.StatusCreated, map[string]any{"stream": stream, "user": b.User, "until": until.Unix()})
+	ban := banJSON(store.Ban{User: id, Until: until})
+	c.writeJSON(fasthttp.StatusCreated, map[string]any{"stream": stream, "user": ban.User, "address": ban.Address, "until": ban.Until})
 }
 
-// unban serves DELETE /v1/admin/streams/{stream}/bans/{user}.
+// unban serves DELETE /v1/admin/streams/{stream}/bans/{user}, the user
+// being a user id or the id of a banned address group as listed.
 func (c *call) unban(stream, user string) {
 	c.attrs = append(c.attrs, "stream", stream, "user", user)
-	if !api.ValidID([]byte(user)) {
+	if _, group := clientip.PrefixOfID(user); !group && !api.ValidID([]byte(user)) {
 		api.WriteError(c.ctx, api.ErrInvalidUser)
 		return
 	}

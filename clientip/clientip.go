@@ -8,6 +8,7 @@ package clientip
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -165,4 +166,43 @@ func AppendKey(dst []byte, a netip.Addr) []byte {
 	}
 	b := a.As16()
 	return append(dst, b[:GroupBits/8]...)
+}
+
+// MaxIDLen is the longest id AppendID appends.
+const MaxIDLen = 1 + 2*MaxKeyLen
+
+// AppendID appends the id that stands for an address group, from its key
+// (AppendKey), where a user id would: '@' and the key in hex. A user id
+// never holds '@' (api.ValidID), so bans and per-person limits keyed by
+// either never meet.
+func AppendID(dst, key []byte) []byte {
+	return hex.AppendEncode(append(dst, '@'), key)
+}
+
+// ID returns the id of a's address group (AppendID).
+func ID(a netip.Addr) string {
+	var buf [MaxKeyLen]byte
+	return string(AppendID(nil, AppendKey(buf[:0], a)))
+}
+
+// PrefixOfID returns the network an address group's id stands for: a /32
+// for IPv4, a /56 for IPv6; ok false for anything else.
+func PrefixOfID(id string) (netip.Prefix, bool) {
+	h, ok := strings.CutPrefix(id, "@")
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	key, err := hex.DecodeString(h)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	switch len(key) {
+	case 4:
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte(key)), 32), true
+	case GroupBits / 8:
+		var a [16]byte
+		copy(a[:], key)
+		return netip.PrefixFrom(netip.AddrFrom16(a), GroupBits), true
+	}
+	return netip.Prefix{}, false
 }

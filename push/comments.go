@@ -2,7 +2,6 @@ package push
 
 import (
 	"bytes"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -65,20 +64,23 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream, client []byte) {
 		api.WriteError(ctx, aerr)
 		return
 	}
+	var groupBuf [clientip.MaxIDLen]byte
+	var group []byte
+	if client != nil {
+		group = clientip.AppendID(groupBuf[:0], client)
+	}
 	m := p.moderated(stream)
 	if m != nil {
-		if aerr := checkComment(m, user, now); aerr != nil {
+		if aerr := checkComment(m, user, group, now); aerr != nil {
 			api.WriteError(ctx, aerr)
 			return
 		}
 	}
 	// Ids are free to make when they are self-service: the address group
 	// is what binds a person, so its limit and its slow-mode turn apply
-	// too (an id of ours never starts with '@', so the keys cannot meet).
-	var groupBuf [1 + 2*clientip.MaxKeyLen]byte
-	var group []byte
-	if selfService && client != nil {
-		group = hex.AppendEncode(append(groupBuf[:0], '@'), client)
+	// too (clientip.AppendID: the keys never meet a user's).
+	if !selfService {
+		group = nil
 	}
 	wait := p.commenters.Allow(user, 1, now.UnixNano())
 	if wait <= 0 && group != nil {

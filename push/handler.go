@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/clientip"
 	"github.com/emojicast/emojicast/token"
 )
 
@@ -43,8 +44,13 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 		api.WriteError(ctx, aerr)
 		return
 	}
+	var groupBuf [clientip.MaxIDLen]byte
+	var group []byte
+	if client != nil {
+		group = clientip.AppendID(groupBuf[:0], client)
+	}
 	if m := p.moderated(stream); m != nil {
-		if aerr := checkSend(m, user, r.emoji, now); aerr != nil {
+		if aerr := checkSend(m, user, group, r.emoji, now); aerr != nil {
 			api.WriteError(ctx, aerr)
 			return
 		}

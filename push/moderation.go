@@ -27,12 +27,12 @@ func (p *Push) moderated(stream []byte) *moderation.Stream {
 }
 
 // checkSend applies a moderated stream's rules to a send of emoji i.
-func checkSend(m *moderation.Stream, user []byte, i int, now time.Time) *api.Error {
+func checkSend(m *moderation.Stream, user, group []byte, i int, now time.Time) *api.Error {
 	switch {
 	case m.Closed:
 		refusedClosed.Inc()
 		return api.ErrStreamClosed
-	case m.Banned(user, now.UnixMilli()):
+	case banned(m, user, group, now):
 		refusedBanned.Inc()
 		return api.ErrBanned
 	case !m.AllowsEmoji(i):
@@ -44,12 +44,12 @@ func checkSend(m *moderation.Stream, user []byte, i int, now time.Time) *api.Err
 
 // checkComment applies a moderated stream's rules to a comment, but for
 // slow mode, which is checked once the user's own rate allowed it.
-func checkComment(m *moderation.Stream, user []byte, now time.Time) *api.Error {
+func checkComment(m *moderation.Stream, user, group []byte, now time.Time) *api.Error {
 	switch {
 	case m.Closed:
 		refusedClosed.Inc()
 		return api.ErrStreamClosed
-	case m.Banned(user, now.UnixMilli()):
+	case banned(m, user, group, now):
 		refusedBanned.Inc()
 		return api.ErrBanned
 	case m.CommentsOff:
@@ -57,6 +57,13 @@ func checkComment(m *moderation.Stream, user []byte, now time.Time) *api.Error {
 		return api.ErrCommentsOff
 	}
 	return nil
+}
+
+// banned reports whether the user, or the address group (clientip.AppendID;
+// nil when unknown) it sends from, is banned from the stream.
+func banned(m *moderation.Stream, user, group []byte, now time.Time) bool {
+	ms := now.UnixMilli()
+	return m.Banned(user, ms) || group != nil && m.Banned(group, ms)
 }
 
 // commentBudgetOf is a moderated stream's comment budget, 0 for the fleet's.

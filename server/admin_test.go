@@ -21,11 +21,11 @@ const adminSecret = "s3cret-admin-token-0123"
 
 // adminNode is a node serving the admin API with tokens "ops" and a bare
 // one, whose push node follows the moderation rules every 10 ms.
-func adminNode(t *testing.T, log *testutil.SyncBuffer) *node {
+func adminNode(t *testing.T, log *testutil.SyncBuffer, mods ...func(*nodeConfig)) *node {
 	t.Helper()
 	var st *store.Memory
 	var rules *moderation.Rules
-	n := startNode(t, func(c *nodeConfig) {
+	n := startNode(t, append(mods, func(c *nodeConfig) {
 		c.pushOpts = func(o *push.Options) {
 			st = o.Targets[0].Store.(*store.Memory)
 			var err error
@@ -48,7 +48,7 @@ func adminNode(t *testing.T, log *testutil.SyncBuffer) *node {
 			}
 			c.server.Admin = a.Handle
 		}
-	})
+	})...)
 	return n
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -88,6 +89,27 @@ func TestOpsPageInBrowser(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "the banned user's send is refused", func() bool {
 		code, body := postJSON(t, &proc{url: base}, "/v1/streams/match/reactions", `{"emoji":"love","user":"troll"}`)
 		return code == http.StatusForbidden && strings.Contains(body, "banned")
+	})
+
+	// An address ban from the form: any user id from that address is refused.
+	eval[bool](ops, `document.getElementById("ban-kind").value = "address"; document.getElementById("ban-user").value = ""; true`)
+	ops.do(
+		chromedp.SendKeys(chromedp.CSS(`#ban-user`), "127.0.0.77"),
+		chromedp.Click(chromedp.CSS(`#ban button[type="submit"]`)),
+	)
+	testutil.Eventually(t, 10*time.Second, "the address ban is listed", func() bool {
+		return eval[bool](ops, `!!document.querySelector('#bans li[data-address="127.0.0.77/32"]')`)
+	})
+	banned := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 77)}}).DialContext}}
+	defer banned.CloseIdleConnections()
+	testutil.Eventually(t, 5*time.Second, "a send from the banned address is refused, whatever its user", func() bool {
+		resp, err := banned.Post(base+"/v1/streams/match/reactions", "application/json", strings.NewReader(`{"emoji":"love","user":"fresh-id"}`))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusForbidden
 	})
 
 	// Comments off.

@@ -79,11 +79,14 @@ async function refreshDetail() {
     const li = document.createElement("li");
     li.dataset.user = b.user;
     const who = document.createElement("span");
-    who.textContent = b.user + " until " + new Date(b.until * 1000).toLocaleString("en-GB");
+    // An address ban's user is its id ("@" and hex), lifted as a user's.
+    const name = b.address ? "address " + b.address : b.user;
+    if (b.address) li.dataset.address = b.address;
+    who.textContent = name + " until " + new Date(b.until * 1000).toLocaleString("en-GB");
     const lift = document.createElement("button");
     lift.type = "button";
     lift.textContent = "lift";
-    lift.addEventListener("click", () => act(() => api("DELETE", "streams/" + encodeURIComponent(selected) + "/bans/" + encodeURIComponent(b.user)), "ban of " + b.user + " lifted"));
+    lift.addEventListener("click", () => act(() => api("DELETE", "streams/" + encodeURIComponent(selected) + "/bans/" + encodeURIComponent(b.user)), "ban of " + name + " lifted"));
     li.append(who, lift);
     return li;
   });
@@ -219,9 +222,12 @@ $("settings").addEventListener("submit", (ev) => {
 
 $("ban").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  const user = $("ban-user").value.trim();
+  const who = $("ban-user").value.trim();
   const seconds = Number($("ban-seconds").value);
-  act(() => api("POST", "streams/" + encodeURIComponent(selected) + "/bans", { user, seconds }), user + " banned");
+  // An address bans its client group whatever ids it uses: the ban that
+  // binds an anonymous viewer, who gets a fresh id from any watch.
+  const body = $("ban-kind").value === "address" ? { address: who, seconds } : { user: who, seconds };
+  act(() => api("POST", "streams/" + encodeURIComponent(selected) + "/bans", body), who + " banned");
 });
 
 loadEmojis().catch((e) => status("cannot load the emoji set: " + e.message, "error"));
