@@ -39,8 +39,12 @@ type Stream struct {
 	MaxNextMS int64
 	// Viewers is the viewer estimate at watch time.
 	Viewers int64
-	// Emojis is the stream's emoji set, in display order.
+	// Emojis is the deployment's whole emoji set, in display order: the
+	// list the compact body's counts index.
 	Emojis []Emoji
+	// Allowed lists the ids of the emojis the stream takes when an
+	// operator restricted them (offer only those); nil when it takes all.
+	Allowed []string
 
 	c        *Client
 	pull     *url.URL
@@ -55,17 +59,18 @@ type Stream struct {
 
 // watchAnswer is the JSON of a watch answer.
 type watchAnswer struct {
-	Stream  string  `json:"stream"`
-	User    string  `json:"user"`
-	Pull    string  `json:"pull"`
-	Push    string  `json:"push"`
-	Token   string  `json:"token"`
-	Since   int64   `json:"since"`
-	NextMS  int64   `json:"next_ms"`
-	MaxNext int64   `json:"max_next_ms"`
-	Sample  float64 `json:"sample"`
-	Viewers int64   `json:"viewers"`
-	Emojis  []Emoji `json:"emojis"`
+	Stream  string   `json:"stream"`
+	User    string   `json:"user"`
+	Pull    string   `json:"pull"`
+	Push    string   `json:"push"`
+	Token   string   `json:"token"`
+	Since   int64    `json:"since"`
+	NextMS  int64    `json:"next_ms"`
+	MaxNext int64    `json:"max_next_ms"`
+	Sample  float64  `json:"sample"`
+	Viewers int64    `json:"viewers"`
+	Emojis  []Emoji  `json:"emojis"`
+	Allowed []string `json:"allowed"`
 }
 
 // Watch opens a stream as a viewer (the seed's watch_stream): it learns
@@ -86,7 +91,7 @@ func (c *Client) Watch(ctx context.Context, stream string) (*Stream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot watch stream %q: %w", stream, err)
 	}
-	s := &Stream{ID: stream, User: c.opts.User, Since: w.Since, NextMS: w.NextMS, MaxNextMS: w.MaxNext, Viewers: w.Viewers, Emojis: w.Emojis, c: c, token: c.tokenOf(w)}
+	s := &Stream{ID: stream, User: c.opts.User, Since: w.Since, NextMS: w.NextMS, MaxNextMS: w.MaxNext, Viewers: w.Viewers, Emojis: w.Emojis, Allowed: w.Allowed, c: c, token: c.tokenOf(w)}
 	if w.User != "" {
 		s.User = w.User // the server's word: who the token or JWT names
 	}

@@ -48,6 +48,16 @@ type Stream struct {
 // AllowsEmoji reports whether the stream takes emoji i of the set.
 func (s *Stream) AllowsEmoji(i int) bool { return s.emojis&(1<<uint(i)) != 0 }
 
+// AllowsAll reports whether the stream takes every emoji of a set of n.
+func (s *Stream) AllowsAll(n int) bool {
+	for i := range n {
+		if !s.AllowsEmoji(i) {
+			return false
+		}
+	}
+	return true
+}
+
 // Banned reports whether user is banned at nowMS (Unix milliseconds). It
 // does not allocate.
 func (s *Stream) Banned(user []byte, nowMS int64) bool {

@@ -130,17 +130,20 @@ func validHost(h []byte) bool {
 	return true
 }
 
-// appendEmojis appends the emoji set as a JSON array, only the emojis the
-// stream's settings allow when an operator restricted them.
+// appendEmojis appends the whole emoji set as a JSON array, the list the
+// compact body's counts index, and when an operator restricted the
+// stream's emojis, the ids it takes as "allowed". The set is listed whole
+// even then so that no client can decode an index against a shorter list.
 func (p *Pull) appendEmojis(b, id []byte) []byte {
+	b = p.opts.Emojis.AppendJSON(b)
 	var m *moderation.Stream
 	if p.opts.Moderation != nil {
 		m = p.opts.Moderation.Stream(id)
 	}
-	if m == nil {
-		return p.opts.Emojis.AppendJSON(b)
+	if m == nil || m.AllowsAll(p.opts.Emojis.Len()) {
+		return b
 	}
-	b = append(b, '[')
+	b = append(b, `,"allowed":[`...)
 	first := true
 	for i := range p.opts.Emojis.Len() {
 		if !m.AllowsEmoji(i) {
@@ -150,12 +153,7 @@ func (p *Pull) appendEmojis(b, id []byte) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		e := p.opts.Emojis.At(i)
-		b = append(b, `{"id":`...)
-		b = api.AppendJSONString(b, e.ID)
-		b = append(b, `,"glyph":`...)
-		b = api.AppendJSONString(b, e.Glyph)
-		b = append(b, '}')
+		b = api.AppendJSONString(b, p.opts.Emojis.At(i).ID)
 	}
 	return append(b, ']')
 }

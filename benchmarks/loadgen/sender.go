@@ -52,6 +52,7 @@ func (s *sender) watch(stream string) error {
 		Emojis []struct {
 			ID string `json:"id"`
 		} `json:"emojis"`
+		Allowed []string `json:"allowed"`
 	}
 	if err := getJSON(s.cl, &s.req, &s.resp, "/v1/streams/"+stream+"/watch?user="+s.user, &w); err != nil {
 		return err
@@ -64,6 +65,10 @@ func (s *sender) watch(stream string) error {
 	s.setSample(w.Sample)
 	for _, e := range w.Emojis {
 		s.emojis = append(s.emojis, e.ID)
+	}
+	if w.Allowed != nil {
+		// A stream whose operator restricted its emojis takes only those.
+		s.emojis = w.Allowed
 	}
 	return nil
 }

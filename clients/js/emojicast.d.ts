@@ -127,7 +127,10 @@ export interface WatchAnswer {
   max_next_ms?: number;
   sample: number;
   viewers: number;
+  /** The deployment's whole emoji set, in display order: the list compact counts index. */
   emojis: Emoji[];
+  /** The ids of the emojis the stream takes, when an operator restricted them: offer only those. */
+  allowed?: string[];
 }
 
 /** What one poll brought. */

@@ -128,9 +128,12 @@ func TestOpsPageInBrowser(t *testing.T) {
 		t.Fatalf("PUT settings: %d", code)
 	}
 	testutil.Eventually(t, 5*time.Second, "watch follows the settings", func() bool {
-		var w struct{ Emojis []struct{ ID string } }
+		var w struct {
+			Emojis  []struct{ ID string }
+			Allowed []string
+		}
 		getJSON(t, base+"/v1/streams/cup/watch?user=probe", &w)
-		return len(w.Emojis) == 2
+		return len(w.Allowed) == 2 && len(w.Emojis) == 8
 	})
 	viewer.do(
 		chromedp.Navigate(base+"/?stream=cup&user=bob"),

@@ -464,10 +464,13 @@ function watch(stream, at = null) {
   }
   const onWatch = (w) => {
     $("viewers").textContent = (w.viewers || 0).toLocaleString();
-    // The stream's own emojis: an operator may allow only some.
-    const ids = (w.emojis || []).map((e) => e.id).join(",");
+    // The stream's own emojis: an operator may allow only some. watch
+    // lists the whole set (what compact counts index) and those allowed.
+    const allowed = w.allowed ? new Set(w.allowed) : null;
+    const offered = (w.emojis || []).filter((e) => !allowed || allowed.has(e.id));
+    const ids = offered.map((e) => e.id).join(",");
     if (ids && ids !== [...$("buttons").children].map((b) => b.dataset.emoji).join(",")) {
-      renderButtons(w.emojis);
+      renderButtons(offered);
       if (stage.dataset.state === "live") setButtonsEnabled(true);
     }
   };
