@@ -165,7 +165,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.Float64Var(&f.commentRate, "comment-user-rate", push.DefaultCommentUserRate, "comments per second each user may send")
 		fs.IntVar(&f.commentBurst, "comment-user-burst", push.DefaultCommentUserBurst, "comments a user may send at once")
 		fs.StringVar(&f.blockedWords, "blocked-words", "", "file of words and phrases to mask in comments, one per line (# starts a comment line); reloaded when it changes or on SIGHUP")
-		fs.DurationVar(&f.filterTimeout, "filter-timeout", push.DefaultFilterTimeout, "longest a comment waits for the word filter; past it, it goes out unmasked and the failure is counted")
+		fs.DurationVar(&f.filterTimeout, "filter-timeout", push.DefaultFilterTimeout, "longest a comment waits for the word filter; past it, it goes out masked whole and the failure is counted")
 	}
 	if r.pull {
 		fs.StringVar(&f.publicURL, "public-url", "", "base URL viewers poll this process at, used in watch answers (empty: http:// and the request's Host)")
