@@ -132,7 +132,7 @@ type skRune struct {
 const (
 	sepBefore uint8 = 1 << iota // a separator came right before
 	noSpaces                    // of a script written without spaces
-	soft                        // a leet symbol: a word may start or end next to it
+	soft                        // a leet symbol or an emoji letter: a word may start or end next to it
 )
 
 var skeletons = sync.Pool{New: func() any { return new(skeleton) }}
@@ -199,9 +199,16 @@ func (sk *skeleton) build(text string, leet bool) {
 			case kindLower:
 				emit(unicode.ToLower(c), 0)
 			case kindFold:
+				flags := uint8(0)
+				if c >= 0x1f100 && c <= 0x1f1ff {
+					// Enclosed Alphanumeric Supplement: regional indicators
+					// and negative squared letters are emoji too (flags,
+					// 🅰️), so a word may start or end next to one.
+					flags = soft
+				}
 				for _, r := range f.folds[c] {
 					sk.leet = sk.leet || r >= '0' && r <= '9'
-					emit(r, 0)
+					emit(r, flags)
 				}
 			}
 		}

@@ -69,6 +69,22 @@ func TestMaskLeavesOrdinaryText(t *testing.T) {
 	}
 }
 
+// TestMaskNextToFlags: a flag or another emoji letter right before or
+// after a word does not hide it, as other emoji do not.
+func TestMaskNextToFlags(t *testing.T) {
+	w := mustWords(t, reviewList)
+	for in, want := range map[string]string{
+		"🇰🇷scum🇰🇷":  "🇰🇷****🇰🇷",
+		"🔥scum🔥":    "🔥****🔥",
+		"🅰️scum":     "🅰️****",
+		"🇸🇨🇺🇲 🇰🇷": "**** 🇰🇷",
+	} {
+		if got := w.Mask(in); got != want {
+			t.Errorf("Mask(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
 // TestParseWordsSuffixes: a word ending in * also matches it with the
 // common English suffixes, and only then.
 func TestParseWordsSuffixes(t *testing.T) {
