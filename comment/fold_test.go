@@ -74,10 +74,10 @@ func TestMaskLeavesOrdinaryText(t *testing.T) {
 func TestMaskNextToFlags(t *testing.T) {
 	w := mustWords(t, reviewList)
 	for in, want := range map[string]string{
-		"🇰🇷scum🇰🇷":  "🇰🇷****🇰🇷",
-		"🔥scum🔥":    "🔥****🔥",
-		"🅰️scum":     "🅰️****",
-		"🇸🇨🇺🇲 🇰🇷": "**** 🇰🇷",
+		"🇰🇷scum🇰🇷": "🇰🇷****🇰🇷",
+		"🔥scum🔥":   "🔥****🔥",
+		"🅰️scum":   "🅰️****",
+		"🇸🇨🇺🇲 🇰🇷":  "**** 🇰🇷",
 	} {
 		if got := w.Mask(in); got != want {
 			t.Errorf("Mask(%q) = %q; want %q", in, got, want)
