@@ -1,10 +1,13 @@
 // Package comment is the text side of danmaku comments: it cleans what a
 // viewer typed (Unicode NFC, trimmed, length in characters, no control or
 // bidi-override characters) and masks the words on the operator's
-// blocked-word list however they are disguised: upper case, full-width
-// forms, accents, look-alike letters of other scripts (UTS #39 confusable
-// skeletons), or spaces, punctuation and invisible characters inserted
-// between letters.
+// blocked-word list however they are disguised: upper case, full-width,
+// circled, squared, mathematical, small-capital and regional-indicator
+// forms, accents, look-alike letters of other scripts (UTS #39
+// confusables, in a table generated from Unicode's data: fold_table.go),
+// leetspeak, or spaces, punctuation and invisible characters inserted
+// between letters. Cleaning and masking a comment costs microseconds and
+// allocates nothing unless a word is masked.
 //
 // It knows nothing of HTTP or of the budget that decides which comments
 // are broadcast; push calls it for every comment it takes.

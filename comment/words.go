@@ -11,10 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
-	"github.com/mtibben/confusables"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -22,27 +20,66 @@ import (
 // comment slow.
 const MaxWords = 100_000
 
+// suffixes are what a word written with a trailing * (idiot*) may also end
+// in: common English inflections.
+var suffixes = []string{"s", "es", "ed", "er", "ers", "ing"}
+
 // Words is a list of blocked words and phrases. Matching compares
-// skeletons: each character is decomposed for compatibility (NFKD, which
-// turns full-width, circled or mathematical letters and ligatures into
-// plain ones), default-ignorable characters (zero-width joiners, Hangul
-// fillers) count as nothing, accents and every other character that is not
-// a letter or digit are dropped, and the rest is lower-cased and mapped to
-// its confusable skeleton (UTS #39). So "BAD", "ｂａｄ", "b.a.d", "b a d",
-// "bäd", "bаd" with a Cyrillic а and "b\u3164ad" all match "bad". A match must start and end at word
-// boundaries (the edges of the text or a dropped character), so "bad" does
-// not mask "badge"; in scripts written without spaces (Han, kana, Thai and
+// skeletons: each character stands for what it looks like
+// (fold_table.go, generated from Unicode's confusables and compatibility
+// decompositions): a Latin letter for full-width, circled, negative
+// circled and squared, mathematical, small-capital, regional-indicator
+// and superscript forms and for look-alikes of other scripts (Cyrillic
+// "с", Greek "ι"), a letter without its accent; invisible characters
+// (zero-width joiners, Hangul fillers) and combining marks count as
+// nothing; every other character that is not a letter or digit separates
+// words; the rest is lower-cased. So "BAD", "ｂａｄ", "b.a.d", "b a d",
+// "bäd", "bаd" with a Cyrillic а, "🅑🅐🅓" and "b\u3164ad" all match
+// "bad". A word of letters alone also matches its leetspeak spellings
+// (b4d, $cum, 1d10t), read in a second skeleton where digits and $ @ !
+// stand for letters, so that ordinary numbers never count as letters of
+// a word that has digits of its own. A match must start and end at word
+// boundaries (the edges of the text or a separator), so "bad" does not
+// mask "badge"; in scripts written without spaces (Han, kana, Thai and
 // their neighbours) it may start and end anywhere. Words is immutable.
 type Words struct {
-	words   [][]rune
-	byFirst map[rune][]int // index into words by first skeleton rune
+	n       int
+	literal trie // every word
+	leet    trie // words of letters alone, in leet skeletons
+}
+
+// trie holds skeletons; node 0 is the root.
+type trie struct {
+	next map[uint64]int32 // node<<32 | rune -> child
+	end  []bool           // a word ends at the node
+}
+
+func newTrie() trie { return trie{next: map[uint64]int32{}, end: []bool{false}} }
+
+func (t *trie) add(sk *skeleton) {
+	node := int32(0)
+	for _, r := range sk.runes {
+		key := uint64(node)<<32 | uint64(uint32(r.r))
+		child, ok := t.next[key]
+		if !ok {
+			child = int32(len(t.end))
+			t.next[key] = child
+			t.end = append(t.end, false)
+		}
+		node = child
+	}
+	t.end[node] = true
 }
 
 // ParseWords reads a list: one word or phrase per line; blank lines and
 // lines starting with # are ignored. A phrase matches with any separators
 // between its letters, so "bad word" also masks "badword" and "bad-word".
+// A line ending in * also matches the word with a common English suffix:
+// "idiot*" masks idiot, idiots, idiotes, idioted, idioter, idioters and
+// idioting.
 func ParseWords(r io.Reader) (*Words, error) {
-	w := &Words{byFirst: map[rune][]int{}}
+	w := &Words{literal: newTrie(), leet: newTrie()}
+	sk := &skeleton{}
 	sc := bufio.NewScanner(r)
 	line := 0
 	for sc.Scan() {
@@ -54,15 +91,28 @@ func ParseWords(r io.Reader) (*Words, error) {
 		if !utf8.Valid(text) {
 			return nil, fmt.Errorf("cannot read blocked words: line %d is not UTF-8", line)
 		}
-		sk := skeletonOf(string(text))
-		if len(sk.runes) == 0 {
-			return nil, fmt.Errorf("cannot read blocked words: line %d has no letters or digits", line)
+		word, inflected := strings.CutSuffix(norm.NFC.String(string(text)), "*")
+		forms := []string{word}
+		if inflected {
+			for _, s := range suffixes {
+				forms = append(forms, word+s)
+			}
 		}
-		if len(w.words) == MaxWords {
+		for _, form := range forms {
+			sk.build(form, false)
+			if len(sk.runes) == 0 {
+				return nil, fmt.Errorf("cannot read blocked words: line %d has no letters or digits", line)
+			}
+			w.literal.add(sk)
+			if !sk.leet {
+				sk.build(form, true)
+				w.leet.add(sk)
+			}
+		}
+		if w.n == MaxWords {
 			return nil, fmt.Errorf("cannot read blocked words: more than %d", MaxWords)
 		}
-		w.byFirst[sk.runes[0]] = append(w.byFirst[sk.runes[0]], len(w.words))
-		w.words = append(w.words, sk.runes)
+		w.n++
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("cannot read blocked words: %w", err)
@@ -71,192 +121,71 @@ func ParseWords(r io.Reader) (*Words, error) {
 }
 
 // Len returns the number of words and phrases in the list.
-func (w *Words) Len() int { return len(w.words) }
+func (w *Words) Len() int { return w.n }
 
 // Mask returns text with every blocked word replaced by one * per
 // character, separators inside the match included. text should be
-// cleaned first (Clean).
+// cleaned first (Clean). Its cost is linear in the text for a list of
+// short words: each start of a word walks the list's trie at most as far
+// as the longest word.
 func (w *Words) Mask(text string) string {
-	if len(w.words) == 0 {
+	if w.n == 0 {
 		return text
 	}
-	sk := skeletonOf(text)
-	var masked []bool // by rune of text; nil until a match
-	for a, r := range sk.runes {
-		for _, i := range w.byFirst[r] {
-			word := sk.runes[a:]
-			if len(word) < len(w.words[i]) || !equalRunes(word[:len(w.words[i])], w.words[i]) {
-				continue
-			}
-			b := a + len(w.words[i])
-			if !sk.boundary(a) || !sk.boundary(b) {
-				continue
-			}
-			if masked == nil {
-				masked = make([]bool, sk.n)
-			}
-			for k := sk.origin[a]; k <= sk.origin[b-1]; k++ {
-				masked[k] = true
-			}
-		}
+	sk := skeletons.Get().(*skeleton)
+	defer releaseSkeleton(sk)
+	sk.build(text, false)
+	var masked []bool // by character of text; nil until a match
+	masked = w.literal.match(sk, masked)
+	if sk.leet {
+		sk.build(text, true)
+		masked = w.leet.match(sk, masked)
 	}
 	if masked == nil {
 		return text
 	}
-	out := make([]rune, 0, sk.n)
+	var b strings.Builder
+	b.Grow(len(text))
 	k := 0
 	for _, r := range text {
 		if masked[k] {
 			r = '*'
 		}
-		out = append(out, r)
+		b.WriteRune(r)
 		k++
 	}
-	return string(out)
+	return b.String()
 }
 
-func equalRunes(a, b []rune) bool {
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
+// match marks in masked (made when nil) the characters of every word of t
+// found in sk, and returns masked.
+func (t *trie) match(sk *skeleton, masked []bool) []bool {
+	if len(t.end) == 1 {
+		return masked
 	}
-	return true
-}
-
-// skeleton is a text reduced for matching: its letters and digits,
-// decomposed, unaccented, lower-cased and mapped to their confusable
-// skeletons, each with the index of the rune of the text it came from.
-type skeleton struct {
-	runes  []rune
-	origin []int
-	sep    []bool // a separator came right before runes[i]
-	n      int    // runes in the text
-}
-
-func skeletonOf(text string) skeleton {
-	var sk skeleton
-	var buf [32]byte
-	sep := false
-	emit := func(fs []rune) {
-		for _, f := range fs {
-			sk.runes = append(sk.runes, f)
-			sk.origin = append(sk.origin, sk.n)
-			sk.sep = append(sk.sep, sep)
-			sep = false
+	for a := range sk.runes {
+		if !sk.boundary(a) {
+			continue
 		}
-	}
-	for _, r := range text {
-		var dec []byte
-		if r < utf8.RuneSelf {
-			dec = append(buf[:0], byte(r))
-		} else {
-			dec = norm.NFKD.AppendString(buf[:0], string(r))
-			if !ignorable(r) && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
-				// A look-alike of a Latin letter is that letter, before
-				// NFKD could turn it into a letter of its own script
-				// (lunate sigma into sigma); a letter NFKD leaves alone
-				// needs folding once.
-				f := fold(r)
-				if len(f) > 0 && f[0] < utf8.RuneSelf || string(dec) == string(r) {
-					emit(f)
-					sk.n++
-					continue
-				}
+		node := int32(0)
+		for b := a; b < len(sk.runes); b++ {
+			child, ok := t.next[uint64(node)<<32|uint64(uint32(sk.runes[b].r))]
+			if !ok {
+				break
 			}
-		}
-		for _, c := range string(dec) {
-			switch {
-			case ignorable(c):
-				// Invisible: neither a letter nor a separator.
-			case unicode.IsLetter(c) || unicode.IsDigit(c):
-				emit(fold(c))
-			default:
-				sep = true
+			node = child
+			if !t.end[node] || !sk.boundary(b+1) {
+				continue
 			}
-		}
-		sk.n++
-	}
-	return sk
-}
-
-// fold returns what a letter or digit stands for in matching: its
-// lower-case form's confusable skeleton (Unicode UTS #39), lower-cased,
-// so that Cyrillic "а" and Latin "a", "0" and "o", "rn" and "m" are one.
-// A capital that looks Latin while its lower-case form does not (Cyrillic
-// "М" and "м") stands for the Latin letter instead.
-func fold(c rune) []rune {
-	lower := unicode.ToLower(c)
-	if lower < utf8.RuneSelf {
-		return asciiFolds[lower]
-	}
-	sk := confusables.Skeleton(string(lower))
-	if lower != c && !isASCII(sk) {
-		if latin := strings.ToLower(confusables.Skeleton(string(c))); isASCII(latin) {
-			sk = confusables.Skeleton(latin)
-		}
-	}
-	var out []rune
-	for _, f := range sk {
-		if unicode.IsLetter(f) || unicode.IsDigit(f) {
-			out = append(out, unicode.ToLower(f))
-		}
-	}
-	return out
-}
-
-func isASCII(s string) bool {
-	for i := range len(s) {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
-
-// asciiFolds holds fold for ASCII, which most comments are.
-var asciiFolds = func() (t [utf8.RuneSelf][]rune) {
-	for c := range rune(utf8.RuneSelf) {
-		for _, f := range confusables.Skeleton(string(c)) {
-			if unicode.IsLetter(f) || unicode.IsDigit(f) {
-				t[c] = append(t[c], unicode.ToLower(f))
+			if masked == nil {
+				masked = make([]bool, sk.n)
+			}
+			for k := sk.runes[a].origin; k <= sk.runes[b].origin; k++ {
+				masked[k] = true
 			}
 		}
 	}
-	return t
-}()
-
-// ignorable reports whether c is a default-ignorable code point (Unicode
-// DerivedCoreProperties: Other_Default_Ignorable_Code_Point, format
-// characters and variation selectors, less the prepended concatenation
-// marks): it shows as nothing, so a word split by one, such as a Hangul
-// filler (U+3164, U+115F) or a zero-width joiner, is still the word.
-func ignorable(c rune) bool {
-	if c < 0xad {
-		return false
-	}
-	if unicode.Is(unicode.Prepended_Concatenation_Mark, c) {
-		return false
-	}
-	return unicode.In(c, unicode.Other_Default_Ignorable_Code_Point, unicode.Cf, unicode.Variation_Selector)
-}
-
-// boundary reports whether a match may start or end between skeleton
-// runes i-1 and i: at either end of the text, where the text had a
-// character that is not a letter or digit, or next to a script written
-// without spaces.
-func (sk *skeleton) boundary(i int) bool {
-	if i == 0 || i == len(sk.runes) {
-		return true
-	}
-	return sk.sep[i] || unspaced(sk.runes[i-1]) || unspaced(sk.runes[i])
-}
-
-// unspaced reports whether r belongs to a script whose words are not
-// separated by spaces.
-func unspaced(r rune) bool {
-	return r >= 0x0e00 && unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana,
-		unicode.Thai, unicode.Lao, unicode.Khmer, unicode.Myanmar)
+	return masked
 }
 
 // Filter is a blocked-word list kept in a file and reloaded when the file

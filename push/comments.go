@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
@@ -17,8 +19,9 @@ import (
 )
 
 // Masker masks blocked words in a cleaned comment. *comment.Filter is one.
-// It is an auxiliary step: when it fails, panics or is slow, the comment
-// goes out unmasked and the failure is counted.
+// The filter fails closed: when it errs, panics or is slow, the comment
+// goes out masked whole, and when too many calls are under way it is
+// shed; it never goes out as sent. Each failure is counted.
 type Masker interface {
 	Mask(text string) (string, error)
 }
@@ -111,9 +114,15 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream, client []byte) {
 		commentsBy(resultShed).Inc()
 		api.WriteJSON(ctx, fasthttp.StatusAccepted, bodyShed)
 	default:
+		masked, ok := p.mask(text)
+		if !ok {
+			commentsBy(resultShed).Inc()
+			api.WriteJSON(ctx, fasthttp.StatusAccepted, bodyShed)
+			return
+		}
 		p.pending.add(store.CommentAt{
 			Stream: string(stream), Second: sec,
-			Comment: store.Comment{User: string(user), Text: p.mask(text), ID: p.commentID()},
+			Comment: store.Comment{User: string(user), Text: masked, ID: p.commentID()},
 		})
 		commentsBy(resultAccepted).Inc()
 		api.WriteJSON(ctx, fasthttp.StatusAccepted, bodyAccepted)
@@ -187,18 +196,21 @@ func parseComment(p *fastjson.Parser, body []byte) (text string, user []byte, ae
 // node stops starting new ones rather than piling them up.
 const maxMasking = 64
 
-// mask returns text with blocked words masked, or text itself when there
-// is no filter or the filter failed, panicked or took longer than
-// FilterTimeout: the comment path does not wait on an auxiliary step.
-func (p *Push) mask(text string) string {
+// mask returns text with blocked words masked, and false when the comment
+// must be shed instead. It fails closed: when the filter errs, panics or
+// takes longer than FilterTimeout, the text comes back masked whole; when
+// maxMasking calls are under way, the comment is shed. The timeout is a
+// safety net: masking a comment costs microseconds (comment's benchmarks).
+func (p *Push) mask(text string) (string, bool) {
 	if p.opts.Filter == nil {
-		return text
+		return text, true
 	}
 	select {
 	case p.masking <- struct{}{}:
 	default:
-		filterFailures.WithLabelValues("busy").Inc()
-		return text
+		filterFailures.WithLabelValues("busy", outcomeShed).Inc()
+		p.logFilterFailure(errors.New("too many masking calls under way"))
+		return "", false
 	}
 	done := make(chan maskResult, 1)
 	go func() {
@@ -210,16 +222,29 @@ func (p *Push) mask(text string) string {
 	select {
 	case r := <-done:
 		if r.failure != "" {
-			filterFailures.WithLabelValues(r.failure).Inc()
+			filterFailures.WithLabelValues(r.failure, outcomeMasked).Inc()
 			p.logFilterFailure(r.err)
-			return text
+			return maskWhole(text), true
 		}
-		return r.text
+		return r.text, true
 	case <-t.C:
-		filterFailures.WithLabelValues("timeout").Inc()
+		filterFailures.WithLabelValues("timeout", outcomeMasked).Inc()
 		p.logFilterFailure(fmt.Errorf("masking took longer than %v", p.opts.FilterTimeout))
-		return text
+		return maskWhole(text), true
 	}
+}
+
+// What became of a comment the filter failed on: the label values of
+// emojicast_push_comment_filter_failures_total's outcome.
+const (
+	outcomeMasked = "masked" // sent masked whole
+	outcomeShed   = "shed"   // not sent
+)
+
+// maskWhole returns one * per character of text: what a comment the filter
+// could not check shows.
+func maskWhole(text string) string {
+	return strings.Repeat("*", utf8.RuneCountInString(text))
 }
 
 type maskResult struct {
@@ -247,7 +272,7 @@ func (p *Push) maskSafely(text string) (r maskResult) {
 // logFilterFailure logs at most one filter failure a minute; the metric
 // counts every one.
 func (p *Push) logFilterFailure(err error) {
-	p.filterLog.Warn(p.opts.Logger, "comment filter failed; comments go out unmasked meanwhile", "err", err)
+	p.filterLog.Warn(p.opts.Logger, "comment filter failed; comments go out masked whole or are shed meanwhile", "err", err)
 }
 
 // pendingComments are the comments accepted since the last flush. They are

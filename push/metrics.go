@@ -54,8 +54,8 @@ var (
 	}, []string{"result"})
 	filterFailures = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "emojicast_push_comment_filter_failures_total",
-		Help: "Comments that went out unmasked because the word filter failed: error, panic, timeout, or busy (too many slow calls under way).",
-	}, []string{"reason"})
+		Help: "Comments the word filter failed on, by reason (error, panic, timeout, or busy: too many slow calls under way) and outcome (masked: sent masked whole; shed: not sent).",
+	}, []string{"reason", "outcome"})
 	commentLoadErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_comment_load_errors_total",
 		Help: "Failed reports or reads of the fleet's comment load (the last known figures stay in use).",

@@ -115,7 +115,7 @@ type Options struct {
 	// Filter masks blocked words in comments; nil masks none.
 	Filter Masker
 	// FilterTimeout is the longest a comment waits for Filter before it
-	// goes out unmasked. Default: DefaultFilterTimeout.
+	// goes out masked whole. Default: DefaultFilterTimeout.
 	FilterTimeout time.Duration
 	// Moderation holds the operators' stream settings and bans; nil
 	// enforces none.

@@ -211,11 +211,13 @@ func TestCommentBudgetIsBoundedAndFair(t *testing.T) {
 	}
 }
 
-// brokenMasker fails in the ways a filter can: an error, a panic, or
-// taking far longer than the comment path waits.
+// brokenMasker fails in the ways a filter can: an error, a panic, taking
+// far longer than the comment path waits, or never returning until
+// release is closed.
 type brokenMasker struct {
-	mode  atomic.Value // "error", "panic" or "slow"
-	calls atomic.Int64
+	mode    atomic.Value // "error", "panic", "slow" or "block"
+	calls   atomic.Int64
+	release chan struct{}
 }
 
 func (b *brokenMasker) Mask(text string) (string, error) {
@@ -226,15 +228,26 @@ func (b *brokenMasker) Mask(text string) (string, error) {
 	case "slow":
 		time.Sleep(2 * time.Second)
 		return strings.ToUpper(text), nil
+	case "block":
+		<-b.release
+		return text, nil
 	}
 	return "", errors.New("the filter is down")
 }
 
-// TestFilterFailureDoesNotStopComments: whether the filter errs, panics or
-// hangs, comments are accepted at once, reach viewers unmasked, and the
-// failures show in /metrics.
-func TestFilterFailureDoesNotStopComments(t *testing.T) {
-	broken := &brokenMasker{}
+func filterFailures(t *testing.T, n *node, reason, outcome string) float64 {
+	t.Helper()
+	return counterValue(t, n, `emojicast_push_comment_filter_failures_total{outcome="`+outcome+`",reason="`+reason+`"}`)
+}
+
+// TestFilterFailureFailsClosed: whether the filter errs, panics or hangs,
+// comments are answered at once and reach viewers masked whole, never as
+// sent; when so many filter calls hang that the node starts no more, a
+// comment is shed. Each failure shows in /metrics with what became of the
+// comment.
+func TestFilterFailureFailsClosed(t *testing.T) {
+	broken := &brokenMasker{release: make(chan struct{})}
+	defer close(broken.release)
 	n := startNode(t, func(c *nodeConfig) {
 		c.pushOpts = func(o *push.Options) { o.Filter = broken; o.FilterTimeout = 50 * time.Millisecond }
 	})
@@ -242,18 +255,18 @@ func TestFilterFailureDoesNotStopComments(t *testing.T) {
 	want := map[int64][]said{}
 	for i, mode := range []string{"error", "panic", "slow"} {
 		broken.mode.Store(mode)
-		before := counterValue(t, n, `emojicast_push_comment_filter_failures_total{reason="`+map[string]string{"error": "error", "panic": "panic", "slow": "timeout"}[mode]+`"}`)
+		reason := map[string]string{"error": "error", "panic": "panic", "slow": "timeout"}[mode]
+		before := filterFailures(t, n, reason, "masked")
 		start := time.Now()
-		text := "still here while the filter is " + mode
+		text := "bad words while the filter is " + mode
 		if code, status := n.comment("s", fmt.Sprintf("u%d", i), text); code != http.StatusAccepted || status != "accepted" {
 			t.Fatalf("with the filter in %s: %d %s", mode, code, status)
 		}
 		if took := time.Since(start); took > time.Second {
 			t.Errorf("with the filter in %s the comment took %v to answer", mode, took)
 		}
-		want[n.clk.Now().Unix()] = []said{{fmt.Sprintf("u%d", i), text}}
-		after := counterValue(t, n, `emojicast_push_comment_filter_failures_total{reason="`+map[string]string{"error": "error", "panic": "panic", "slow": "timeout"}[mode]+`"}`)
-		if after != before+1 {
+		want[n.clk.Now().Unix()] = []said{{fmt.Sprintf("u%d", i), strings.Repeat("*", len(text))}}
+		if after := filterFailures(t, n, reason, "masked"); after != before+1 {
 			t.Errorf("filter %s: failures metric went from %v to %v; want one more", mode, before, after)
 		}
 		n.step()
@@ -263,5 +276,66 @@ func TestFilterFailureDoesNotStopComments(t *testing.T) {
 	v.poll()
 	if fmt.Sprint(v.seen) != fmt.Sprint(want) {
 		t.Fatalf("viewer saw %v; want %v", v.seen, want)
+	}
+
+	// Calls that never return hold every slot; the next comment is shed.
+	broken.mode.Store("block")
+	for i := 0; broken.calls.Load() < 3+64; i++ {
+		if i > 200 {
+			t.Fatalf("only %d filter calls started", broken.calls.Load())
+		}
+		n.comment(fmt.Sprintf("fill%d", i), fmt.Sprintf("filler%d", i), "hello")
+	}
+	before := filterFailures(t, n, "busy", "shed")
+	if code, status := n.comment("s", "late", "bad words while the filter is busy"); code != http.StatusAccepted || status != "shed" {
+		t.Fatalf("with every filter slot taken: %d %s; want 202 shed", code, status)
+	}
+	if after := filterFailures(t, n, "busy", "shed"); after != before+1 {
+		t.Errorf("busy filter: failures metric went from %v to %v; want one more", before, after)
+	}
+	n.step()
+	n.step()
+	v.poll()
+	if fmt.Sprint(v.seen) != fmt.Sprint(want) {
+		t.Fatalf("viewer saw %v; want %v (nothing more)", v.seen, want)
+	}
+}
+
+// TestFilterTimeoutNeverSendsRaw: with the real filter and a timeout so
+// short that masking often cannot finish in it, every comment reaches
+// viewers masked, properly or whole, never with the blocked word.
+func TestFilterTimeoutNeverSendsRaw(t *testing.T) {
+	words := filepath.Join(t.TempDir(), "blocked.txt")
+	if err := os.WriteFile(words, []byte("scum\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	filter, err := comment.NewFilter(words)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, func(c *nodeConfig) {
+		c.pushOpts = func(o *push.Options) { o.Filter = filter; o.FilterTimeout = time.Nanosecond }
+	})
+	v := n.newCommentViewer("s")
+	text := "scum " + strings.Repeat("\ud759", 95)
+	for i := range 10 {
+		if code, status := n.comment("s", fmt.Sprintf("u%d", i), text); code != http.StatusAccepted || status != "accepted" {
+			t.Fatalf("comment %d: %d %s", i, code, status)
+		}
+	}
+	n.step()
+	n.step()
+	v.poll()
+	got := 0
+	for _, comments := range v.seen {
+		for _, c := range comments {
+			got++
+			if strings.Contains(c.text, "scum") {
+				t.Errorf("%s's comment went out with the blocked word: %q", c.user, c.text)
+			}
+		}
+	}
+	if got != 10 {
+		t.Fatalf("viewer saw %d comments; want 10", got)
 	}
 }

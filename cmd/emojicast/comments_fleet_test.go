@@ -134,7 +134,7 @@ func TestFleetCommentsOnRedis(t *testing.T) {
 	}
 	common := []string{"--redis", redistest.Start(t).URL(), "--seal-delay", fleetSealDelay, "--log-level", "warn"}
 	// The masking check must not depend on the machine's load: a filter
-	// slower than --filter-timeout lets comments out unmasked.
+	// slower than --filter-timeout masks a comment whole.
 	pushArgs := append(append([]string{"push", "--comment-budget", "30", "--blocked-words", words, "--filter-timeout", "5s"}, loadSender...), common...)
 	pushes := []*proc{startProc(t, "push-1", pushArgs...), startProc(t, "push-2", pushArgs...)}
 	pull := startProc(t, "pull", append([]string{"pull"}, common...)...)

@@ -173,7 +173,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.Float64Var(&f.ipCommentRate, "ip-comment-rate", push.DefaultGroupCommentRate, "comments per second one client address group may send when ids are self-service")
 		fs.IntVar(&f.ipCommentBurst, "ip-comment-burst", push.DefaultGroupCommentBurst, "comments one client address group may send at once when ids are self-service")
 		fs.StringVar(&f.blockedWords, "blocked-words", "", "file of words and phrases to mask in comments, one per line (# starts a comment line); reloaded when it changes or on SIGHUP")
-		fs.DurationVar(&f.filterTimeout, "filter-timeout", push.DefaultFilterTimeout, "longest a comment waits for the word filter; past it, it goes out unmasked and the failure is counted")
+		fs.DurationVar(&f.filterTimeout, "filter-timeout", push.DefaultFilterTimeout, "longest a comment waits for the word filter; past it, it goes out masked whole and the failure is counted")
 	}
 	if r.pull {
 		fs.StringVar(&f.publicURL, "public-url", "", "base URL viewers poll this process at, used in watch answers (empty: http:// and the request's Host)")
