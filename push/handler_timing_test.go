@@ -63,7 +63,7 @@ func BenchmarkPushHandler(b *testing.B) {
 		p := benchNode(b, bc.signer, st)
 		reqs := benchRequests(bc.signer, string(stream), sample)
 		b.Run(bc.name, func(b *testing.B) {
-			runSends(b, reqs, func(ctx *fasthttp.RequestCtx) { p.HandleReactions(ctx, stream, nil) })
+			runSends(b, reqs, func(ctx *fasthttp.RequestCtx, i int) { p.HandleReactions(ctx, stream, benchClients[i]) })
 		})
 	}
 	// The same open sends to a stream an operator moderates: an emoji
@@ -73,10 +73,10 @@ func BenchmarkPushHandler(b *testing.B) {
 	p.opts.Moderation = benchModeration(b, string(stream))
 	reqs := benchRequests(nil, string(stream), "")
 	b.Run("open-moderated", func(b *testing.B) {
-		runSends(b, reqs, func(ctx *fasthttp.RequestCtx) { p.HandleReactions(ctx, stream, nil) })
+		runSends(b, reqs, func(ctx *fasthttp.RequestCtx, i int) { p.HandleReactions(ctx, stream, benchClients[i]) })
 	})
 	b.Run("constant", func(b *testing.B) {
-		runSends(b, benchRequests(nil, string(stream), ""), func(ctx *fasthttp.RequestCtx) { writeAccepted(ctx, 1) })
+		runSends(b, benchRequests(nil, string(stream), ""), func(ctx *fasthttp.RequestCtx, _ int) { writeAccepted(ctx, 1) })
 	})
 }
 
@@ -103,10 +103,21 @@ func benchModeration(b *testing.B, stream string) *moderation.Rules {
 	return r
 }
 
+// benchClients are the address group keys of the requests' senders: four
+// users to an address, as in a household, so the address limits look up
+// many keys too.
+var benchClients = func() [][]byte {
+	keys := make([][]byte, benchUsers)
+	for i := range keys {
+		keys[i] = []byte{203, 0, byte(i / 4 >> 8), byte(i / 4)}
+	}
+	return keys
+}()
+
 func benchNode(b *testing.B, signer *token.Signer, st store.Store) *Push {
 	p, err := New(Options{
 		Targets: []Target{{Name: "bench", Store: st}},
-		Signer:  signer, UserRate: 1e9, UserBurst: 1 << 20, Logger: quiet,
+		Signer:  signer, UserRate: 1e9, UserBurst: 1 << 20, AddrWeightRate: 1e9, AddrWeightBurst: 1 << 20, Logger: quiet,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -141,7 +152,7 @@ func benchRequests(signer *token.Signer, stream, more string) []*fasthttp.Reques
 // with its own users (a user sending from two goroutines at once could see
 // the later clock reading charged first, and be limited), and fails unless
 // every answer is 202.
-func runSends(b *testing.B, reqs []*fasthttp.Request, handle func(*fasthttp.RequestCtx)) {
+func runSends(b *testing.B, reqs []*fasthttp.Request, handle func(ctx *fasthttp.RequestCtx, i int)) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(reqs[0].Body())))
 	procs := runtime.GOMAXPROCS(0)
@@ -149,13 +160,13 @@ func runSends(b *testing.B, reqs []*fasthttp.Request, handle func(*fasthttp.Requ
 	b.RunParallel(func(pb *testing.PB) {
 		var ctx fasthttp.RequestCtx
 		span := len(reqs) / procs
-		mine := reqs[(int(next.Add(1))-1)%procs*span:][:span]
+		first := (int(next.Add(1)) - 1) % procs * span
 		i := 0
 		for pb.Next() {
 			i++
-			mine[i%span].CopyTo(&ctx.Request)
+			reqs[first+i%span].CopyTo(&ctx.Request)
 			ctx.Response.Reset()
-			handle(&ctx)
+			handle(&ctx, first+i%span)
 			if code := ctx.Response.StatusCode(); code != fasthttp.StatusAccepted {
 				b.Errorf("status %d: %s", code, ctx.Response.Body())
 				return
