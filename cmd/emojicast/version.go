@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 
@@ -75,7 +76,14 @@ func registerBuildInfo(reg prometheus.Registerer, b buildInfo) error {
 		Help: "The running binary's version, commit and Go version; always 1.",
 	}, []string{"version", "commit", "goversion"})
 	if err := reg.Register(g); err != nil {
-		return fmt.Errorf("cannot register emojicast_build_info: %w", err)
+		// A second node in one process (tests) shares the first's gauge.
+		var dup prometheus.AlreadyRegisteredError
+		if !errors.As(err, &dup) {
+			return fmt.Errorf("cannot register emojicast_build_info: %w", err)
+		}
+		if g, _ = dup.ExistingCollector.(*prometheus.GaugeVec); g == nil {
+			return fmt.Errorf("cannot register emojicast_build_info: %w", err)
+		}
 	}
 	g.WithLabelValues(b.Version, b.Commit, b.GoVersion).Set(1)
 	return nil
