@@ -204,6 +204,10 @@ func exportImage(t *testing.T, podman, tag string) string {
 	ctr := strings.TrimSpace(string(id))
 	defer exec.Command(podman, "rm", "--force", ctr).Run()
 	root := t.TempDir()
+	// The image's user must reach its files, as in a container.
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	export := exec.Command(podman, "export", ctr)
 	r, err := export.StdoutPipe()
 	if err != nil {
@@ -287,6 +291,10 @@ func runImage(t *testing.T, root string, cfg imageConfig) {
 		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)},
 	}
 	base, _ := startShipped(t, cmd)
+	status := string(readFile(t, fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)))
+	if want := fmt.Sprintf("\nUid:\t%d\t%d\t", uid, uid); !strings.Contains(status, want) {
+		t.Errorf("the image's emojicast does not run as uid %d:\n%s", uid, status)
+	}
 	if body := httpGet(t, base+"/metrics"); !strings.Contains(body, `version="`+releaseVersion+`"`) {
 		t.Errorf("the image's emojicast does not export its version %s", releaseVersion)
 	}
