@@ -6,7 +6,9 @@
 # front of emojicast; the JavaScript client's tests run on Node.js 20 or
 # later; the alerting tests check deploy/prometheus with promtool and
 # scrape a running emojicast with a real Prometheus (both from Debian's
-# prometheus package). Needs root (or sudo) only when something is missing.
+# prometheus package); the container test builds the image with podman,
+# the systemd test checks the units with systemd-analyze (Debian's
+# systemd package). Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
 # need PACKAGE CHECK...: PACKAGE is missing when the CHECK command fails.
@@ -27,6 +29,8 @@ need fonts-noto-color-emoji test -e /usr/share/fonts/truetype/noto/NotoColorEmoj
 need nginx test -x /usr/sbin/nginx
 need nodejs command -v node
 need prometheus command -v promtool
+need podman command -v podman
+need systemd test -x /usr/bin/systemd-analyze
 
 # node_new_enough fails, saying why, unless node is Node.js 20 or later.
 node_new_enough() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole emojicast test suite: installs what the tests need besides
-# Go when it is missing (redis-server, a browser, nginx; needs root, as on
-# CI), checks formatting and vets, then runs
+# Go when it is missing (redis-server, a browser, nginx, podman,
+# systemd-analyze; needs root, as on CI, which the container test needs
+# too), checks formatting and vets, then runs
 #   1. every test with the race detector, in shuffled order;
 #   2. the allocation pins (tests named ...DoesNotAllocate) without it: the
 #      race detector makes sync.Pool drop items, so a pin can only fail here;

@@ -22,6 +22,7 @@ Commands:
            chart in a terminal)
   send     send taps of an emoji to a stream
   comment  send a danmaku comment to a stream
+  version  print the version, commit and Go version (also --version)
 
 Run 'emojicast <command> --help' for the flags of a command. Every flag can
 also be set with an environment variable: --flush-interval is
@@ -46,6 +47,8 @@ func main() {
 		os.Exit(runSend(args))
 	case "comment":
 		os.Exit(runComment(args))
+	case "version", "-version", "--version":
+		fmt.Println(readBuildInfo())
 	case "help", "-h", "-help", "--help":
 		fmt.Print(usage)
 	default:

@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 			os.RemoveAll(filepath.Dir(b.path))
 		}
 	}
+	if release.dir != "" {
+		os.RemoveAll(release.dir)
+	}
 	os.Exit(code)
 }
 

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/admin"
@@ -248,6 +249,11 @@ func runRole(r role, args []string) int {
 // runNode starts the parts of the role, serves until a signal, and stops
 // them in order.
 func runNode(r role, f *nodeFlags, log *slog.Logger) error {
+	build := readBuildInfo()
+	log.Info("emojicast starting", "role", r.name, "version", build.Version, "commit", build.Commit, "goversion", build.GoVersion)
+	if err := registerBuildInfo(prometheus.DefaultRegisterer, build); err != nil {
+		return err
+	}
 	emojis, err := emoji.Parse(f.emojis)
 	if err != nil {
 		return err
