@@ -133,17 +133,19 @@ func (f *fleet) startRedis() (*proc, error) {
 // measured (benchmarks/README.md, "Reproduce everything").
 var lifted = []string{
 	"--max-conns-per-ip", "20000",
-	"--ip-send-rate", "1000000", "--ip-send-burst", "1000000", "--ip-weight-rate", "1000000", "--ip-weight-burst", "1000000",
+	"--ip-send-rate", "1000000", "--ip-send-burst", "1000000",
 	"--ip-watch-rate", "1000000", "--ip-watch-burst", "1000000",
 	"--ip-poll-rate", "1000000", "--ip-poll-burst", "1000000",
 }
 
 // roleFlags are the flags only one role has: pull nodes count viewers per
 // address and set the sample (off here, so every accepted tap counts once
-// and the delivered fraction is exact); push nodes limit each user.
+// and the delivered fraction is exact); push nodes limit each user and
+// each address group's weight and comments.
 var roleFlags = map[string][]string{
 	"pull": {"--ip-viewers", "1000000", "--target-sends", "1000000000"},
-	"push": {"--user-rate", "1000", "--user-burst", "1000"},
+	"push": {"--user-rate", "1000", "--user-burst", "1000", "--ip-weight-rate", "1000000", "--ip-weight-burst", "1000000",
+		"--ip-comment-rate", "1000000", "--ip-comment-burst", "1000000"},
 }
 
 // startNode starts one emojicast process of role (pull or push) on Redis

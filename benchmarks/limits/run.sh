@@ -51,7 +51,7 @@ until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.1; done
 # (their keys then stay far inside them), so the figures are the per-user
 # limit's. A real client address sending a viewer's taps is far inside
 # its 50 sends/s too.
-LOAD="--max-conns-per-ip 20000 --ip-send-rate 1000000 --ip-send-burst 1000000 --ip-weight-rate 1000000 --ip-weight-burst 1000000 --ip-watch-rate 1000000 --ip-watch-burst 1000000 --ip-poll-rate 1000000 --ip-poll-burst 1000000 --ip-viewers 1000000"
+LOAD="--max-conns-per-ip 20000 --ip-send-rate 1000000 --ip-send-burst 1000000 --ip-weight-rate 1000000 --ip-weight-burst 1000000 --ip-comment-rate 1000000 --ip-comment-burst 1000000 --ip-watch-rate 1000000 --ip-watch-burst 1000000 --ip-poll-rate 1000000 --ip-poll-burst 1000000 --ip-viewers 1000000"
 ports=()
 for i in $(seq "$NODES"); do
 	port=$(freeport)

@@ -38,7 +38,7 @@ func startEmojicast(t *testing.T, bin string) string {
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 	cmd := exec.Command(bin, "serve", "--listen", addr, "--quiet-next-ms", "1000", "--quiet-max-next-ms", "1000", "--log-level", "warn",
-		"--max-conns-per-ip", "20000", "--ip-send-rate", "1000000", "--ip-send-burst", "1000000", "--ip-weight-rate", "1000000", "--ip-weight-burst", "1000000",
+		"--max-conns-per-ip", "20000", "--ip-send-rate", "1000000", "--ip-send-burst", "1000000", "--ip-weight-rate", "1000000", "--ip-weight-burst", "1000000", "--ip-comment-rate", "1000000", "--ip-comment-burst", "1000000",
 		"--ip-watch-rate", "1000000", "--ip-watch-burst", "1000000",
 		"--ip-poll-rate", "1000000", "--ip-poll-burst", "1000000", "--ip-viewers", "1000000")
 	var logs bytes.Buffer

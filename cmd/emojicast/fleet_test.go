@@ -35,7 +35,8 @@ var exact = []string{"--target-sends", "1000000000"}
 
 // loadSender lets one test address send like a crowd: the per-user and
 // per-address limits are not what the fleet tests are about.
-var loadSender = []string{"--user-rate", "1000", "--user-burst", "1000", "--ip-send-rate", "1000000", "--ip-send-burst", "1000000", "--ip-weight-rate", "1000000", "--ip-weight-burst", "1000000"}
+var loadSender = []string{"--user-rate", "1000", "--user-burst", "1000", "--ip-send-rate", "1000000", "--ip-send-burst", "1000000",
+	"--ip-weight-rate", "1000000", "--ip-weight-burst", "1000000", "--ip-comment-rate", "1000000", "--ip-comment-burst", "1000000"}
 
 // fleetClient bounds every request of the fleet tests, so a hung process
 // fails the test instead of hanging it.

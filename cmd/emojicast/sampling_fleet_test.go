@@ -199,9 +199,12 @@ func relErr(shown, real int64) float64 {
 // crowds that are not about them: they come from one address, and their
 // users tap fast.
 var (
-	noIPLimits = []string{"--ip-send-rate", "1000000", "--ip-send-burst", "1000000", "--ip-weight-rate", "1000000", "--ip-weight-burst", "1000000",
+	noIPLimits = []string{"--ip-send-rate", "1000000", "--ip-send-burst", "1000000",
 		"--max-conns-per-ip", "20000", "--ip-watch-rate", "1000000", "--ip-watch-burst", "1000000"}
-	noLimits = append([]string{"--user-rate", "1000", "--user-burst", "1000"}, noIPLimits...)
+	// noPushLimits are the per-user and per-address-group limits of push
+	// nodes (and serve), which other roles do not take.
+	noPushLimits = []string{"--user-rate", "1000", "--user-burst", "1000", "--ip-weight-rate", "1000000", "--ip-weight-burst", "1000000"}
+	noLimits     = append(noPushLimits, noIPLimits...)
 )
 
 // TestNonSamplingClientsUnderAForcedDivisor: with --target-sends 2 a crowd
@@ -347,7 +350,7 @@ func samplingFleet(t *testing.T, targetSends string) (rd string, pushes, pulls [
 	rd = redistest.Start(t).URL()
 	common := append([]string{"--redis", rd, "--log-level", "warn", "--seal-delay", fleetSealDelay}, noIPLimits...)
 	for i := range 2 {
-		pushes = append(pushes, startProc(t, fmt.Sprintf("push-%d", i+1), append([]string{"push", "--user-rate", "1000", "--user-burst", "1000"}, common...)...))
+		pushes = append(pushes, startProc(t, fmt.Sprintf("push-%d", i+1), append(append([]string{"push"}, noPushLimits...), common...)...))
 		pulls = append(pulls, startProc(t, fmt.Sprintf("pull-%d", i+1), append([]string{"pull", "--target-sends", targetSends}, common...)...))
 	}
 	for _, p := range append(pushes, pulls...) {

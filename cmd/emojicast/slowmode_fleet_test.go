@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"hash/fnv"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,11 +14,19 @@ import (
 	"github.com/emojicast/emojicast/internal/testutil"
 )
 
-// commentOn posts a comment of user to stream on p and returns the status
-// and the Retry-After header.
+// commentOn posts a comment of user to stream on p, from an address of
+// the user's own (slow mode binds the address group where ids are
+// self-service, as in the open mode), and returns the status and the
+// Retry-After header.
 func commentOn(t *testing.T, p *proc, stream, user, text string) (int, string) {
 	t.Helper()
-	resp, err := fleetClient.Post(p.url+"/v1/streams/"+stream+"/comments", "application/json",
+	h := fnv.New32a()
+	h.Write([]byte(user))
+	sum := h.Sum32()
+	local := &net.TCPAddr{IP: net.IPv4(127, 5, byte(sum>>8), byte(sum)|1)}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: local}).DialContext}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Post(p.url+"/v1/streams/"+stream+"/comments", "application/json",
 		strings.NewReader(fmt.Sprintf(`{"text":%q,"user":%q}`, text, user)))
 	if err != nil {
 		t.Fatalf("comment on %s: %v", p.name, err)

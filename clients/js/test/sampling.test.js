@@ -15,11 +15,13 @@ let server;
 before(async () => {
   // A target of 400 forwarded taps a second against 1,000 to 2,000 made:
   // the server soon advises a sample of 1/3 to 1/5. The per-user and
-  // per-address limits are lifted: every tap here comes from one address.
+  // per-address limits (sends, and the weight of self-service ids) are
+  // lifted: every tap here comes from one address.
   server = await startEmojicast({
     EMOJICAST_TARGET_SENDS: "400",
     EMOJICAST_USER_RATE: "100000", EMOJICAST_USER_BURST: "100000",
     EMOJICAST_IP_SEND_RATE: "10000", EMOJICAST_IP_SEND_BURST: "10000",
+    EMOJICAST_IP_WEIGHT_RATE: "100000", EMOJICAST_IP_WEIGHT_BURST: "100000",
     EMOJICAST_IP_WATCH_RATE: "1000", EMOJICAST_IP_WATCH_BURST: "1000",
   });
 });
