@@ -92,7 +92,7 @@ const (
 var (
 	errUnauthorized = api.NewError(fasthttp.StatusUnauthorized, "unauthorized", "a valid admin token is required: send Authorization: Bearer <admin token>")
 	errInvalidTop   = api.NewError(fasthttp.StatusBadRequest, "invalid_top", "top must be an integer from 1 to 1000")
-	errInvalidID    = api.NewError(fasthttp.StatusBadRequest, "invalid_comment", "comment id must be 1 to 64 characters of A-Z a-z 0-9 _ - .")
+	errInvalidID    = api.NewError(fasthttp.StatusBadRequest, "invalid_comment", "comment id must be 1 to 64 characters of A-Z a-z 0-9 _ - ., not only dots")
 	errBanNotFound  = api.NewError(fasthttp.StatusNotFound, "not_found", "this user is not banned from this stream")
 	errFull         = api.NewError(fasthttp.StatusConflict, "too_many", "the deployment holds its maximum of moderated streams or bans; lift some first")
 	errStore        = api.NewError(fasthttp.StatusServiceUnavailable, "unavailable", "the store is unreachable; retry after the number of seconds in Retry-After")
