@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,5 +128,59 @@ func TestEdgeHidesOperations(t *testing.T) {
 	}
 	if r := rawGet(t, e.url+"/healthz"); r.status != http.StatusOK {
 		t.Fatalf("/healthz through the edge: %d", r.status)
+	}
+}
+
+// originRouteRequests sums the origin's requests_total of a route, every
+// status.
+func originRouteRequests(p *proc, route string) float64 {
+	_, body := p.get("/metrics")
+	n := 0.0
+	for line := range strings.Lines(body) {
+		if rest, ok := strings.CutPrefix(line, `emojicast_http_requests_total{route="`+route+`",`); ok {
+			if _, v, ok := strings.Cut(rest, "} "); ok {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				n += f
+			}
+		}
+	}
+	return n
+}
+
+// TestEdgeHidesAdmin: the operators' API and page are for the operator's
+// network; through the edge they are 404 in every spelling nginx would
+// route, even with the right token, and nothing of them reaches the
+// origin's admin routes.
+func TestEdgeHidesAdmin(t *testing.T) {
+	const token = "edge-admin-token-0123456789"
+	origin := startProc(t, "serve", "serve", "--log-level", "warn", "--admin-token", "ops:"+token)
+	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
+	if r := rawGet(t, origin.url+"/v1/admin/streams", "Authorization", "Bearer "+token); r.status != http.StatusOK {
+		t.Fatalf("the admin API at the origin: %d %s", r.status, r.body)
+	}
+	adminBefore, indexBefore := originRouteRequests(origin, "admin"), originRouteRequests(origin, "index")
+	paths := []string{
+		"/admin", "/admin/", "/admin?x=1", "//admin", "/./admin", "/static/../admin", "/%61dmin", "/ADMIN", "/Admin",
+		"/v1/admin/streams", "/v1/admin/", "/v1//admin/streams", "//v1/admin/streams", "/v1/./admin/streams",
+		"/v1/x/../admin/streams", "/v1%2fadmin/streams", "/v1/%61dmin/streams", "/%2fv1/admin/streams",
+		"/V1/ADMIN/streams", "/v1/Admin/streams", "/v1/admin/streams/s/bans",
+	}
+	for _, path := range paths {
+		for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+			r := rawDo(t, method, e.url+path, "", "Authorization", "Bearer "+token)
+			var body struct{ Error struct{ Code string } }
+			if r.status != http.StatusNotFound || json.Unmarshal(r.body, &body) != nil || body.Error.Code != "not_found" {
+				t.Fatalf("%s %s through the edge: %d %.200q; want a 404 JSON error", method, path, r.status, r.body)
+			}
+		}
+	}
+	if got := originRouteRequests(origin, "admin") - adminBefore; got != 0 {
+		t.Fatalf("%v admin API requests reached the origin through the edge; want none", got)
+	}
+	if got := originRouteRequests(origin, "index") - indexBefore; got != 0 {
+		t.Fatalf("%v page requests reached the origin through the edge; want none", got)
+	}
+	if r := rawGet(t, e.url+"/"); r.status != http.StatusOK {
+		t.Fatalf("the viewer page through the edge: %d", r.status)
 	}
 }
