@@ -143,6 +143,11 @@ type historyEntry struct {
 	prev, next *historyEntry
 }
 
+var (
+	droppedExpired = historyDropped.WithLabelValues("expired")
+	droppedFull    = historyDropped.WithLabelValues("full")
+)
+
 // historyCacheEntries caps the entries of a node's history cache: far
 // more distinct sealed ranges than viewers replay at once.
 const historyCacheEntries = 50_000
@@ -194,6 +199,7 @@ func (c *historyCache) get(k historyKey, now time.Time) *compress.Body {
 	}
 	if expired(e, now) {
 		c.remove(e)
+		droppedExpired.Inc()
 		return nil
 	}
 	return e.body
@@ -215,6 +221,7 @@ func (c *historyCache) put(k historyKey, b *compress.Body, now time.Time) {
 	defer c.mu.Unlock()
 	for c.head != nil && expired(c.head, now) {
 		c.remove(c.head)
+		droppedExpired.Inc()
 	}
 	if old, ok := c.m[k]; ok {
 		c.remove(old)
@@ -234,6 +241,7 @@ func (c *historyCache) put(k historyKey, b *compress.Body, now time.Time) {
 	}
 	for c.head != nil && (c.bytes > c.maxBytes || len(c.m) > c.maxEntries) {
 		c.remove(c.head)
+		droppedFull.Inc()
 	}
 }
 

@@ -120,3 +120,22 @@ func TestHistoryCacheDropsExpired(t *testing.T) {
 		t.Fatalf("cache counts %d bytes for one entry costing %d (map included)", c.bytes, want)
 	}
 }
+
+// TestHistoryCacheCountsDrops: what the cache drops is counted, by reason.
+func TestHistoryCacheCountsDrops(t *testing.T) {
+	expiredBefore, fullBefore := counter(t, droppedExpired), counter(t, droppedFull)
+	c := newHistoryCache(64<<20, 10)
+	now := time.Unix(1_700_000_000, 0)
+	for i := range int64(15) {
+		k, b := emptyRange(i)
+		c.put(k, b, now)
+	}
+	k, b := emptyRange(100)
+	c.put(k, b, now.Add(HistorySealedMaxAge))
+	if got := counter(t, droppedFull) - fullBefore; got != 5 {
+		t.Fatalf("dropped full: %v; want 5", got)
+	}
+	if got := counter(t, droppedExpired) - expiredBefore; got != 10 {
+		t.Fatalf("dropped expired: %v; want 10", got)
+	}
+}
