@@ -119,9 +119,10 @@ type historyKey struct {
 // HistorySealedMaxAge. It is keyed by client input, so it is bounded by
 // what it really holds: each entry is charged its key, its structs, its
 // share of the map and its bodies as the allocator rounds them (an empty
-// range costs about ten times its body), up to maxBytes and maxEntries,
-// evicting the oldest. Expired entries leave when asked for and whenever
-// a body is put, so a flood of ranges nobody asks again does not stay.
+// range costs about five times its two bodies), up to maxBytes and
+// maxEntries, evicting the oldest. Expired entries leave when asked for
+// and whenever a body is put, so a flood of ranges nobody asks again does
+// not stay.
 type historyCache struct {
 	maxBytes   int
 	maxEntries int
@@ -182,6 +183,7 @@ func (c *historyCache) cost(k historyKey, b *compress.Body) int {
 		allocSize(cap(b.Plain)) + allocSize(cap(b.Gzip)) + allocSize(cap(b.PlainETag)) + allocSize(cap(b.GzipETag))
 }
 
+// len is the number of entries kept.
 func (c *historyCache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
