@@ -93,7 +93,7 @@ const (
 var (
 	errUnauthorized   = api.NewError(fasthttp.StatusUnauthorized, "unauthorized", "a valid admin token is required: send Authorization: Bearer <admin token>")
 	errInvalidTop     = api.NewError(fasthttp.StatusBadRequest, "invalid_top", "top must be an integer from 1 to 1000")
-	errInvalidID      = api.NewError(fasthttp.StatusBadRequest, "invalid_comment", "comment id must be 1 to 64 characters of A-Z a-z 0-9 _ - .")
+	errInvalidID      = api.NewError(fasthttp.StatusBadRequest, "invalid_comment", "comment id must be 1 to 64 characters of A-Z a-z 0-9 _ - ., not only dots")
 	errBanNotFound    = api.NewError(fasthttp.StatusNotFound, "not_found", "this user is not banned from this stream")
 	errUserOrAddress  = api.NewError(fasthttp.StatusBadRequest, "invalid_body", "a ban names a user or an address, not both")
 	errInvalidAddress = api.NewError(fasthttp.StatusBadRequest, "invalid_address", "address must be an IPv4 or IPv6 address")

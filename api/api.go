@@ -12,18 +12,26 @@ import (
 // MaxIDLen is the longest stream or user id.
 const MaxIDLen = 64
 
-// ValidID reports whether b is a valid stream or user id: 1 to 64 characters
-// of A-Z a-z 0-9 _ - . It does not allocate.
+// ValidID reports whether b is a valid id (stream, user, send, comment):
+// 1 to 64 characters of A-Z a-z 0-9 _ - . and not only dots. Ids are path
+// segments (/v1/streams/{id}/..., /v1/admin/streams/{id}/bans/{user}), and
+// path normalisation turns "." and ".." into something else: an id the
+// normaliser would change could be created but never named again. It does
+// not allocate.
 func ValidID(b []byte) bool {
 	if len(b) == 0 || len(b) > MaxIDLen {
 		return false
 	}
+	dots := 0
 	for _, c := range b {
 		if !idChar[c] {
 			return false
 		}
+		if c == '.' {
+			dots++
+		}
 	}
-	return true
+	return dots < len(b)
 }
 
 var idChar = func() (t [256]bool) {

@@ -15,6 +15,11 @@ func TestValidID(t *testing.T) {
 		{"launch-2026", true}, {"u12345", true}, {"A.b_c-9", true}, {strings.Repeat("a", 64), true},
 		{"", false}, {strings.Repeat("a", 65), false}, {"a b", false}, {"a/b", false}, {"é", false},
 		{"a\x00", false}, {"a%20", false}, {"ａ", false}, {"a\u200bb", false},
+		// Only dots: a path normaliser turns "." and ".." into something
+		// else, so such an id could be created in a body but never named in
+		// a path again (a ban that cannot be lifted).
+		{".", false}, {"..", false}, {"...", false}, {strings.Repeat(".", 64), false},
+		{".a", true}, {"a..", true}, {"..-", true}, {"_.", true},
 	} {
 		if got := ValidID([]byte(tc.id)); got != tc.want {
 			t.Errorf("ValidID(%q) = %v; want %v", tc.id, got, tc.want)

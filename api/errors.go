@@ -33,14 +33,14 @@ func (e *Error) Body() []byte { return e.body }
 
 // The errors of docs/api.md.
 var (
-	ErrInvalidStream    = NewError(fasthttp.StatusBadRequest, "invalid_stream", "stream id must be 1 to 64 characters of A-Z a-z 0-9 _ - .")
-	ErrInvalidUser      = NewError(fasthttp.StatusBadRequest, "invalid_user", "user id must be 1 to 64 characters of A-Z a-z 0-9 _ - .")
+	ErrInvalidStream    = NewError(fasthttp.StatusBadRequest, "invalid_stream", "stream id must be 1 to 64 characters of A-Z a-z 0-9 _ - ., not only dots")
+	ErrInvalidUser      = NewError(fasthttp.StatusBadRequest, "invalid_user", "user id must be 1 to 64 characters of A-Z a-z 0-9 _ - ., not only dots")
 	ErrInvalidEmoji     = NewError(fasthttp.StatusBadRequest, "invalid_emoji", "emoji must be one of the ids listed by GET /v1/emojis")
 	ErrInvalidSince     = NewError(fasthttp.StatusBadRequest, "invalid_since", "since must be a Unix second, at most 300 s in the future")
 	ErrInvalidRange     = NewError(fasthttp.StatusBadRequest, "invalid_range", "from and to must be Unix seconds with 0 <= from <= to < from + 3600")
 	ErrInvalidVersion   = NewError(fasthttp.StatusBadRequest, "invalid_version", "v must be absent (API v1 body) or 2 (compact body)")
 	ErrInvalidCount     = NewError(fasthttp.StatusBadRequest, "invalid_count", "count must be an integer from 1 to 20")
-	ErrInvalidSendID    = NewError(fasthttp.StatusBadRequest, "invalid_id", "id, when given, must be 1 to 64 characters of A-Z a-z 0-9 _ - .")
+	ErrInvalidSendID    = NewError(fasthttp.StatusBadRequest, "invalid_id", "id, when given, must be 1 to 64 characters of A-Z a-z 0-9 _ - ., not only dots")
 	ErrInvalidSample    = NewError(fasthttp.StatusBadRequest, "invalid_sample", "sample, when given, must be a sample rate the server advertised: 1, 0.5, 0.05, ...")
 	ErrInvalidBody      = NewError(fasthttp.StatusBadRequest, "invalid_body", "body must be one JSON object in which every key appears at most once")
 	ErrUnauthorized     = NewError(fasthttp.StatusUnauthorized, "unauthorized", "a valid token for this stream is required: send Authorization: Bearer <token from watch>")

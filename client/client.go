@@ -123,7 +123,7 @@ func New(opts Options) (*Client, error) {
 		opts.User = "go-" + hex.EncodeToString(b[:])
 	}
 	if !validID(opts.User) {
-		return nil, fmt.Errorf("cannot use user id %q: want 1 to 64 characters of A-Z a-z 0-9 _ - .", opts.User)
+		return nil, fmt.Errorf("cannot use user id %q: want 1 to 64 characters of A-Z a-z 0-9 _ - ., not only dots", opts.User)
 	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
@@ -314,9 +314,11 @@ func (c *Client) resolve(ref string) (*url.URL, error) {
 	return c.base.ResolveReference(u), nil
 }
 
-// validID reports whether s is a valid stream or user id (docs/api.md).
+// validID reports whether s is a valid stream or user id (docs/api.md):
+// the server refuses ids made only of dots, which a path normaliser would
+// change.
 func validID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
+	if len(s) == 0 || len(s) > 64 || strings.Trim(s, ".") == "" {
 		return false
 	}
 	for i := range len(s) {

@@ -30,7 +30,7 @@ type History struct {
 // is done.
 func (c *Client) History(ctx context.Context, stream string, from, to int64) (History, error) {
 	if !validID(stream) {
-		return History{}, fmt.Errorf("cannot read history of stream %q: want 1 to 64 characters of A-Z a-z 0-9 _ - .", stream)
+		return History{}, fmt.Errorf("cannot read history of stream %q: want 1 to 64 characters of A-Z a-z 0-9 _ - ., not only dots", stream)
 	}
 	if from < 0 || to < from || to-from >= MaxHistory {
 		return History{}, fmt.Errorf("cannot read history [%d, %d]: want 0 <= from <= to < from + %d", from, to, MaxHistory)

@@ -80,7 +80,7 @@ type watchAnswer struct {
 // returned at once as *Error.
 func (c *Client) Watch(ctx context.Context, stream string) (*Stream, error) {
 	if !validID(stream) {
-		return nil, fmt.Errorf("cannot watch stream %q: want 1 to 64 characters of A-Z a-z 0-9 _ - .", stream)
+		return nil, fmt.Errorf("cannot watch stream %q: want 1 to 64 characters of A-Z a-z 0-9 _ - ., not only dots", stream)
 	}
 	var w watchAnswer
 	err := c.retry(ctx, "watch", 0, temporary, func() error {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -22,9 +23,9 @@ const HistorySealedMaxAge = 30 * time.Second
 
 var cacheSealed = []byte("public, max-age=" + strconv.Itoa(int(HistorySealedMaxAge/time.Second)))
 
-// historyCacheBytes bounds the sealed history bodies a node keeps, both
-// encodings counted: an hour of a busy stream with comments is a few MB,
-// and the edge caches them too.
+// historyCacheBytes bounds the heap a node's sealed history cache takes,
+// bodies, keys and bookkeeping counted: an hour of a busy stream with
+// comments is a few MB, and the edge caches them too.
 const historyCacheBytes = 64 << 20
 
 // HandleHistory serves GET /v1/streams/{stream}/history?from=T1&to=T2. stream
@@ -115,58 +116,150 @@ type historyKey struct {
 }
 
 // historyCache keeps the sealed history bodies built last, each for
-// HistorySealedMaxAge, up to historyCacheBytes, evicting the oldest: it is
-// keyed by client input, so it is bounded.
+// HistorySealedMaxAge. It is keyed by client input, so it is bounded by
+// what it really holds: each entry is charged its key, its structs, its
+// share of the map and its bodies as the allocator rounds them (an empty
+// range costs about five times its two bodies), up to maxBytes and
+// maxEntries, evicting the oldest. Expired entries leave when asked for
+// and whenever a body is put, so a flood of ranges nobody asks again does
+// not stay.
 type historyCache struct {
-	mu    sync.Mutex
-	m     map[historyKey]cachedHistory
-	order []historyKey // oldest first
-	bytes int
+	maxBytes   int
+	maxEntries int
+
+	mu         sync.Mutex
+	m          map[historyKey]*historyEntry
+	head, tail *historyEntry // put oldest first
+	bytes      int           // charged for the entries and the map
+	// slots is the most entries the map has held: a Go map keeps the
+	// room it grew to after its entries are deleted.
+	slots int
 }
 
-type cachedHistory struct {
-	body *compress.Body
-	at   time.Time // when it was read from the store
+type historyEntry struct {
+	key        historyKey
+	body       *compress.Body
+	at         int64 // Unix nanoseconds it was read from the store
+	cost       int
+	prev, next *historyEntry
 }
 
-func bodySize(b *compress.Body) int { return len(b.Plain) + len(b.Gzip) }
+var (
+	droppedExpired = historyDropped.WithLabelValues("expired")
+	droppedFull    = historyDropped.WithLabelValues("full")
+)
+
+// historyCacheEntries caps the entries of a node's history cache: far
+// more distinct sealed ranges than viewers replay at once.
+const historyCacheEntries = 50_000
+
+// mapSlotBytes is what one entry costs the map: its key, pointer and
+// control byte (41 bytes) several times over, since a map whose oldest
+// entries are deleted as new ones come leaves tombstones and grows past
+// its live entries: 126 to 172 bytes per live entry were measured (Go
+// 1.26, 1,000 to 50,000 entries, ten turnovers).
+const mapSlotBytes = int(unsafe.Sizeof(historyKey{})+unsafe.Sizeof(uintptr(0))+1) * 9 / 2
+
+func newHistoryCache(maxBytes, maxEntries int) *historyCache {
+	// The map's room stays charged (see slots): it must leave most of the
+	// limit to the entries.
+	maxEntries = min(maxEntries, maxBytes/(4*mapSlotBytes))
+	return &historyCache{maxBytes: maxBytes, maxEntries: maxEntries, m: make(map[historyKey]*historyEntry)}
+}
+
+// allocSize is what the heap gives for n bytes: rounded up to a size
+// class, up to an eighth more.
+func allocSize(n int) int {
+	if n == 0 {
+		return 0
+	}
+	return (n+15)&^15 + n/8
+}
+
+// cost is what keeping b for k takes from the heap, the map's slot aside.
+func (c *historyCache) cost(k historyKey, b *compress.Body) int {
+	return allocSize(int(unsafe.Sizeof(historyEntry{}))) + allocSize(len(k.stream)) +
+		allocSize(int(unsafe.Sizeof(compress.Body{}))) +
+		allocSize(cap(b.Plain)) + allocSize(cap(b.Gzip)) + allocSize(cap(b.PlainETag)) + allocSize(cap(b.GzipETag))
+}
+
+// len is the number of entries kept.
+func (c *historyCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
 
 // get returns the body kept for k, unless it was read from the store
-// HistorySealedMaxAge or longer before now.
+// HistorySealedMaxAge or longer before now; then it drops it.
 func (c *historyCache) get(k historyKey, now time.Time) *compress.Body {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[k]
-	if !ok || now.Sub(e.at) >= HistorySealedMaxAge {
+	if !ok {
+		return nil
+	}
+	if expired(e, now) {
+		c.remove(e)
+		droppedExpired.Inc()
 		return nil
 	}
 	return e.body
 }
 
-// put keeps b, read from the store at now, for k. A stale body of k is
-// replaced in place; it leaves with its first place in the order.
+func expired(e *historyEntry, now time.Time) bool {
+	return now.UnixNano()-e.at >= int64(HistorySealedMaxAge)
+}
+
+// put keeps b, read from the store at now, for k, as the newest entry. It
+// drops the expired entries, then the oldest until the cache is within
+// its bounds.
 func (c *historyCache) put(k historyKey, b *compress.Body, now time.Time) {
-	if bodySize(b) > historyCacheBytes/8 {
+	cost := c.cost(k, b)
+	if cost > c.maxBytes/8 {
 		return // one body must not flush the rest
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = make(map[historyKey]cachedHistory)
+	for c.head != nil && expired(c.head, now) {
+		c.remove(c.head)
+		droppedExpired.Inc()
 	}
 	if old, ok := c.m[k]; ok {
-		c.bytes += bodySize(b) - bodySize(old.body)
-		c.m[k] = cachedHistory{body: b, at: now}
+		c.remove(old)
+	}
+	e := &historyEntry{key: k, body: b, at: now.UnixNano(), cost: cost, prev: c.tail}
+	if c.tail != nil {
+		c.tail.next = e
 	} else {
-		c.m[k] = cachedHistory{body: b, at: now}
-		c.order = append(c.order, k)
-		c.bytes += bodySize(b)
+		c.head = e
 	}
-	for c.bytes > historyCacheBytes {
-		old := c.order[0]
-		c.order[0] = historyKey{}
-		c.order = c.order[1:]
-		c.bytes -= bodySize(c.m[old].body)
-		delete(c.m, old)
+	c.tail = e
+	c.m[k] = e
+	c.bytes += cost
+	if len(c.m) > c.slots {
+		c.slots = len(c.m)
+		c.bytes += mapSlotBytes
 	}
+	for c.head != nil && (c.bytes > c.maxBytes || len(c.m) > c.maxEntries) {
+		c.remove(c.head)
+		droppedFull.Inc()
+	}
+}
+
+// remove unlinks e and forgets it.
+func (c *historyCache) remove(e *historyEntry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		c.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		c.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+	delete(c.m, e.key)
+	c.bytes -= e.cost
 }

@@ -44,6 +44,10 @@ var (
 		Name: "emojicast_pull_history_served_total",
 		Help: "History answers by kind: sealed (whole sealed minutes, read from the store), cached (the same, from the node's cache) and partial (max-age=1).",
 	}, []string{"kind"})
+	historyDropped = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "emojicast_pull_history_cache_dropped_total",
+		Help: "Sealed history answers the node's cache dropped: expired (kept their max-age) or full (pushed out by newer ones at the cache's byte or entry bound).",
+	}, []string{"reason"})
 	historyErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_pull_history_errors_total",
 		Help: "History requests answered 503 because the store could not be read.",

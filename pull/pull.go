@@ -219,7 +219,7 @@ type Pull struct {
 	streams *registry
 	initial *control           // shared by new streams until their first sync
 	counted *ratelimit.Limiter // arrivals per (address, stream) and poll window
-	history historyCache
+	history *historyCache
 
 	horizon atomic.Int64 // newest second published to the rings
 	// startHorizon is the store's horizon asked before the first sync.
@@ -251,6 +251,7 @@ func New(opts Options) (*Pull, error) {
 		// Its rate and burst are unused: arrivals are taken per poll window.
 		counted:   ratelimit.New(1, 1, opts.MaxAddresses),
 		wake:      make(chan struct{}, 1),
+		history:   newHistoryCache(historyCacheBytes, historyCacheEntries),
 		createdAt: opts.Clock.Now(),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),

@@ -340,3 +340,39 @@ func TestAdminListsBusiestStreams(t *testing.T) {
 		t.Fatalf("top=1: %s", r.body)
 	}
 }
+
+// TestAdminThrottlesWrongTokens: an address that sent a few wrong admin
+// tokens is answered 429 (Retry-After, the JSON error) without its token
+// being checked, the right one included, until its allowance refills; one
+// that sends the right token is never held back.
+func TestAdminThrottlesWrongTokens(t *testing.T) {
+	var log testutil.SyncBuffer
+	n := adminNode(t, &log)
+	wrong := map[string]string{"Authorization": "Bearer wrong-token-0123456789"}
+	limited := counterValue(t, n, `emojicast_http_client_ip_limited_total{limit="admin"}`)
+	for range 50 {
+		if r := n.admin("GET", "/v1/admin/streams", ""); r.status != 200 {
+			t.Fatalf("GET streams with the right token: %d %s", r.status, r.body)
+		}
+	}
+	for i := range adminGuessBurst {
+		wantError(t, "wrong token "+strconv.Itoa(i), n.do("GET", "/v1/admin/streams", "", wrong), 401, "unauthorized")
+	}
+	for i := range 20 {
+		r := n.do("GET", "/v1/admin/streams", "", wrong)
+		wantError(t, "wrong token past the allowance "+strconv.Itoa(i), r, 429, "rate_limited")
+		if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 || s > 60 {
+			t.Fatalf("429 with Retry-After %q; want 1 to 60 seconds", r.header.Get("Retry-After"))
+		}
+	}
+	wantError(t, "the right token from a throttled address", n.admin("GET", "/v1/admin/streams", ""), 429, "rate_limited")
+	// The allowance refills at a few guesses a minute.
+	n.clk.Add(time.Minute)
+	wantError(t, "a wrong token a minute later", n.do("GET", "/v1/admin/streams", "", wrong), 401, "unauthorized")
+	if r := n.admin("GET", "/v1/admin/streams", ""); r.status != 200 {
+		t.Fatalf("GET streams with the right token a minute later: %d %s", r.status, r.body)
+	}
+	if got := counterValue(t, n, `emojicast_http_client_ip_limited_total{limit="admin"}`) - limited; got != 21 {
+		t.Fatalf(`emojicast_http_client_ip_limited_total{limit="admin"} grew by %v; want 21`, got)
+	}
+}

@@ -48,7 +48,7 @@ var (
 	}, []string{"reason"})
 	ipLimited = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "emojicast_http_client_ip_limited_total",
-		Help: "Requests refused with 429 because their client address exceeded its rate, by limit (send, watch, poll: per stream).",
+		Help: "Requests refused with 429 because their client address exceeded its rate, by limit (send, watch, poll: per stream; admin: wrong admin tokens).",
 	}, []string{"limit"})
 )
 

@@ -16,13 +16,26 @@ import (
 var errIPRateLimited = api.NewError(fasthttp.StatusTooManyRequests, "rate_limited",
 	"too many requests from your network address; retry after the number of seconds in Retry-After")
 
+// errAdminGuesses answers an address that sent too many wrong admin tokens.
+var errAdminGuesses = api.NewError(fasthttp.StatusTooManyRequests, "rate_limited",
+	"too many wrong admin tokens from your network address; retry after the number of seconds in Retry-After")
+
+// The wrong admin tokens an address may send: a few at once (a typo, a
+// rotated token), then a few a minute. An operator's tool with the right
+// token is never charged; a guesser gets 5 tries a minute instead of
+// thousands a second.
+const (
+	adminGuessBurst = 5
+	adminGuessRate  = 5.0 / 60
+)
+
 // ipLimits are the per-client-address limits: sends, watches (which open
-// a stream on the node), and polls of each stream. The per-user limit of sends is push's; this
-// one also holds in open mode, where a client can claim a new user id per
-// request.
+// a stream on the node), polls of each stream, and wrong admin tokens.
+// The per-user limit of sends is push's; this one also holds in open
+// mode, where a client can claim a new user id per request.
 type ipLimits struct {
-	send, watch, poll             *ratelimit.Limiter
-	sendHits, watchHits, pollHits prometheus.Counter
+	send, watch, poll, admin                 *ratelimit.Limiter
+	sendHits, watchHits, pollHits, adminHits prometheus.Counter
 }
 
 func newIPLimits(o *Options) ipLimits {
@@ -34,9 +47,11 @@ func newIPLimits(o *Options) ipLimits {
 		send:      send,
 		watch:     ratelimit.New(o.WatchRatePerIP, o.WatchBurstPerIP, o.MaxClientIPs),
 		poll:      ratelimit.New(o.PollRatePerIP, o.PollBurstPerIP, o.MaxClientIPs),
+		admin:     ratelimit.New(adminGuessRate, adminGuessBurst, o.MaxClientIPs),
 		sendHits:  ipLimited.WithLabelValues("send"),
 		watchHits: ipLimited.WithLabelValues("watch"),
 		pollHits:  ipLimited.WithLabelValues("poll"),
+		adminHits: ipLimited.WithLabelValues("admin"),
 	}
 }
 
@@ -56,7 +71,7 @@ func (s *Server) clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
 // allowSend takes a send from the allowance of the client with the
 // address key client, or answers 429.
 func (s *Server) allowSend(ctx *fasthttp.RequestCtx, client []byte) bool {
-	return s.allowKey(ctx, s.perIP.send, s.perIP.sendHits, client)
+	return s.allowKey(ctx, s.perIP.send, s.perIP.sendHits, client, errIPRateLimited)
 }
 
 // allowWatch takes a watch from the client's allowance, or answers 429.
@@ -70,20 +85,37 @@ func (s *Server) allowWatch(ctx *fasthttp.RequestCtx) bool {
 func (s *Server) allowPoll(ctx *fasthttp.RequestCtx, client, stream []byte) bool {
 	var buf [clientip.MaxKeyLen + 1 + 64]byte
 	key := append(append(append(buf[:0], client...), '|'), stream...)
-	return s.allowKey(ctx, s.perIP.poll, s.perIP.pollHits, key)
+	return s.allowKey(ctx, s.perIP.poll, s.perIP.pollHits, key, errIPRateLimited)
+}
+
+// admin serves the operators' API to a client that has not sent too many
+// wrong tokens lately. Every call takes a try from the client's
+// allowance before its token is looked at, so concurrent guesses get no
+// more than the burst, and a throttled client gets 429 whatever its
+// token; a call with the right token gives the allowance back whole.
+func (s *Server) admin(ctx *fasthttp.RequestCtx) {
+	var buf [clientip.MaxKeyLen]byte
+	key := clientip.AppendKey(buf[:0], s.clientIP(ctx))
+	if !s.allowKey(ctx, s.perIP.admin, s.perIP.adminHits, key, errAdminGuesses) {
+		return
+	}
+	s.opts.Admin(ctx)
+	if ctx.Response.StatusCode() != fasthttp.StatusUnauthorized {
+		s.perIP.admin.Forget(key)
+	}
 }
 
 func (s *Server) allowIP(ctx *fasthttp.RequestCtx, l *ratelimit.Limiter, hits prometheus.Counter) bool {
 	var buf [clientip.MaxKeyLen]byte
-	return s.allowKey(ctx, l, hits, clientip.AppendKey(buf[:0], s.clientIP(ctx)))
+	return s.allowKey(ctx, l, hits, clientip.AppendKey(buf[:0], s.clientIP(ctx)), errIPRateLimited)
 }
 
-func (s *Server) allowKey(ctx *fasthttp.RequestCtx, l *ratelimit.Limiter, hits prometheus.Counter, key []byte) bool {
+func (s *Server) allowKey(ctx *fasthttp.RequestCtx, l *ratelimit.Limiter, hits prometheus.Counter, key []byte, e *api.Error) bool {
 	wait := l.Allow(key, 1, s.opts.Clock.Now().UnixNano())
 	if wait <= 0 {
 		return true
 	}
 	hits.Inc()
-	api.WriteRetryIn(ctx, errIPRateLimited, wait)
+	api.WriteRetryIn(ctx, e, wait)
 	return false
 }

@@ -110,7 +110,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 		if s.opts.Admin == nil {
 			api.WriteError(ctx, api.ErrNotFound)
 		} else {
-			s.opts.Admin(ctx)
+			s.admin(ctx)
 		}
 	case api.RouteIndex:
 		if s.opts.Index == nil {

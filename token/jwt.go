@@ -23,6 +23,34 @@ import (
 // ErrUnknownKey refuses a JWT whose kid names no configured key.
 var ErrUnknownKey = errors.New("token: unknown key id")
 
+// ErrClaims refuses a JWT that is well formed and signed but whose claims
+// the verifier's rules do not accept: no exp, another (or no) audience or
+// issuer when one is required, or a lifetime past JWTRules.MaxLifetime.
+var ErrClaims = errors.New("token: claims not accepted")
+
+// errCrit refuses a JWT with a crit header: it lists extensions the
+// verifier must understand (RFC 7515 4.1.11), and it understands none.
+var errCrit = errors.New("token: unknown critical header")
+
+// DefaultJWTMaxLifetime is the longest a JWT may live unless the rules say
+// otherwise: longer than any viewing session, and it bounds what a leaked
+// token (or one minted with a typo'd expiry) is worth.
+const DefaultJWTMaxLifetime = 24 * time.Hour
+
+// JWTRules are what a verifier requires of a token's claims besides its
+// user, stream and expiry. The zero value checks only the lifetime.
+type JWTRules struct {
+	// Audience, when set, must be the token's aud, or one of them when aud
+	// is an array (RFC 7519 4.1.3): a token the backend minted for another
+	// service is not one for emojicast. Default: aud is not checked.
+	Audience string
+	// Issuer, when set, must be the token's iss. Default: not checked.
+	Issuer string
+	// MaxLifetime bounds exp - iat, and exp - now (which alone bounds a
+	// token without iat). Default: DefaultJWTMaxLifetime.
+	MaxLifetime time.Duration
+}
+
 // MinJWTSecretLen is the shortest HS256 secret a JWTVerifier accepts: the
 // size of the hash, as RFC 7518 3.2 requires.
 const MinJWTSecretLen = 32
@@ -42,6 +70,7 @@ const maxJWTLen = 2048
 type JWTVerifier struct {
 	keys    map[string]jwtKey
 	methods []string
+	rules   JWTRules
 }
 
 type jwtKey struct {
@@ -49,10 +78,46 @@ type jwtKey struct {
 	key any
 }
 
-// jwtClaims are the claims an identity token carries.
+// jwtClaims are the claims an identity token carries. The registered
+// claims are spelled out rather than embedded from jwt.RegisteredClaims so
+// that dates are JSON numbers only (RFC 7519 2, NumericDate): the library
+// also takes a string of digits.
 type jwtClaims struct {
-	Stream string `json:"stream"`
-	jwt.RegisteredClaims
+	Stream    string           `json:"stream"`
+	Subject   string           `json:"sub"`
+	Issuer    string           `json:"iss"`
+	Audience  jwt.ClaimStrings `json:"aud"`
+	ExpiresAt *numericDate     `json:"exp"`
+	NotBefore *numericDate     `json:"nbf"`
+	IssuedAt  *numericDate     `json:"iat"`
+}
+
+var _ jwt.Claims = (*jwtClaims)(nil)
+
+func (c *jwtClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt.date(), nil }
+func (c *jwtClaims) GetNotBefore() (*jwt.NumericDate, error)      { return c.NotBefore.date(), nil }
+func (c *jwtClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.IssuedAt.date(), nil }
+func (c *jwtClaims) GetIssuer() (string, error)                   { return c.Issuer, nil }
+func (c *jwtClaims) GetSubject() (string, error)                  { return c.Subject, nil }
+func (c *jwtClaims) GetAudience() (jwt.ClaimStrings, error)       { return c.Audience, nil }
+
+// numericDate is a date claim that must be a JSON number.
+type numericDate struct{ jwt.NumericDate }
+
+var errDateNotNumber = errors.New("token: a date claim is not a JSON number")
+
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || b[0] != '-' && (b[0] < '0' || b[0] > '9') {
+		return errDateNotNumber
+	}
+	return d.NumericDate.UnmarshalJSON(b)
+}
+
+func (d *numericDate) date() *jwt.NumericDate {
+	if d == nil {
+		return nil
+	}
+	return &d.NumericDate
 }
 
 // algorithms are the signing methods a key may use.
@@ -111,7 +176,17 @@ func NewJWTVerifier(secrets map[string][]byte) (*JWTVerifier, error) {
 	return v, nil
 }
 
+// SetRules sets what the verifier requires of claims. Call it before the
+// verifier is used.
+func (v *JWTVerifier) SetRules(r JWTRules) {
+	if r.MaxLifetime <= 0 {
+		r.MaxLifetime = DefaultJWTMaxLifetime
+	}
+	v.rules = r
+}
+
 func (v *JWTVerifier) init() {
+	v.SetRules(JWTRules{})
 	for _, k := range v.keys {
 		if !slices.Contains(v.methods, k.alg) {
 			v.methods = append(v.methods, k.alg)
@@ -163,9 +238,18 @@ func (v *JWTVerifier) Verify(dst, tok, stream []byte, now time.Time) ([]byte, er
 		return dst, ErrMalformed
 	}
 	var claims jwtClaims
-	parser := jwt.NewParser(jwt.WithValidMethods(v.methods), jwt.WithExpirationRequired(),
-		jwt.WithTimeFunc(func() time.Time { return now }))
-	_, err := parser.ParseWithClaims(string(tok), &claims, func(t *jwt.Token) (any, error) {
+	opts := []jwt.ParserOption{jwt.WithValidMethods(v.methods), jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(func() time.Time { return now })}
+	if v.rules.Audience != "" {
+		opts = append(opts, jwt.WithAudience(v.rules.Audience))
+	}
+	if v.rules.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(v.rules.Issuer))
+	}
+	_, err := jwt.NewParser(opts...).ParseWithClaims(string(tok), &claims, func(t *jwt.Token) (any, error) {
+		if _, ok := t.Header["crit"]; ok {
+			return nil, errCrit
+		}
 		kid, _ := t.Header["kid"].(string)
 		k, ok := v.keys[kid]
 		if !ok && kid == "" && len(v.keys) == 1 {
@@ -186,10 +270,15 @@ func (v *JWTVerifier) Verify(dst, tok, stream []byte, now time.Time) ([]byte, er
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return dst, ErrExpired
-	case errors.Is(err, jwt.ErrTokenMalformed):
+	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, errCrit):
 		return dst, ErrMalformed
+	case errors.Is(err, jwt.ErrTokenInvalidAudience), errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return dst, ErrClaims
 	case err != nil:
 		return dst, ErrBadSignature
+	}
+	if !v.lifetimeOK(&claims, now) {
+		return dst, ErrClaims
 	}
 	if !api.ValidID([]byte(claims.Subject)) {
 		return dst, ErrMalformed
@@ -198,4 +287,15 @@ func (v *JWTVerifier) Verify(dst, tok, stream []byte, now time.Time) ([]byte, er
 		return dst, ErrWrongStream
 	}
 	return append(dst, claims.Subject...), nil
+}
+
+// lifetimeOK reports whether a verified token lives at most the rules'
+// MaxLifetime: from iat when it has one, and from now in any case, so a
+// far expiry is refused whatever iat claims.
+func (v *JWTVerifier) lifetimeOK(c *jwtClaims, now time.Time) bool {
+	exp := c.ExpiresAt.Time
+	if exp.Sub(now) > v.rules.MaxLifetime {
+		return false
+	}
+	return c.IssuedAt == nil || exp.Sub(c.IssuedAt.Time) <= v.rules.MaxLifetime
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -115,7 +116,7 @@ func TestJWTRefused(t *testing.T) {
 	}{
 		{"another stream", mint(t, jwt.SigningMethodHS256, "k1", secret, claims("alice", "other", exp)), ErrWrongStream},
 		{"expired", mint(t, jwt.SigningMethodHS256, "k1", secret, claims("alice", "s", jwtNow)), ErrExpired},
-		{"no expiry", mint(t, jwt.SigningMethodHS256, "k1", secret, jwt.MapClaims{"sub": "alice", "stream": "s"}), ErrBadSignature},
+		{"no expiry", mint(t, jwt.SigningMethodHS256, "k1", secret, jwt.MapClaims{"sub": "alice", "stream": "s"}), ErrClaims},
 		{"no user", mint(t, jwt.SigningMethodHS256, "k1", secret, jwt.MapClaims{"stream": "s", "exp": exp.Unix()}), ErrMalformed},
 		{"user not an id", mint(t, jwt.SigningMethodHS256, "k1", secret, claims("a|b", "s", exp)), ErrMalformed},
 		{"signed with another key than its kid", mint(t, jwt.SigningMethodHS256, "k1", other, claims("alice", "s", exp)), ErrBadSignature},
@@ -155,6 +156,105 @@ func TestJWTKeyListErrors(t *testing.T) {
 		}
 		if _, err := LoadJWTKeys(p); err == nil {
 			t.Errorf("key list %q loaded; want an error", list)
+		}
+	}
+}
+
+// TestJWTStrictDefaults: with no rules set, a token with an unknown crit
+// header, a date that is not a JSON number, or an expiry far past any
+// session is refused.
+func TestJWTStrictDefaults(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	v, err := NewJWTVerifier(map[string][]byte{"k1": secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := jwtNow.Add(time.Hour)
+	crit := jwt.NewWithClaims(jwt.SigningMethodHS256, claims("alice", "s", exp))
+	crit.Header["crit"] = []string{"x-must-understand"}
+	crit.Header["x-must-understand"] = true
+	critTok, err := crit.SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := func(k string, val any) jwt.MapClaims {
+		c := claims("alice", "s", exp)
+		c[k] = val
+		return c
+	}
+	year9999 := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	for _, tc := range []struct {
+		name string
+		tok  string
+	}{
+		{"unknown crit header", critTok},
+		{"exp as a string", mint(t, jwt.SigningMethodHS256, "", secret, with("exp", strconv.FormatInt(exp.Unix(), 10)))},
+		{"nbf as a string", mint(t, jwt.SigningMethodHS256, "", secret, with("nbf", strconv.FormatInt(jwtNow.Unix()-10, 10)))},
+		{"iat as a string", mint(t, jwt.SigningMethodHS256, "", secret, with("iat", strconv.FormatInt(jwtNow.Unix()-10, 10)))},
+		{"exp in year 9999", mint(t, jwt.SigningMethodHS256, "", secret, with("exp", year9999))},
+		{"exp in year 9999 with iat", mint(t, jwt.SigningMethodHS256, "", secret, jwt.MapClaims{"sub": "alice", "stream": "s", "iat": jwtNow.Unix(), "exp": year9999})},
+		{"a lifetime of 25 h", mint(t, jwt.SigningMethodHS256, "", secret, jwt.MapClaims{"sub": "alice", "stream": "s", "iat": jwtNow.Unix() - 3600, "exp": jwtNow.Add(24 * time.Hour).Unix()})},
+		{"25 h left without iat", mint(t, jwt.SigningMethodHS256, "", secret, with("exp", jwtNow.Add(25*time.Hour).Unix()))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if user, err := v.Verify(nil, []byte(tc.tok), []byte("s"), jwtNow); err == nil {
+				t.Fatalf("accepted as user %q; want it refused", user)
+			}
+		})
+	}
+	for name, c := range map[string]jwt.MapClaims{
+		"23 h left":                with("exp", jwtNow.Add(23*time.Hour).Unix()),
+		"a lifetime of 24 h":       jwt.MapClaims{"sub": "alice", "stream": "s", "iat": jwtNow.Unix() - 3600, "exp": jwtNow.Add(23 * time.Hour).Unix()},
+		"numeric nbf and iat":      jwt.MapClaims{"sub": "alice", "stream": "s", "nbf": jwtNow.Unix() - 5, "iat": jwtNow.Unix() - 5, "exp": exp.Unix()},
+		"a fractional numeric exp": with("exp", float64(exp.Unix())+0.5),
+	} {
+		if user, err := v.Verify(nil, []byte(mint(t, jwt.SigningMethodHS256, "", secret, c)), []byte("s"), jwtNow); err != nil || string(user) != "alice" {
+			t.Fatalf("%s: user %q, %v; want alice", name, user, err)
+		}
+	}
+}
+
+// TestJWTAudienceAndIssuer: with an audience and an issuer required, a
+// token another service was given (its aud or iss) is refused; aud may be
+// a string or an array (RFC 7519 4.1.3).
+func TestJWTAudienceAndIssuer(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	v, err := NewJWTVerifier(map[string][]byte{"k1": secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.SetRules(JWTRules{Audience: "emojicast", Issuer: "https://auth.example"})
+	exp := jwtNow.Add(time.Hour).Unix()
+	tok := func(aud any, iss string) string {
+		c := jwt.MapClaims{"sub": "alice", "stream": "s", "exp": exp}
+		if aud != nil {
+			c["aud"] = aud
+		}
+		if iss != "" {
+			c["iss"] = iss
+		}
+		return mint(t, jwt.SigningMethodHS256, "", secret, c)
+	}
+	for name, s := range map[string]string{
+		"aud a string": tok("emojicast", "https://auth.example"),
+		"aud an array": tok([]string{"billing", "emojicast"}, "https://auth.example"),
+	} {
+		if user, err := v.Verify(nil, []byte(s), []byte("s"), jwtNow); err != nil || string(user) != "alice" {
+			t.Fatalf("%s: user %q, %v; want alice", name, user, err)
+		}
+	}
+	for name, s := range map[string]string{
+		"another service's aud":    tok("billing", "https://auth.example"),
+		"another service's auds":   tok([]string{"billing", "chat"}, "https://auth.example"),
+		"no aud":                   tok(nil, "https://auth.example"),
+		"another issuer":           tok("emojicast", "https://evil.example"),
+		"no issuer":                tok("emojicast", ""),
+		"aud of the wrong type":    tok(42, "https://auth.example"),
+		"aud an empty array":       tok([]string{}, "https://auth.example"),
+		"iss a prefix of the real": tok("emojicast", "https://auth.exampl"),
+	} {
+		if user, err := v.Verify(nil, []byte(s), []byte("s"), jwtNow); !errors.Is(err, ErrClaims) && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%s: user %q, %v; want it refused for its claims", name, user, err)
 		}
 	}
 }

@@ -56,7 +56,14 @@ func startEdge(t *testing.T, pull, push []string) *edge {
 // given, for origins that must name it in their watch answers.
 func startEdgeTLS(t *testing.T, pull, push []string, tlsPort int) *edge {
 	t.Helper()
-	return startEdgeWith(t, pull, push, tlsPort, nil)
+	return startEdgeWith(t, pull, push, tlsPort, nil, nil)
+}
+
+// startEdgeCORS is startEdge rendered with the origins' --cors-origins
+// list, as docs/operations.md asks when the origins name their origins.
+func startEdgeCORS(t *testing.T, pull, push, corsOrigins []string) *edge {
+	t.Helper()
+	return startEdgeWith(t, pull, push, testutil.FreePort(t), nil, corsOrigins)
 }
 
 // edgeLogSecret is the tag the test edges put on their log lines, and the
@@ -68,10 +75,10 @@ const edgeLogSecret = "test_edge_feed_secret_0123"
 // with edgeLogSecret.
 func startEdgeFeed(t *testing.T, pull, push, edgeLog []string) *edge {
 	t.Helper()
-	return startEdgeWith(t, pull, push, testutil.FreePort(t), edgeLog)
+	return startEdgeWith(t, pull, push, testutil.FreePort(t), edgeLog, nil)
 }
 
-func startEdgeWith(t *testing.T, pull, push []string, tlsPort int, edgeLog []string) *edge {
+func startEdgeWith(t *testing.T, pull, push []string, tlsPort int, edgeLog, corsOrigins []string) *edge {
 	t.Helper()
 	port := testutil.FreePort(t)
 	e := &edge{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: t.TempDir(), logs: &testutil.SyncBuffer{}}
@@ -88,7 +95,8 @@ func startEdgeWith(t *testing.T, pull, push []string, tlsPort int, edgeLog []str
 		t.Fatal(err)
 	}
 	err = tmpl.Execute(f, map[string]any{"Dir": e.dir, "Listen": fmt.Sprintf("127.0.0.1:%d", port), "Pull": pull, "Push": push,
-		"TLSListen": fmt.Sprintf("127.0.0.1:%d", tlsPort), "Cert": certFile, "Key": keyFile, "EdgeLog": edgeLog, "EdgeLogSecret": edgeLogSecret})
+		"TLSListen": fmt.Sprintf("127.0.0.1:%d", tlsPort), "Cert": certFile, "Key": keyFile, "EdgeLog": edgeLog, "EdgeLogSecret": edgeLogSecret,
+		"CORSOrigins": corsOrigins})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

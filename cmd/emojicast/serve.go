@@ -55,6 +55,9 @@ type nodeFlags struct {
 	tokenSecret     string
 	tokenSecretPrev string
 	jwtKeys         string
+	jwtAudience     string
+	jwtIssuer       string
+	jwtMaxLifetime  time.Duration
 	sealDelay       time.Duration
 	maxStreams      int
 	readTimeout     time.Duration
@@ -129,6 +132,9 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.IntVar(&f.minReplicas, "redis-min-replicas", 0, "replicas of each Redis master (WAIT) that must confirm a push flush, and a pull node's seal, before it counts as done; until then the batch stays in the backlog and is retried (0: Redis's asynchronous replication, which a failover can roll back)")
 	fs.StringVar(&f.tokenSecret, "token-secret", "", "HMAC secret, at least 16 bytes, for anonymous viewer tokens: watch gives each viewer an id it makes up and a token for it (with neither this nor --jwt-keys, the open mode: anyone is whoever they say, for trusted networks only)")
 	fs.StringVar(&f.jwtKeys, "jwt-keys", "", "file of the keys your backend signs viewers' identity JWTs with, one \"kid alg key\" per line (HS256 secret, or RS256/EdDSA public key PEM path); read at start")
+	fs.StringVar(&f.jwtAudience, "jwt-audience", "", "with --jwt-keys: the aud a JWT must name (a string, or one of an array), so a token your backend minted for another service is refused (empty: aud not checked)")
+	fs.StringVar(&f.jwtIssuer, "jwt-issuer", "", "with --jwt-keys: the iss a JWT must name (empty: iss not checked)")
+	fs.DurationVar(&f.jwtMaxLifetime, "jwt-max-lifetime", token.DefaultJWTMaxLifetime, "with --jwt-keys: the longest a JWT may live, exp - iat, and exp - now")
 	fs.StringVar(&f.tokenSecretPrev, "token-secret-previous", "", "the secret before the last rotation: its tokens are still accepted")
 	if !r.needsRedis {
 		fs.Int64Var(&f.historyMB, "history-memory-mb", store.DefaultHistoryBytes>>20, "most MiB of memory the in-memory store spends on history; past it the oldest seconds go first")
@@ -276,6 +282,10 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		if jwtKeys, err = token.LoadJWTKeys(f.jwtKeys); err != nil {
 			return fmt.Errorf("invalid --jwt-keys: %w", err)
 		}
+		if f.jwtMaxLifetime <= 0 {
+			return fmt.Errorf("invalid --jwt-max-lifetime %v: want a positive duration", f.jwtMaxLifetime)
+		}
+		jwtKeys.SetRules(token.JWTRules{Audience: f.jwtAudience, Issuer: f.jwtIssuer, MaxLifetime: f.jwtMaxLifetime})
 	}
 	proxies, err := clientip.ParsePrefixes(f.trustedProxies)
 	if err != nil {

@@ -9,7 +9,8 @@ import { Replayer } from "./replay.js";
 
 const $ = (id) => document.getElementById(id);
 const stage = $("stage");
-const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+// The server's id rule (docs/api.md): not only dots.
+const ID_RE = /^(?!\.+$)[A-Za-z0-9_.-]{1,64}$/;
 
 // Playout limits: a phone must never be flooded, whatever the counts.
 const MAX_PER_EMOJI_SECOND = 12; // single floaters of one emoji in one second
