@@ -163,15 +163,11 @@ func TestAdminSettingsAndBansReachSends(t *testing.T) {
 	if s := n.send("s", "u1", "fire", 1); s != 202 {
 		t.Fatalf("send fire: %d; want 202", s)
 	}
-	var ids []string
-	for _, e := range n.watch("s", "v").Emojis {
-		ids = append(ids, e.ID)
+	if w := n.watch("s", "v"); strings.Join(w.Allowed, ",") != "love,fire" || len(w.Emojis) != 8 {
+		t.Fatalf("watch lists emojis %v, allowed %v; want the whole set, and the stream's love and fire allowed", w.Emojis, w.Allowed)
 	}
-	if strings.Join(ids, ",") != "love,fire" {
-		t.Fatalf("watch lists emojis %v; want the stream's love and fire", ids)
-	}
-	if n := len(n.watch("other", "v").Emojis); n != 8 {
-		t.Fatalf("watch of another stream lists %d emojis; want the whole set", n)
+	if w := n.watch("other", "v"); len(w.Emojis) != 8 || w.Allowed != nil {
+		t.Fatalf("watch of another stream lists %d emojis, allowed %v; want the whole set, none restricted", len(w.Emojis), w.Allowed)
 	}
 	if s := n.send("other", "u1", "like", 1); s != 202 {
 		t.Fatalf("send like to another stream: %d; want 202", s)
@@ -187,8 +183,13 @@ func TestAdminSettingsAndBansReachSends(t *testing.T) {
 	if ra, _ := strconv.Atoi(r.header.Get("Retry-After")); ra < 1 || ra > 5 {
 		t.Fatalf("slow mode Retry-After %q; want 1 to 5", r.header.Get("Retry-After"))
 	}
-	if s := comment("u2", "someone else"); s != 202 {
-		t.Fatalf("another user's comment: %d; want 202", s)
+	// Open mode: ids are self-service, so slow mode binds the address
+	// group; someone at another address still comments.
+	if s := comment("u2", "same address"); s != 429 {
+		t.Fatalf("another id's comment from the same address: %d; want 429", s)
+	}
+	if s := postFrom(t, dialFrom(t, "127.0.0.52", n.srv.Addr()), "", "/v1/streams/s/comments", `{"text":"someone else","user":"u2"}`); s != 202 {
+		t.Fatalf("another address's comment: %d; want 202", s)
 	}
 	n.clk.Add(5 * time.Second)
 	if s := comment("u1", "after the period"); s != 202 {

@@ -250,7 +250,7 @@ func TestFilterFailureFailsClosed(t *testing.T) {
 	defer close(broken.release)
 	n := startNode(t, func(c *nodeConfig) {
 		c.pushOpts = func(o *push.Options) { o.Filter = broken; o.FilterTimeout = 50 * time.Millisecond }
-	})
+	}, oneAddressManyUsers)
 	v := n.newCommentViewer("s")
 	want := map[int64][]said{}
 	for i, mode := range []string{"error", "panic", "slow"} {

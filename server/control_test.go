@@ -34,6 +34,14 @@ func oneAddressManyUsers(c *nodeConfig) {
 			prev(o)
 		}
 	}
+	prevPush := c.pushOpts
+	c.pushOpts = func(o *push.Options) {
+		o.AddrWeightRate, o.AddrWeightBurst = 1e9, 1e9
+		o.GroupCommentRate, o.GroupCommentBurst = 1e9, 1e9
+		if prevPush != nil {
+			prevPush(o)
+		}
+	}
 }
 
 // startFleet starts n nodes sharing one store and one clock.

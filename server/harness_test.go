@@ -213,6 +213,7 @@ type watchBody struct {
 		ID    string `json:"id"`
 		Glyph string `json:"glyph"`
 	} `json:"emojis"`
+	Allowed []string `json:"allowed"`
 }
 
 func (n *node) watch(stream, user string) watchBody {
