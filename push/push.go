@@ -87,8 +87,8 @@ type Options struct {
 	// GroupCommentBurst is the comments an address group may send at once.
 	// Default: DefaultGroupCommentBurst.
 	GroupCommentBurst int
-	// MaxAddrs bounds the address groups whose rates are remembered.
-	// Default: DefaultMaxUsers.
+	// MaxAddrs bounds the address groups whose rates are remembered, in
+	// each of the address limits. Default: DefaultMaxAddrs.
 	MaxAddrs int
 	// SharedLimits are further per-key limiters (such as the server's
 	// per-address one) to share across the push fleet with the per-user
@@ -143,6 +143,9 @@ const (
 	// address (docs/operations.md says how to size it).
 	DefaultAddrWeightRate  = 1000
 	DefaultAddrWeightBurst = 2000
+	// DefaultMaxAddrs is the server's default bound on client addresses
+	// per limit (--max-client-ips).
+	DefaultMaxAddrs = 200_000
 	// DefaultGroupCommentRate and DefaultGroupCommentBurst are four
 	// users' worth of comments per address group.
 	DefaultGroupCommentRate  = 2
@@ -204,7 +207,7 @@ func (o *Options) fillDefaults() error {
 		o.GroupCommentBurst = DefaultGroupCommentBurst
 	}
 	if o.MaxAddrs <= 0 {
-		o.MaxAddrs = DefaultMaxUsers
+		o.MaxAddrs = DefaultMaxAddrs
 	}
 	if o.MaxBacklog <= 0 {
 		o.MaxBacklog = DefaultMaxBacklog

@@ -74,7 +74,7 @@ func startNode(t testing.TB, mods ...func(*nodeConfig)) *node {
 	clk, st := cfg.clk, cfg.store
 	pushOpts := push.Options{
 		Targets: []push.Target{{Name: "memory", Store: st}}, Clock: clk, Signer: cfg.signer, JWT: cfg.jwt,
-		MaxStreams: cfg.maxStreams, MaxUsers: cfg.maxUsers, UserRate: cfg.userRate, Load: cfg.load, Logger: quiet,
+		MaxStreams: cfg.maxStreams, MaxUsers: cfg.maxUsers, MaxAddrs: cfg.server.MaxClientIPs, UserRate: cfg.userRate, Load: cfg.load, Logger: quiet,
 	}
 	if cfg.pushOpts != nil {
 		cfg.pushOpts(&pushOpts)

@@ -105,3 +105,11 @@ func TestMintedIDsBuyNoWeight(t *testing.T) {
 		})
 	}
 }
+
+// Push's address limits remember as many addresses as the server's by
+// default, so --max-client-ips bounds them all.
+func TestPushAddressBoundIsTheServers(t *testing.T) {
+	if push.DefaultMaxAddrs != DefaultMaxClientIPs {
+		t.Errorf("push.DefaultMaxAddrs = %d; want DefaultMaxClientIPs, %d", push.DefaultMaxAddrs, DefaultMaxClientIPs)
+	}
+}
