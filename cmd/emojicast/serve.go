@@ -149,7 +149,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for requests under way and the final flush on shutdown, counted from the end of --drain-delay")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Float64Var(&f.maxRPS, "max-rps", 0, "requests per second this process is sized for; over it, next_ms grows and sends are shed with 503 (0: no request budget)")
-	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of all CPU cores this process may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
+	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of this process's CPUs (GOMAXPROCS, which follows a container CPU limit) it may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
 	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "most concurrent connections from one client address (IPv6: one /56); trusted proxies are exempt; past it 429")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request headers; larger get 431")
 	fs.BoolVar(&f.keepIdleBuffers, "keep-idle-buffers", server.DefaultKeepIdleBuffers, "keep each keep-alive connection's read and write buffers (about 12 KB) while it waits for its next request, instead of returning them to a pool after every answer")
