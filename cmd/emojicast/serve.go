@@ -124,7 +124,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.StringVar(&f.listen, "listen", server.DefaultAddr, "address to serve HTTP on")
 	fs.StringVar(&f.adminToken, "admin-token", "", "admin tokens that open the operators' API (/v1/admin/) and the ops page (/admin): comma-separated, each label:secret or a bare secret of at least 16 characters; several rotate; empty turns both off (404)")
 	fs.StringVar(&f.emojis, "emojis", emoji.DefaultSpec, "the emoji set, as comma-separated id=glyph pairs in display order")
-	redisUsage := "Redis to share counts through: a redis:// URL, or comma-separated host:port addresses of a Redis Cluster"
+	redisUsage := "Redis to share counts through: a redis:// URL, or host:port addresses: one is asked whether it is a Redis Cluster node (a managed cluster's endpoint), two or more are a Redis Cluster's seeds"
 	if !r.needsRedis {
 		redisUsage += " (empty: the in-memory store, one process only)"
 	}
