@@ -16,7 +16,8 @@ import (
 type Options struct {
 	// MaxRPS is the requests per second the process is sized for.
 	MaxRPS float64
-	// MaxCPU is the share of all CPU cores the process may use, 0 to 1.
+	// MaxCPU is the share of the process's CPUs (GOMAXPROCS, which follows
+	// a container's CPU limit) it may use, 0 to 1.
 	MaxCPU float64
 }
 
@@ -53,7 +54,7 @@ func (m *Meter) Factor() float64 { return math.Float64frombits(m.factor.Load()) 
 // RPS returns the measured requests per second.
 func (m *Meter) RPS() float64 { return math.Float64frombits(m.rps.Load()) }
 
-// CPU returns the measured share of all cores in use, 0 to 1.
+// CPU returns the measured share of the process's CPUs (GOMAXPROCS) in use, 0 to 1.
 func (m *Meter) CPU() float64 { return math.Float64frombits(m.cpu.Load()) }
 
 // Start measures once a second until Stop.
@@ -87,7 +88,9 @@ func (m *Meter) update(now time.Time, requests int64, cpu time.Duration) {
 		return
 	}
 	rps := float64(requests-m.lastReqs) / elapsed
-	share := (cpu - m.lastCPU).Seconds() / elapsed / float64(runtime.NumCPU())
+	// GOMAXPROCS, not NumCPU: it follows a container's CPU limit, which is
+	// the budget the process really has.
+	share := (cpu - m.lastCPU).Seconds() / elapsed / float64(runtime.GOMAXPROCS(0))
 	m.lastAt, m.lastReqs, m.lastCPU = now, requests, cpu
 	var f float64
 	if m.opts.MaxRPS > 0 {

@@ -35,13 +35,27 @@ func TestFactorFollowsCPU(t *testing.T) {
 	m := New(Options{MaxCPU: 0.5})
 	t0 := time.Unix(1000, 0)
 	m.lastAt = t0
-	cores := time.Duration(runtime.NumCPU())
+	cores := time.Duration(runtime.GOMAXPROCS(0))
 	for i := 1; i <= 8; i++ {
 		// Every core busy the whole time: twice the 50% budget.
 		m.update(t0.Add(time.Duration(i)*time.Second), 0, time.Duration(i)*time.Second*cores)
 	}
 	if f := m.Factor(); f < 1.9 || f > 2.0 {
 		t.Fatalf("factor %.2f with all cores busy and a 50%% budget; want about 2", f)
+	}
+}
+
+// Under a container CPU limit the runtime runs fewer Ps than the machine has
+// cores: one core busy with GOMAXPROCS at 1 is the whole budget, whatever
+// NumCPU says.
+func TestCPUShareIsOfGOMAXPROCS(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	m := New(Options{MaxCPU: 1})
+	t0 := time.Unix(1000, 0)
+	m.lastAt = t0
+	m.update(t0.Add(time.Second), 0, time.Second)
+	if got := m.CPU(); got != 1 {
+		t.Fatalf("CPU share %v with one CPU-second a second and GOMAXPROCS 1 (NumCPU %d); want 1", got, runtime.NumCPU())
 	}
 }
 

@@ -81,6 +81,10 @@ type Rules struct {
 	stop     chan struct{}
 	done     chan struct{}
 	started  atomic.Bool
+	// life bounds every store call; Stop cancels it, so a store that hangs
+	// cannot hold Stop for a Timeout.
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 // New returns Rules that enforce nothing until Start reads the store.
@@ -101,6 +105,7 @@ func New(opts Options) (*Rules, error) {
 		opts.Logger = slog.Default()
 	}
 	r := &Rules{opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	r.life, r.endLife = context.WithCancel(context.Background())
 	r.snap.Store(&snapshot{version: -1})
 	return r, nil
 }
@@ -133,6 +138,7 @@ func (r *Rules) Start() {
 func (r *Rules) Stop() {
 	r.stopOnce.Do(func() {
 		close(r.stop)
+		r.endLife()
 		if r.started.Load() {
 			<-r.done
 		}
@@ -160,9 +166,10 @@ func (r *Rules) loop() {
 	}
 }
 
-// Refresh reads the version and, when it moved, the moderation data.
+// Refresh reads the version and, when it moved, the moderation data. After
+// Stop it fails at once.
 func (r *Rules) Refresh() error {
-	ctx, cancel := context.WithTimeout(context.Background(), r.opts.Timeout)
+	ctx, cancel := context.WithTimeout(r.life, r.opts.Timeout)
 	defer cancel()
 	v, err := r.opts.Store.ModerationVersion(ctx)
 	if err != nil {

@@ -49,7 +49,7 @@ func (p *Pull) HandleHistory(ctx *fasthttp.RequestCtx, id []byte) {
 		writeHistory(ctx, body, cacheSealed)
 		return
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), p.opts.SyncTimeout)
+	sctx, cancel := context.WithTimeout(p.life, p.opts.SyncTimeout)
 	h, err := p.opts.Store.History(sctx, key.stream, from, to)
 	cancel()
 	if err != nil {

@@ -236,6 +236,10 @@ type Pull struct {
 	stop     chan struct{}
 	done     chan struct{}
 	started  atomic.Bool
+	// life bounds every store call; Stop cancels it, so a store that hangs
+	// cannot hold Stop for a SyncTimeout.
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 // New returns a Pull node.
@@ -256,6 +260,7 @@ func New(opts Options) (*Pull, error) {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	p.life, p.endLife = context.WithCancel(context.Background())
 	registerGauges(p)
 	return p, nil
 }
@@ -273,6 +278,7 @@ func (p *Pull) Stop() {
 	p.stopOnce.Do(func() {
 		defer unregisterGauges(p)
 		close(p.stop)
+		p.endLife()
 		if p.started.Load() {
 			<-p.done
 		}
@@ -321,7 +327,7 @@ func (p *Pull) horizonEstimate() (int64, bool) {
 	if h := p.startHorizon.Load(); h != 0 {
 		return h, true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), estimateTimeout)
+	ctx, cancel := context.WithTimeout(p.life, estimateTimeout)
 	defer cancel()
 	h, err := p.opts.Store.Horizon(ctx)
 	if err != nil {
@@ -355,7 +361,7 @@ func (p *Pull) syncLoop() {
 		case <-p.stop:
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), p.opts.SyncTimeout)
+		ctx, cancel := context.WithTimeout(p.life, p.opts.SyncTimeout)
 		start := time.Now()
 		err := p.sync(ctx, &scratch)
 		cancel()

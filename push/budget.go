@@ -348,14 +348,14 @@ func (p *Push) shareCommentLoad() {
 		}
 		go func() {
 			defer t.reporting.Store(false)
-			ctx, cancel := context.WithTimeout(context.Background(), p.opts.FlushTimeout)
+			ctx, cancel := context.WithTimeout(p.life, p.opts.FlushTimeout)
 			defer cancel()
 			if err := t.store.ReportComments(ctx, p.nodeID, reports); err != nil {
 				commentLoadErrors.Inc()
 			}
 		}()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.FlushTimeout)
+	ctx, cancel := context.WithTimeout(p.life, p.opts.FlushTimeout)
 	defer cancel()
 	home := p.targets[0].store
 	if err := home.ReportComments(ctx, p.nodeID, reports); err != nil {

@@ -111,7 +111,8 @@ func (d *divisors) get(stream []byte, now int64) *streamDivisor {
 // it (the stream is new to the node, or a claim is not known), waiting at
 // most timeout; concurrent sends share one read, and a stream is read so
 // at most once a second: past that the background refresh takes over.
-func (d *divisors) read(sd *streamDivisor, stream []byte, s store.ControlReader, timeout time.Duration, now int64) {
+// ctx ends with the node.
+func (d *divisors) read(ctx context.Context, sd *streamDivisor, stream []byte, s store.ControlReader, timeout time.Duration, now int64) {
 	sd.mu.Lock()
 	wait := sd.loading
 	if wait == nil {
@@ -132,7 +133,7 @@ func (d *divisors) read(sd *streamDivisor, stream []byte, s store.ControlReader,
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	ctl, err := s.Control(ctx, []string{string(stream)})
 	cancel()
 	if err == nil {

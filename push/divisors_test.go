@@ -64,7 +64,7 @@ func TestDivisorsFirstReadKnowsTheReplacedDivisor(t *testing.T) {
 	}
 	d := newDivisors(10)
 	sd := d.get([]byte("s"), 1000)
-	d.read(sd, []byte("s"), fs, firstReadTimeout, 1000)
+	d.read(context.Background(), sd, []byte("s"), fs, firstReadTimeout, 1000)
 	for _, k := range []int64{16, 12} {
 		if w, cur, _ := d.weigh(sd, k, 1000); w != k || cur != 16 {
 			t.Errorf("a new node, claimed %d: weight %d, advertised %d; want %d, 16", k, w, cur, k)

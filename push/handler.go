@@ -60,13 +60,13 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 	if sd != nil && sd.current.Load() == 0 {
 		// The first send of a stream new to this node: learn the fleet's
 		// divisor before weighting or advertising anything.
-		p.divisors.read(sd, stream, p.targets[0].store, firstReadTimeout, sec)
+		p.divisors.read(p.life, sd, stream, p.targets[0].store, firstReadTimeout, sec)
 	}
 	k, current, checked := p.divisors.weigh(sd, r.divisor, sec)
 	if !checked && sd != nil {
 		// Pull nodes may advertise a divisor a moment before this node's
 		// background read sees it: ask the store (once a second a stream).
-		p.divisors.read(sd, stream, p.targets[0].store, firstReadTimeout, sec)
+		p.divisors.read(p.life, sd, stream, p.targets[0].store, firstReadTimeout, sec)
 		k, current, checked = p.divisors.weigh(sd, r.divisor, sec)
 	}
 	if !checked {

@@ -41,7 +41,7 @@ func (p *Push) limitsLoop() {
 // exchange carried is not retried: the fleet forgets those uses, erring
 // toward letting clients through.
 func (p *Push) shareLimits() {
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.FlushTimeout)
+	ctx, cancel := context.WithTimeout(p.life, p.opts.FlushTimeout)
 	defer cancel()
 	var keys []string
 	var uses []store.LimitUse

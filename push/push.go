@@ -276,8 +276,12 @@ type Push struct {
 	shared       []SharedLimit // the per-user limit first
 	shareFailing bool          // the last exchange failed; owned by limitsLoop
 
-	stopOnce    sync.Once
-	stop        chan struct{} // stops the flush, comment-load, limit and slow-mode loops
+	stopOnce sync.Once
+	stop     chan struct{} // stops the flush, comment-load, limit and slow-mode loops
+	// life bounds every store call but the final writes; Stop cancels it,
+	// so a store that hangs cannot hold Stop for a FlushTimeout per loop.
+	life        context.Context
+	endLife     context.CancelFunc
 	loopDone    chan struct{}
 	loadDone    chan struct{}
 	limitsDone  chan struct{}
@@ -315,6 +319,7 @@ func New(opts Options) (*Push, error) {
 		slowLog:         logthrottle.Throttle{Every: time.Minute},
 		stopTargets:     make(chan struct{}),
 	}
+	p.life, p.endLife = context.WithCancel(context.Background())
 	p.sharer, _ = opts.Targets[0].Store.(store.LimitSharer)
 	p.slowSharer, _ = opts.Targets[0].Store.(store.SlowModeSharer)
 	if p.sharer != nil {
@@ -347,7 +352,7 @@ func (p *Push) Start() {
 		panic("BUG: push.Start called twice")
 	}
 	for _, t := range p.targets {
-		go t.run(p.stopTargets, func() context.Context { return p.final })
+		go t.run(p.life, p.stopTargets, func() context.Context { return p.final })
 	}
 	go p.flushLoop()
 	go p.limitsLoop()
@@ -392,7 +397,7 @@ func (p *Push) refreshDivisors() {
 		return
 	}
 	p.refreshedSec, p.refreshedAt = now.Unix(), now
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.FlushTimeout)
+	ctx, cancel := context.WithTimeout(p.life, p.opts.FlushTimeout)
 	defer cancel()
 	if err := p.divisors.refresh(ctx, p.targets[0].store, now.Unix()); err != nil {
 		divisorErrors.Inc()
@@ -440,6 +445,10 @@ func (p *Push) Stop(ctx context.Context) {
 	p.stopOnce.Do(func() {
 		defer unregisterGauges(p)
 		close(p.stop)
+		// The loops' store calls are abandoned, the targets' write under
+		// way too: the final drain below writes it again, under ctx (a
+		// batch id is written once however often it is sent).
+		p.endLife()
 		if !p.started.Load() {
 			return
 		}

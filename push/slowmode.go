@@ -63,7 +63,7 @@ func (p *Push) slowModeLoop() {
 		for _, t := range batch {
 			takes = append(takes, t.take)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), p.opts.SlowModeTimeout)
+		ctx, cancel := context.WithTimeout(p.life, p.opts.SlowModeTimeout)
 		waits, err := p.slowSharer.TakeSlowMode(ctx, takes)
 		cancel()
 		for i, t := range batch {

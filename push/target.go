@@ -123,7 +123,7 @@ func (t *target) ready() bool {
 
 // run sends queued batches until stop is closed, then sends what is left
 // until the queue is empty or the context final returns is done.
-func (t *target) run(stop <-chan struct{}, final func() context.Context) {
+func (t *target) run(life context.Context, stop <-chan struct{}, final func() context.Context) {
 	defer close(t.done)
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
 	backoff := minBackoff
@@ -138,7 +138,7 @@ func (t *target) run(stop <-chan struct{}, final func() context.Context) {
 			t.drainFinal(final())
 			return
 		}
-		if t.sendQueued(context.Background()) {
+		if t.sendQueued(life) {
 			backoff = minBackoff
 			continue
 		}

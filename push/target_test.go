@@ -75,7 +75,7 @@ func total(t *testing.T, s store.Store, clk *clock.Manual) int64 {
 func startTarget(t *testing.T, tg *target) (stop func()) {
 	t.Helper()
 	ch := make(chan struct{})
-	go tg.run(ch, context.Background)
+	go tg.run(context.Background(), ch, context.Background)
 	return func() { close(ch); <-tg.done }
 }
 
@@ -139,7 +139,7 @@ func TestTargetFinalDrainWaitsForStoreUntilDeadline(t *testing.T) {
 	stopCh := make(chan struct{})
 	final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	go tg.run(stopCh, func() context.Context { return final })
+	go tg.run(context.Background(), stopCh, func() context.Context { return final })
 	close(stopCh)
 	time.AfterFunc(300*time.Millisecond, func() { fs.down.Store(false) })
 	select {
@@ -159,7 +159,7 @@ func TestTargetFinalDrainWaitsForStoreUntilDeadline(t *testing.T) {
 	short, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel2()
 	stop2 := make(chan struct{})
-	go tg2.run(stop2, func() context.Context { return short })
+	go tg2.run(context.Background(), stop2, func() context.Context { return short })
 	close(stop2)
 	select {
 	case <-tg2.done:

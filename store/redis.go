@@ -267,8 +267,11 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 		var again []int
 		for i, c := range cmds {
 			k := todo[i]
-			res, err := c.Int64Slice()
-			if err == nil && len(res) == 4 && res[0] == -1 {
+			res, err := addReply(c)
+			if err != nil {
+				return fmt.Errorf("cannot add batch %s: %w", batch.ID, err)
+			}
+			if len(res) == 4 {
 				parts[k].seal, parts[k].open = res[1], res[2]
 				if res[3] > parts[k].spill {
 					parts[k].spill = growSpill(parts[k].spill, res[3])
@@ -276,9 +279,6 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 				r.sawSeal(k, res[1])
 				again = append(again, k)
 				continue
-			}
-			if err != nil || len(res) != 8 {
-				return fmt.Errorf("cannot add batch %s: unexpected script reply %v: %w", batch.ID, c.Val(), err)
 			}
 			r.sawSeal(k, res[5])
 			applied = true
@@ -357,6 +357,16 @@ func shardsOf(parts *[RedisShards]addPart) []int {
 // the count or comment key and the history key of each second, and of the
 // seconds a write may be carried into if the seal is within a second or two
 // of the guess.
+// addReply reads the add script's answer: -1, the seal, the open second and
+// the spill when the guessed seal was stale; eight counts when it wrote.
+func addReply(c *redis.Cmd) ([]int64, error) {
+	res, err := c.Int64Slice()
+	if err == nil && (len(res) == 4 && res[0] == -1 || len(res) == 8) {
+		return res, nil
+	}
+	return nil, replyError(c, err)
+}
+
 func (r *Redis) addCall(k int, id string, p *addPart) scriptCall {
 	tag := r.tags[k]
 	historyTTL := int64(r.opts.History.Seconds())
@@ -1127,3 +1137,28 @@ var ErrNotReplicated = errors.New("not confirmed by enough replicas")
 
 // Close implements Store: it closes the client.
 func (r *Redis) Close() error { return r.client.Close() }
+
+// ErrMalformedReply means a script answered in a shape its caller cannot read.
+var ErrMalformedReply = errors.New("store: malformed script reply")
+
+// replyError says why a script's reply cannot be read: the command's own
+// error, or else ErrMalformedReply with what came and, when go-redis could
+// not convert it, why (parseErr).
+func replyError(cmd *redis.Cmd, parseErr error) error {
+	if err := cmd.Err(); err != nil {
+		return err
+	}
+	if parseErr != nil {
+		return fmt.Errorf("%w %v: %w", ErrMalformedReply, cmd.Val(), parseErr)
+	}
+	return fmt.Errorf("%w %v", ErrMalformedReply, cmd.Val())
+}
+
+// int64Reply reads a script's answer as n integers.
+func int64Reply(cmd *redis.Cmd, n int) ([]int64, error) {
+	res, err := cmd.Int64Slice()
+	if err != nil || len(res) != n {
+		return nil, replyError(cmd, err)
+	}
+	return res, nil
+}

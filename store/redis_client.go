@@ -18,8 +18,10 @@ const redisTimeout = 3 * time.Second
 // NewRedisClient returns a client for spec: a redis://, rediss:// or
 // unix:// URL (one node; user, password and database from the URL), or a
 // comma-separated list of host:port addresses, which with two or more is a
-// Redis Cluster (go-redis UniversalClient semantics). Contexts' deadlines
-// bound its commands.
+// Redis Cluster (go-redis UniversalClient semantics). One host:port is
+// asked whether it is a cluster node (a managed cluster's configuration
+// endpoint), so NewRedisClient fails if it cannot reach it. Contexts'
+// deadlines bound its commands.
 func NewRedisClient(spec string) (redis.UniversalClient, error) {
 	spec = strings.TrimSpace(spec)
 	if spec == "" {
@@ -42,13 +44,35 @@ func NewRedisClient(spec string) (redis.UniversalClient, error) {
 		}
 		addrs = append(addrs, a)
 	}
-	return redis.NewUniversalClient(&redis.UniversalOptions{
+	o := &redis.UniversalOptions{
 		Addrs:                 addrs,
 		ContextTimeoutEnabled: true,
 		DialTimeout:           redisTimeout,
 		ReadTimeout:           redisTimeout,
 		WriteTimeout:          redisTimeout,
-	}), nil
+	}
+	if len(addrs) == 1 {
+		cluster, err := isClusterNode(o.Simple())
+		if err != nil {
+			return nil, err
+		}
+		o.IsClusterMode = cluster
+	}
+	return redis.NewUniversalClient(o), nil
+}
+
+// isClusterNode asks the server o names whether it runs in cluster mode: a
+// standalone client on a cluster node fails on MOVED for most slots.
+func isClusterNode(o *redis.Options) (bool, error) {
+	c := redis.NewClient(o)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	defer cancel()
+	info, err := c.Info(ctx, "cluster").Result()
+	if err != nil {
+		return false, fmt.Errorf("cannot ask redis at %s whether it is a cluster: %w", o.Addr, err)
+	}
+	return strings.Contains(info, "cluster_enabled:1"), nil
 }
 
 // RedisName returns spec without credentials, to name a store in logs.

@@ -111,14 +111,9 @@ func (r *Redis) CommentLoad(ctx context.Context, streams []string) (CommentLoad,
 	}
 	out := CommentLoad{Streams: make([][]NodeLoad, len(streams))}
 	for c, cmd := range cmds {
-		reply, err := cmd.Slice()
-		var nodes, loads []any
-		if err == nil && len(reply) == 2 {
-			nodes, _ = reply[0].([]any)
-			loads, _ = reply[1].([]any)
-		}
-		if err != nil || len(loads) != len(order[c]) {
-			return CommentLoad{}, fmt.Errorf("cannot read comment load: unexpected script reply %v: %w", cmd.Val(), err)
+		nodes, loads, err := commentLoadReply(cmd, len(order[c]))
+		if err != nil {
+			return CommentLoad{}, fmt.Errorf("cannot read comment load: %w", err)
 		}
 		for _, n := range nodes {
 			if s, ok := n.(string); ok {
@@ -141,4 +136,18 @@ func (r *Redis) CommentLoad(ctx context.Context, streams []string) (CommentLoad,
 	}
 	slices.Sort(out.Nodes)
 	return out, nil
+}
+
+// commentLoadReply reads the load script's answer: the live nodes, and the
+// node/offered pairs of each of the call's n streams.
+func commentLoadReply(cmd *redis.Cmd, n int) (nodes, loads []any, err error) {
+	reply, err := cmd.Slice()
+	if err == nil && len(reply) == 2 {
+		nodes, _ = reply[0].([]any)
+		loads, _ = reply[1].([]any)
+	}
+	if err != nil || len(loads) != n {
+		return nil, nil, replyError(cmd, err)
+	}
+	return nodes, loads, nil
 }

@@ -72,9 +72,9 @@ func (r *Redis) ShareLimits(ctx context.Context, kind string, now time.Time, key
 		return nil, fmt.Errorf("cannot share %s limits: %w", kind, err)
 	}
 	for c, cmd := range cmds {
-		debts, err := cmd.Int64Slice()
-		if err != nil || len(debts) != len(order[c]) {
-			return nil, fmt.Errorf("cannot share %s limits: unexpected script reply %v: %w", kind, cmd.Val(), err)
+		debts, err := int64Reply(cmd, len(order[c]))
+		if err != nil {
+			return nil, fmt.Errorf("cannot share %s limits: %w", kind, err)
 		}
 		// Redis answers on its own clock, as what each key owes from its
 		// now: from the caller's now, in the caller's clock.

@@ -67,9 +67,9 @@ func (r *Redis) TakeSlowMode(ctx context.Context, takes []SlowModeTake) ([]time.
 		return nil, fmt.Errorf("cannot take slow-mode turns: %w", err)
 	}
 	for c, cmd := range cmds {
-		waits, err := cmd.Int64Slice()
-		if err != nil || len(waits) != len(order[c]) {
-			return nil, fmt.Errorf("cannot take slow-mode turns: unexpected script reply %v: %w", cmd.Val(), err)
+		waits, err := int64Reply(cmd, len(order[c]))
+		if err != nil {
+			return nil, fmt.Errorf("cannot take slow-mode turns: %w", err)
 		}
 		for j, i := range order[c] {
 			out[i] = time.Duration(waits[j]) * time.Millisecond

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -233,13 +234,15 @@ func TestRedisCollectReadsOnlyStreamsWithReactions(t *testing.T) {
 }
 
 func TestNewRedisClient(t *testing.T) {
+	standalone := redistest.Start(t)
 	for _, tc := range []struct {
 		spec    string
 		cluster bool
 		err     string
 	}{
 		{spec: "redis://127.0.0.1:6400/2"},
-		{spec: "127.0.0.1:6400"},
+		{spec: standalone.Addr()},
+		{spec: "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t)), err: "whether it is a cluster"},
 		{spec: "10.0.0.1:7000, 10.0.0.2:7000,10.0.0.3:7000", cluster: true},
 		{spec: "", err: "empty"},
 		{spec: "redis://h:1/notadb", err: "cannot parse"},
@@ -309,5 +312,28 @@ func TestRedisHistoryOfCarriedSecondsOnTheRedisClock(t *testing.T) {
 	if len(h.Seconds) != 1 || h.Seconds[0].Second < before-2 || h.Seconds[0].Second > before+2 ||
 		!reflect.DeepEqual(h.Seconds[0].Counts, []Count{{"love", 4}}) || len(h.Seconds[0].Comments) != 1 {
 		t.Fatalf("history of a carried backlog = %s; want love 4 and the comment once, in the second open at %d", describe(h.Seconds), before)
+	}
+}
+
+// A managed cluster gives one configuration endpoint: --redis with that one
+// address follows the cluster's slots instead of failing on MOVED.
+func TestRedisClusterFromOneAddress(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	r := newRedis(t, c.Servers[1].Addr(), RedisOptions{})
+	if _, ok := r.opts.Client.(*redis.ClusterClient); !ok {
+		t.Errorf("client for one cluster node is %T; want *redis.ClusterClient", r.opts.Client)
+	}
+	// Keys in every shard, so on every master.
+	now := time.Now()
+	keys := make([]string, 4*RedisShards)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("user%d", i)
+	}
+	uses := make([]LimitUse, len(keys))
+	for i := range uses {
+		uses[i] = LimitUse{Used: 1e9, Since: now.UnixNano()}
+	}
+	if _, err := r.ShareLimits(context.Background(), "u", now, keys, uses); err != nil {
+		t.Fatalf("sharing limits through one cluster node: %v", err)
 	}
 }

@@ -317,3 +317,25 @@ func stringLit(e ast.Expr) (string, bool) {
 	s, err := strconv.Unquote(lit.Value)
 	return s, err == nil
 }
+
+// TestDocsNameNoMachinePath checks that the docs' commands run on a user's
+// machine as written: no path that exists only on the machine they were
+// first run on.
+func TestDocsNameNoMachinePath(t *testing.T) {
+	files := []string{"README.md", "benchmarks/README.md"}
+	docs, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	if err != nil || len(docs) < 3 {
+		t.Fatalf("docs/*.md: %v, %d files", err, len(docs))
+	}
+	for _, d := range docs {
+		rel, _ := filepath.Rel(repoRoot, d)
+		files = append(files, rel)
+	}
+	for _, file := range files {
+		for i, line := range strings.Split(readDoc(t, file), "\n") {
+			if strings.Contains(line, "/work/") {
+				t.Errorf("%s:%d names a path of one machine: %s", file, i+1, strings.TrimSpace(line))
+			}
+		}
+	}
+}

@@ -124,7 +124,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.StringVar(&f.listen, "listen", server.DefaultAddr, "address to serve HTTP on")
 	fs.StringVar(&f.adminToken, "admin-token", "", "admin tokens that open the operators' API (/v1/admin/) and the ops page (/admin): comma-separated, each label:secret or a bare secret of at least 16 characters; several rotate; empty turns both off (404)")
 	fs.StringVar(&f.emojis, "emojis", emoji.DefaultSpec, "the emoji set, as comma-separated id=glyph pairs in display order")
-	redisUsage := "Redis to share counts through: a redis:// URL, or comma-separated host:port addresses of a Redis Cluster"
+	redisUsage := "Redis to share counts through: a redis:// URL, or host:port addresses: one is asked whether it is a Redis Cluster node (a managed cluster's endpoint), two or more are a Redis Cluster's seeds"
 	if !r.needsRedis {
 		redisUsage += " (empty: the in-memory store, one process only)"
 	}
@@ -149,7 +149,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for requests under way and the final flush on shutdown, counted from the end of --drain-delay")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Float64Var(&f.maxRPS, "max-rps", 0, "requests per second this process is sized for; over it, next_ms grows and sends are shed with 503 (0: no request budget)")
-	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of all CPU cores this process may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
+	fs.Float64Var(&f.maxCPU, "max-cpu", 0, "share of this process's CPUs (GOMAXPROCS, which follows a container CPU limit) it may use, 0 to 1; over it, as for --max-rps (0: no CPU budget)")
 	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "most concurrent connections from one client address (IPv6: one /56); trusted proxies are exempt; past it 429")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request headers; larger get 431")
 	fs.BoolVar(&f.keepIdleBuffers, "keep-idle-buffers", server.DefaultKeepIdleBuffers, "keep each keep-alive connection's read and write buffers (about 12 KB) while it waits for its next request, instead of returning them to a pool after every answer")
