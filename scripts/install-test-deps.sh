@@ -6,7 +6,10 @@
 # front of emojicast; the JavaScript client's tests run on Node.js 20 or
 # later; the alerting tests check deploy/prometheus with promtool and
 # scrape a running emojicast with a real Prometheus (both from Debian's
-# prometheus package). Needs root (or sudo) only when something is missing.
+# prometheus package); the Kotlin client's tests (clients/kotlin/build.sh)
+# run on a JDK 17 with Debian's OkHttp and JUnit 5, and take the Kotlin
+# compiler from npm (which comes with Node.js 20). Needs root (or sudo)
+# only when something is missing.
 set -euo pipefail
 
 # need PACKAGE CHECK...: PACKAGE is missing when the CHECK command fails.
@@ -27,6 +30,9 @@ need fonts-noto-color-emoji test -e /usr/share/fonts/truetype/noto/NotoColorEmoj
 need nginx test -x /usr/sbin/nginx
 need nodejs command -v node
 need prometheus command -v promtool
+need openjdk-17-jdk-headless command -v javac
+need libokhttp-java test -e /usr/share/java/okhttp.jar
+need junit5 test -e /usr/share/java/junit-platform-console-standalone.jar
 
 # node_new_enough fails, saying why, unless node is Node.js 20 or later.
 node_new_enough() {
