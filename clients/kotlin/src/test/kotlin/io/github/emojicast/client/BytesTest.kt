@@ -51,6 +51,7 @@ class BytesTest {
     private class CountingSockets : SocketFactory() {
         val up = AtomicLong()
         val down = AtomicLong()
+        val writes = AtomicLong() // TLS records up, under TLS: JSSE writes each one at once
 
         private fun counting() = object : Socket() {
             override fun getInputStream(): InputStream = object : FilterInputStream(super.getInputStream()) {
@@ -65,6 +66,7 @@ class BytesTest {
                 }
 
                 override fun write(b: ByteArray, off: Int, len: Int) {
+                    writes.incrementAndGet()
                     up.addAndGet(len.toLong())
                     out.write(b, off, len)
                 }
@@ -92,9 +94,9 @@ class BytesTest {
         }
     }
 
-    private class Figure(val perMinute: Double, val pollsPerMinute: Double, val upPerPoll: Double, val downPerPoll: Double, val protocols: Set<String>) {
-        override fun toString() = "%.1f KB per minute: %.1f polls a minute, each %.0f B up and %.0f B down over %s"
-            .format(perMinute / 1000, pollsPerMinute, upPerPoll, downPerPoll, protocols)
+    private class Figure(val perMinute: Double, val pollsPerMinute: Double, val upPerPoll: Double, val downPerPoll: Double, val writesPerPoll: Double, val protocols: Set<String>) {
+        override fun toString() = "%.1f KB per minute: %.1f polls a minute, each %.0f B up in %.1f writes and %.0f B down over %s"
+            .format(perMinute / 1000, pollsPerMinute, upPerPoll, writesPerPoll, downPerPoll, protocols)
     }
 
     // measure watches stream through http for ms, and counts from the first
@@ -110,6 +112,7 @@ class BytesTest {
         eventually("watching", 10_000) { s.info != null }
         sockets.up.set(0)
         sockets.down.set(0)
+        sockets.writes.set(0)
         val polls0 = s.stats.polls.get()
         delay(ms)
         job.cancel()
@@ -117,7 +120,7 @@ class BytesTest {
         val polls = (s.stats.polls.get() - polls0).toDouble()
         val up = sockets.up.get().toDouble()
         val down = sockets.down.get().toDouble()
-        return Figure((up + down) * 60_000 / ms, polls * 60_000 / ms, up / polls, down / polls, protocols.toSet())
+        return Figure((up + down) * 60_000 / ms, polls * 60_000 / ms, up / polls, down / polls, sockets.writes.get() / polls, protocols.toSet())
     }
 
     @Test
