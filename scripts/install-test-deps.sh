@@ -8,7 +8,10 @@
 # scrape a running emojicast with a real Prometheus (both from Debian's
 # prometheus package); the container test builds the image with podman,
 # the systemd test checks the units with systemd-analyze (Debian's
-# systemd package). Needs root (or sudo) only when something is missing.
+# systemd package); the Kotlin client's tests (clients/kotlin/build.sh)
+# run on a JDK 17 with Debian's OkHttp and JUnit 5, and take the Kotlin
+# compiler from npm (which comes with Node.js 20). Needs root (or sudo)
+# only when something is missing.
 set -euo pipefail
 
 # need PACKAGE CHECK...: PACKAGE is missing when the CHECK command fails.
@@ -31,6 +34,9 @@ need nodejs command -v node
 need prometheus command -v promtool
 need podman command -v podman
 need systemd test -x /usr/bin/systemd-analyze
+need openjdk-17-jdk-headless command -v javac
+need libokhttp-java test -e /usr/share/java/okhttp.jar
+need junit5 test -e /usr/share/java/junit-platform-console-standalone.jar
 
 # node_new_enough fails, saying why, unless node is Node.js 20 or later.
 node_new_enough() {
