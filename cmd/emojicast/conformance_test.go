@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,8 +38,8 @@ import (
 //	sampling at k >= 10      | x  | x       | x              | x              | x
 //	a closed stream          | x  | x       | x              | x              | x
 //	a 40 s cut and catch-up  | x  | x       | x              | x              | x (offline 40 s)
-//	the window's edge, gap   | x  | x       | x              | x              | the page runs the JS client
-//	a replayed hour          | x (history)  | Go History     |                | x (replay)
+//	the window's edge, gap   | x  | x       | x              | x              | x (offline 66 s: says so)
+//	a replayed hour          | x (history)  | Go History     | (no history API in the package) | x (replay)
 //
 // (The restricted row failed before watch listed the whole set: both
 // clients decoded the compact counts against the shorter allowed list and
@@ -385,6 +386,10 @@ func TestConformance(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "the restricted page offers its two emojis", func() bool {
 		return eval[string](pages["restricted"], `[...document.querySelectorAll("#buttons button")].map((b) => b.dataset.emoji).join(",")`) == "love,fire"
 	})
+	// A second page of the cut stream loses the network for longer than
+	// the window: it must say seconds were lost.
+	gapPage, _ := livePage(t, browserCtx, c.srv.url, "cut")
+	setOffline(t, gapPage, true)
 	setOffline(t, pages["cut"], true)
 	cutAt := time.Now()
 
@@ -504,6 +509,20 @@ func TestConformance(t *testing.T) {
 		if !v.Gap {
 			t.Errorf("past the window's edge, %s: no gap", name)
 		}
+	}
+
+	// The page cut off for 66 s comes back to a gap: it says so, and shows
+	// what the window still held (give or take the two seconds its cursor
+	// may have moved since the poll that found the gap).
+	time.Sleep(time.Until(cutAt.Add(66 * time.Second)))
+	setOffline(t, gapPage, false)
+	testutil.Eventually(t, 20*time.Second, "the page cut off for 66 s says seconds were lost", func() bool {
+		return strings.Contains(eval[string](gapPage, `document.getElementById("status").textContent`), "longer than a minute")
+	})
+	cursor, _ := strconv.ParseInt(eval[string](gapPage, `document.getElementById("stage").dataset.cursor`), 10, 64)
+	window := c.storeTotal("cut", cursor-60)["clap"]
+	if shown := gapPage.received()["clap"]; shown < window-2 || shown > window {
+		t.Errorf("the page back from a gap shows %d clap; the window held %d", shown, window)
 	}
 
 	// A replayed hour: the raw history, the Go client's History and the

@@ -198,7 +198,11 @@ func TestEdgeFeedBoundsOneClient(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("one client flooding the edge: %v polls reported, viewers at most %d", pl.metric("emojicast_pull_edge_polls_total"), most)
-	if most > pull.DefaultViewersPerAddress {
-		t.Errorf("viewers = %d; want at most --ip-viewers, %d", most, pull.DefaultViewersPerAddress)
+	// A client counts at most --ip-viewers arrivals per poll interval; while
+	// a quiet stream's interval grows, arrivals counted under the shorter
+	// one are still present when the longer one admits its first: one
+	// more for a moment, as for polls that reach the node.
+	if most > pull.DefaultViewersPerAddress+1 {
+		t.Errorf("viewers = %d; want at most --ip-viewers, %d (one more while next_ms grows)", most, pull.DefaultViewersPerAddress)
 	}
 }
