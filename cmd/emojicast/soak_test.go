@@ -41,8 +41,14 @@ var soakFor = flag.Duration("soak", 0, "how long TestFaultSoak injects faults, i
 
 const (
 	// soakFlush is --flush-interval (the default): what a push process
-	// killed with SIGKILL may lose is its accept rate times this.
+	// killed with SIGKILL may lose is its accept rate times this and
+	// soakFlushWrite.
 	soakFlush = 250 * time.Millisecond
+	// soakFlushWrite bounds how long a flush's write takes to reach the
+	// store (one script per shard and WAIT for a replica, race-built, on a
+	// busy machine): taps accepted while it is in flight are in the next
+	// flush. A kill at one run lost 24 taps at 80 taps/s: 300 ms.
+	soakFlushWrite = 100 * time.Millisecond
 	// soakSkew is how far push-3's clock runs ahead.
 	soakSkew = 2 * time.Second
 	// soakFreeze is how long a master is frozen with SIGSTOP; the
