@@ -10,7 +10,7 @@
 //
 // Run it from the repository root while holding the machine's load lock:
 //
-//	flock /work/wt/loadtest.lock go run ./benchmarks/fleet -out /tmp/fleet.json
+//	flock "${EMOJICAST_LOAD_LOCK:-.loadtest.lock}" go run ./benchmarks/fleet -out /tmp/fleet.json
 //
 // It builds emojicast and the load generator, starts everything on free
 // ports, stops everything it started when it ends, and takes about two
