@@ -22,7 +22,7 @@ import (
 // Options configures Rules. Zero fields take the default in their comment.
 type Options struct {
 	// Store holds the moderation data. Required.
-	Store store.Moderator
+	Store store.ModerationReader
 	// Emojis is the process's emoji set, which stream settings restrict.
 	// Default: emoji.Default().
 	Emojis *emoji.Set

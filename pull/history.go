@@ -17,7 +17,7 @@ import (
 // HistorySealedMaxAge is how long the answer for a range of whole sealed
 // minutes is kept, by this node and (its Cache-Control) by edges and
 // browsers. Sealed counts never change, but an operator may still take a
-// comment down (store.Moderator.Retract): replays stop showing it within
+// comment down (store.ModerationWriter.Retract): replays stop showing it within
 // about twice this.
 const HistorySealedMaxAge = 30 * time.Second
 

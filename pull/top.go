@@ -18,7 +18,7 @@ const topEvery = 2 * time.Second
 // topEvery, when the store keeps such reports. It runs on the syncer
 // goroutine, which owns the streams' control state.
 func (p *Pull) reportTop(ctx context.Context, sc *syncScratch) {
-	m, ok := p.opts.Store.(store.Moderator)
+	m, ok := p.opts.Store.(store.TopStreams)
 	now := p.opts.Clock.Now()
 	if !ok || now.Sub(p.topReported) < topEvery {
 		return

@@ -91,8 +91,6 @@ type memSecond struct {
 	retracted []string
 }
 
-var _ Store = (*Memory)(nil)
-
 // NewMemory returns an empty Memory store.
 func NewMemory(opts MemoryOptions) *Memory {
 	opts.fillDefaults()
