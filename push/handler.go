@@ -56,22 +56,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 		}
 	}
 	sec := now.Unix()
-	sd := p.divisors.get(stream, sec)
-	if sd != nil && sd.current.Load() == 0 {
-		// The first send of a stream new to this node: learn the fleet's
-		// divisor before weighting or advertising anything.
-		p.divisors.read(p.life, sd, stream, p.targets[0].store, firstReadTimeout, sec)
-	}
-	k, current, checked := p.divisors.weigh(sd, r.divisor, sec)
-	if !checked && sd != nil {
-		// Pull nodes may advertise a divisor a moment before this node's
-		// background read sees it: ask the store (once a second a stream).
-		p.divisors.read(p.life, sd, stream, p.targets[0].store, firstReadTimeout, sec)
-		k, current, checked = p.divisors.weigh(sd, r.divisor, sec)
-	}
-	if !checked {
-		unadvertised.Inc()
-	}
+	k, current := p.weigh(stream, r.divisor, sec)
 	var keyBuf [3 * 65]byte
 	var idKey []byte
 	if r.id != nil {
@@ -89,17 +74,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 		// and no send weighs more than the group's burst.
 		weighted = min(weighted, int64(p.opts.AddrWeightBurst))
 	}
-	var wait time.Duration
-	if k == 1 {
-		wait = p.users.Allow(user, int(r.count), now.UnixNano())
-	} else {
-		wait = p.users.AllowDebt(user, weighted, now.UnixNano())
-	}
-	if wait <= 0 && selfService && client != nil {
-		if wait = p.addrWeights.Allow(client, int(weighted), now.UnixNano()); wait > 0 {
-			addrLimited.Inc()
-		}
-	}
+	wait := p.limitSend(user, client, selfService, r.count, weighted, k, now)
 	if wait > 0 {
 		p.forgetID(idKey)
 		rateLimited.Inc()
@@ -122,6 +97,46 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 	tapsAccepted.Add(float64(r.count))
 	reactionsCounted.Add(float64(weighted))
 	writeAccepted(ctx, current)
+}
+
+// weigh returns the weight of a send that states divisor (0: none) to
+// stream in second sec, and the divisor to advertise in its answer.
+func (p *Push) weigh(stream []byte, divisor, sec int64) (k, current int64) {
+	sd := p.divisors.get(stream, sec)
+	if sd != nil && sd.current.Load() == 0 {
+		// The first send of a stream new to this node: learn the fleet's
+		// divisor before weighting or advertising anything.
+		p.divisors.read(p.life, sd, stream, p.targets[0].store, firstReadTimeout, sec)
+	}
+	k, current, checked := p.divisors.weigh(sd, divisor, sec)
+	if !checked && sd != nil {
+		// Pull nodes may advertise a divisor a moment before this node's
+		// background read sees it: ask the store (once a second a stream).
+		p.divisors.read(p.life, sd, stream, p.targets[0].store, firstReadTimeout, sec)
+		k, current, checked = p.divisors.weigh(sd, divisor, sec)
+	}
+	if !checked {
+		unadvertised.Inc()
+	}
+	return k, current
+}
+
+// limitSend takes a send from its user's allowance and, for self-service
+// ids, from its address group's weight, and returns how long to wait when
+// either is spent.
+func (p *Push) limitSend(user, client []byte, selfService bool, count, weighted, k int64, now time.Time) time.Duration {
+	var wait time.Duration
+	if k == 1 {
+		wait = p.users.Allow(user, int(count), now.UnixNano())
+	} else {
+		wait = p.users.AllowDebt(user, weighted, now.UnixNano())
+	}
+	if wait <= 0 && selfService && client != nil {
+		if wait = p.addrWeights.Allow(client, int(weighted), now.UnixNano()); wait > 0 {
+			addrLimited.Inc()
+		}
+	}
+	return wait
 }
 
 // firstReadTimeout bounds the read of a new stream's divisor in a send;

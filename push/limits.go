@@ -21,10 +21,6 @@ import (
 
 // limitsLoop shares the limits until Stop.
 func (p *Push) limitsLoop() {
-	defer close(p.limitsDone)
-	if p.sharer == nil {
-		return
-	}
 	tick := time.NewTicker(p.opts.FlushInterval)
 	defer tick.Stop()
 	for {

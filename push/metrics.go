@@ -52,14 +52,6 @@ var (
 		Name: "emojicast_push_comments_total",
 		Help: "Comments by what became of them: accepted (broadcast), shed (over the stream's budget), rate_limited (429), invalid (400).",
 	}, []string{"result"})
-	filterFailures = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "emojicast_push_comment_filter_failures_total",
-		Help: "Comments the word filter failed on, by reason (error, panic, timeout, or busy: too many slow calls under way) and outcome (masked: sent masked whole; shed: not sent).",
-	}, []string{"reason", "outcome"})
-	commentLoadErrors = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "emojicast_push_comment_load_errors_total",
-		Help: "Failed reports or reads of the fleet's comment load (the last known figures stay in use).",
-	})
 	flushErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "emojicast_push_flush_errors_total",
 		Help: "Failed writes of a batch to a store (the batch stays in the backlog).",
@@ -72,10 +64,6 @@ var (
 		Name: "emojicast_push_limit_share_errors_total",
 		Help: "Failed exchanges of the per-user and per-address limits with the fleet (each node limits on its own until the next succeeds).",
 	})
-	slowModeFallbacks = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "emojicast_push_slow_mode_fallbacks_total",
-		Help: "Comments to streams in slow mode that this node let through on its own record because the store did not take the user's turn in time (timeout, error) or too many comments waited for it (busy).",
-	}, []string{"reason"})
 	flushDuration = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "emojicast_push_flush_duration_seconds",
 		Help:    "Time to write one batch to a store.",

@@ -1,7 +1,6 @@
 package push
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/emojicast/emojicast/api"
@@ -72,10 +71,4 @@ func commentBudgetOf(m *moderation.Stream) int {
 		return 0
 	}
 	return m.CommentBudget
-}
-
-// commentID returns a new comment id, unique in the fleet: the node's id
-// and a sequence number.
-func (p *Push) commentID() string {
-	return p.nodeID[:8] + "." + strconv.FormatUint(p.commentSeq.Add(1), 36)
 }

@@ -35,16 +35,17 @@ type target struct {
 	inflight *pending // taken from the queue's head while being written
 	deltas   int      // deltas and comments in queue and inflight
 
-	wake      chan struct{}
-	healthy   atomic.Bool
-	reporting atomic.Bool // a comment-load report to this store is under way
-	done      chan struct{}
+	wake     chan struct{}
+	healthy  atomic.Bool
+	stopping chan struct{}   // closed by stop, after final is set
+	final    context.Context // bounds the last writes
+	done     chan struct{}   // closed when run returns
 }
 
 func newTarget(name string, s Store, timeout time.Duration, maxBacklog int, log *slog.Logger, clk clock.Clock) *target {
 	t := &target{
 		name: name, store: s, timeout: timeout, maxBacklog: maxBacklog, log: log, clock: clk,
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), stopping: make(chan struct{}), done: make(chan struct{}),
 	}
 	t.healthy.Store(true)
 	return t
@@ -121,9 +122,20 @@ func (t *target) ready() bool {
 	return t.healthy.Load() || t.backlog() < t.maxBacklog*9/10
 }
 
-// run sends queued batches until stop is closed, then sends what is left
-// until the queue is empty or the context final returns is done.
-func (t *target) run(life context.Context, stop <-chan struct{}, final func() context.Context) {
+// start starts the sender. Its writes end with life until stop.
+func (t *target) start(life context.Context) { go t.run(life) }
+
+// stop makes the sender write what is left, until the queue is empty or
+// final is done, and waits for it. Call it once, after start.
+func (t *target) stop(final context.Context) {
+	t.final = final
+	close(t.stopping)
+	<-t.done
+}
+
+// run sends queued batches until stop, then drains the queue under the
+// final context.
+func (t *target) run(life context.Context) {
 	defer close(t.done)
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
 	backoff := minBackoff
@@ -134,8 +146,8 @@ func (t *target) run(life context.Context, stop <-chan struct{}, final func() co
 		select {
 		case <-t.wake:
 		case <-retry.C:
-		case <-stop:
-			t.drainFinal(final())
+		case <-t.stopping:
+			t.drainFinal(t.final)
 			return
 		}
 		if t.sendQueued(life) {

@@ -74,9 +74,8 @@ func total(t *testing.T, s store.Store, clk *clock.Manual) int64 {
 
 func startTarget(t *testing.T, tg *target) (stop func()) {
 	t.Helper()
-	ch := make(chan struct{})
-	go tg.run(context.Background(), ch, context.Background)
-	return func() { close(ch); <-tg.done }
+	tg.start(context.Background())
+	return func() { tg.stop(context.Background()) }
 }
 
 func TestTargetKeepsBacklogThroughOutage(t *testing.T) {
@@ -136,11 +135,10 @@ func TestTargetFinalDrainWaitsForStoreUntilDeadline(t *testing.T) {
 	fs.down.Store(true)
 	tg := newTarget("t", fs, time.Second, 100, quiet, clk)
 	tg.enqueue(batch("b0", t0.Unix(), 3))
-	stopCh := make(chan struct{})
 	final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	go tg.run(context.Background(), stopCh, func() context.Context { return final })
-	close(stopCh)
+	tg.start(context.Background())
+	go tg.stop(final)
 	time.AfterFunc(300*time.Millisecond, func() { fs.down.Store(false) })
 	select {
 	case <-tg.done:
@@ -158,9 +156,8 @@ func TestTargetFinalDrainWaitsForStoreUntilDeadline(t *testing.T) {
 	tg2.enqueue(batch("b0", t0.Unix(), 3))
 	short, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel2()
-	stop2 := make(chan struct{})
-	go tg2.run(context.Background(), stop2, func() context.Context { return short })
-	close(stop2)
+	tg2.start(context.Background())
+	go tg2.stop(short)
 	select {
 	case <-tg2.done:
 	case <-time.After(5 * time.Second):
