@@ -40,7 +40,7 @@ func (p *Pull) reportTop(ctx context.Context, sc *syncScratch) {
 	sc.top = top
 	p.maxDivisor.Store(maxDivisor)
 	if err := m.ReportTop(ctx, p.opts.NodeID, top[:min(len(top), store.MaxTopStreams)]); err != nil {
-		controlErrors.Inc()
+		p.metrics.controlErrors.Inc()
 		p.logSyncError(err)
 	}
 }

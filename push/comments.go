@@ -45,7 +45,7 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream, client []byte) {
 	defer parsers.Put(parser)
 	text, bodyUser, aerr := parseComment(parser, body)
 	if aerr != nil {
-		commentsBy(resultInvalid).Inc()
+		p.metrics.commentsBy(resultInvalid).Inc()
 		api.WriteError(ctx, aerr)
 		return
 	}
@@ -63,7 +63,7 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream, client []byte) {
 	}
 	m := p.moderated(stream)
 	if m != nil {
-		if aerr := checkComment(m, user, group, now); aerr != nil {
+		if aerr := p.metrics.checkComment(m, user, group, now); aerr != nil {
 			api.WriteError(ctx, aerr)
 			return
 		}
@@ -75,7 +75,7 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream, client []byte) {
 		group = nil
 	}
 	if wait := p.comments.Limit(user, group, now); wait > 0 {
-		commentsBy(resultRateLimited).Inc()
+		p.metrics.commentsBy(resultRateLimited).Inc()
 		api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 		return
 	}
@@ -85,7 +85,7 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream, client []byte) {
 			turn = group
 		}
 		if wait := p.comments.SlowModeWait(stream, turn, m.SlowMode, now); wait > 0 {
-			refusedSlowMode.Inc()
+			p.metrics.refusedSlowMode.Inc()
 			api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 			return
 		}
@@ -93,20 +93,20 @@ func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream, client []byte) {
 	keep, sec, ok := p.comments.Admit(stream, now.Unix(), commentBudgetOf(m))
 	switch {
 	case !ok:
-		overloaded.Inc()
+		p.metrics.overloaded.Inc()
 		api.WriteRetry(ctx, api.ErrOverloaded, 1)
 	case !keep:
-		commentsBy(resultShed).Inc()
+		p.metrics.commentsBy(resultShed).Inc()
 		api.WriteJSON(ctx, fasthttp.StatusAccepted, bodyShed)
 	default:
 		masked, ok := p.comments.Mask(text)
 		if !ok {
-			commentsBy(resultShed).Inc()
+			p.metrics.commentsBy(resultShed).Inc()
 			api.WriteJSON(ctx, fasthttp.StatusAccepted, bodyShed)
 			return
 		}
 		p.comments.Accept(stream, sec, user, masked)
-		commentsBy(resultAccepted).Inc()
+		p.metrics.commentsBy(resultAccepted).Inc()
 		api.WriteJSON(ctx, fasthttp.StatusAccepted, bodyAccepted)
 	}
 }

@@ -50,7 +50,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 		group = clientip.AppendID(groupBuf[:0], client)
 	}
 	if m := p.moderated(stream); m != nil {
-		if aerr := checkSend(m, user, group, r.emoji, now); aerr != nil {
+		if aerr := p.metrics.checkSend(m, user, group, r.emoji, now); aerr != nil {
 			api.WriteError(ctx, aerr)
 			return
 		}
@@ -63,7 +63,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 		idKey = append(append(append(append(append(keyBuf[:0], user...), 0), stream...), 0), r.id...)
 		if !p.sendIDs.AllowPer(idKey, 1, sendIDWindow, now.UnixNano()) {
 			// Counted already: a retry of a send whose answer was lost.
-			sendsDeduplicated.Inc()
+			p.metrics.sendsDeduplicated.Inc()
 			writeAccepted(ctx, current)
 			return
 		}
@@ -77,7 +77,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 	wait := p.limitSend(user, client, selfService, r.count, weighted, k, now)
 	if wait > 0 {
 		p.forgetID(idKey)
-		rateLimited.Inc()
+		p.metrics.rateLimited.Inc()
 		api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 		return
 	}
@@ -88,14 +88,14 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 	if err := p.agg.add(stream, sec, r.emoji, weighted, sampled); err != nil {
 		if errors.Is(err, errTooManyStreams) {
 			p.forgetID(idKey)
-			overloaded.Inc()
+			p.metrics.overloaded.Inc()
 			api.WriteRetry(ctx, api.ErrOverloaded, 1)
 			return
 		}
 		panic("BUG: unexpected aggregator error: " + err.Error())
 	}
-	tapsAccepted.Add(float64(r.count))
-	reactionsCounted.Add(float64(weighted))
+	p.metrics.tapsAccepted.Add(float64(r.count))
+	p.metrics.reactionsCounted.Add(float64(weighted))
 	writeAccepted(ctx, current)
 }
 
@@ -116,7 +116,7 @@ func (p *Push) weigh(stream []byte, divisor, sec int64) (k, current int64) {
 		k, current, checked = p.divisors.weigh(sd, divisor, sec)
 	}
 	if !checked {
-		unadvertised.Inc()
+		p.metrics.unadvertised.Inc()
 	}
 	return k, current
 }
@@ -133,7 +133,7 @@ func (p *Push) limitSend(user, client []byte, selfService bool, count, weighted,
 	}
 	if wait <= 0 && selfService && client != nil {
 		if wait = p.addrWeights.Allow(client, int(weighted), now.UnixNano()); wait > 0 {
-			addrLimited.Inc()
+			p.metrics.addrLimited.Inc()
 		}
 	}
 	return wait
@@ -163,7 +163,7 @@ func (p *Push) forgetID(key []byte) {
 // answers and returns false when one fails.
 func (p *Push) readBody(ctx *fasthttp.RequestCtx) ([]byte, bool) {
 	if wait, shed := p.shed(); shed {
-		overloaded.Inc()
+		p.metrics.overloaded.Inc()
 		api.WriteRetry(ctx, api.ErrOverloaded, wait)
 		return nil, false
 	}

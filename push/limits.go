@@ -55,7 +55,7 @@ func (p *Push) shareLimits() {
 		tats, err := p.sharer.ShareLimits(ctx, sl.Name, now, keys, uses)
 		if err != nil {
 			failed = true
-			limitShareErrors.Inc()
+			p.metrics.limitShareErrors.Inc()
 			continue
 		}
 		for i, k := range keys {

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/load"
@@ -128,6 +130,10 @@ type Options struct {
 	SlowModeTimeout time.Duration
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
+	// Registerer takes the node's metrics. Default: nil, registered
+	// nowhere, so that nodes in one test process count apart; emojicast
+	// passes prometheus.DefaultRegisterer.
+	Registerer prometheus.Registerer
 }
 
 // The defaults of Options, in one place: cmd/emojicast's flags use them too.
@@ -244,6 +250,7 @@ type SharedLimit struct {
 // and Stop it to flush what it accepted.
 type Push struct {
 	opts     Options
+	metrics  *metrics
 	nodeID   string
 	agg      *aggregator
 	divisors *divisors
@@ -284,11 +291,13 @@ func New(opts Options) (*Push, error) {
 	}
 	var id [6]byte
 	_, _ = rand.Read(id[:])
+	m := newMetrics(opts.Registerer)
 	p := &Push{
 		opts:     opts,
+		metrics:  m,
 		nodeID:   hex.EncodeToString(id[:]),
 		agg:      newAggregator(opts.MaxStreams),
-		divisors: newDivisors(opts.MaxStreams),
+		divisors: newDivisors(opts.MaxStreams, m.divisorErrors),
 		// Its rate and burst are unused: an id is taken once per window.
 		sendIDs: ratelimit.New(1, 1, maxSendIDs),
 		stop:    make(chan struct{}),
@@ -309,7 +318,7 @@ func New(opts Options) (*Push, error) {
 		if name == "" {
 			name = "store" + strconv.Itoa(i)
 		}
-		p.targets = append(p.targets, newTarget(name, t.Store, opts.FlushTimeout, opts.MaxBacklog, opts.Logger, opts.Clock))
+		p.targets = append(p.targets, newTarget(name, t.Store, opts.FlushTimeout, opts.MaxBacklog, opts.Logger, opts.Clock, m))
 		loads[i] = t.Store
 	}
 	slowSharer, _ := opts.Targets[0].Store.(store.SlowModeSharer)
@@ -321,7 +330,7 @@ func New(opts Options) (*Push, error) {
 		MaxUsers: opts.MaxUsers, MaxAddrs: opts.MaxAddrs,
 		Filter: opts.Filter, FilterTimeout: opts.FilterTimeout,
 		SlowSharer: slowSharer, SlowModeTimeout: opts.SlowModeTimeout,
-		Clock: opts.Clock, Logger: opts.Logger,
+		Clock: opts.Clock, Logger: opts.Logger, Registerer: opts.Registerer,
 	})
 	registerGauges(p)
 	return p, nil
@@ -380,7 +389,7 @@ func (p *Push) refreshDivisors() {
 	ctx, cancel := context.WithTimeout(p.life, p.opts.FlushTimeout)
 	defer cancel()
 	if err := p.divisors.refresh(ctx, p.targets[0].store, now.Unix()); err != nil {
-		divisorErrors.Inc()
+		p.metrics.divisorErrors.Inc()
 	}
 }
 

@@ -29,6 +29,7 @@ type target struct {
 	maxBacklog int
 	log        *slog.Logger
 	clock      clock.Clock
+	metrics    *metrics
 
 	mu       sync.Mutex
 	queue    []pending
@@ -42,9 +43,9 @@ type target struct {
 	done     chan struct{}   // closed when run returns
 }
 
-func newTarget(name string, s Store, timeout time.Duration, maxBacklog int, log *slog.Logger, clk clock.Clock) *target {
+func newTarget(name string, s Store, timeout time.Duration, maxBacklog int, log *slog.Logger, clk clock.Clock, m *metrics) *target {
 	t := &target{
-		name: name, store: s, timeout: timeout, maxBacklog: maxBacklog, log: log, clock: clk,
+		name: name, store: s, timeout: timeout, maxBacklog: maxBacklog, log: log, clock: clk, metrics: m,
 		wake: make(chan struct{}, 1), stopping: make(chan struct{}), done: make(chan struct{}),
 	}
 	t.healthy.Store(true)
@@ -88,8 +89,8 @@ func (t *target) dropOldestLocked() {
 	for _, d := range old.Deltas {
 		n += d.Count
 	}
-	droppedReactions.Add(float64(n))
-	droppedComments.Add(float64(len(old.Comments)))
+	t.metrics.droppedReactions.Add(float64(n))
+	t.metrics.droppedComments.Add(float64(len(old.Comments)))
 	t.log.Warn("push backlog full: dropped the oldest batch", "target", t.name, "batch", old.ID, "reactions", n, "comments", len(old.Comments))
 }
 
@@ -101,7 +102,7 @@ func (t *target) dropUnknownLocked(b pending) {
 	for _, d := range b.Deltas {
 		n += d.Count
 	}
-	unknownDropped.Add(float64(n))
+	t.metrics.unknownDropped.Add(float64(n))
 	t.log.Error("push dropped a batch whose write had an unknown outcome too long ago to retry it safely",
 		"target", t.name, "batch", b.ID, "unknown_since", b.unknownSince, "reactions", n, "comments", len(b.Comments))
 }
@@ -208,7 +209,7 @@ func (t *target) sendQueued(ctx context.Context) bool {
 			if t.healthy.Swap(false) {
 				t.log.Warn("push cannot write to the store; keeping a backlog", "target", t.name, "err", err)
 			}
-			flushErrors.Inc()
+			t.metrics.flushErrors.Inc()
 			return false
 		}
 		t.deltas -= size(b.Batch)
@@ -224,6 +225,6 @@ func (t *target) send(ctx context.Context, b store.Batch) error {
 	defer cancel()
 	start := time.Now()
 	err := t.store.Add(ctx, b)
-	flushDuration.Observe(time.Since(start).Seconds())
+	t.metrics.flushDuration.Observe(time.Since(start).Seconds())
 	return err
 }

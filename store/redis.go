@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/emojicast/emojicast/clock"
@@ -29,6 +30,9 @@ type RedisOptions struct {
 	// Client is the connection to Redis: one node, Sentinel or Cluster.
 	// Required; the store closes it on Close.
 	Client redis.UniversalClient
+	// Registerer takes the store's metrics. Default: nil, registered
+	// nowhere (tests); emojicast passes prometheus.DefaultRegisterer.
+	Registerer prometheus.Registerer
 	// Prefix starts every key, so deployments (and tests) can share a Redis.
 	// Default: "emojicast".
 	Prefix string
@@ -140,10 +144,11 @@ func (o *RedisOptions) fillDefaults() error {
 // proportional to the streams with reactions, never to the taps behind the
 // counts.
 type Redis struct {
-	opts   RedisOptions
-	client redis.UniversalClient
-	tags   [RedisShards]string       // "{prefix:k}:"
-	seals  [RedisShards]atomic.Int64 // the newest seal seen per shard, Add's guess
+	opts    RedisOptions
+	metrics *metrics
+	client  redis.UniversalClient
+	tags    [RedisShards]string       // "{prefix:k}:"
+	seals   [RedisShards]atomic.Int64 // the newest seal seen per shard, Add's guess
 	// spills is the deepest comment spill of each shard's last write,
 	// Add's guess of the seconds past a comment's own to pass keys of.
 	spills [RedisShards]atomic.Int64
@@ -156,7 +161,7 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	if err := opts.fillDefaults(); err != nil {
 		return nil, err
 	}
-	r := &Redis{opts: opts, client: opts.Client}
+	r := &Redis{opts: opts, client: opts.Client, metrics: newMetrics(opts.Registerer)}
 	for k := range r.tags {
 		r.tags[k] = "{" + opts.Prefix + ":" + strconv.Itoa(k) + "}:"
 	}

@@ -74,11 +74,11 @@ func (r *Redis) Add(ctx context.Context, batch Batch) error {
 			}
 			r.sawSeal(k, res[5])
 			applied = true
-			lateCarried.Add(float64(res[1]))
-			lateCommentsCarried.Add(float64(res[2]))
-			commentsDropped.Add(float64(res[3]))
-			retractionsDropped.Add(float64(res[4]))
-			aheadClamped.Add(float64(res[6]))
+			r.metrics.lateCarried.Add(float64(res[1]))
+			r.metrics.lateCommentsCarried.Add(float64(res[2]))
+			r.metrics.commentsDropped.Add(float64(res[3]))
+			r.metrics.retractionsDropped.Add(float64(res[4]))
+			r.metrics.aheadClamped.Add(float64(res[6]))
 			if res[0] == 1 {
 				r.spills[k].Store(res[7])
 			}

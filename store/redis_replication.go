@@ -62,7 +62,7 @@ func (r *Redis) confirm(ctx context.Context, ks []int) error {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		replicaWaitFailures.Inc()
+		r.metrics.replicaWaitFailures.Inc()
 		return err
 	}
 	return nil

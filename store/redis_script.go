@@ -87,7 +87,7 @@ func (r *Redis) runAll(ctx context.Context, s *redis.Script, calls []scriptCall)
 			return cmds, nil
 		}
 		if time.Now().Add(backoff).After(deadline) {
-			tryAgainGiveUps.Inc()
+			r.metrics.tryAgainGiveUps.Inc()
 			return fail(cmds[again[0]].Err())
 		}
 		select {

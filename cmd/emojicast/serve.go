@@ -260,6 +260,10 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	if err := registerBuildInfo(prometheus.DefaultRegisterer, build); err != nil {
 		return err
 	}
+	// Every role exposes the push and pull gauges, 0 without such a node,
+	// as docs/operations.md says.
+	push.RegisterGauges(prometheus.DefaultRegisterer)
+	pull.RegisterGauges(prometheus.DefaultRegisterer)
 	emojis, err := emoji.Parse(f.emojis)
 	if err != nil {
 		return err
@@ -356,14 +360,15 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 			return err
 		}
 		if edges != nil {
-			if feed, err = edgelog.Listen(f.edgeLogListen, edges, f.edgeLogSecret, pl, log); err != nil {
+			if feed, err = edgelog.Listen(f.edgeLogListen, edges, f.edgeLogSecret, pl, log, prometheus.DefaultRegisterer); err != nil {
 				stores.close()
 				return fmt.Errorf("cannot listen for the edge log on %s: %w", f.edgeLogListen, err)
 			}
 		}
 	}
 	srv := server.New(server.Options{
-		Addr: f.listen, Push: pu, Pull: pl, Index: index, Admin: adm, Emojis: emojis, Load: meter,
+		Registerer: prometheus.DefaultRegisterer,
+		Addr:       f.listen, Push: pu, Pull: pl, Index: index, Admin: adm, Emojis: emojis, Load: meter,
 		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
 		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHeaderBytes, KeepIdleBuffers: f.keepIdleBuffers,
 		TrustedProxies: proxies, SendRatePerIP: f.ipSendRate, SendBurstPerIP: f.ipSendBurst,
@@ -424,6 +429,7 @@ func startParts(pu *push.Push, pl *pull.Pull, stores *nodeStores) []stopStep {
 
 func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, rules *moderation.Rules, clk clock.Clock, log *slog.Logger) (*push.Push, error) {
 	opts := push.Options{
+		Registerer: prometheus.DefaultRegisterer,
 		Moderation: rules,
 		Targets:    stores.targets(), Emojis: emojis, Signer: signer, JWT: jwtKeys,
 		AddrWeightRate: f.ipWeightRate, AddrWeightBurst: f.ipWeightBurst, MaxAddrs: f.maxClientIPs,
@@ -463,7 +469,7 @@ func watchFilter(filter *comment.Filter, log *slog.Logger) stopStep {
 	stop, done := make(chan struct{}), make(chan struct{})
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	go func() { defer close(done); filter.Run(stop, filterPoll, hup, log) }()
+	go func() { defer close(done); filter.Run(stop, filterPoll, hup, log, prometheus.DefaultRegisterer) }()
 	return stopStep{"blocked-words watcher", func(context.Context) {
 		signal.Stop(hup)
 		close(stop)
@@ -496,7 +502,7 @@ func newAdmin(f *nodeFlags, st store.Store, emojis *emoji.Set, log *slog.Logger)
 	if !ok {
 		return nil, nil, nil
 	}
-	rules, err := moderation.New(moderation.Options{Store: m, Emojis: emojis, Logger: log})
+	rules, err := moderation.New(moderation.Options{Store: m, Emojis: emojis, Logger: log, Registerer: prometheus.DefaultRegisterer})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -507,7 +513,7 @@ func newAdmin(f *nodeFlags, st store.Store, emojis *emoji.Set, log *slog.Logger)
 	if err != nil {
 		return nil, nil, fmt.Errorf("invalid --admin-token: %w", err)
 	}
-	a, err := admin.New(admin.Options{Tokens: tokens, Store: m, Emojis: emojis, Logger: log})
+	a, err := admin.New(admin.Options{Tokens: tokens, Store: m, Emojis: emojis, Logger: log, Registerer: prometheus.DefaultRegisterer})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -520,7 +526,8 @@ func newPull(f *nodeFlags, st pull.Store, emojis *emoji.Set, signer *token.Signe
 		pushURL = f.publicURL
 	}
 	return pull.New(pull.Options{
-		Store: st, Emojis: emojis, Signer: signer, JWT: jwtKeys, PullURL: f.publicURL, PushURL: pushURL,
+		Registerer: prometheus.DefaultRegisterer,
+		Store:      st, Emojis: emojis, Signer: signer, JWT: jwtKeys, PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
 		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, QuietMaxNextMS: f.quietMaxNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
 		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, ViewersPerAddress: f.ipViewers, MaxAddresses: f.maxClientIPs, Load: meter, Moderation: rules, Logger: log, EdgeFeed: edges,

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emojicast/emojicast/push"
 	"github.com/emojicast/emojicast/store"
 )
@@ -34,7 +36,7 @@ func openStores(r role, f *nodeFlags, log *slog.Logger) (*nodeStores, error) {
 		}
 		mem := store.NewMemory(store.MemoryOptions{
 			SealDelay: f.sealDelay, MaxStreams: f.maxStreams, MaxComments: f.commentBudget,
-			History: f.history, HistoryBytes: historyBytes,
+			History: f.history, HistoryBytes: historyBytes, Registerer: prometheus.DefaultRegisterer,
 		})
 		return &nodeStores{main: namedStore{"memory", mem}}, nil
 	}
@@ -73,7 +75,7 @@ func openRedis(f *nodeFlags, spec string) (namedStore, error) {
 	}
 	st, err := store.NewRedis(store.RedisOptions{
 		Client: client, SealDelay: f.sealDelay, PointsMaxLen: pointsMaxLen, MaxComments: f.commentBudget,
-		History: history, MinReplicas: f.minReplicas,
+		History: history, MinReplicas: f.minReplicas, Registerer: prometheus.DefaultRegisterer,
 	})
 	if err != nil {
 		_ = client.Close()

@@ -352,7 +352,7 @@ func (c *Comments) shareCommentLoad(ctx context.Context) {
 			call, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 			defer cancel()
 			if err := s.ReportComments(call, c.opts.Node, reports); err != nil {
-				commentLoadErrors.Inc()
+				c.metrics.commentLoadErrors.Inc()
 			}
 		}()
 	}
@@ -360,10 +360,10 @@ func (c *Comments) shareCommentLoad(ctx context.Context) {
 	defer cancel()
 	home := c.opts.Stores[0]
 	if err := home.ReportComments(call, c.opts.Node, reports); err != nil {
-		commentLoadErrors.Inc()
+		c.metrics.commentLoadErrors.Inc()
 		return
 	}
 	if err := c.budget.refresh(call, home); err != nil {
-		commentLoadErrors.Inc()
+		c.metrics.commentLoadErrors.Inc()
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/internal/logthrottle"
 	"github.com/emojicast/emojicast/moderation"
@@ -59,12 +61,15 @@ type Options struct {
 	// Clock assigns reports to seconds.
 	Clock  clock.Clock
 	Logger *slog.Logger
+	// Registerer takes the metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
 }
 
 // Comments is a push node's comment intake. Create it with New, Start it
 // before serving comments and Stop it with the node.
 type Comments struct {
-	opts Options
+	opts    Options
+	metrics *metrics
 
 	users    *ratelimit.Limiter
 	groups   *ratelimit.Limiter // address groups of self-service ids
@@ -88,9 +93,10 @@ type Comments struct {
 func New(opts Options) *Comments {
 	return &Comments{
 		opts:     opts,
+		metrics:  newMetrics(opts.Registerer),
 		users:    ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers),
 		groups:   ratelimit.New(opts.GroupRate, opts.GroupBurst, opts.MaxAddrs),
-		slowMode: moderation.NewSlowMode(opts.MaxUsers),
+		slowMode: moderation.NewSlowMode(opts.MaxUsers, opts.Registerer),
 		// The fleet view ages in real time, like the ticker that refreshes
 		// it: on a test clock that jumps whole seconds it would go stale
 		// between two ticks.

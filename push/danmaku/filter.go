@@ -35,7 +35,7 @@ func (c *Comments) Mask(text string) (string, bool) {
 	select {
 	case c.masking <- struct{}{}:
 	default:
-		filterFailures.WithLabelValues("busy", outcomeShed).Inc()
+		c.metrics.filterFailures.WithLabelValues("busy", outcomeShed).Inc()
 		c.logFilterFailure(errors.New("too many masking calls under way"))
 		return "", false
 	}
@@ -49,13 +49,13 @@ func (c *Comments) Mask(text string) (string, bool) {
 	select {
 	case r := <-done:
 		if r.failure != "" {
-			filterFailures.WithLabelValues(r.failure, outcomeMasked).Inc()
+			c.metrics.filterFailures.WithLabelValues(r.failure, outcomeMasked).Inc()
 			c.logFilterFailure(r.err)
 			return maskWhole(text), true
 		}
 		return r.text, true
 	case <-t.C:
-		filterFailures.WithLabelValues("timeout", outcomeMasked).Inc()
+		c.metrics.filterFailures.WithLabelValues("timeout", outcomeMasked).Inc()
 		c.logFilterFailure(fmt.Errorf("masking took longer than %v", c.opts.FilterTimeout))
 		return maskWhole(text), true
 	}

@@ -103,7 +103,7 @@ func (c *Comments) takeSlowTurn(stream, user []byte, period time.Duration) (wait
 	select {
 	case c.slowTurns <- t:
 	default:
-		slowModeFallbacks.WithLabelValues("busy").Inc()
+		c.metrics.slowModeFallbacks.WithLabelValues("busy").Inc()
 		return 0, false
 	}
 	timer := time.NewTimer(c.opts.SlowModeTimeout)
@@ -111,13 +111,13 @@ func (c *Comments) takeSlowTurn(stream, user []byte, period time.Duration) (wait
 	select {
 	case w := <-t.wait:
 		if w < 0 {
-			slowModeFallbacks.WithLabelValues("error").Inc()
+			c.metrics.slowModeFallbacks.WithLabelValues("error").Inc()
 			return 0, false
 		}
 		return w, true
 	case <-timer.C:
 	case <-c.stop:
 	}
-	slowModeFallbacks.WithLabelValues("timeout").Inc()
+	c.metrics.slowModeFallbacks.WithLabelValues("timeout").Inc()
 	return 0, false
 }
