@@ -1,6 +1,8 @@
 package main
 
 import (
+	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,4 +74,49 @@ func TestNodeConfigAccepts(t *testing.T) {
 	if c, err = configOf(t, rolePush, "--redis", "127.0.0.1:1"); err != nil || c.signer != nil {
 		t.Fatalf("push with only --redis: %+v, %v; want a config without tokens", c, err)
 	}
+}
+
+// TestNodeClosesWhatItOpenedWhenItCannotStart: a node whose listener
+// cannot open closes what assembly opened, once: here the edge
+// log feed's UDP socket, which is free again afterwards.
+func TestNodeClosesWhatItOpenedWhenItCannotStart(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	feedAddr := freeUDP(t)
+	cfg, err := configOf(t, roleServe, "--listen", taken.Addr().String(), "--trusted-proxies", "127.0.0.1",
+		"--edge-log-listen", feedAddr, "--edge-log-secret", "emojicast_edge_1234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := assemble(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	n.cleanup = append(n.cleanup, func() { order = append(order, "last opened") })
+	if _, err := n.start(); err == nil || !strings.Contains(err.Error(), "cannot listen on") {
+		t.Fatalf("start with its address taken: %v; want cannot listen", err)
+	}
+	if len(order) != 1 || n.cleanup != nil {
+		t.Fatalf("cleanup ran %d times and left %d steps; want once, none left", len(order), len(n.cleanup))
+	}
+	again, err := net.ListenPacket("udp", feedAddr)
+	if err != nil {
+		t.Fatalf("the edge feed's socket is still open after the failed start: %v", err)
+	}
+	_ = again.Close()
+}
+
+// freeUDP returns a loopback UDP address nothing listens on.
+func freeUDP(t *testing.T) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
 }
