@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/api"
@@ -43,11 +44,15 @@ type Options struct {
 	TopMaxAge time.Duration
 	// Logger receives the log of admin actions. Default: slog.Default().
 	Logger *slog.Logger
+	// Registerer takes the metrics. Default: nil, registered nowhere
+	// (tests); emojicast passes prometheus.DefaultRegisterer.
+	Registerer prometheus.Registerer
 }
 
 // Admin serves /v1/admin/.
 type Admin struct {
 	opts     Options
+	metrics  *metrics
 	topCache topCache
 }
 
@@ -74,7 +79,7 @@ func New(opts Options) (*Admin, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Admin{opts: opts}, nil
+	return &Admin{opts: opts, metrics: newMetrics(opts.Registerer)}, nil
 }
 
 // Limits of the calls.
@@ -117,13 +122,13 @@ var bearer = []byte("bearer ")
 func (a *Admin) Handle(ctx *fasthttp.RequestCtx) {
 	auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
 	if len(auth) < len(bearer) || !bytes.EqualFold(auth[:len(bearer)], bearer) {
-		unauthorized.Inc()
+		a.metrics.unauthorized.Inc()
 		api.WriteError(ctx, errUnauthorized)
 		return
 	}
 	label, ok := match(a.opts.Tokens, bytes.TrimSpace(auth[len(bearer):]))
 	if !ok {
-		unauthorized.Inc()
+		a.metrics.unauthorized.Inc()
 		api.WriteError(ctx, errUnauthorized)
 		return
 	}
@@ -181,7 +186,7 @@ func (c *call) route(method, allow, action string, do func()) {
 	case status >= 400:
 		result = "refused"
 	}
-	actions.WithLabelValues(action, result).Inc()
+	c.a.metrics.actions.WithLabelValues(action, result).Inc()
 	level := slog.LevelInfo
 	if action == actList || action == actGet {
 		level = slog.LevelDebug // reads are counted; the ops page polls them

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -282,10 +283,12 @@ func (f *Filter) Watch(stop <-chan struct{}, interval time.Duration, onErr func(
 // when it changes (see Watch), and at once whenever reload receives, which
 // the binary wires to SIGHUP. A failed reload is logged and counted in
 // emojicast_comment_filter_reload_errors_total; the last good list stays
-// in use. Run returns once its watcher has stopped.
-func (f *Filter) Run(stop <-chan struct{}, interval time.Duration, reload <-chan os.Signal, log *slog.Logger) {
+// in use; the counter is registered on reg (nil: nowhere). Run returns
+// once its watcher has stopped.
+func (f *Filter) Run(stop <-chan struct{}, interval time.Duration, reload <-chan os.Signal, log *slog.Logger, reg prometheus.Registerer) {
+	failed := reloadErrors(reg)
 	onErr := func(err error) {
-		reloadErrors.Inc()
+		failed.Inc()
 		log.Warn("cannot reload the blocked words; the last good list stays in use", "err", err)
 	}
 	watched := make(chan struct{})

@@ -231,8 +231,9 @@ func TestRunReloadsOnRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	reload := make(chan os.Signal)
+	reg := prometheus.NewRegistry()
 	stop, done := make(chan struct{}), make(chan struct{})
-	go func() { defer close(done); f.Run(stop, time.Hour, reload, slog.New(slog.DiscardHandler)) }()
+	go func() { defer close(done); f.Run(stop, time.Hour, reload, slog.New(slog.DiscardHandler), reg) }()
 	defer func() { close(stop); <-done }()
 
 	if err := os.WriteFile(path, []byte("bad\nugly\n"), 0o644); err != nil {
@@ -241,22 +242,22 @@ func TestRunReloadsOnRequest(t *testing.T) {
 	reload <- syscall.SIGHUP
 	waitFor(t, "the list is reloaded on request", func() bool { return f.Words().Len() == 2 })
 
-	before := reloadErrorCount(t)
+	before := reloadErrorCount(t, reg)
 	if err := os.WriteFile(path, []byte("...\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	reload <- syscall.SIGHUP
-	waitFor(t, "the failed reload is counted", func() bool { return reloadErrorCount(t) == before+1 })
+	waitFor(t, "the failed reload is counted", func() bool { return reloadErrorCount(t, reg) == before+1 })
 	if n := f.Words().Len(); n != 2 {
 		t.Fatalf("after a failed reload the list has %d words; want the last good 2", n)
 	}
 }
 
 // reloadErrorCount reads emojicast_comment_filter_reload_errors_total as
-// /metrics would show it.
-func reloadErrorCount(t *testing.T) float64 {
+// /metrics would show it from reg.
+func reloadErrorCount(t *testing.T, reg prometheus.Gatherer) float64 {
 	t.Helper()
-	families, err := prometheus.DefaultGatherer.Gather()
+	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,24 +29,30 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/emojicast/emojicast/api"
 	"github.com/emojicast/emojicast/clientip"
+	"github.com/emojicast/emojicast/internal/promreg"
 )
 
-var lines = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "emojicast_edgelog_lines_total",
-	Help: "Edge log lines received, by result: counted (a poll of a stream this node serves), unserved (a poll of a stream it does not serve), ignored (not an answered poll, or malformed), foreign (refused: from an address not in --trusted-proxies), forged (refused: without the --edge-log-secret tag, or longer than a log line).",
-}, []string{"result"})
+// lineMetrics count the feed's lines by result.
+type lineMetrics struct {
+	counted, unserved, ignored, foreign, forged prometheus.Counter
+}
 
-var (
-	linesCounted  = lines.WithLabelValues("counted")
-	linesUnserved = lines.WithLabelValues("unserved")
-	linesIgnored  = lines.WithLabelValues("ignored")
-	linesForeign  = lines.WithLabelValues("foreign")
-	linesForged   = lines.WithLabelValues("forged")
-)
+func newLineMetrics(reg prometheus.Registerer) lineMetrics {
+	lines := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "emojicast_edgelog_lines_total",
+		Help: "Edge log lines received, by result: counted (a poll of a stream this node serves), unserved (a poll of a stream it does not serve), ignored (not an answered poll, or malformed), foreign (refused: from an address not in --trusted-proxies), forged (refused: without the --edge-log-secret tag, or longer than a log line).",
+	}, []string{"result"}))
+	return lineMetrics{
+		counted:  lines.WithLabelValues("counted"),
+		unserved: lines.WithLabelValues("unserved"),
+		ignored:  lines.WithLabelValues("ignored"),
+		foreign:  lines.WithLabelValues("foreign"),
+		forged:   lines.WithLabelValues("forged"),
+	}
+}
 
 // Counter takes the polls of a stream; pull.Pull is one.
 type Counter interface {
@@ -140,13 +146,14 @@ type Listener struct {
 	secret []byte
 	count  Counter
 	log    *slog.Logger
+	lines  lineMetrics
 	done   sync.WaitGroup
 }
 
 // Listen opens the UDP address addr and counts the polls in the lines that
 // come from addresses from trusts and are tagged with secret (see Secret)
-// into count, until Close.
-func Listen(addr string, from *clientip.Resolver, secret string, count Counter, log *slog.Logger) (*Listener, error) {
+// into count, until Close. It counts the lines on reg (nil: nowhere).
+func Listen(addr string, from *clientip.Resolver, secret string, count Counter, log *slog.Logger, reg prometheus.Registerer) (*Listener, error) {
 	if err := Secret(secret); err != nil {
 		return nil, err
 	}
@@ -158,7 +165,7 @@ func Listen(addr string, from *clientip.Resolver, secret string, count Counter, 
 	if err != nil {
 		return nil, err
 	}
-	l := &Listener{conn: conn, from: from, secret: []byte(secret), count: count, log: log}
+	l := &Listener{conn: conn, from: from, secret: []byte(secret), count: count, log: log, lines: newLineMetrics(reg)}
 	l.done.Add(1)
 	go l.serve()
 	return l, nil
@@ -191,11 +198,11 @@ func (l *Listener) serve() {
 
 func (l *Listener) line(b []byte, from netip.Addr) {
 	if !l.from.Trusted(from) {
-		linesForeign.Inc()
+		l.lines.foreign.Inc()
 		return
 	}
 	if len(b) > maxLine {
-		linesForged.Inc()
+		l.lines.forged.Inc()
 		return
 	}
 	tag, id, client, ok := ParseLine(b)
@@ -206,12 +213,12 @@ func (l *Listener) line(b []byte, from netip.Addr) {
 	}
 	switch {
 	case subtle.ConstantTimeCompare(tag, l.secret) != 1:
-		linesForged.Inc()
+		l.lines.forged.Inc()
 	case !ok:
-		linesIgnored.Inc()
+		l.lines.ignored.Inc()
 	case l.count.CountEdgePoll(id, clientKey, clientip.AppendKey(edgeBuf[:0], from)):
-		linesCounted.Inc()
+		l.lines.counted.Inc()
 	default:
-		linesUnserved.Inc()
+		l.lines.unserved.Inc()
 	}
 }

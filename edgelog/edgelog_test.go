@@ -62,7 +62,7 @@ func TestSecret(t *testing.T) {
 			t.Errorf("Secret(%q) = %v; want ok %v", s, err, ok)
 		}
 	}
-	if _, err := Listen("127.0.0.1:0", clientip.New(nil), "short", &counter{}, slog.Default()); err == nil {
+	if _, err := Listen("127.0.0.1:0", clientip.New(nil), "short", &counter{}, slog.Default(), nil); err == nil {
 		t.Error("Listen took a secret of 5 characters")
 	}
 }
@@ -135,7 +135,7 @@ func value(t *testing.T, c prometheus.Counter) float64 {
 func TestListenerCountsOnlyTrustedPolls(t *testing.T) {
 	c := &counter{counts: map[string]int64{}}
 	edge := clientip.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")})
-	l, err := Listen("127.0.0.1:0", edge, secret, c, slog.Default())
+	l, err := Listen("127.0.0.1:0", edge, secret, c, slog.Default(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,14 +155,13 @@ func TestListenerCountsOnlyTrustedPolls(t *testing.T) {
 
 	// A feed that trusts another address reads nothing from here.
 	other := &counter{counts: map[string]int64{}}
-	foreign := value(t, linesForeign)
-	l2, err := Listen("127.0.0.1:0", clientip.New([]netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}), secret, other, slog.Default())
+	l2, err := Listen("127.0.0.1:0", clientip.New([]netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}), secret, other, slog.Default(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	send(t, l2.Addr(), "<190>Nov 25 17:30:00 "+secret+": GET /v1/streams/s1/reactions 200")
 	testutil.Eventually(t, 5*time.Second, "the untrusted line refused as foreign", func() bool {
-		return value(t, linesForeign) == foreign+1
+		return value(t, l2.lines.foreign) == 1 // its own counter: it started at 0
 	})
 	if err := l2.Close(); err != nil {
 		t.Fatal(err)
@@ -179,12 +178,12 @@ func TestListenerCountsOnlyTrustedPolls(t *testing.T) {
 // None counts; each is counted as forged.
 func TestListenerRefusesForgedLines(t *testing.T) {
 	c := &counter{counts: map[string]int64{}}
-	l, err := Listen("127.0.0.1:0", clientip.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}), secret, c, slog.Default())
+	l, err := Listen("127.0.0.1:0", clientip.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}), secret, c, slog.Default(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	forged := value(t, linesForged)
+	forged := value(t, l.lines.forged)
 	lines := []string{
 		"<190>Nov 25 17:30:00 emojicast: GET /v1/streams/s1/reactions 200",
 		"<190>Nov 25 17:30:00 : GET /v1/streams/s1/reactions 200",
@@ -202,7 +201,7 @@ func TestListenerRefusesForgedLines(t *testing.T) {
 	if n := c.get("s1"); n != 0 {
 		t.Errorf("forged lines counted %d polls of s1", n)
 	}
-	if got := value(t, linesForged) - forged; got != float64(len(lines)) {
+	if got := value(t, l.lines.forged) - forged; got != float64(len(lines)) {
 		t.Errorf("%v lines counted as forged; want %d", got, len(lines))
 	}
 }

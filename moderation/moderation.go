@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/store"
 )
@@ -22,7 +24,7 @@ import (
 // Options configures Rules. Zero fields take the default in their comment.
 type Options struct {
 	// Store holds the moderation data. Required.
-	Store store.Moderator
+	Store store.ModerationReader
 	// Emojis is the process's emoji set, which stream settings restrict.
 	// Default: emoji.Default().
 	Emojis *emoji.Set
@@ -33,6 +35,9 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
+	// Registerer takes the metrics. Default: nil, registered nowhere
+	// (tests); emojicast passes prometheus.DefaultRegisterer.
+	Registerer prometheus.Registerer
 }
 
 // Stream is one stream's moderation as nodes enforce it.
@@ -74,8 +79,9 @@ type snapshot struct {
 // Rules follows the store's moderation data. Create it with New, Start it,
 // and Stop it on shutdown.
 type Rules struct {
-	opts Options
-	snap atomic.Pointer[snapshot]
+	opts    Options
+	metrics *metrics
+	snap    atomic.Pointer[snapshot]
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -104,7 +110,7 @@ func New(opts Options) (*Rules, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	r := &Rules{opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	r := &Rules{opts: opts, metrics: newMetrics(opts.Registerer), stop: make(chan struct{}), done: make(chan struct{})}
 	r.life, r.endLife = context.WithCancel(context.Background())
 	r.snap.Store(&snapshot{version: -1})
 	return r, nil
@@ -128,7 +134,7 @@ func (r *Rules) Start() {
 		panic("BUG: moderation.Start called twice")
 	}
 	if err := r.Refresh(); err != nil {
-		refreshErrors.Inc()
+		r.metrics.refreshErrors.Inc()
 		r.opts.Logger.Warn("cannot read moderation; retrying in the background", "err", err)
 	}
 	go r.loop()
@@ -157,7 +163,7 @@ func (r *Rules) loop() {
 			return
 		}
 		if err := r.Refresh(); err != nil {
-			refreshErrors.Inc()
+			r.metrics.refreshErrors.Inc()
 			if time.Since(logged) > time.Minute {
 				logged = time.Now()
 				r.opts.Logger.Warn("cannot read moderation; the last known rules stay in force", "err", err)
@@ -176,7 +182,7 @@ func (r *Rules) Refresh() error {
 		return err
 	}
 	if v == r.snap.Load().version {
-		lastRefresh.SetToCurrentTime()
+		r.metrics.lastRefresh.SetToCurrentTime()
 		return nil
 	}
 	m, err := r.opts.Store.LoadModeration(ctx)
@@ -184,7 +190,7 @@ func (r *Rules) Refresh() error {
 		return err
 	}
 	r.snap.Store(build(m, r.opts.Emojis))
-	lastRefresh.SetToCurrentTime()
+	r.metrics.lastRefresh.SetToCurrentTime()
 	return nil
 }
 

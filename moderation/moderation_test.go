@@ -69,7 +69,7 @@ func TestStreamLookupDoesNotAllocate(t *testing.T) {
 }
 
 func TestSlowModeIsBounded(t *testing.T) {
-	s := NewSlowMode(64)
+	s := NewSlowMode(64, nil)
 	now := time.Now().UnixNano()
 	if w := s.Allow([]byte("s"), []byte("u"), time.Second, now); w != 0 {
 		t.Fatalf("first comment waits %v", w)

@@ -3,6 +3,8 @@ package moderation
 import (
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // SlowMode remembers when each user last commented on each stream in slow
@@ -16,14 +18,16 @@ type SlowMode struct {
 	mu      sync.Mutex
 	last    map[string]int64 // stream "\x00" user -> Unix ns of the last comment
 	maxKeys int
+	evicted prometheus.Counter
 }
 
 // MaxSlowMode is the longest slow-mode period settings may ask for.
 const MaxSlowMode = time.Hour
 
-// NewSlowMode returns a SlowMode remembering at most maxKeys users.
-func NewSlowMode(maxKeys int) *SlowMode {
-	return &SlowMode{last: make(map[string]int64), maxKeys: max(maxKeys, 1)}
+// NewSlowMode returns a SlowMode remembering at most maxKeys users, which
+// counts the users it forgets early on reg (nil: nowhere).
+func NewSlowMode(maxKeys int, reg prometheus.Registerer) *SlowMode {
+	return &SlowMode{last: make(map[string]int64), maxKeys: max(maxKeys, 1), evicted: slowModeEvicted(reg)}
 }
 
 // Allow records a comment of user on stream at now (Unix ns) and returns 0,
@@ -70,6 +74,6 @@ func (s *SlowMode) makeRoom(now int64) {
 			break
 		}
 		delete(s.last, k)
-		slowModeEvicted.Inc()
+		s.evicted.Inc()
 	}
 }

@@ -6,16 +6,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
-
 	"github.com/emojicast/emojicast/clientip"
 )
-
-var edgePolls = promauto.NewCounter(prometheus.CounterOpts{
-	Name: "emojicast_pull_edge_polls_total",
-	Help: "Polls the edges reported in their log feed (cache hits included) of a stream this node serves; each client counts at most --ip-viewers viewers.",
-})
 
 // CountEdgePoll counts one poll of stream id that an edge answered (from
 // its cache or from any origin) as a viewer arrival now, staying the
@@ -38,7 +30,7 @@ func (p *Pull) CountEdgePoll(id, client, edge []byte) bool {
 	if st.synced() {
 		nextMS = st.ctl.Load().nextMS
 	}
-	edgePolls.Inc()
+	p.metrics.edgePolls.Inc()
 	nowMS := p.opts.Clock.Now().UnixMilli()
 	if client != nil {
 		p.arrive(st, client, nowMS, nextMS, p.opts.ViewersPerAddress)

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/api"
@@ -17,7 +18,7 @@ import (
 // HistorySealedMaxAge is how long the answer for a range of whole sealed
 // minutes is kept, by this node and (its Cache-Control) by edges and
 // browsers. Sealed counts never change, but an operator may still take a
-// comment down (store.Moderator.Retract): replays stop showing it within
+// comment down (store.ModerationWriter.Retract): replays stop showing it within
 // about twice this.
 const HistorySealedMaxAge = 30 * time.Second
 
@@ -45,28 +46,28 @@ func (p *Pull) HandleHistory(ctx *fasthttp.RequestCtx, id []byte) {
 	key := historyKey{stream: string(id), from: from, to: to}
 	now := p.opts.Clock.Now()
 	if body := p.history.get(key, now); body != nil {
-		historyServed.WithLabelValues("cached").Inc()
-		writeHistory(ctx, body, cacheSealed)
+		p.metrics.historyServed.WithLabelValues("cached").Inc()
+		p.writeHistory(ctx, body, cacheSealed)
 		return
 	}
 	sctx, cancel := context.WithTimeout(p.life, p.opts.SyncTimeout)
 	h, err := p.opts.Store.History(sctx, key.stream, from, to)
 	cancel()
 	if err != nil {
-		historyErrors.Inc()
+		p.metrics.historyErrors.Inc()
 		p.opts.Logger.Debug("cannot read history", "stream", key.stream, "err", err)
 		api.WriteRetry(ctx, api.ErrUnavailable, 1)
 		return
 	}
 	body := compress.NewBody(p.encodeHistory(from, min(to, h.Horizon), h.Seconds))
 	if sealedMinutes(from, to, h.Horizon) {
-		historyServed.WithLabelValues("sealed").Inc()
+		p.metrics.historyServed.WithLabelValues("sealed").Inc()
 		p.history.put(key, body, now)
-		writeHistory(ctx, body, cacheSealed)
+		p.writeHistory(ctx, body, cacheSealed)
 		return
 	}
-	historyServed.WithLabelValues("partial").Inc()
-	writeHistory(ctx, body, cachePublic)
+	p.metrics.historyServed.WithLabelValues("partial").Inc()
+	p.writeHistory(ctx, body, cachePublic)
 }
 
 // sealedMinutes reports whether a range's counts can never change: it is
@@ -75,9 +76,9 @@ func sealedMinutes(from, to, horizon int64) bool {
 	return from%60 == 0 && (to+1)%60 == 0 && to <= horizon
 }
 
-func writeHistory(ctx *fasthttp.RequestCtx, body *compress.Body, cacheControl []byte) {
+func (p *Pull) writeHistory(ctx *fasthttp.RequestCtx, body *compress.Body, cacheControl []byte) {
 	if api.WriteBody(ctx, body, contentTypeJSON, cacheControl) {
-		notModified.Inc()
+		p.metrics.notModified.Inc()
 	}
 }
 
@@ -126,6 +127,8 @@ type historyKey struct {
 type historyCache struct {
 	maxBytes   int
 	maxEntries int
+	// expired and full count the entries dropped, by why.
+	expired, full prometheus.Counter
 
 	mu         sync.Mutex
 	m          map[historyKey]*historyEntry
@@ -144,11 +147,6 @@ type historyEntry struct {
 	prev, next *historyEntry
 }
 
-var (
-	droppedExpired = historyDropped.WithLabelValues("expired")
-	droppedFull    = historyDropped.WithLabelValues("full")
-)
-
 // historyCacheEntries caps the entries of a node's history cache: far
 // more distinct sealed ranges than viewers replay at once.
 const historyCacheEntries = 50_000
@@ -160,11 +158,14 @@ const historyCacheEntries = 50_000
 // 1.26, 1,000 to 50,000 entries, ten turnovers).
 const mapSlotBytes = int(unsafe.Sizeof(historyKey{})+unsafe.Sizeof(uintptr(0))+1) * 9 / 2
 
-func newHistoryCache(maxBytes, maxEntries int) *historyCache {
+func newHistoryCache(maxBytes, maxEntries int, m *metrics) *historyCache {
 	// The map's room stays charged (see slots): it must leave most of the
 	// limit to the entries.
 	maxEntries = min(maxEntries, maxBytes/(4*mapSlotBytes))
-	return &historyCache{maxBytes: maxBytes, maxEntries: maxEntries, m: make(map[historyKey]*historyEntry)}
+	return &historyCache{
+		maxBytes: maxBytes, maxEntries: maxEntries, m: make(map[historyKey]*historyEntry),
+		expired: m.historyDropped.WithLabelValues("expired"), full: m.historyDropped.WithLabelValues("full"),
+	}
 }
 
 // allocSize is what the heap gives for n bytes: rounded up to a size
@@ -201,7 +202,7 @@ func (c *historyCache) get(k historyKey, now time.Time) *compress.Body {
 	}
 	if expired(e, now) {
 		c.remove(e)
-		droppedExpired.Inc()
+		c.expired.Inc()
 		return nil
 	}
 	return e.body
@@ -223,7 +224,7 @@ func (c *historyCache) put(k historyKey, b *compress.Body, now time.Time) {
 	defer c.mu.Unlock()
 	for c.head != nil && expired(c.head, now) {
 		c.remove(c.head)
-		droppedExpired.Inc()
+		c.expired.Inc()
 	}
 	if old, ok := c.m[k]; ok {
 		c.remove(old)
@@ -243,7 +244,7 @@ func (c *historyCache) put(k historyKey, b *compress.Body, now time.Time) {
 	}
 	for c.head != nil && (c.bytes > c.maxBytes || len(c.m) > c.maxEntries) {
 		c.remove(c.head)
-		droppedFull.Inc()
+		c.full.Inc()
 	}
 }
 

@@ -49,7 +49,7 @@ func heapInUse() uint64 {
 // plus 10%.
 func TestHistoryCacheHeapWithinLimit(t *testing.T) {
 	const limit = 2 << 20
-	c := newHistoryCache(limit, 1<<20) // the entry cap far away: bytes bind
+	c := newHistoryCache(limit, 1<<20, newMetrics(nil)) // the entry cap far away: bytes bind
 	now := time.Unix(1_700_000_000, 0)
 	before := heapInUse()
 	const n = 40_000
@@ -72,7 +72,7 @@ func TestHistoryCacheHeapWithinLimit(t *testing.T) {
 // TestHistoryCacheCapsEntries: however small the bodies, the cache holds
 // at most its entry cap, the newest.
 func TestHistoryCacheCapsEntries(t *testing.T) {
-	c := newHistoryCache(64<<20, 100)
+	c := newHistoryCache(64<<20, 100, newMetrics(nil))
 	now := time.Unix(1_700_000_000, 0)
 	var last historyKey
 	for i := range int64(1000) {
@@ -96,7 +96,7 @@ func TestHistoryCacheCapsEntries(t *testing.T) {
 // of it drops it, and a put drops every expired entry, asked or not.
 func TestHistoryCacheDropsExpired(t *testing.T) {
 	clk := clock.NewManual(time.Unix(1_700_000_000, 0))
-	c := newHistoryCache(64<<20, 1000)
+	c := newHistoryCache(64<<20, 1000, newMetrics(nil))
 	a, ab := emptyRange(1)
 	b, bb := emptyRange(2)
 	c.put(a, ab, clk.Now())
@@ -123,8 +123,8 @@ func TestHistoryCacheDropsExpired(t *testing.T) {
 
 // TestHistoryCacheCountsDrops: what the cache drops is counted, by reason.
 func TestHistoryCacheCountsDrops(t *testing.T) {
-	expiredBefore, fullBefore := counter(t, droppedExpired), counter(t, droppedFull)
-	c := newHistoryCache(64<<20, 10)
+	c := newHistoryCache(64<<20, 10, newMetrics(nil))
+	expiredBefore, fullBefore := counter(t, c.expired), counter(t, c.full)
 	now := time.Unix(1_700_000_000, 0)
 	for i := range int64(15) {
 		k, b := emptyRange(i)
@@ -132,10 +132,10 @@ func TestHistoryCacheCountsDrops(t *testing.T) {
 	}
 	k, b := emptyRange(100)
 	c.put(k, b, now.Add(HistorySealedMaxAge))
-	if got := counter(t, droppedFull) - fullBefore; got != 5 {
+	if got := counter(t, c.full) - fullBefore; got != 5 {
 		t.Fatalf("dropped full: %v; want 5", got)
 	}
-	if got := counter(t, droppedExpired) - expiredBefore; got != 10 {
+	if got := counter(t, c.expired) - expiredBefore; got != 10 {
 		t.Fatalf("dropped expired: %v; want 10", got)
 	}
 }

@@ -169,7 +169,7 @@ func FuzzParseRange(f *testing.F) {
 }
 
 func TestHistoryCacheIsBounded(t *testing.T) {
-	c := newHistoryCache(historyCacheBytes, historyCacheEntries)
+	c := newHistoryCache(historyCacheBytes, historyCacheEntries, newMetrics(nil))
 	body := compress.NewBody(bytes.Repeat([]byte(`{"t":1,"c":{"love":1}},`), 20_000))
 	size := len(body.Plain) + len(body.Gzip)
 	for i := range int64(10 * historyCacheBytes / size) {

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emojicast/emojicast/api"
 	"github.com/emojicast/emojicast/compress"
 	"github.com/emojicast/emojicast/ringbuffer"
@@ -84,23 +86,23 @@ func appendHead(out []byte, f format, now int64, ctl *control) []byte {
 }
 
 // headPiece returns the head compressed as a piece.
-func (h *bodyHead) headPiece() *compress.Piece {
-	return storePiece(&h.piece, h.plain, false)
+func (h *bodyHead) headPiece(encoded prometheus.Counter) *compress.Piece {
+	return storePiece(&h.piece, h.plain, false, encoded)
 }
 
 // piece returns the bucket's JSON in format f as a piece, after a comma
 // unless first.
-func (b *bucket) piece(f format, first bool) *compress.Piece {
+func (b *bucket) piece(f format, first bool, encoded prometheus.Counter) *compress.Piece {
 	if first {
-		return storePiece(&b.pieces[f].first, b.json[f], false)
+		return storePiece(&b.pieces[f].first, b.json[f], false, encoded)
 	}
-	return storePiece(&b.pieces[f].next, b.json[f], true)
+	return storePiece(&b.pieces[f].next, b.json[f], true, encoded)
 }
 
 // storePiece returns the piece at ptr, compressing plain (after a comma if
 // comma) first if there is none. Concurrent first users may both compress;
 // every one of them gets the stored piece.
-func storePiece(ptr *atomic.Pointer[compress.Piece], plain []byte, comma bool) *compress.Piece {
+func storePiece(ptr *atomic.Pointer[compress.Piece], plain []byte, comma bool, encoded prometheus.Counter) *compress.Piece {
 	if pc := ptr.Load(); pc != nil {
 		return pc
 	}
@@ -108,7 +110,7 @@ func storePiece(ptr *atomic.Pointer[compress.Piece], plain []byte, comma bool) *
 		plain = append(append(make([]byte, 0, len(plain)+1), ','), plain...)
 	}
 	pc := compress.NewPiece(plain)
-	piecesEncoded.Inc()
+	encoded.Inc()
 	if ptr.CompareAndSwap(nil, pc) {
 		return pc
 	}
@@ -121,6 +123,7 @@ type parts struct {
 	head    *bodyHead
 	buckets []*ringbuffer.Bucket[bucket]
 	tail    *compress.Piece
+	encoded prometheus.Counter // pieces compressed
 }
 
 // bodyParts reads what the body of a slot of st is made of in format f.
@@ -130,7 +133,7 @@ func (p *Pull) bodyParts(st *stream, scratch []*ringbuffer.Bucket[bucket], f for
 	if lost {
 		gap = 1
 	}
-	return parts{f: f, head: p.headFor(st, f, now, st.ctl.Load()), buckets: buckets, tail: tails[f][gap]}
+	return parts{f: f, head: p.headFor(st, f, now, st.ctl.Load()), buckets: buckets, tail: tails[f][gap], encoded: p.metrics.piecesEncoded}
 }
 
 // tag is the identity of the body made of the parts.
@@ -161,9 +164,9 @@ func (p *parts) appendPlain(dst []byte) []byte {
 func (p *parts) appendGzip(dst []byte) []byte {
 	var j compress.GzipJoiner
 	dst = j.Start(dst)
-	dst = j.Append(dst, p.head.headPiece())
+	dst = j.Append(dst, p.head.headPiece(p.encoded))
 	for i, b := range p.buckets {
-		dst = j.Append(dst, b.Value.piece(p.f, i == 0))
+		dst = j.Append(dst, b.Value.piece(p.f, i == 0, p.encoded))
 	}
 	dst = j.Append(dst, p.tail)
 	return j.End(dst)

@@ -143,9 +143,9 @@ func TestDistinctCursorsAreNotEncodedPerRequest(t *testing.T) {
 	for sec := range 5 {
 		f.addBusySecond("s")
 		f.step()
-		whole, pieces := counter(t, bodiesEncoded), counter(t, piecesEncoded)
+		whole, pieces := counter(t, f.p.metrics.bodiesEncoded), counter(t, f.p.metrics.piecesEncoded)
 		attack()
-		whole, pieces = counter(t, bodiesEncoded)-whole, counter(t, piecesEncoded)-pieces
+		whole, pieces = counter(t, f.p.metrics.bodiesEncoded)-whole, counter(t, f.p.metrics.piecesEncoded)-pieces
 		// Whole: the slots of viewers who keep up (0..5), each once.
 		// Pieces: the second's head, and the new bucket once as the
 		// first of a list and once after a comma.

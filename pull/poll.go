@@ -42,7 +42,7 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id, client []byte) {
 	}
 	st := p.streams.get(id, p.initial, wall)
 	if st == nil {
-		pollsRefused.Inc()
+		p.metrics.pollsRefused.Inc()
 		api.WriteRetry(ctx, api.ErrOverloaded, 1)
 		return
 	}
@@ -83,7 +83,7 @@ func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, f format, now int
 	cslot := cacheSlot(slot)
 	if cslot >= 0 {
 		if body := st.bodies[f].Get(now, cslot); body != nil {
-			writeBody(ctx, f, body)
+			p.writeBody(ctx, f, body)
 			return
 		}
 	}
@@ -94,7 +94,7 @@ func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, f format, now int
 	if ctx.IsHead() && slot > wholeSlots {
 		gz, ifNoneMatch := api.Negotiate(ctx)
 		if api.WriteBodyHeaders(ctx, gz, true, ifNoneMatch, etagOf(buf[:0], f, tag, gz), contentTypes[f], cachePublic) {
-			notModified.Inc()
+			p.metrics.notModified.Inc()
 		}
 		return
 	}
@@ -111,7 +111,7 @@ func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, f format, now int
 					body.Gzip = nil
 				}
 			}
-			bodiesEncoded.Inc()
+			p.metrics.bodiesEncoded.Inc()
 		} else {
 			body = &compress.Body{
 				Plain:     parts.appendPlain(nil),
@@ -119,14 +119,14 @@ func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, f format, now int
 				PlainETag: etagOf(nil, f, tag, false),
 				GzipETag:  etagOf(nil, f, tag, true),
 			}
-			bodiesAssembled.Inc()
+			p.metrics.bodiesAssembled.Inc()
 		}
-		writeBody(ctx, f, st.bodies[f].Put(now, cslot, body))
+		p.writeBody(ctx, f, st.bodies[f].Put(now, cslot, body))
 		return
 	}
 	gz, ifNoneMatch := api.Negotiate(ctx)
 	if api.WriteBodyHeaders(ctx, gz, true, ifNoneMatch, etagOf(buf[:0], f, tag, gz), contentTypes[f], cachePublic) {
-		notModified.Inc()
+		p.metrics.notModified.Inc()
 		return
 	}
 	// The response's own pooled buffer takes the body.
@@ -137,7 +137,7 @@ func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, f format, now int
 		out = parts.appendPlain(out)
 	}
 	ctx.Response.SwapBody(out)
-	bodiesAssembled.Inc()
+	p.metrics.bodiesAssembled.Inc()
 }
 
 // cacheSlot is where a slot's body is cached, or -1 for a body assembled
@@ -251,8 +251,8 @@ var contentTypes = [formats][]byte{contentTypeJSON, nil}
 
 // writeBody serves a poll body in format f with the caching headers of
 // docs/api.md, or 304 when the client already has it.
-func writeBody(ctx *fasthttp.RequestCtx, f format, body *compress.Body) {
+func (p *Pull) writeBody(ctx *fasthttp.RequestCtx, f format, body *compress.Body) {
 	if api.WriteBody(ctx, body, contentTypes[f], cachePublic) {
-		notModified.Inc()
+		p.metrics.notModified.Inc()
 	}
 }

@@ -13,12 +13,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/emojicast/emojicast/clientip"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/emojicast/emojicast/clientip"
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
 	"github.com/emojicast/emojicast/internal/logthrottle"
@@ -124,6 +126,10 @@ type Options struct {
 	Moderation *moderation.Rules
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
+	// Registerer takes the node's metrics. Default: nil, registered
+	// nowhere, so that nodes in one test process count apart; emojicast
+	// passes prometheus.DefaultRegisterer.
+	Registerer prometheus.Registerer
 	// EdgeFeed, when set, names the edges whose log feed reports their
 	// polls (CountEdgePolls); polls from them are not counted again when
 	// they reach this node. Nil: every poll that reaches the node counts.
@@ -215,6 +221,7 @@ func setDefault[T int | int64 | time.Duration](v *T, def T) {
 // syncer and Stop it on shutdown.
 type Pull struct {
 	opts    Options
+	metrics *metrics
 	syncLog logthrottle.Throttle
 	streams *registry
 	initial *control           // shared by new streams until their first sync
@@ -247,15 +254,17 @@ func New(opts Options) (*Pull, error) {
 	if err := opts.fillDefaults(); err != nil {
 		return nil, err
 	}
+	m := newMetrics(opts.Registerer)
 	p := &Pull{
 		opts:    opts,
+		metrics: m,
 		syncLog: logthrottle.Throttle{Every: opts.StaleAfter},
-		streams: newRegistry(opts.MaxStreams),
+		streams: newRegistry(opts.MaxStreams, m.streamsEvicted),
 		initial: &control{nextMS: opts.BusyNextMS, divisor: 1},
 		// Its rate and burst are unused: arrivals are taken per poll window.
 		counted:   ratelimit.New(1, 1, opts.MaxAddresses),
 		wake:      make(chan struct{}, 1),
-		history:   newHistoryCache(historyCacheBytes, historyCacheEntries),
+		history:   newHistoryCache(historyCacheBytes, historyCacheEntries, m),
 		createdAt: opts.Clock.Now(),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
@@ -365,9 +374,9 @@ func (p *Pull) syncLoop() {
 		start := time.Now()
 		err := p.sync(ctx, &scratch)
 		cancel()
-		syncDuration.Observe(time.Since(start).Seconds())
+		p.metrics.syncDuration.Observe(time.Since(start).Seconds())
 		if err != nil {
-			syncErrors.Inc()
+			p.metrics.syncErrors.Inc()
 			p.logSyncError(err)
 		}
 	}

@@ -168,7 +168,7 @@ func TestIdleStreamsAreEvicted(t *testing.T) {
 
 func TestStreamBound(t *testing.T) {
 	f := newFixture(t)
-	f.p.streams = newRegistry(100)
+	f.p.streams = newRegistry(100, newMetrics(nil).streamsEvicted)
 	for i := range 1000 {
 		f.poll(fmt.Sprintf("s%d", i), "")
 	}

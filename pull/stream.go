@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emojicast/emojicast/compress"
 	"github.com/emojicast/emojicast/ringbuffer"
 )
@@ -70,9 +72,10 @@ const registryShards = 64
 
 // registry is the bounded set of streams a pull node serves.
 type registry struct {
-	seed  maphash.Seed
-	max   int64
-	count atomic.Int64
+	seed    maphash.Seed
+	max     int64
+	evicted prometheus.Counter
+	count   atomic.Int64
 	// lastEvict is the Unix second of the last evictStale scan.
 	lastEvict atomic.Int64
 	shard     [registryShards]struct {
@@ -82,8 +85,8 @@ type registry struct {
 	}
 }
 
-func newRegistry(max int) *registry {
-	r := &registry{seed: maphash.MakeSeed(), max: int64(max)}
+func newRegistry(max int, evicted prometheus.Counter) *registry {
+	r := &registry{seed: maphash.MakeSeed(), max: int64(max), evicted: evicted}
 	for i := range r.shard {
 		r.shard[i].m = make(map[string]*stream)
 	}
@@ -152,7 +155,7 @@ func (r *registry) evictStale(now int64) {
 		sh.mu.Unlock()
 	}
 	r.count.Add(int64(-n))
-	streamsEvicted.Add(float64(n))
+	r.evicted.Add(float64(n))
 }
 
 // snapshot appends every stream to dst.

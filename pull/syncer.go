@@ -80,7 +80,7 @@ func (p *Pull) sync(ctx context.Context, sc *syncScratch) error {
 		sc.buckets = p.publish(sc.behind, coll, ctls, sc.buckets)
 		horizon, asked = coll.Horizon, true
 		if cerr != nil {
-			controlErrors.Inc()
+			p.metrics.controlErrors.Inc()
 			p.logSyncError(cerr)
 		}
 	}
@@ -92,7 +92,7 @@ func (p *Pull) sync(ctx context.Context, sc *syncScratch) error {
 		p.reportTop(ctx, sc)
 		now := p.opts.Clock.Now()
 		evicted := p.streams.evictIdle(now.Add(-p.opts.IdleAfter).Unix())
-		streamsEvicted.Add(float64(evicted))
+		p.metrics.streamsEvicted.Add(float64(evicted))
 	}
 	p.lastSync.Store(p.opts.Clock.Now().UnixNano())
 	return nil
@@ -119,7 +119,7 @@ func (p *Pull) publish(behind []*stream, coll store.Collection, ctls []*control,
 		if err := st.ring.Publish(coll.Horizon, scratch...); err != nil {
 			panic("BUG: publishing a second at or before the tail: " + err.Error())
 		}
-		secondsPublished.Add(float64(len(scratch)))
+		p.metrics.secondsPublished.Add(float64(len(scratch)))
 	}
 	clear(scratch)
 	return scratch[:0]
@@ -139,7 +139,7 @@ func (p *Pull) encodeBucket(s store.Second) bucket {
 		}
 		i, ok := p.opts.Emojis.IndexString(c.Emoji)
 		if !ok || c.N <= 0 {
-			unknownEmojis.Inc()
+			p.metrics.unknownEmojis.Inc()
 			continue
 		}
 		counts[i] += c.N

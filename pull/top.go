@@ -18,7 +18,7 @@ const topEvery = 2 * time.Second
 // topEvery, when the store keeps such reports. It runs on the syncer
 // goroutine, which owns the streams' control state.
 func (p *Pull) reportTop(ctx context.Context, sc *syncScratch) {
-	m, ok := p.opts.Store.(store.Moderator)
+	m, ok := p.opts.Store.(store.TopStreams)
 	now := p.opts.Clock.Now()
 	if !ok || now.Sub(p.topReported) < topEvery {
 		return
@@ -40,7 +40,7 @@ func (p *Pull) reportTop(ctx context.Context, sc *syncScratch) {
 	sc.top = top
 	p.maxDivisor.Store(maxDivisor)
 	if err := m.ReportTop(ctx, p.opts.NodeID, top[:min(len(top), store.MaxTopStreams)]); err != nil {
-		controlErrors.Inc()
+		p.metrics.controlErrors.Inc()
 		p.logSyncError(err)
 	}
 }

@@ -27,7 +27,7 @@ func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
 	}
 	st := p.streams.get(id, p.initial, now.Unix())
 	if st == nil {
-		pollsRefused.Inc()
+		p.metrics.pollsRefused.Inc()
 		api.WriteRetry(ctx, api.ErrOverloaded, 1)
 		return
 	}

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emojicast/emojicast/store"
 )
 
@@ -25,6 +27,7 @@ import (
 // divisor a moment before this node's background read sees it.
 type divisors struct {
 	maxStreams int
+	readErrors prometheus.Counter
 
 	mu sync.RWMutex
 	m  map[string]*streamDivisor
@@ -52,8 +55,8 @@ type advertised struct {
 	until int64 // Unix second after which it is no longer honoured
 }
 
-func newDivisors(maxStreams int) *divisors {
-	return &divisors{maxStreams: maxStreams, m: make(map[string]*streamDivisor)}
+func newDivisors(maxStreams int, readErrors prometheus.Counter) *divisors {
+	return &divisors{maxStreams: maxStreams, readErrors: readErrors, m: make(map[string]*streamDivisor)}
 }
 
 // weigh returns the weight of a send for a stream (nil: the table is full)
@@ -139,7 +142,7 @@ func (d *divisors) read(ctx context.Context, sd *streamDivisor, stream []byte, s
 	if err == nil {
 		sd.set(ctl[0], now)
 	} else {
-		divisorErrors.Inc()
+		d.readErrors.Inc()
 	}
 	sd.mu.Lock()
 	close(sd.loading)

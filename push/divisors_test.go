@@ -9,7 +9,7 @@ import (
 
 func TestDivisorsWeighOnlyWhatTheFleetAdvertised(t *testing.T) {
 	fs, _ := newFaulty()
-	d := newDivisors(10)
+	d := newDivisors(10, newMetrics(nil).divisorErrors)
 	stream := []byte("s")
 	const now = 1000
 	sd := d.get(stream, now)
@@ -62,7 +62,7 @@ func TestDivisorsFirstReadKnowsTheReplacedDivisor(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d := newDivisors(10)
+	d := newDivisors(10, newMetrics(nil).divisorErrors)
 	sd := d.get([]byte("s"), 1000)
 	d.read(context.Background(), sd, []byte("s"), fs, firstReadTimeout, 1000)
 	for _, k := range []int64{16, 12} {
@@ -74,7 +74,7 @@ func TestDivisorsFirstReadKnowsTheReplacedDivisor(t *testing.T) {
 
 func TestDivisorsAreBoundedAndForgetIdleStreams(t *testing.T) {
 	fs, _ := newFaulty()
-	d := newDivisors(2)
+	d := newDivisors(2, newMetrics(nil).divisorErrors)
 	d.get([]byte("a"), 1000)
 	d.get([]byte("b"), 1000)
 	if sd := d.get([]byte("c"), 1000); sd != nil || len(d.m) != 2 {
@@ -98,7 +98,7 @@ func TestDivisorsAreBoundedAndForgetIdleStreams(t *testing.T) {
 // stating 1/1000 six steps later weighed 1.)
 func TestDivisorsHonourEveryDivisorOfTheLastMinute(t *testing.T) {
 	fs, _ := newFaulty()
-	d := newDivisors(10)
+	d := newDivisors(10, newMetrics(nil).divisorErrors)
 	sd := d.get([]byte("s"), 1000)
 	prev, now := int64(0), int64(1000)
 	steps := []int64{1000, 500, 250, 125, 63, 32, 16, 8, 4, 2}

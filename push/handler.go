@@ -50,35 +50,20 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 		group = clientip.AppendID(groupBuf[:0], client)
 	}
 	if m := p.moderated(stream); m != nil {
-		if aerr := checkSend(m, user, group, r.emoji, now); aerr != nil {
+		if aerr := p.metrics.checkSend(m, user, group, r.emoji, now); aerr != nil {
 			api.WriteError(ctx, aerr)
 			return
 		}
 	}
 	sec := now.Unix()
-	sd := p.divisors.get(stream, sec)
-	if sd != nil && sd.current.Load() == 0 {
-		// The first send of a stream new to this node: learn the fleet's
-		// divisor before weighting or advertising anything.
-		p.divisors.read(p.life, sd, stream, p.targets[0].store, firstReadTimeout, sec)
-	}
-	k, current, checked := p.divisors.weigh(sd, r.divisor, sec)
-	if !checked && sd != nil {
-		// Pull nodes may advertise a divisor a moment before this node's
-		// background read sees it: ask the store (once a second a stream).
-		p.divisors.read(p.life, sd, stream, p.targets[0].store, firstReadTimeout, sec)
-		k, current, checked = p.divisors.weigh(sd, r.divisor, sec)
-	}
-	if !checked {
-		unadvertised.Inc()
-	}
+	k, current := p.weigh(stream, r.divisor, sec)
 	var keyBuf [3 * 65]byte
 	var idKey []byte
 	if r.id != nil {
 		idKey = append(append(append(append(append(keyBuf[:0], user...), 0), stream...), 0), r.id...)
 		if !p.sendIDs.AllowPer(idKey, 1, sendIDWindow, now.UnixNano()) {
 			// Counted already: a retry of a send whose answer was lost.
-			sendsDeduplicated.Inc()
+			p.metrics.sendsDeduplicated.Inc()
 			writeAccepted(ctx, current)
 			return
 		}
@@ -89,20 +74,10 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 		// and no send weighs more than the group's burst.
 		weighted = min(weighted, int64(p.opts.AddrWeightBurst))
 	}
-	var wait time.Duration
-	if k == 1 {
-		wait = p.users.Allow(user, int(r.count), now.UnixNano())
-	} else {
-		wait = p.users.AllowDebt(user, weighted, now.UnixNano())
-	}
-	if wait <= 0 && selfService && client != nil {
-		if wait = p.addrWeights.Allow(client, int(weighted), now.UnixNano()); wait > 0 {
-			addrLimited.Inc()
-		}
-	}
+	wait := p.limitSend(user, client, selfService, r.count, weighted, k, now)
 	if wait > 0 {
 		p.forgetID(idKey)
-		rateLimited.Inc()
+		p.metrics.rateLimited.Inc()
 		api.WriteRetryIn(ctx, api.ErrRateLimited, wait)
 		return
 	}
@@ -113,15 +88,55 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 	if err := p.agg.add(stream, sec, r.emoji, weighted, sampled); err != nil {
 		if errors.Is(err, errTooManyStreams) {
 			p.forgetID(idKey)
-			overloaded.Inc()
+			p.metrics.overloaded.Inc()
 			api.WriteRetry(ctx, api.ErrOverloaded, 1)
 			return
 		}
 		panic("BUG: unexpected aggregator error: " + err.Error())
 	}
-	tapsAccepted.Add(float64(r.count))
-	reactionsCounted.Add(float64(weighted))
+	p.metrics.tapsAccepted.Add(float64(r.count))
+	p.metrics.reactionsCounted.Add(float64(weighted))
 	writeAccepted(ctx, current)
+}
+
+// weigh returns the weight of a send that states divisor (0: none) to
+// stream in second sec, and the divisor to advertise in its answer.
+func (p *Push) weigh(stream []byte, divisor, sec int64) (k, current int64) {
+	sd := p.divisors.get(stream, sec)
+	if sd != nil && sd.current.Load() == 0 {
+		// The first send of a stream new to this node: learn the fleet's
+		// divisor before weighting or advertising anything.
+		p.divisors.read(p.life, sd, stream, p.targets[0].store, firstReadTimeout, sec)
+	}
+	k, current, checked := p.divisors.weigh(sd, divisor, sec)
+	if !checked && sd != nil {
+		// Pull nodes may advertise a divisor a moment before this node's
+		// background read sees it: ask the store (once a second a stream).
+		p.divisors.read(p.life, sd, stream, p.targets[0].store, firstReadTimeout, sec)
+		k, current, checked = p.divisors.weigh(sd, divisor, sec)
+	}
+	if !checked {
+		p.metrics.unadvertised.Inc()
+	}
+	return k, current
+}
+
+// limitSend takes a send from its user's allowance and, for self-service
+// ids, from its address group's weight, and returns how long to wait when
+// either is spent.
+func (p *Push) limitSend(user, client []byte, selfService bool, count, weighted, k int64, now time.Time) time.Duration {
+	var wait time.Duration
+	if k == 1 {
+		wait = p.users.Allow(user, int(count), now.UnixNano())
+	} else {
+		wait = p.users.AllowDebt(user, weighted, now.UnixNano())
+	}
+	if wait <= 0 && selfService && client != nil {
+		if wait = p.addrWeights.Allow(client, int(weighted), now.UnixNano()); wait > 0 {
+			p.metrics.addrLimited.Inc()
+		}
+	}
+	return wait
 }
 
 // firstReadTimeout bounds the read of a new stream's divisor in a send;
@@ -148,7 +163,7 @@ func (p *Push) forgetID(key []byte) {
 // answers and returns false when one fails.
 func (p *Push) readBody(ctx *fasthttp.RequestCtx) ([]byte, bool) {
 	if wait, shed := p.shed(); shed {
-		overloaded.Inc()
+		p.metrics.overloaded.Inc()
 		api.WriteRetry(ctx, api.ErrOverloaded, wait)
 		return nil, false
 	}

@@ -21,10 +21,6 @@ import (
 
 // limitsLoop shares the limits until Stop.
 func (p *Push) limitsLoop() {
-	defer close(p.limitsDone)
-	if p.sharer == nil {
-		return
-	}
 	tick := time.NewTicker(p.opts.FlushInterval)
 	defer tick.Stop()
 	for {
@@ -59,7 +55,7 @@ func (p *Push) shareLimits() {
 		tats, err := p.sharer.ShareLimits(ctx, sl.Name, now, keys, uses)
 		if err != nil {
 			failed = true
-			limitShareErrors.Inc()
+			p.metrics.limitShareErrors.Inc()
 			continue
 		}
 		for i, k := range keys {

@@ -1,20 +1,10 @@
 package push
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/emojicast/emojicast/api"
 	"github.com/emojicast/emojicast/moderation"
-)
-
-// The reasons of emojicast_moderation_refused_total, resolved once.
-var (
-	refusedClosed      = moderation.Refused.WithLabelValues("closed")
-	refusedBanned      = moderation.Refused.WithLabelValues("banned")
-	refusedEmoji       = moderation.Refused.WithLabelValues("emoji")
-	refusedCommentsOff = moderation.Refused.WithLabelValues("comments_off")
-	refusedSlowMode    = moderation.Refused.WithLabelValues("slow_mode")
 )
 
 // moderated returns the stream's moderation, or nil when it has none (or
@@ -27,16 +17,16 @@ func (p *Push) moderated(stream []byte) *moderation.Stream {
 }
 
 // checkSend applies a moderated stream's rules to a send of emoji i.
-func checkSend(m *moderation.Stream, user, group []byte, i int, now time.Time) *api.Error {
+func (mt *metrics) checkSend(m *moderation.Stream, user, group []byte, i int, now time.Time) *api.Error {
 	switch {
 	case m.Closed:
-		refusedClosed.Inc()
+		mt.refusedClosed.Inc()
 		return api.ErrStreamClosed
 	case banned(m, user, group, now):
-		refusedBanned.Inc()
+		mt.refusedBanned.Inc()
 		return api.ErrBanned
 	case !m.AllowsEmoji(i):
-		refusedEmoji.Inc()
+		mt.refusedEmoji.Inc()
 		return api.ErrUnknownEmoji
 	}
 	return nil
@@ -44,16 +34,16 @@ func checkSend(m *moderation.Stream, user, group []byte, i int, now time.Time) *
 
 // checkComment applies a moderated stream's rules to a comment, but for
 // slow mode, which is checked once the user's own rate allowed it.
-func checkComment(m *moderation.Stream, user, group []byte, now time.Time) *api.Error {
+func (mt *metrics) checkComment(m *moderation.Stream, user, group []byte, now time.Time) *api.Error {
 	switch {
 	case m.Closed:
-		refusedClosed.Inc()
+		mt.refusedClosed.Inc()
 		return api.ErrStreamClosed
 	case banned(m, user, group, now):
-		refusedBanned.Inc()
+		mt.refusedBanned.Inc()
 		return api.ErrBanned
 	case m.CommentsOff:
-		refusedCommentsOff.Inc()
+		mt.refusedCommentsOff.Inc()
 		return api.ErrCommentsOff
 	}
 	return nil
@@ -72,10 +62,4 @@ func commentBudgetOf(m *moderation.Stream) int {
 		return 0
 	}
 	return m.CommentBudget
-}
-
-// commentID returns a new comment id, unique in the fleet: the node's id
-// and a sequence number.
-func (p *Push) commentID() string {
-	return p.nodeID[:8] + "." + strconv.FormatUint(p.commentSeq.Add(1), 36)
 }

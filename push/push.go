@@ -2,8 +2,9 @@
 // user's rate, sums accepted taps per stream, second and emoji in memory, and
 // flushes the sums to the store several times a second, so the store sees a
 // write per stream and emoji per flush, never one per tap. It also takes
-// danmaku comments: cleaned, masked, kept or shed within the stream's
-// per-second budget, and flushed with the sums.
+// danmaku comments: cleaned here, then limited, masked, kept or shed
+// within the stream's per-second budget by package push/danmaku, and
+// flushed with the sums.
 package push
 
 import (
@@ -18,11 +19,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/emoji"
-	"github.com/emojicast/emojicast/internal/logthrottle"
 	"github.com/emojicast/emojicast/load"
 	"github.com/emojicast/emojicast/moderation"
+	"github.com/emojicast/emojicast/push/danmaku"
 	"github.com/emojicast/emojicast/ratelimit"
 	"github.com/emojicast/emojicast/store"
 	"github.com/emojicast/emojicast/token"
@@ -103,7 +106,7 @@ type Options struct {
 	// Default: DefaultMaxBacklog.
 	MaxBacklog int
 	// CommentBudget is the most comments a stream broadcasts per second,
-	// across the push fleet (see budget.go). Every push node of a
+	// across the push fleet (see push/danmaku/budget.go). Every push node of a
 	// deployment must use the same. Default: store.DefaultMaxComments.
 	CommentBudget int
 	// CommentUserRate is the comments per second each user may send.
@@ -122,11 +125,15 @@ type Options struct {
 	Moderation *moderation.Rules
 	// SlowModeTimeout bounds how long a comment to a stream in slow mode
 	// waits for the store to take its user's turn fleet-wide (see
-	// slowmode.go); past it this node's own record decides. Default:
+	// danmaku/slowmode.go); past it this node's own record decides. Default:
 	// DefaultSlowModeTimeout.
 	SlowModeTimeout time.Duration
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
+	// Registerer takes the node's metrics. Default: nil, registered
+	// nowhere, so that nodes in one test process count apart; emojicast
+	// passes prometheus.DefaultRegisterer.
+	Registerer prometheus.Registerer
 }
 
 // The defaults of Options, in one place: cmd/emojicast's flags use them too.
@@ -243,25 +250,19 @@ type SharedLimit struct {
 // and Stop it to flush what it accepted.
 type Push struct {
 	opts     Options
+	metrics  *metrics
+	nodeID   string
 	agg      *aggregator
 	divisors *divisors
-	users    *ratelimit.Limiter
+	comments *danmaku.Comments
+	targets  []*target // the backlog writers, one per store
+	seq      atomic.Uint64
+
+	users *ratelimit.Limiter
 	// addrWeights limits the weighted taps of address groups whose ids
 	// are self-service, shared with the fleet like users.
 	addrWeights *ratelimit.Limiter
 	sendIDs     *ratelimit.Limiter // (user, stream, id) of sends counted lately
-	targets     []*target
-	nodeID      string
-	seq         atomic.Uint64
-
-	commenters      *ratelimit.Limiter
-	groupCommenters *ratelimit.Limiter // address groups of self-service ids
-	slowMode        *moderation.SlowMode
-	commentSeq      atomic.Uint64
-	budget          *budget
-	pending         pendingComments
-	masking         chan struct{} // semaphore of masking calls under way
-	filterLog       logthrottle.Throttle
 
 	flushMu sync.Mutex // serializes Flush's hand-over of sums
 
@@ -269,26 +270,18 @@ type Push struct {
 	refreshedSec int64
 	refreshedAt  time.Time
 
-	sharer       store.LimitSharer    // nil: limits are this node's own
-	slowSharer   store.SlowModeSharer // nil: slow mode is this node's own
-	slowTurns    chan *slowTurn
-	slowLog      logthrottle.Throttle
-	shared       []SharedLimit // the per-user limit first
-	shareFailing bool          // the last exchange failed; owned by limitsLoop
+	sharer       store.LimitSharer // nil: limits are this node's own
+	shared       []SharedLimit     // the per-user limit first
+	shareFailing bool              // the last exchange failed; owned by limitsLoop
 
 	stopOnce sync.Once
-	stop     chan struct{} // stops the flush, comment-load, limit and slow-mode loops
+	stop     chan struct{} // stops the flush and limit loops
+	loops    sync.WaitGroup
 	// life bounds every store call but the final writes; Stop cancels it,
 	// so a store that hangs cannot hold Stop for a FlushTimeout per loop.
-	life        context.Context
-	endLife     context.CancelFunc
-	loopDone    chan struct{}
-	loadDone    chan struct{}
-	limitsDone  chan struct{}
-	slowDone    chan struct{}
-	stopTargets chan struct{}   // closed after the loop's last flush
-	final       context.Context // bounds the last writes; set before stopTargets closes
-	started     atomic.Bool
+	life    context.Context
+	endLife context.CancelFunc
+	started atomic.Bool
 }
 
 // New returns a Push node.
@@ -298,30 +291,19 @@ func New(opts Options) (*Push, error) {
 	}
 	var id [6]byte
 	_, _ = rand.Read(id[:])
+	m := newMetrics(opts.Registerer)
 	p := &Push{
 		opts:     opts,
+		metrics:  m,
+		nodeID:   hex.EncodeToString(id[:]),
 		agg:      newAggregator(opts.MaxStreams),
-		divisors: newDivisors(opts.MaxStreams),
+		divisors: newDivisors(opts.MaxStreams, m.divisorErrors),
 		// Its rate and burst are unused: an id is taken once per window.
-		sendIDs:         ratelimit.New(1, 1, maxSendIDs),
-		nodeID:          hex.EncodeToString(id[:]),
-		commenters:      ratelimit.New(opts.CommentUserRate, opts.CommentUserBurst, opts.MaxUsers),
-		groupCommenters: ratelimit.New(opts.GroupCommentRate, opts.GroupCommentBurst, opts.MaxAddrs),
-		slowMode:        moderation.NewSlowMode(opts.MaxUsers),
-		masking:         make(chan struct{}, maxMasking),
-		filterLog:       logthrottle.Throttle{Every: time.Minute},
-		stop:            make(chan struct{}),
-		loopDone:        make(chan struct{}),
-		loadDone:        make(chan struct{}),
-		limitsDone:      make(chan struct{}),
-		slowDone:        make(chan struct{}),
-		slowTurns:       make(chan *slowTurn, slowModeQueue),
-		slowLog:         logthrottle.Throttle{Every: time.Minute},
-		stopTargets:     make(chan struct{}),
+		sendIDs: ratelimit.New(1, 1, maxSendIDs),
+		stop:    make(chan struct{}),
 	}
 	p.life, p.endLife = context.WithCancel(context.Background())
 	p.sharer, _ = opts.Targets[0].Store.(store.LimitSharer)
-	p.slowSharer, _ = opts.Targets[0].Store.(store.SlowModeSharer)
 	if p.sharer != nil {
 		p.users = ratelimit.NewShared(opts.UserRate, opts.UserBurst, opts.MaxUsers)
 		p.addrWeights = ratelimit.NewShared(opts.AddrWeightRate, opts.AddrWeightBurst, opts.MaxAddrs)
@@ -330,41 +312,48 @@ func New(opts Options) (*Push, error) {
 		p.users = ratelimit.New(opts.UserRate, opts.UserBurst, opts.MaxUsers)
 		p.addrWeights = ratelimit.New(opts.AddrWeightRate, opts.AddrWeightBurst, opts.MaxAddrs)
 	}
-	// The fleet view ages in real time, like the ticker that refreshes it:
-	// on a test clock that jumps whole seconds it would go stale between
-	// two ticks.
-	p.budget = newBudget(opts.CommentBudget, p.nodeID, opts.MaxStreams, clock.Real{})
+	loads := make([]store.CommentLoadSharer, len(opts.Targets))
 	for i, t := range opts.Targets {
 		name := t.Name
 		if name == "" {
 			name = "store" + strconv.Itoa(i)
 		}
-		p.targets = append(p.targets, newTarget(name, t.Store, opts.FlushTimeout, opts.MaxBacklog, opts.Logger, opts.Clock))
+		p.targets = append(p.targets, newTarget(name, t.Store, opts.FlushTimeout, opts.MaxBacklog, opts.Logger, opts.Clock, m))
+		loads[i] = t.Store
 	}
+	slowSharer, _ := opts.Targets[0].Store.(store.SlowModeSharer)
+	p.comments = danmaku.New(danmaku.Options{
+		Node: p.nodeID, Stores: loads, Timeout: opts.FlushTimeout,
+		Budget: opts.CommentBudget, MaxStreams: opts.MaxStreams,
+		UserRate: opts.CommentUserRate, UserBurst: opts.CommentUserBurst,
+		GroupRate: opts.GroupCommentRate, GroupBurst: opts.GroupCommentBurst,
+		MaxUsers: opts.MaxUsers, MaxAddrs: opts.MaxAddrs,
+		Filter: opts.Filter, FilterTimeout: opts.FilterTimeout,
+		SlowSharer: slowSharer, SlowModeTimeout: opts.SlowModeTimeout,
+		Clock: opts.Clock, Logger: opts.Logger, Registerer: opts.Registerer,
+	})
 	registerGauges(p)
 	return p, nil
 }
 
-// Start starts the flusher and the sharing of comment load, after one
-// round of it (bounded by FlushTimeout).
+// Start starts the backlog writers, the flusher, the sharing of limits and
+// the comment intake, after its first round of sharing comment load
+// (bounded by FlushTimeout): a node takes no comment seats until it has.
 func (p *Push) Start() {
 	if p.started.Swap(true) {
 		panic("BUG: push.Start called twice")
 	}
 	for _, t := range p.targets {
-		go t.run(p.life, p.stopTargets, func() context.Context { return p.final })
+		t.start(p.life)
 	}
-	go p.flushLoop()
-	go p.limitsLoop()
-	go p.slowModeLoop()
-	// Join the fleet's comment budget before serving: a node takes no
-	// comment seats until it has (see budget.go).
-	p.shareCommentLoad()
-	go p.commentLoadLoop()
+	p.loops.Go(p.flushLoop)
+	if p.sharer != nil {
+		p.loops.Go(p.limitsLoop)
+	}
+	p.comments.Start(p.life)
 }
 
 func (p *Push) flushLoop() {
-	defer close(p.loopDone)
 	tick := time.NewTicker(p.opts.FlushInterval)
 	defer tick.Stop()
 	for {
@@ -400,7 +389,7 @@ func (p *Push) refreshDivisors() {
 	ctx, cancel := context.WithTimeout(p.life, p.opts.FlushTimeout)
 	defer cancel()
 	if err := p.divisors.refresh(ctx, p.targets[0].store, now.Unix()); err != nil {
-		divisorErrors.Inc()
+		p.metrics.divisorErrors.Inc()
 	}
 }
 
@@ -424,7 +413,7 @@ func (p *Push) handOver() {
 	defer p.flushMu.Unlock()
 	idleBefore := p.opts.Clock.Now().Unix() - 5
 	deltas := p.agg.drain(nil, p.opts.Emojis, idleBefore)
-	comments := p.pending.drain()
+	comments := p.comments.Drain()
 	for len(deltas) > 0 || len(comments) > 0 {
 		n, m := min(len(deltas), maxBatch), min(len(comments), maxBatch)
 		b := store.Batch{
@@ -449,19 +438,15 @@ func (p *Push) Stop(ctx context.Context) {
 		// way too: the final drain below writes it again, under ctx (a
 		// batch id is written once however often it is sent).
 		p.endLife()
+		p.comments.Stop()
 		if !p.started.Load() {
 			return
 		}
-		// The loop flushes once more on its way out; only then may the
-		// targets write their last batches and stop.
-		<-p.loopDone
-		<-p.loadDone
-		<-p.limitsDone
-		<-p.slowDone
-		p.final = ctx
-		close(p.stopTargets)
+		// The flush loop flushes once more on its way out; only then may
+		// the backlog writers write their last batches and stop.
+		p.loops.Wait()
 		for _, t := range p.targets {
-			<-t.done
+			t.stop(ctx)
 		}
 	})
 }

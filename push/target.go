@@ -29,22 +29,24 @@ type target struct {
 	maxBacklog int
 	log        *slog.Logger
 	clock      clock.Clock
+	metrics    *metrics
 
 	mu       sync.Mutex
 	queue    []pending
 	inflight *pending // taken from the queue's head while being written
 	deltas   int      // deltas and comments in queue and inflight
 
-	wake      chan struct{}
-	healthy   atomic.Bool
-	reporting atomic.Bool // a comment-load report to this store is under way
-	done      chan struct{}
+	wake     chan struct{}
+	healthy  atomic.Bool
+	stopping chan struct{}   // closed by stop, after final is set
+	final    context.Context // bounds the last writes
+	done     chan struct{}   // closed when run returns
 }
 
-func newTarget(name string, s Store, timeout time.Duration, maxBacklog int, log *slog.Logger, clk clock.Clock) *target {
+func newTarget(name string, s Store, timeout time.Duration, maxBacklog int, log *slog.Logger, clk clock.Clock, m *metrics) *target {
 	t := &target{
-		name: name, store: s, timeout: timeout, maxBacklog: maxBacklog, log: log, clock: clk,
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		name: name, store: s, timeout: timeout, maxBacklog: maxBacklog, log: log, clock: clk, metrics: m,
+		wake: make(chan struct{}, 1), stopping: make(chan struct{}), done: make(chan struct{}),
 	}
 	t.healthy.Store(true)
 	return t
@@ -87,8 +89,8 @@ func (t *target) dropOldestLocked() {
 	for _, d := range old.Deltas {
 		n += d.Count
 	}
-	droppedReactions.Add(float64(n))
-	droppedComments.Add(float64(len(old.Comments)))
+	t.metrics.droppedReactions.Add(float64(n))
+	t.metrics.droppedComments.Add(float64(len(old.Comments)))
 	t.log.Warn("push backlog full: dropped the oldest batch", "target", t.name, "batch", old.ID, "reactions", n, "comments", len(old.Comments))
 }
 
@@ -100,7 +102,7 @@ func (t *target) dropUnknownLocked(b pending) {
 	for _, d := range b.Deltas {
 		n += d.Count
 	}
-	unknownDropped.Add(float64(n))
+	t.metrics.unknownDropped.Add(float64(n))
 	t.log.Error("push dropped a batch whose write had an unknown outcome too long ago to retry it safely",
 		"target", t.name, "batch", b.ID, "unknown_since", b.unknownSince, "reactions", n, "comments", len(b.Comments))
 }
@@ -121,9 +123,20 @@ func (t *target) ready() bool {
 	return t.healthy.Load() || t.backlog() < t.maxBacklog*9/10
 }
 
-// run sends queued batches until stop is closed, then sends what is left
-// until the queue is empty or the context final returns is done.
-func (t *target) run(life context.Context, stop <-chan struct{}, final func() context.Context) {
+// start starts the sender. Its writes end with life until stop.
+func (t *target) start(life context.Context) { go t.run(life) }
+
+// stop makes the sender write what is left, until the queue is empty or
+// final is done, and waits for it. Call it once, after start.
+func (t *target) stop(final context.Context) {
+	t.final = final
+	close(t.stopping)
+	<-t.done
+}
+
+// run sends queued batches until stop, then drains the queue under the
+// final context.
+func (t *target) run(life context.Context) {
 	defer close(t.done)
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
 	backoff := minBackoff
@@ -134,8 +147,8 @@ func (t *target) run(life context.Context, stop <-chan struct{}, final func() co
 		select {
 		case <-t.wake:
 		case <-retry.C:
-		case <-stop:
-			t.drainFinal(final())
+		case <-t.stopping:
+			t.drainFinal(t.final)
 			return
 		}
 		if t.sendQueued(life) {
@@ -196,7 +209,7 @@ func (t *target) sendQueued(ctx context.Context) bool {
 			if t.healthy.Swap(false) {
 				t.log.Warn("push cannot write to the store; keeping a backlog", "target", t.name, "err", err)
 			}
-			flushErrors.Inc()
+			t.metrics.flushErrors.Inc()
 			return false
 		}
 		t.deltas -= size(b.Batch)
@@ -212,6 +225,6 @@ func (t *target) send(ctx context.Context, b store.Batch) error {
 	defer cancel()
 	start := time.Now()
 	err := t.store.Add(ctx, b)
-	flushDuration.Observe(time.Since(start).Seconds())
+	t.metrics.flushDuration.Observe(time.Since(start).Seconds())
 	return err
 }

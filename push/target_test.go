@@ -74,14 +74,13 @@ func total(t *testing.T, s store.Store, clk *clock.Manual) int64 {
 
 func startTarget(t *testing.T, tg *target) (stop func()) {
 	t.Helper()
-	ch := make(chan struct{})
-	go tg.run(context.Background(), ch, context.Background)
-	return func() { close(ch); <-tg.done }
+	tg.start(context.Background())
+	return func() { tg.stop(context.Background()) }
 }
 
 func TestTargetKeepsBacklogThroughOutage(t *testing.T) {
 	fs, clk := newFaulty()
-	tg := newTarget("t", fs, time.Second, 1000, quiet, clk)
+	tg := newTarget("t", fs, time.Second, 1000, quiet, clk, newMetrics(nil))
 	stop := startTarget(t, tg)
 	fs.down.Store(true)
 	for i := range 10 {
@@ -108,7 +107,7 @@ func TestTargetKeepsBacklogThroughOutage(t *testing.T) {
 func TestTargetBacklogDropsOldestPastBound(t *testing.T) {
 	fs, clk := newFaulty()
 	fs.down.Store(true)
-	tg := newTarget("t", fs, time.Second, 5, quiet, clk)
+	tg := newTarget("t", fs, time.Second, 5, quiet, clk, newMetrics(nil))
 	for i := range 8 {
 		tg.enqueue(batch("b"+string(rune('0'+i)), t0.Unix()+int64(i), int64(1)<<i))
 	}
@@ -134,13 +133,12 @@ func TestTargetBacklogDropsOldestPastBound(t *testing.T) {
 func TestTargetFinalDrainWaitsForStoreUntilDeadline(t *testing.T) {
 	fs, clk := newFaulty()
 	fs.down.Store(true)
-	tg := newTarget("t", fs, time.Second, 100, quiet, clk)
+	tg := newTarget("t", fs, time.Second, 100, quiet, clk, newMetrics(nil))
 	tg.enqueue(batch("b0", t0.Unix(), 3))
-	stopCh := make(chan struct{})
 	final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	go tg.run(context.Background(), stopCh, func() context.Context { return final })
-	close(stopCh)
+	tg.start(context.Background())
+	go tg.stop(final)
 	time.AfterFunc(300*time.Millisecond, func() { fs.down.Store(false) })
 	select {
 	case <-tg.done:
@@ -154,13 +152,12 @@ func TestTargetFinalDrainWaitsForStoreUntilDeadline(t *testing.T) {
 	// With the store down for good, the drain gives up at the deadline.
 	fs2, clk2 := newFaulty()
 	fs2.down.Store(true)
-	tg2 := newTarget("t2", fs2, time.Second, 100, quiet, clk2)
+	tg2 := newTarget("t2", fs2, time.Second, 100, quiet, clk2, newMetrics(nil))
 	tg2.enqueue(batch("b0", t0.Unix(), 3))
 	short, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel2()
-	stop2 := make(chan struct{})
-	go tg2.run(context.Background(), stop2, func() context.Context { return short })
-	close(stop2)
+	tg2.start(context.Background())
+	go tg2.stop(short)
 	select {
 	case <-tg2.done:
 	case <-time.After(5 * time.Second):
@@ -176,7 +173,8 @@ func TestTargetFinalDrainWaitsForStoreUntilDeadline(t *testing.T) {
 // the outage lasts.
 func TestTargetNeverRetriesPastTheDedupeWindow(t *testing.T) {
 	fs, clk := newFaulty()
-	tg := newTarget("t", fs, time.Second, 1000, quiet, clk)
+	reg := prometheus.NewRegistry()
+	tg := newTarget("t", fs, time.Second, 1000, quiet, clk, newMetrics(reg))
 	fs.loseReply.Store(1)
 	tg.enqueue(batch("unknown", clk.Now().Unix(), 3)) // applied; its reply is lost
 	if tg.sendQueued(context.Background()) {
@@ -184,7 +182,7 @@ func TestTargetNeverRetriesPastTheDedupeWindow(t *testing.T) {
 	}
 	fs.down.Store(true)
 	tg.enqueue(batch("never-written", clk.Now().Unix(), 5))
-	before := counterValue(t, "emojicast_push_unknown_reactions_dropped_total")
+	before := counterValue(t, reg, "emojicast_push_unknown_reactions_dropped_total")
 	for range 11 * 60 / 15 { // an outage longer than the dedupe window
 		clk.Add(15 * time.Second)
 		tg.sendQueued(context.Background())
@@ -194,7 +192,7 @@ func TestTargetNeverRetriesPastTheDedupeWindow(t *testing.T) {
 	if !tg.sendQueued(context.Background()) {
 		t.Fatal("sendQueued failed with the store up")
 	}
-	if got := counterValue(t, "emojicast_push_unknown_reactions_dropped_total") - before; got != 3 {
+	if got := counterValue(t, reg, "emojicast_push_unknown_reactions_dropped_total") - before; got != 3 {
 		t.Errorf("counted %v reactions dropped for their unknown outcome; want 3", got)
 	}
 	// The window now holds what was written after the outage: the batch
@@ -205,10 +203,10 @@ func TestTargetNeverRetriesPastTheDedupeWindow(t *testing.T) {
 	}
 }
 
-// counterValue reads a counter as /metrics would show it.
-func counterValue(t *testing.T, name string) float64 {
+// counterValue reads a counter as /metrics would show it from reg.
+func counterValue(t *testing.T, reg prometheus.Gatherer, name string) float64 {
 	t.Helper()
-	families, err := prometheus.DefaultGatherer.Gather()
+	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

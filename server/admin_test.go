@@ -29,7 +29,7 @@ func adminNode(t *testing.T, log *testutil.SyncBuffer, mods ...func(*nodeConfig)
 		c.pushOpts = func(o *push.Options) {
 			st = o.Targets[0].Store.(*store.Memory)
 			var err error
-			rules, err = moderation.New(moderation.Options{Store: st, Interval: 10 * time.Millisecond, Logger: quiet})
+			rules, err = moderation.New(moderation.Options{Store: st, Interval: 10 * time.Millisecond, Logger: quiet, Registerer: c.reg})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -41,7 +41,7 @@ func adminNode(t *testing.T, log *testutil.SyncBuffer, mods ...func(*nodeConfig)
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, err := admin.New(admin.Options{Tokens: tokens, Store: st, Clock: c.clk,
+			a, err := admin.New(admin.Options{Tokens: tokens, Store: st, Clock: c.clk, Registerer: c.reg,
 				Logger: slog.New(slog.NewTextHandler(log, nil))})
 			if err != nil {
 				t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/internal/testutil"
 	"github.com/emojicast/emojicast/load"
@@ -37,6 +39,9 @@ type node struct {
 }
 
 type nodeConfig struct {
+	// reg is the node's own registry, as each process has: nodes of one
+	// test process count apart (TestNodesInOneProcessCountApart).
+	reg             *prometheus.Registry
 	signer          *token.Signer
 	jwt             *token.JWTVerifier
 	maxStreams      int // of push and pull
@@ -61,7 +66,7 @@ func inFleet(st *store.Memory, clk *clock.Manual) func(*nodeConfig) {
 
 func startNode(t testing.TB, mods ...func(*nodeConfig)) *node {
 	t.Helper()
-	cfg := nodeConfig{}
+	cfg := nodeConfig{reg: prometheus.NewRegistry()}
 	for _, m := range mods {
 		m(&cfg)
 	}
@@ -69,11 +74,12 @@ func startNode(t testing.TB, mods ...func(*nodeConfig)) *node {
 		cfg.clk = clock.NewManual(t0)
 	}
 	if cfg.store == nil {
-		cfg.store = store.NewMemory(store.MemoryOptions{Clock: cfg.clk, MaxStreams: cfg.storeMaxStreams})
+		cfg.store = store.NewMemory(store.MemoryOptions{Clock: cfg.clk, MaxStreams: cfg.storeMaxStreams, Registerer: cfg.reg})
 	}
-	clk, st := cfg.clk, cfg.store
+	clk, st, reg := cfg.clk, cfg.store, cfg.reg
 	pushOpts := push.Options{
-		Targets: []push.Target{{Name: "memory", Store: st}}, Clock: clk, Signer: cfg.signer, JWT: cfg.jwt,
+		Registerer: reg,
+		Targets:    []push.Target{{Name: "memory", Store: st}}, Clock: clk, Signer: cfg.signer, JWT: cfg.jwt,
 		MaxStreams: cfg.maxStreams, MaxUsers: cfg.maxUsers, MaxAddrs: cfg.server.MaxClientIPs, UserRate: cfg.userRate, Load: cfg.load, Logger: quiet,
 	}
 	if cfg.pushOpts != nil {
@@ -84,7 +90,8 @@ func startNode(t testing.TB, mods ...func(*nodeConfig)) *node {
 		t.Fatal(err)
 	}
 	pullOpts := pull.Options{
-		Store: st, Clock: clk, Signer: cfg.signer, JWT: cfg.jwt, MaxStreams: cfg.maxStreams,
+		Registerer: reg,
+		Store:      st, Clock: clk, Signer: cfg.signer, JWT: cfg.jwt, MaxStreams: cfg.maxStreams,
 		SyncInterval: 10 * time.Millisecond, Load: cfg.load, Logger: quiet,
 	}
 	if cfg.pullOpts != nil {
@@ -96,6 +103,7 @@ func startNode(t testing.TB, mods ...func(*nodeConfig)) *node {
 	}
 	opts := cfg.server
 	opts.Addr, opts.Push, opts.Pull, opts.Clock, opts.Load, opts.Logger = "127.0.0.1:0", pu, pl, clk, cfg.load, quiet
+	opts.Registerer, opts.Gatherer = reg, reg
 	srv := New(opts)
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)

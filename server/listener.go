@@ -55,6 +55,7 @@ const (
 // connection is accepted and answered, so clients learn to retry.
 type limitListener struct {
 	net.Listener
+	metrics  *metrics
 	maxConns int
 	maxPerIP int
 	trusted  *clientip.Resolver
@@ -69,8 +70,9 @@ type limitListener struct {
 	acceptLog logthrottle.Throttle
 }
 
-func newLimitListener(ln net.Listener, maxConns, maxPerIP int, trusted *clientip.Resolver, logger *slog.Logger) *limitListener {
+func newLimitListener(ln net.Listener, maxConns, maxPerIP int, trusted *clientip.Resolver, logger *slog.Logger, m *metrics) *limitListener {
 	return &limitListener{
+		metrics:  m,
 		Listener: ln, maxConns: maxConns, maxPerIP: maxPerIP, trusted: trusted, logger: logger,
 		perIP: make(map[netip.Addr]int), conns: make(map[*limitedConn]struct{}), refusing: make(chan struct{}, maxRefusing),
 		acceptLog: logthrottle.Throttle{Every: time.Minute},
@@ -116,12 +118,12 @@ func (l *limitListener) admit(c net.Conn) net.Conn {
 	switch {
 	case l.open >= l.maxConns && !l.reclaimIdle():
 		l.mu.Unlock()
-		connsRefused.WithLabelValues("max_conns").Inc()
+		l.metrics.connsRefused.WithLabelValues("max_conns").Inc()
 		l.refuse(c, refuseFull)
 		return nil
 	case !exempt && l.perIP[group] >= l.maxPerIP:
 		l.mu.Unlock()
-		connsRefused.WithLabelValues("max_conns_per_ip").Inc()
+		l.metrics.connsRefused.WithLabelValues("max_conns_per_ip").Inc()
 		l.refuse(c, refusePerIP)
 		return nil
 	}
@@ -132,8 +134,8 @@ func (l *limitListener) admit(c net.Conn) net.Conn {
 	lc := &limitedConn{Conn: c, l: l, group: group, counted: !exempt}
 	l.conns[lc] = struct{}{}
 	l.mu.Unlock()
-	openConns.Inc()
-	connsAccepted.Inc()
+	l.metrics.openConns.Inc()
+	l.metrics.connsAccepted.Inc()
 	return lc
 }
 
@@ -161,12 +163,12 @@ func (l *limitListener) reclaimIdle() bool {
 	// fasthttp's read fails at once and it closes the connection, as at
 	// its own idle timeout.
 	_ = victim.Conn.SetReadDeadline(time.Now())
-	connsReclaimed.Inc()
+	l.metrics.connsReclaimed.Inc()
 	return true
 }
 
 func (l *limitListener) release(c *limitedConn, group netip.Addr, counted bool) {
-	openConns.Dec()
+	l.metrics.openConns.Dec()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--
@@ -191,7 +193,7 @@ func (l *limitListener) refuse(c net.Conn, resp []byte) {
 	select {
 	case l.refusing <- struct{}{}:
 	default:
-		connsRefused.WithLabelValues("dropped").Inc()
+		l.metrics.connsRefused.WithLabelValues("dropped").Inc()
 		_ = c.Close()
 		return
 	}

@@ -6,51 +6,79 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/emojicast/emojicast/api"
+	"github.com/emojicast/emojicast/internal/promreg"
 )
 
-var (
-	requests = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "emojicast_http_requests_total",
-		Help: "HTTP requests by route and status.",
-	}, []string{"route", "status"})
-	latency = promauto.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "emojicast_http_request_duration_seconds",
-		Help:    "Time to handle an HTTP request, by route and status, from parsed request to response ready.",
-		Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
-	}, []string{"route", "status"})
-	bytesSent = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "emojicast_http_response_body_bytes_total",
-		Help: "Response body bytes sent, by route.",
-	}, []string{"route"})
-	parseErrors = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "emojicast_http_unreadable_requests_total",
-		Help: "Requests fasthttp could not read: malformed, too large or too slow.",
-	})
-	openConns = promauto.NewGauge(prometheus.GaugeOpts{
-		Name: "emojicast_http_open_connections",
-		Help: "Client connections open.",
-	})
-	connsAccepted = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "emojicast_http_connections_accepted_total",
-		Help: "Client connections accepted within the limits; a fast rise at steady traffic means clients or proxies do not keep connections alive.",
-	})
-	connsReclaimed = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "emojicast_http_connections_reclaimed_total",
-		Help: "Connections closed at max_conns to make room for a new one, because they had waited longest (at least 1 s) for their client.",
-	})
-	connsRefused = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "emojicast_http_connections_refused_total",
-		Help: "Connections refused at accept: max_conns (503), max_conns_per_ip (429), dropped (closed unanswered while too many refusals were being written).",
-	}, []string{"reason"})
-	ipLimited = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "emojicast_http_client_ip_limited_total",
-		Help: "Requests refused with 429 because their client address exceeded its rate, by limit (send, watch, poll: per stream; admin: wrong admin tokens).",
-	}, []string{"limit"})
-)
+// metrics are what this package counts, registered on the Registerer
+// its options name.
+type metrics struct {
+	// resolved holds each (route, status)'s series once used, and
+	// routeSent each route's, so the request path hashes no label values.
+	resolved  [numMetricRoutes][600]atomic.Pointer[routeStatus]
+	routeSent [numMetricRoutes]prometheus.Counter
+
+	requests       *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	bytesSent      *prometheus.CounterVec
+	parseErrors    prometheus.Counter
+	openConns      prometheus.Gauge
+	connsAccepted  prometheus.Counter
+	connsReclaimed prometheus.Counter
+	connsRefused   *prometheus.CounterVec
+	ipLimited      *prometheus.CounterVec
+}
+
+// newMetrics registers the metrics on reg; nil registers nowhere.
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "emojicast_http_requests_total",
+			Help: "HTTP requests by route and status.",
+		}, []string{"route", "status"})),
+		latency: promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "emojicast_http_request_duration_seconds",
+			Help:    "Time to handle an HTTP request, by route and status, from parsed request to response ready.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+		}, []string{"route", "status"})),
+		bytesSent: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "emojicast_http_response_body_bytes_total",
+			Help: "Response body bytes sent, by route.",
+		}, []string{"route"})),
+		parseErrors: promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "emojicast_http_unreadable_requests_total",
+			Help: "Requests fasthttp could not read: malformed, too large or too slow.",
+		})),
+		openConns: promreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "emojicast_http_open_connections",
+			Help: "Client connections open.",
+		})),
+		connsAccepted: promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "emojicast_http_connections_accepted_total",
+			Help: "Client connections accepted within the limits; a fast rise at steady traffic means clients or proxies do not keep connections alive.",
+		})),
+		connsReclaimed: promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "emojicast_http_connections_reclaimed_total",
+			Help: "Connections closed at max_conns to make room for a new one, because they had waited longest (at least 1 s) for their client.",
+		})),
+		connsRefused: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "emojicast_http_connections_refused_total",
+			Help: "Connections refused at accept: max_conns (503), max_conns_per_ip (429), dropped (closed unanswered while too many refusals were being written).",
+		}, []string{"reason"})),
+		ipLimited: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "emojicast_http_client_ip_limited_total",
+			Help: "Requests refused with 429 because their client address exceeded its rate, by limit (send, watch, poll: per stream; admin: wrong admin tokens).",
+		}, []string{"limit"})),
+	}
+	for r := range numMetricRoutes {
+		m.routeSent[r] = m.bytesSent.WithLabelValues(metricRouteName(r))
+	}
+	return m
+}
 
 // routeStatus holds the resolved metrics of one (route, status), so the
 // request path does not hash label values.
@@ -83,33 +111,32 @@ func metricRoute(route api.Route, ctx *fasthttp.RequestCtx) int {
 	return int(route)
 }
 
-var (
-	resolved  [numMetricRoutes][600]atomic.Pointer[routeStatus]
-	routeSent [numMetricRoutes]prometheus.Counter
-)
-
-func init() {
-	for r := range numMetricRoutes {
-		routeSent[r] = bytesSent.WithLabelValues(metricRouteName(r))
-	}
-}
-
-func observe(route int, status int, d time.Duration, bodyLen int) {
+func (m *metrics) observe(route int, status int, d time.Duration, bodyLen int) {
 	if status < 100 || status >= 600 {
 		status = 599
 	}
-	slot := &resolved[route][status]
+	slot := &m.resolved[route][status]
 	rs := slot.Load()
 	if rs == nil {
 		code := strconv.Itoa(status)
 		name := metricRouteName(route)
 		rs = &routeStatus{
-			count: requests.WithLabelValues(name, code),
-			dur:   latency.WithLabelValues(name, code),
+			count: m.requests.WithLabelValues(name, code),
+			dur:   m.latency.WithLabelValues(name, code),
 		}
 		slot.Store(rs)
 	}
 	rs.count.Inc()
 	rs.dur.Observe(d.Seconds())
-	routeSent[route].Add(float64(bodyLen))
+	m.routeSent[route].Add(float64(bodyLen))
+}
+
+// newMetricsHandler serves what gather collects, in Prometheus's text
+// format, counting its own scrapes on reg as promhttp.Handler does.
+func newMetricsHandler(reg prometheus.Registerer, gather prometheus.Gatherer) fasthttp.RequestHandler {
+	h := promhttp.HandlerFor(gather, promhttp.HandlerOpts{})
+	if reg != nil {
+		h = promhttp.InstrumentMetricHandler(reg, h)
+	}
+	return fasthttpadaptor.NewFastHTTPHandler(h)
 }

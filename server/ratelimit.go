@@ -38,7 +38,7 @@ type ipLimits struct {
 	sendHits, watchHits, pollHits, adminHits prometheus.Counter
 }
 
-func newIPLimits(o *Options) ipLimits {
+func newIPLimits(o *Options, m *metrics) ipLimits {
 	send := o.SendLimiter
 	if send == nil {
 		send = ratelimit.New(o.SendRatePerIP, o.SendBurstPerIP, o.MaxClientIPs)
@@ -48,10 +48,10 @@ func newIPLimits(o *Options) ipLimits {
 		watch:     ratelimit.New(o.WatchRatePerIP, o.WatchBurstPerIP, o.MaxClientIPs),
 		poll:      ratelimit.New(o.PollRatePerIP, o.PollBurstPerIP, o.MaxClientIPs),
 		admin:     ratelimit.New(adminGuessRate, adminGuessBurst, o.MaxClientIPs),
-		sendHits:  ipLimited.WithLabelValues("send"),
-		watchHits: ipLimited.WithLabelValues("watch"),
-		pollHits:  ipLimited.WithLabelValues("poll"),
-		adminHits: ipLimited.WithLabelValues("admin"),
+		sendHits:  m.ipLimited.WithLabelValues("send"),
+		watchHits: m.ipLimited.WithLabelValues("watch"),
+		pollHits:  m.ipLimited.WithLabelValues("poll"),
+		adminHits: m.ipLimited.WithLabelValues("admin"),
 	}
 }
 

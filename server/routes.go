@@ -4,15 +4,11 @@ import (
 	"bytes"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/emojicast/emojicast/api"
 	"github.com/emojicast/emojicast/clientip"
 )
-
-var metricsHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.Handler())
 
 var (
 	bodyOK      = []byte(`{"status":"ok"}`)
@@ -45,7 +41,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if isAPI(route) {
 		s.cors.apply(ctx)
 	}
-	observe(metricRoute(route, ctx), ctx.Response.StatusCode(), time.Since(start), len(ctx.Response.Body()))
+	s.metrics.observe(metricRoute(route, ctx), ctx.Response.StatusCode(), time.Since(start), len(ctx.Response.Body()))
 }
 
 func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []byte) {
@@ -104,7 +100,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, route api.Route, stream []by
 		}
 	case api.RouteMetrics:
 		if s.allow(ctx, get, "GET, HEAD") {
-			metricsHandler(ctx)
+			s.metricsHandler(ctx)
 		}
 	case api.RouteAdmin:
 		if s.opts.Admin == nil {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/emojicast/emojicast/api"
@@ -111,6 +112,12 @@ type Options struct {
 	Clock clock.Clock
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
+	// Registerer takes the server's metrics. Default: nil, registered
+	// nowhere (tests); emojicast passes prometheus.DefaultRegisterer.
+	Registerer prometheus.Registerer
+	// Gatherer is what /metrics serves. Default:
+	// prometheus.DefaultGatherer, the process's.
+	Gatherer prometheus.Gatherer
 }
 
 // The defaults of Options, in one place: cmd/emojicast's flags use them too.
@@ -148,6 +155,9 @@ func (o *Options) fillDefaults() {
 	if o.Addr == "" {
 		o.Addr = DefaultAddr
 	}
+	if o.Gatherer == nil {
+		o.Gatherer = prometheus.DefaultGatherer
+	}
 	if o.Emojis == nil {
 		o.Emojis = emoji.Default()
 	}
@@ -180,16 +190,19 @@ func setDefault[T int | float64 | time.Duration](v *T, def T) {
 
 // Server is one HTTP listener of an emojicast process.
 type Server struct {
-	opts     Options
-	srv      *fasthttp.Server
-	ln       *limitListener
-	proxies  *clientip.Resolver
-	perIP    ipLimits
-	cors     cors
-	notReady atomic.Bool // /readyz answers 503: set by StartDraining and Shutdown
-	draining atomic.Bool // requests are refused: set by Shutdown
-	served   chan struct{}
-	serveErr error // why Serve returned; read after served is closed
+	opts    Options
+	metrics *metrics
+	// metricsHandler serves /metrics from Options.Gatherer.
+	metricsHandler fasthttp.RequestHandler
+	srv            *fasthttp.Server
+	ln             *limitListener
+	proxies        *clientip.Resolver
+	perIP          ipLimits
+	cors           cors
+	notReady       atomic.Bool // /readyz answers 503: set by StartDraining and Shutdown
+	draining       atomic.Bool // requests are refused: set by Shutdown
+	served         chan struct{}
+	serveErr       error // why Serve returned; read after served is closed
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -198,16 +211,19 @@ type Server struct {
 // New returns a Server; call Listen, then Serve.
 func New(opts Options) *Server {
 	opts.fillDefaults()
+	m := newMetrics(opts.Registerer)
 	s := &Server{
-		opts:    opts,
-		proxies: clientip.New(opts.TrustedProxies),
-		perIP:   newIPLimits(&opts),
-		cors:    newCORS(opts.CORSOrigins),
-		served:  make(chan struct{}),
+		opts:           opts,
+		metrics:        m,
+		metricsHandler: newMetricsHandler(opts.Registerer, opts.Gatherer),
+		proxies:        clientip.New(opts.TrustedProxies),
+		perIP:          newIPLimits(&opts, m),
+		cors:           newCORS(opts.CORSOrigins),
+		served:         make(chan struct{}),
 	}
 	s.srv = &fasthttp.Server{
 		Handler:      s.handle,
-		ErrorHandler: writeParseError,
+		ErrorHandler: s.writeParseError,
 		ReadTimeout:  opts.ReadTimeout,
 		WriteTimeout: opts.WriteTimeout,
 		IdleTimeout:  opts.IdleTimeout,
@@ -237,7 +253,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return err
 	}
-	s.ln = newLimitListener(ln, s.opts.MaxConns, s.opts.MaxConnsPerIP, s.proxies, s.opts.Logger)
+	s.ln = newLimitListener(ln, s.opts.MaxConns, s.opts.MaxConnsPerIP, s.proxies, s.opts.Logger, s.metrics)
 	return nil
 }
 
@@ -305,7 +321,7 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 
 // writeParseError answers requests fasthttp could not read, in the API's
 // JSON error form.
-func writeParseError(ctx *fasthttp.RequestCtx, err error) {
+func (s *Server) writeParseError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
 	switch {
@@ -318,5 +334,5 @@ func writeParseError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		api.WriteError(ctx, api.ErrBadRequest)
 	}
-	parseErrors.Inc()
+	s.metrics.parseErrors.Inc()
 }

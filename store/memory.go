@@ -7,11 +7,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emojicast/emojicast/clock"
 )
 
 // MemoryOptions configures a Memory store. The zero value works.
 type MemoryOptions struct {
+	// Registerer takes the store's metrics. Default: nil, registered
+	// nowhere (tests); emojicast passes prometheus.DefaultRegisterer.
+	Registerer prometheus.Registerer
 	// Clock decides what is sealed. Default: the system clock.
 	Clock clock.Clock
 	// SealDelay is how long after a second ends it is sealed.
@@ -64,6 +69,7 @@ func (o *MemoryOptions) fillDefaults() {
 // process deployment.
 type Memory struct {
 	opts      MemoryOptions
+	metrics   *metrics
 	mu        sync.Mutex
 	streams   map[string]*memStream
 	batches   map[string]time.Time // IDs of added batches, for DedupeWindow
@@ -91,13 +97,12 @@ type memSecond struct {
 	retracted []string
 }
 
-var _ Store = (*Memory)(nil)
-
 // NewMemory returns an empty Memory store.
 func NewMemory(opts MemoryOptions) *Memory {
 	opts.fillDefaults()
 	return &Memory{
 		opts:        opts,
+		metrics:     newMetrics(opts.Registerer),
 		streams:     make(map[string]*memStream),
 		batches:     make(map[string]time.Time),
 		control:     make(map[string]*memControl),
@@ -126,7 +131,7 @@ func (m *Memory) Add(_ context.Context, batch Batch) error {
 	for _, d := range batch.Deltas {
 		sec := m.open(d.Second, horizon)
 		if sec != d.Second {
-			lateCarried.Add(float64(d.Count))
+			m.metrics.lateCarried.Add(float64(d.Count))
 		}
 		ms := m.second(d.Stream, sec)
 		if ms.counts == nil {
@@ -138,18 +143,18 @@ func (m *Memory) Add(_ context.Context, batch Batch) error {
 		sec := m.open(c.Second, horizon)
 		ms := m.roomFor(c.Stream, sec, max(sec, horizon+1+MaxCommentSpill))
 		if ms == nil {
-			commentsDropped.Inc()
+			m.metrics.commentsDropped.Inc()
 			continue
 		}
 		if sec != c.Second {
-			lateCommentsCarried.Inc()
+			m.metrics.lateCommentsCarried.Inc()
 		}
 		ms.comments = append(ms.comments, c.Comment)
 	}
 	for _, r := range batch.Retractions {
 		ms := m.second(r.Stream, m.open(r.Second, horizon))
 		if len(ms.comments)+len(ms.retracted) >= m.opts.MaxComments+MaxRetractions {
-			retractionsDropped.Inc()
+			m.metrics.retractionsDropped.Inc()
 			continue
 		}
 		ms.retracted = append(ms.retracted, r.ID)
@@ -272,7 +277,7 @@ func (m *Memory) evictOldest() {
 	slices.SortFunc(all, func(a, b aged) int { return cmp.Compare(a.newest, b.newest) })
 	for _, a := range all[:max(1, len(all)/8)] {
 		delete(m.streams, a.id)
-		evictedStreams.Inc()
+		m.metrics.evictedStreams.Inc()
 	}
 }
 

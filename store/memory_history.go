@@ -182,7 +182,7 @@ func (m *Memory) archive(horizon int64) {
 			break
 		}
 		if e.second >= oldest {
-			historyEvicted.Inc()
+			m.metrics.historyEvicted.Inc()
 		}
 		h.queue[h.head] = histEntry{}
 		h.head++

@@ -23,14 +23,14 @@ type memTop struct {
 	at      time.Time
 }
 
-// ModerationVersion implements Moderator.
+// ModerationVersion implements ModerationReader.
 func (m *Memory) ModerationVersion(context.Context) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.moderation.version, nil
 }
 
-// LoadModeration implements Moderator.
+// LoadModeration implements ModerationReader.
 func (m *Memory) LoadModeration(context.Context) (Moderation, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -50,7 +50,7 @@ func (m *Memory) LoadModeration(context.Context) (Moderation, error) {
 	return out, nil
 }
 
-// PutSettings implements Moderator.
+// PutSettings implements ModerationWriter.
 func (m *Memory) PutSettings(_ context.Context, stream string, s Settings) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -68,7 +68,7 @@ func (m *Memory) PutSettings(_ context.Context, stream string, s Settings) error
 	return nil
 }
 
-// BanUser implements Moderator.
+// BanUser implements ModerationWriter.
 func (m *Memory) BanUser(_ context.Context, b Ban) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -90,7 +90,7 @@ func (m *Memory) BanUser(_ context.Context, b Ban) error {
 	return nil
 }
 
-// UnbanUser implements Moderator.
+// UnbanUser implements ModerationWriter.
 func (m *Memory) UnbanUser(_ context.Context, stream, user string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -105,7 +105,7 @@ func (m *Memory) UnbanUser(_ context.Context, stream, user string) (bool, error)
 	return until.After(m.opts.Clock.Now()), nil
 }
 
-// Retract implements Moderator. The comment also leaves the history.
+// Retract implements ModerationWriter. The comment also leaves the history.
 func (m *Memory) Retract(ctx context.Context, stream, id string) error {
 	m.mu.Lock()
 	m.retractInHistory(stream, id, m.opts.Clock.Now().Unix())
@@ -116,7 +116,7 @@ func (m *Memory) Retract(ctx context.Context, stream, id string) error {
 	})
 }
 
-// ReportTop implements Moderator.
+// ReportTop implements TopStreams.
 func (m *Memory) ReportTop(_ context.Context, node string, streams []StreamStats) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -130,7 +130,7 @@ func (m *Memory) ReportTop(_ context.Context, node string, streams []StreamStats
 	return nil
 }
 
-// Top implements Moderator.
+// Top implements TopStreams.
 func (m *Memory) Top(_ context.Context, n int) ([]StreamStats, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -15,6 +15,19 @@ func TestMemoryContract(t *testing.T) {
 	})
 }
 
+// A push node shares limits and slow mode through its store when the store
+// can: Memory must not claim to, or a single process would pay for a
+// fleet's record it does not have.
+func TestMemoryKeepsSharingLocal(t *testing.T) {
+	var st Store = NewMemory(MemoryOptions{})
+	if _, ok := st.(LimitSharer); ok {
+		t.Error("Memory is a LimitSharer; want a node's own limits")
+	}
+	if _, ok := st.(SlowModeSharer); ok {
+		t.Error("Memory is a SlowModeSharer; want a node's own slow mode")
+	}
+}
+
 func TestMemoryForgetsOldSeconds(t *testing.T) {
 	clk := clock.NewManual(contractT0)
 	m := NewMemory(MemoryOptions{Clock: clk, Retention: 10})

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"errors"
 	"time"
 )
@@ -72,38 +71,6 @@ const (
 // ErrModerationFull is returned when a change would pass MaxModeratedStreams
 // or MaxBans.
 var ErrModerationFull = errors.New("store: too many moderated streams or bans")
-
-// Moderator is the part of a store operators write to and nodes read
-// moderation from. Memory and Redis implement it.
-type Moderator interface {
-	// ModerationVersion returns the version of the moderation data: it
-	// changes with every write, so a node reads the rest only then.
-	ModerationVersion(ctx context.Context) (int64, error)
-	// LoadModeration returns every stream's settings and every ban that
-	// has not expired.
-	LoadModeration(ctx context.Context) (Moderation, error)
-	// PutSettings replaces a stream's settings; zero settings remove them.
-	PutSettings(ctx context.Context, stream string, s Settings) error
-	// BanUser bans a user from a stream until b.Until, replacing an
-	// earlier ban of the same user and stream.
-	BanUser(ctx context.Context, b Ban) error
-	// UnbanUser lifts a ban; it reports whether there was one.
-	UnbanUser(ctx context.Context, stream, user string) (bool, error)
-	// Retract adds the retraction of a comment to the oldest unsealed
-	// second of its stream, so that polls list it after the comment.
-	Retract(ctx context.Context, stream, id string) error
-	// ReportTop replaces a pull node's report of its busiest streams; it
-	// expires after TopTTL.
-	ReportTop(ctx context.Context, node string, streams []StreamStats) error
-	// Top returns the streams the fresh reports name, each once (the
-	// figures of the node that saw the most viewers), busiest first.
-	Top(ctx context.Context, n int) ([]StreamStats, error)
-}
-
-var (
-	_ Moderator = (*Memory)(nil)
-	_ Moderator = (*Redis)(nil)
-)
 
 // mergeTop merges the nodes' reports: a stream named by several nodes
 // keeps the figures with the most viewers (viewers are the fleet's sum on

@@ -9,17 +9,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// LimitSharer is a store through which the processes of a fleet share
-// rate limits (see ratelimit.Limiter's Usage and Merge). Redis is one; the
-// memory store serves one process and needs none.
-type LimitSharer interface {
-	// ShareLimits adds what each key of the limiter named kind used on
-	// the caller since it last handed the key over to the fleet's
-	// record, and returns each key's fleet-wide TAT in Unix nanoseconds of
-	// the caller's clock, whose reading now is, in order.
-	ShareLimits(ctx context.Context, kind string, now time.Time, keys []string, uses []LimitUse) ([]int64, error)
-}
-
 // LimitUse is what one key used on a process that the fleet has not heard
 // of, in the process's clock.
 type LimitUse struct {

@@ -30,7 +30,7 @@ var (
 
 func (r *Redis) modKey(name string) string { return "{" + r.opts.Prefix + ":mod}:" + name }
 
-// ModerationVersion implements Moderator.
+// ModerationVersion implements ModerationReader.
 func (r *Redis) ModerationVersion(ctx context.Context) (int64, error) {
 	v, err := r.client.Get(ctx, r.modKey("v")).Int64()
 	if errors.Is(err, redis.Nil) {
@@ -42,7 +42,7 @@ func (r *Redis) ModerationVersion(ctx context.Context) (int64, error) {
 	return v, nil
 }
 
-// LoadModeration implements Moderator.
+// LoadModeration implements ModerationReader.
 func (r *Redis) LoadModeration(ctx context.Context) (Moderation, error) {
 	var ver *redis.StringCmd
 	var settings, bans *redis.MapStringStringCmd
@@ -99,7 +99,7 @@ func (r *Redis) moderate(ctx context.Context, hash, field, value string, most in
 	return res, nil
 }
 
-// PutSettings implements Moderator.
+// PutSettings implements ModerationWriter.
 func (r *Redis) PutSettings(ctx context.Context, stream string, s Settings) error {
 	value := ""
 	if !s.IsZero() {
@@ -115,7 +115,7 @@ func (r *Redis) PutSettings(ctx context.Context, stream string, s Settings) erro
 	return nil
 }
 
-// BanUser implements Moderator.
+// BanUser implements ModerationWriter.
 func (r *Redis) BanUser(ctx context.Context, b Ban) error {
 	until := strconv.FormatInt(b.Until.UnixMilli(), 10)
 	if _, err := r.moderate(ctx, "bans", b.Stream+" "+b.User, until, MaxBans, true); err != nil {
@@ -124,7 +124,7 @@ func (r *Redis) BanUser(ctx context.Context, b Ban) error {
 	return nil
 }
 
-// UnbanUser implements Moderator.
+// UnbanUser implements ModerationWriter.
 func (r *Redis) UnbanUser(ctx context.Context, stream, user string) (bool, error) {
 	key := stream + " " + user
 	until, err := r.client.HGet(ctx, r.modKey("bans"), key).Int64()
@@ -140,7 +140,7 @@ func (r *Redis) UnbanUser(ctx context.Context, stream, user string) (bool, error
 	return until > r.now().UnixMilli(), nil
 }
 
-// Retract implements Moderator. The comment also leaves the history: its
+// Retract implements ModerationWriter. The comment also leaves the history: its
 // id joins the stream's retracted ids first, so a retraction that fails
 // midway and is retried is complete. It does so whatever this process's
 // History: the admin API may run on a pull node, which does not know how
@@ -155,7 +155,7 @@ func (r *Redis) Retract(ctx context.Context, stream, id string) error {
 	})
 }
 
-// ReportTop implements Moderator.
+// ReportTop implements TopStreams.
 func (r *Redis) ReportTop(ctx context.Context, node string, streams []StreamStats) error {
 	b, err := json.Marshal(streams[:min(len(streams), MaxTopStreams)])
 	if err != nil {
@@ -171,7 +171,7 @@ func (r *Redis) ReportTop(ctx context.Context, node string, streams []StreamStat
 	return nil
 }
 
-// Top implements Moderator. It deletes the reports of nodes that stopped.
+// Top implements TopStreams. It deletes the reports of nodes that stopped.
 func (r *Redis) Top(ctx context.Context, n int) ([]StreamStats, error) {
 	key := r.modKey("top")
 	all, err := r.client.HGetAll(ctx, key).Result()

@@ -16,18 +16,6 @@ type SlowModeTake struct {
 	Period time.Duration // the stream's slow mode, at least a millisecond
 }
 
-// SlowModeSharer is a store through which the push nodes of a fleet share
-// slow mode, so that a user waits the period between two comments
-// whichever nodes take them. Redis is one; the memory store serves one
-// process, whose own record is exact.
-type SlowModeSharer interface {
-	// TakeSlowMode returns, for each take in order, 0 when the user's turn
-	// was free (it is now taken for the period) or how long until it is.
-	TakeSlowMode(ctx context.Context, takes []SlowModeTake) ([]time.Duration, error)
-}
-
-var _ SlowModeSharer = (*Redis)(nil)
-
 var (
 	//go:embed redis_slowmode.lua
 	slowModeSource string

@@ -20,7 +20,6 @@
 package store
 
 import (
-	"context"
 	"errors"
 	"time"
 )
@@ -217,86 +216,6 @@ type CommentLoad struct {
 	// reports of the nodes that had comments for it, sorted by node.
 	Streams [][]NodeLoad
 }
-
-// Store keeps per-second reaction counts and comments, and the per-stream
-// figures the fleet shares.
-type Store interface {
-	// Add adds a batch's deltas and comments, unless a batch with the same
-	// ID was added within DedupeWindow. A second holds at most the store's
-	// maximum of comments; a comment whose second is full goes into the
-	// next second with room, up to MaxCommentSpill seconds past the oldest
-	// open second, and only past that is dropped and counted. After
-	// an error some of its streams may have been added; retrying the batch
-	// adds the rest.
-	Add(ctx context.Context, batch Batch) error
-	// Horizon returns the newest sealed second. It is cheap, so pull nodes
-	// call it often and Collect only when it moves.
-	Horizon(ctx context.Context) (int64, error)
-	// Collect returns the sealed, non-empty seconds the cursors ask for.
-	Collect(ctx context.Context, cursors []Cursor) (Collection, error)
-	// History returns the sealed, non-empty seconds of a stream in
-	// [from, to], at most MaxHistoryRange of them, kept for the store's
-	// history duration.
-	History(ctx context.Context, stream string, from, to int64) (History, error)
-	// ReportControl records node's reports, each replacing that node's
-	// previous report for the stream; reports expire after ControlTTL.
-	ReportControl(ctx context.Context, node string, reports []ControlReport) error
-	// Control returns the fleet's figures for each stream, in order.
-	Control(ctx context.Context, streams []string) ([]Control, error)
-	// ReportComments records a push node's comment counts, each replacing
-	// that node's previous report for the stream, and marks the node live;
-	// both expire after CommentLoadTTL.
-	ReportComments(ctx context.Context, node string, reports []CommentReport) error
-	// CommentLoad returns the live push nodes and the fresh comment
-	// reports for each stream.
-	CommentLoad(ctx context.Context, streams []string) (CommentLoad, error)
-	// Close releases the store's resources.
-	Close() error
-}
-
-// The parts of Store each caller uses, so that it takes only those (as
-// centrifuge splits Broker from PresenceManager): push.Store and
-// pull.Store are made of them. Their methods are documented on Store.
-type (
-	// Writer takes push nodes' sums and comments.
-	Writer interface {
-		Add(ctx context.Context, batch Batch) error
-	}
-	// Reader gives pull nodes the sealed seconds.
-	Reader interface {
-		Horizon(ctx context.Context) (int64, error)
-		Collect(ctx context.Context, cursors []Cursor) (Collection, error)
-	}
-	// HistoryReader gives pull nodes the kept seconds of a stream for
-	// replay.
-	HistoryReader interface {
-		History(ctx context.Context, stream string, from, to int64) (History, error)
-	}
-	// ControlReporter takes pull nodes' per-stream reports.
-	ControlReporter interface {
-		ReportControl(ctx context.Context, node string, reports []ControlReport) error
-	}
-	// ControlReader gives the fleet's per-stream figures: the sample
-	// divisors to push nodes, viewers and divisors to pull nodes.
-	ControlReader interface {
-		Control(ctx context.Context, streams []string) ([]Control, error)
-	}
-	// CommentLoadSharer is where push nodes share their comment load.
-	CommentLoadSharer interface {
-		ReportComments(ctx context.Context, node string, reports []CommentReport) error
-		CommentLoad(ctx context.Context, streams []string) (CommentLoad, error)
-	}
-)
-
-// Store has every part.
-var (
-	_ Writer            = Store(nil)
-	_ Reader            = Store(nil)
-	_ HistoryReader     = Store(nil)
-	_ ControlReporter   = Store(nil)
-	_ ControlReader     = Store(nil)
-	_ CommentLoadSharer = Store(nil)
-)
 
 // Horizon returns the newest second sealed at time now with the given delay.
 func Horizon(now time.Time, sealDelay time.Duration) int64 {

@@ -8,28 +8,18 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 
-	"github.com/emojicast/emojicast/admin"
-	"github.com/emojicast/emojicast/clientip"
-	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/comment"
-	"github.com/emojicast/emojicast/edgelog"
 	"github.com/emojicast/emojicast/emoji"
-	"github.com/emojicast/emojicast/load"
-	"github.com/emojicast/emojicast/moderation"
 	"github.com/emojicast/emojicast/pull"
 	"github.com/emojicast/emojicast/push"
-	"github.com/emojicast/emojicast/ratelimit"
 	"github.com/emojicast/emojicast/server"
 	"github.com/emojicast/emojicast/store"
 	"github.com/emojicast/emojicast/token"
-	"github.com/emojicast/emojicast/web"
 )
 
 // role is what a process runs: serve is both push and pull.
@@ -252,206 +242,38 @@ func runRole(r role, args []string) int {
 	return 0
 }
 
-// runNode starts the parts of the role, serves until a signal, and stops
-// them in order.
+// runNode checks the role's configuration, assembles its parts, serves
+// until a signal, and stops them in order.
 func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 	build := readBuildInfo()
 	log.Info("emojicast starting", "role", r.name, "version", build.Version, "commit", build.Commit, "goversion", build.GoVersion)
 	if err := registerBuildInfo(prometheus.DefaultRegisterer, build); err != nil {
 		return err
 	}
-	emojis, err := emoji.Parse(f.emojis)
+	// Every role exposes the push and pull gauges, 0 without such a node,
+	// as docs/operations.md says.
+	push.RegisterGauges(prometheus.DefaultRegisterer)
+	pull.RegisterGauges(prometheus.DefaultRegisterer)
+	cfg, err := newNodeConfig(r, f)
 	if err != nil {
 		return err
 	}
-	if r.push && f.sealDelay <= f.flushInterval {
-		return fmt.Errorf("--seal-delay %v must exceed --flush-interval %v, or taps would arrive after their second is published", f.sealDelay, f.flushInterval)
-	}
-	if r.needsRedis && f.redis == "" {
-		return fmt.Errorf("%s needs --redis (or EMOJICAST_REDIS): push and pull nodes share counts through it", r.name)
-	}
-	if f.minReplicas < 0 || f.minReplicas > 0 && f.redis == "" {
-		return fmt.Errorf("--redis-min-replicas %d needs --redis and must not be negative", f.minReplicas)
-	}
-	signer, err := newSigner(f)
+	n, err := assemble(cfg, log)
 	if err != nil {
 		return err
 	}
-	var jwtKeys *token.JWTVerifier
-	if f.jwtKeys != "" {
-		if jwtKeys, err = token.LoadJWTKeys(f.jwtKeys); err != nil {
-			return fmt.Errorf("invalid --jwt-keys: %w", err)
-		}
-		if f.jwtMaxLifetime <= 0 {
-			return fmt.Errorf("invalid --jwt-max-lifetime %v: want a positive duration", f.jwtMaxLifetime)
-		}
-		jwtKeys.SetRules(token.JWTRules{Audience: f.jwtAudience, Issuer: f.jwtIssuer, MaxLifetime: f.jwtMaxLifetime})
-	}
-	proxies, err := clientip.ParsePrefixes(f.trustedProxies)
-	if err != nil {
-		return fmt.Errorf("invalid --trusted-proxies: %w", err)
-	}
-	origins, err := server.ParseCORSOrigins(f.corsOrigins)
-	if err != nil {
-		return fmt.Errorf("invalid --cors-origins: %w", err)
-	}
-	stores, err := openStores(r, f, log)
-	if err != nil {
-		return err
-	}
-	meter := load.New(load.Options{MaxRPS: f.maxRPS, MaxCPU: f.maxCPU})
-	filter, err := newFilter(f)
-	if err != nil {
-		stores.close()
-		return err
-	}
-	var pu *push.Push
-	var pl *pull.Pull
-	var feed *edgelog.Listener
-	var index fasthttp.RequestHandler
-	adm, rules, err := newAdmin(f, stores.main.Store, emojis, log)
-	if err != nil {
-		stores.close()
-		return err
-	}
-	// One clock for the push handlers and the per-address limits they
-	// share with the fleet: the limiter and its exchange must agree.
-	clk, err := hostClock(log)
-	if err != nil {
-		stores.close()
-		return err
-	}
-	var ipSends *ratelimit.Limiter
-	if r.push {
-		if _, ok := stores.main.Store.(store.LimitSharer); ok {
-			// The per-address limit of sends holds across the push fleet.
-			ipSends = ratelimit.NewShared(f.ipSendRate, f.ipSendBurst, f.maxClientIPs)
-		}
-		if pu, err = newPush(f, stores, emojis, signer, jwtKeys, meter, filter, ipSends, rules, clk, log); err != nil {
-			stores.close()
-			return err
-		}
-	}
-	if r.pull {
-		if f.edgeLogListen != "" && len(proxies) == 0 {
-			stores.close()
-			return errors.New("--edge-log-listen needs --trusted-proxies: the edges whose log lines count")
-		}
-		if f.edgeLogListen != "" {
-			if err := edgelog.Secret(f.edgeLogSecret); err != nil {
-				stores.close()
-				return fmt.Errorf("--edge-log-listen needs --edge-log-secret: %w", err)
-			}
-		}
-		var edges *clientip.Resolver // nil: no edge feed
-		if f.edgeLogListen != "" {
-			edges = clientip.New(proxies)
-		}
-		if pl, err = newPull(f, stores.main.Store, emojis, signer, jwtKeys, meter, edges, rules, log); err != nil {
-			stores.close()
-			return err
-		}
-		if index, err = newViewer(f, adm != nil); err != nil {
-			stores.close()
-			return err
-		}
-		if edges != nil {
-			if feed, err = edgelog.Listen(f.edgeLogListen, edges, f.edgeLogSecret, pl, log); err != nil {
-				stores.close()
-				return fmt.Errorf("cannot listen for the edge log on %s: %w", f.edgeLogListen, err)
-			}
-		}
-	}
-	srv := server.New(server.Options{
-		Addr: f.listen, Push: pu, Pull: pl, Index: index, Admin: adm, Emojis: emojis, Load: meter,
-		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
-		MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHeaderBytes, KeepIdleBuffers: f.keepIdleBuffers,
-		TrustedProxies: proxies, SendRatePerIP: f.ipSendRate, SendBurstPerIP: f.ipSendBurst,
-		WatchRatePerIP: f.ipWatchRate, WatchBurstPerIP: f.ipWatchBurst, MaxClientIPs: f.maxClientIPs, SendLimiter: ipSends,
-		PollRatePerIP: f.ipPollRate, PollBurstPerIP: f.ipPollBurst,
-		CORSOrigins: origins, Clock: clk, Logger: log,
-	})
 	// Signals are caught from before the listener opens: one that comes
 	// while the parts start still shuts down in order.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	if err := srv.Listen(); err != nil {
-		if feed != nil {
-			_ = feed.Close()
-		}
-		stores.close()
-		return fmt.Errorf("cannot listen on %s: %w", f.listen, err)
-	}
-	meter.Start()
-	if rules != nil {
-		rules.Start() // before push serves: a restarted node enforces bans at once
-	}
-	steps := append(startParts(pu, pl, stores), stopStep{"load meter", func(context.Context) { meter.Stop() }})
-	if feed != nil {
-		// Stopped before the pull syncer: it counts into its streams.
-		steps = append([]stopStep{{"edge log feed", func(context.Context) { _ = feed.Close() }}}, steps...)
-		log.Info("edge log feed", "addr", feed.Addr().String())
-	}
-	if rules != nil {
-		steps = append([]stopStep{{"moderation", func(context.Context) { rules.Stop() }}}, steps...)
-	}
-	if filter != nil {
-		steps = append(steps, watchFilter(filter, log))
-	}
-	srv.Serve()
-	log.Info("emojicast serving", "role", r.name, "addr", srv.Addr(), "store", strings.Join(stores.names(), " "), "anonymous_tokens", signer != nil, "jwt", jwtKeys != nil, "admin", adm != nil)
-
-	err = waitForStop(log, sig, srv)
-	shutdown(log, f, srv, steps)
-	return err
-}
-
-// startParts starts push and pull and returns how to stop them, push first
-// so its final flush reaches the stores before they close.
-func startParts(pu *push.Push, pl *pull.Pull, stores *nodeStores) []stopStep {
-	var steps []stopStep
-	if pu != nil {
-		pu.Start()
-		steps = append(steps, stopStep{"push final flush", pu.Stop})
-	}
-	if pl != nil {
-		pl.Start()
-		steps = append(steps, stopStep{"pull syncer", func(context.Context) { pl.Stop() }})
-	}
-	return append(steps, stopStep{"store", func(context.Context) { stores.close() }})
-}
-
-func newPush(f *nodeFlags, stores *nodeStores, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, filter *comment.Filter, ipSends *ratelimit.Limiter, rules *moderation.Rules, clk clock.Clock, log *slog.Logger) (*push.Push, error) {
-	opts := push.Options{
-		Moderation: rules,
-		Targets:    stores.targets(), Emojis: emojis, Signer: signer, JWT: jwtKeys,
-		AddrWeightRate: f.ipWeightRate, AddrWeightBurst: f.ipWeightBurst, MaxAddrs: f.maxClientIPs,
-		GroupCommentRate: f.ipCommentRate, GroupCommentBurst: f.ipCommentBurst,
-		FlushInterval: f.flushInterval, UserRate: f.userRate, UserBurst: f.userBurst,
-		MaxUsers: f.maxUsers, MaxStreams: f.maxStreams, MaxBacklog: f.backlog, Load: meter, Logger: log,
-		CommentBudget: f.commentBudget, CommentUserRate: f.commentRate, CommentUserBurst: f.commentBurst,
-		FilterTimeout: f.filterTimeout, Clock: clk,
-	}
-	if filter != nil {
-		opts.Filter = filter
-	}
-	if ipSends != nil {
-		opts.SharedLimits = []push.SharedLimit{{Name: "ip", Limiter: ipSends}}
-	}
-	return push.New(opts)
-}
-
-// newFilter loads --blocked-words, if given.
-func newFilter(f *nodeFlags) (*comment.Filter, error) {
-	if f.blockedWords == "" {
-		return nil, nil
-	}
-	filter, err := comment.NewFilter(f.blockedWords)
+	steps, err := n.start()
 	if err != nil {
-		return nil, fmt.Errorf("--blocked-words: %w", err)
+		return err
 	}
-	return filter, nil
+	err = waitForStop(log, sig, n.srv)
+	shutdown(log, f, n.srv, steps)
+	return err
 }
 
 // filterPoll is how often the blocked-word file is checked for changes.
@@ -459,86 +281,16 @@ const filterPoll = time.Second
 
 // watchFilter reloads the blocked words when their file changes or on
 // SIGHUP, until the returned step stops it.
-func watchFilter(filter *comment.Filter, log *slog.Logger) stopStep {
+func watchFilter(filter *comment.Filter, log *slog.Logger, reg prometheus.Registerer) stopStep {
 	stop, done := make(chan struct{}), make(chan struct{})
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	go func() { defer close(done); filter.Run(stop, filterPoll, hup, log) }()
+	go func() { defer close(done); filter.Run(stop, filterPoll, hup, log, reg) }()
 	return stopStep{"blocked-words watcher", func(context.Context) {
 		signal.Stop(hup)
 		close(stop)
 		<-done
 	}}
-}
-
-// newViewer returns the web viewer's handler; the page may call the URLs
-// watch hands out, so their origins join its Content-Security-Policy.
-func newViewer(f *nodeFlags, ops bool) (fasthttp.RequestHandler, error) {
-	var origins []string
-	for _, u := range []string{f.publicURL, f.pushURL} {
-		if u != "" {
-			origins = append(origins, u)
-		}
-	}
-	viewer, err := web.New(web.Options{ConnectOrigins: origins, OpsPage: ops})
-	if err != nil {
-		return nil, err
-	}
-	return viewer.Handle, nil
-}
-
-// newAdmin returns the operators' API when --admin-token is set, and the
-// moderation rules push nodes enforce (and pull nodes' watch answers
-// follow) whenever the store keeps them: a node without the flag still
-// follows what other nodes' admins set.
-func newAdmin(f *nodeFlags, st store.Store, emojis *emoji.Set, log *slog.Logger) (fasthttp.RequestHandler, *moderation.Rules, error) {
-	m, ok := st.(store.Moderator)
-	if !ok {
-		return nil, nil, nil
-	}
-	rules, err := moderation.New(moderation.Options{Store: m, Emojis: emojis, Logger: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	if f.adminToken == "" {
-		return nil, rules, nil
-	}
-	tokens, err := admin.ParseTokens(f.adminToken)
-	if err != nil {
-		return nil, nil, fmt.Errorf("invalid --admin-token: %w", err)
-	}
-	a, err := admin.New(admin.Options{Tokens: tokens, Store: m, Emojis: emojis, Logger: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	return a.Handle, rules, nil
-}
-
-func newPull(f *nodeFlags, st pull.Store, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, edges *clientip.Resolver, rules *moderation.Rules, log *slog.Logger) (*pull.Pull, error) {
-	pushURL := f.pushURL
-	if pushURL == "" {
-		pushURL = f.publicURL
-	}
-	return pull.New(pull.Options{
-		Store: st, Emojis: emojis, Signer: signer, JWT: jwtKeys, PullURL: f.publicURL, PushURL: pushURL,
-		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
-		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, QuietMaxNextMS: f.quietMaxNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
-		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, ViewersPerAddress: f.ipViewers, MaxAddresses: f.maxClientIPs, Load: meter, Moderation: rules, Logger: log, EdgeFeed: edges,
-	})
-}
-
-func newSigner(f *nodeFlags) (*token.Signer, error) {
-	if f.tokenSecret == "" {
-		if f.tokenSecretPrev != "" {
-			return nil, errors.New("--token-secret-previous needs --token-secret")
-		}
-		return nil, nil
-	}
-	ttl := f.tokenTTL
-	if ttl <= 0 {
-		ttl = token.DefaultTTL // push nodes only verify tokens; the TTL is the issuer's
-	}
-	return token.NewSigner([]byte(f.tokenSecret), []byte(f.tokenSecretPrev), ttl)
 }
 
 // waitForStop waits for a signal, or for the server to stop serving on its

@@ -1,9 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emojicast/emojicast/push"
 	"github.com/emojicast/emojicast/store"
@@ -23,23 +24,20 @@ type namedStore struct {
 }
 
 // openStores opens the in-memory store, or Redis and the region Redis.
-func openStores(r role, f *nodeFlags, log *slog.Logger) (*nodeStores, error) {
+func openStores(r role, f *nodeFlags, log *slog.Logger, reg prometheus.Registerer) (*nodeStores, error) {
 	if f.redis == "" {
-		if len(f.regionRedis) > 0 {
-			return nil, errors.New("--region-redis needs --redis: regions share counts through Redis")
-		}
 		historyBytes := f.historyMB << 20
 		if f.history <= 0 || historyBytes <= 0 {
 			historyBytes = -1 // the flags' 0 means none; the option's 0 means the default
 		}
 		mem := store.NewMemory(store.MemoryOptions{
 			SealDelay: f.sealDelay, MaxStreams: f.maxStreams, MaxComments: f.commentBudget,
-			History: f.history, HistoryBytes: historyBytes,
+			History: f.history, HistoryBytes: historyBytes, Registerer: reg,
 		})
 		return &nodeStores{main: namedStore{"memory", mem}}, nil
 	}
 	store.LogRedisTo(log)
-	main, err := openRedis(f, f.redis)
+	main, err := openRedis(f, f.redis, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +46,7 @@ func openStores(r role, f *nodeFlags, log *slog.Logger) (*nodeStores, error) {
 		return s, nil
 	}
 	for _, spec := range f.regionRedis {
-		t, err := openRedis(f, spec)
+		t, err := openRedis(f, spec, reg)
 		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("--region-redis: %w", err)
@@ -58,7 +56,7 @@ func openStores(r role, f *nodeFlags, log *slog.Logger) (*nodeStores, error) {
 	return s, nil
 }
 
-func openRedis(f *nodeFlags, spec string) (namedStore, error) {
+func openRedis(f *nodeFlags, spec string, reg prometheus.Registerer) (namedStore, error) {
 	client, err := store.NewRedisClient(spec)
 	if err != nil {
 		return namedStore{}, err
@@ -73,7 +71,7 @@ func openRedis(f *nodeFlags, spec string) (namedStore, error) {
 	}
 	st, err := store.NewRedis(store.RedisOptions{
 		Client: client, SealDelay: f.sealDelay, PointsMaxLen: pointsMaxLen, MaxComments: f.commentBudget,
-		History: history, MinReplicas: f.minReplicas,
+		History: history, MinReplicas: f.minReplicas, Registerer: reg,
 	})
 	if err != nil {
 		_ = client.Close()

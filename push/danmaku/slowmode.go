@@ -1,4 +1,4 @@
-package push
+package danmaku
 
 import (
 	"context"
@@ -22,6 +22,22 @@ import (
 // is counted: during a store outage a user may comment once per node and
 // period, as before slow mode was shared.
 
+// SlowModeWait returns how long user must still wait before commenting on
+// stream, or 0 when the comment may go and the user's turn is taken. This
+// node's record refuses repeats on this node without asking the store;
+// the store decides for the fleet (see the top of this file), and a refusal there
+// is remembered here until that turn is free.
+func (c *Comments) SlowModeWait(stream, user []byte, period time.Duration, now time.Time) time.Duration {
+	if wait := c.slowMode.Allow(stream, user, period, now.UnixNano()); wait > 0 || c.opts.SlowSharer == nil {
+		return wait
+	}
+	wait, ok := c.takeSlowTurn(stream, user, period)
+	if ok && wait > 0 {
+		c.slowMode.Remember(stream, user, now.Add(wait-period).UnixNano())
+	}
+	return wait
+}
+
 // slowModeQueue bounds the comments waiting for the store; past it the
 // node decides alone.
 const slowModeQueue = 4096
@@ -36,24 +52,20 @@ type slowTurn struct {
 }
 
 // slowModeLoop takes the queued turns from the store until Stop.
-func (p *Push) slowModeLoop() {
-	defer close(p.slowDone)
-	if p.slowSharer == nil {
-		return
-	}
+func (c *Comments) slowModeLoop(ctx context.Context) {
 	batch := make([]*slowTurn, 0, maxSlowModeBatch)
 	takes := make([]store.SlowModeTake, 0, maxSlowModeBatch)
 	for {
 		select {
-		case t := <-p.slowTurns:
+		case t := <-c.slowTurns:
 			batch = append(batch[:0], t)
-		case <-p.stop:
+		case <-c.stop:
 			return
 		}
 	drain:
 		for len(batch) < maxSlowModeBatch {
 			select {
-			case t := <-p.slowTurns:
+			case t := <-c.slowTurns:
 				batch = append(batch, t)
 			default:
 				break drain
@@ -63,8 +75,8 @@ func (p *Push) slowModeLoop() {
 		for _, t := range batch {
 			takes = append(takes, t.take)
 		}
-		ctx, cancel := context.WithTimeout(p.life, p.opts.SlowModeTimeout)
-		waits, err := p.slowSharer.TakeSlowMode(ctx, takes)
+		call, cancel := context.WithTimeout(ctx, c.opts.SlowModeTimeout)
+		waits, err := c.opts.SlowSharer.TakeSlowMode(call, takes)
 		cancel()
 		for i, t := range batch {
 			if err != nil {
@@ -75,7 +87,7 @@ func (p *Push) slowModeLoop() {
 			batch[i] = nil
 		}
 		if err != nil {
-			p.slowLog.Warn(p.opts.Logger, "cannot share slow mode with the fleet; each node enforces it alone meanwhile", "err", err)
+			c.slowLog.Warn(c.opts.Logger, "cannot share slow mode with the fleet; each node enforces it alone meanwhile", "err", err)
 		}
 	}
 }
@@ -83,29 +95,29 @@ func (p *Push) slowModeLoop() {
 // takeSlowTurn asks the fleet for a user's turn to comment on a stream in
 // slow mode. It returns how long the user must still wait (0: the turn is
 // taken), or ok false when the store did not answer in time.
-func (p *Push) takeSlowTurn(stream, user []byte, period time.Duration) (wait time.Duration, ok bool) {
+func (c *Comments) takeSlowTurn(stream, user []byte, period time.Duration) (wait time.Duration, ok bool) {
 	t := &slowTurn{
 		take: store.SlowModeTake{Stream: string(stream), User: string(user), Period: period},
 		wait: make(chan time.Duration, 1),
 	}
 	select {
-	case p.slowTurns <- t:
+	case c.slowTurns <- t:
 	default:
-		slowModeFallbacks.WithLabelValues("busy").Inc()
+		c.metrics.slowModeFallbacks.WithLabelValues("busy").Inc()
 		return 0, false
 	}
-	timer := time.NewTimer(p.opts.SlowModeTimeout)
+	timer := time.NewTimer(c.opts.SlowModeTimeout)
 	defer timer.Stop()
 	select {
 	case w := <-t.wait:
 		if w < 0 {
-			slowModeFallbacks.WithLabelValues("error").Inc()
+			c.metrics.slowModeFallbacks.WithLabelValues("error").Inc()
 			return 0, false
 		}
 		return w, true
 	case <-timer.C:
-	case <-p.stop:
+	case <-c.stop:
 	}
-	slowModeFallbacks.WithLabelValues("timeout").Inc()
+	c.metrics.slowModeFallbacks.WithLabelValues("timeout").Inc()
 	return 0, false
 }

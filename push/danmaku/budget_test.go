@@ -1,4 +1,4 @@
-package push
+package danmaku
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 	"github.com/emojicast/emojicast/clock"
 	"github.com/emojicast/emojicast/store"
 )
+
+// t0 is the tests' start: any whole second.
+var t0 = time.Unix(1_763_700_000, 0)
 
 // TestSeatsAddUpToTheBudget: every node computes its own seats from the
 // same live nodes, and the seats add up to the budget, in every second; the

@@ -1,4 +1,4 @@
-package push
+package danmaku
 
 import (
 	"context"
@@ -321,48 +321,49 @@ func (b *budget) len() int {
 // the next second starts.
 const commentLoadInterval = 250 * time.Millisecond
 
-func (p *Push) commentLoadLoop() {
-	defer close(p.loadDone)
+func (c *Comments) commentLoadLoop(ctx context.Context) {
 	tick := time.NewTicker(commentLoadInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-tick.C:
-			p.shareCommentLoad()
-		case <-p.stop:
+			c.shareCommentLoad(ctx)
+		case <-c.stop:
 			return
 		}
 	}
 }
 
 // shareCommentLoad reports the counts of the seconds completed since the
-// last report, and that the node is live, to every target, so that every
+// last report, and that the node is live, to every store, so that every
 // region's store knows the whole push fleet; then it reads the fleet's
-// load from the first target. Other regions are written in the background,
-// so a region that hangs does not hold up the node's own.
-func (p *Push) shareCommentLoad() {
-	reports := p.budget.reports(p.opts.Clock.Now().Unix())
-	for _, t := range p.targets[1:] {
-		if !t.reporting.CompareAndSwap(false, true) {
+// load from the first, the node's own region. Other regions are written
+// in the background, so a region that hangs does not hold up the node's
+// own.
+func (c *Comments) shareCommentLoad(ctx context.Context) {
+	reports := c.budget.reports(c.opts.Clock.Now().Unix())
+	for i, s := range c.opts.Stores[1:] {
+		busy := &c.reporting[i]
+		if !busy.CompareAndSwap(false, true) {
 			continue // the last report to this region is still under way
 		}
 		go func() {
-			defer t.reporting.Store(false)
-			ctx, cancel := context.WithTimeout(p.life, p.opts.FlushTimeout)
+			defer busy.Store(false)
+			call, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 			defer cancel()
-			if err := t.store.ReportComments(ctx, p.nodeID, reports); err != nil {
-				commentLoadErrors.Inc()
+			if err := s.ReportComments(call, c.opts.Node, reports); err != nil {
+				c.metrics.commentLoadErrors.Inc()
 			}
 		}()
 	}
-	ctx, cancel := context.WithTimeout(p.life, p.opts.FlushTimeout)
+	call, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	home := p.targets[0].store
-	if err := home.ReportComments(ctx, p.nodeID, reports); err != nil {
-		commentLoadErrors.Inc()
+	home := c.opts.Stores[0]
+	if err := home.ReportComments(call, c.opts.Node, reports); err != nil {
+		c.metrics.commentLoadErrors.Inc()
 		return
 	}
-	if err := p.budget.refresh(ctx, home); err != nil {
-		commentLoadErrors.Inc()
+	if err := c.budget.refresh(call, home); err != nil {
+		c.metrics.commentLoadErrors.Inc()
 	}
 }
