@@ -1,0 +1,298 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emojicast/emojicast/internal/testutil"
+)
+
+// counts are reactions by second and emoji.
+type counts map[int64]map[string]int64
+
+func (c counts) add(sec int64, emoji string, n int64) {
+	if c[sec] == nil {
+		c[sec] = map[string]int64{}
+	}
+	c[sec][emoji] += n
+}
+
+func (c counts) total() map[string]int64 {
+	out := map[string]int64{}
+	for _, byEmoji := range c {
+		for e, n := range byEmoji {
+			out[e] += n
+		}
+	}
+	return out
+}
+
+// tally records what the push nodes accepted, per stream. A tap whose
+// request started and answered in the same wall-clock second is in that
+// second (the push node read its clock in between); one that straddled a
+// boundary is in one of the two, recorded under the first.
+type tally struct {
+	mu        sync.Mutex
+	definite  map[string]counts
+	straddled map[string]counts
+	accepted  int64
+	refused   int64
+}
+
+func newTally() *tally {
+	return &tally{definite: map[string]counts{}, straddled: map[string]counts{}}
+}
+
+func (ta *tally) record(stream, emoji string, n int64, start, end time.Time) {
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	m := ta.definite
+	if start.Unix() != end.Unix() {
+		m = ta.straddled
+	}
+	if m[stream] == nil {
+		m[stream] = counts{}
+	}
+	m[stream].add(start.Unix(), emoji, n)
+	ta.accepted += n
+}
+
+func (ta *tally) totals(stream string) map[string]int64 {
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	out := ta.definite[stream].total()
+	for e, n := range ta.straddled[stream].total() {
+		out[e] += n
+	}
+	return out
+}
+
+// checkSeconds fails unless seen holds, second by second, what was
+// accepted: the definite taps, plus straddling ones in either second.
+func (ta *tally) checkSeconds(t *testing.T, where, stream string, seen counts) {
+	t.Helper()
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	def, str := ta.definite[stream], ta.straddled[stream]
+	secs := map[int64]bool{}
+	for _, c := range []counts{def, str, seen} {
+		for s := range c {
+			secs[s], secs[s+1] = true, true
+		}
+	}
+	for s := range secs {
+		for _, e := range []string{"like", "love", "fire", "wow"} {
+			low := def[s][e]
+			high := low + str[s][e] + str[s-1][e]
+			if got := seen[s][e]; got < low || got > high {
+				t.Errorf("%s: stream %s second %d %s: viewer saw %d; push nodes accepted %d (up to %d with taps that straddled a second)",
+					where, stream, s, e, got, low, high)
+			}
+		}
+	}
+}
+
+// fleetViewer polls one stream on one pull node like a client, in the
+// background, and keeps what it saw per second.
+type fleetViewer struct {
+	t      *testing.T
+	pull   *proc
+	stream string
+
+	mu      sync.Mutex
+	cursor  int64
+	seen    counts
+	samples []float64 // the sample of every poll answer, in order
+	err     error
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// watchStream opens the stream on the pull node and polls it every 200 ms
+// until the test ends.
+func watchStream(t *testing.T, pull *proc, stream string) *fleetViewer {
+	t.Helper()
+	var w struct {
+		Since int64 `json:"since"`
+	}
+	if code := getJSON(t, pull.url+"/v1/streams/"+stream+"/watch?user=viewer", &w); code != http.StatusOK {
+		t.Fatalf("watch %s on %s: %d", stream, pull.name, code)
+	}
+	v := &fleetViewer{t: t, pull: pull, stream: stream, cursor: w.Since, seen: counts{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go v.loop()
+	t.Cleanup(v.close)
+	return v
+}
+
+func (v *fleetViewer) close() {
+	select {
+	case <-v.stop:
+	default:
+		close(v.stop)
+	}
+	<-v.done
+}
+
+func (v *fleetViewer) loop() {
+	defer close(v.done)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-v.stop:
+			return
+		case <-tick.C:
+		}
+		v.poll()
+	}
+}
+
+func (v *fleetViewer) poll() {
+	v.mu.Lock()
+	cursor := v.cursor
+	v.mu.Unlock()
+	resp, err := fleetClient.Get(fmt.Sprintf("%s/v1/streams/%s/reactions?since=%d", v.pull.url, v.stream, cursor))
+	if err != nil {
+		return // the pull node may be restarting; a client retries
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return
+	}
+	var pb fleetPoll
+	if err := json.NewDecoder(resp.Body).Decode(&pb); err != nil {
+		v.fail(fmt.Errorf("poll body: %w", err))
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.samples = append(v.samples, pb.Sample)
+	for _, b := range pb.Buckets {
+		if b.T <= v.cursor {
+			continue
+		}
+		if v.seen[b.T] != nil {
+			v.err = fmt.Errorf("second %d delivered twice", b.T)
+		}
+		for e, n := range b.C {
+			v.seen.add(b.T, e, n)
+		}
+	}
+	v.cursor = max(v.cursor, pb.Now)
+}
+
+func (v *fleetViewer) fail(err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.err == nil {
+		v.err = err
+	}
+}
+
+// snapshot returns a copy of what the viewer saw and its cursor.
+func (v *fleetViewer) snapshot() (counts, int64, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	c := counts{}
+	for s, byEmoji := range v.seen {
+		for e, n := range byEmoji {
+			c.add(s, e, n)
+		}
+	}
+	return c, v.cursor, v.err
+}
+
+// waitTotals waits until the viewer saw exactly the accepted totals.
+func (v *fleetViewer) waitTotals(ta *tally, timeout time.Duration) counts {
+	v.t.Helper()
+	want := fmt.Sprint(ta.totals(v.stream))
+	deadline := time.Now().Add(timeout)
+	for {
+		seen, _, err := v.snapshot()
+		if err != nil {
+			v.t.Fatalf("viewer of %s on %s: %v", v.stream, v.pull.name, err)
+		}
+		if fmt.Sprint(seen.total()) == want {
+			return seen
+		}
+		if time.Now().After(deadline) {
+			v.t.Fatalf("viewer of %s on %s saw %v in all; push nodes accepted %s", v.stream, v.pull.name, seen.total(), want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkSettled waits until every viewer passed two more seconds and checks
+// that none saw more than was accepted: no count arrives twice, however late.
+func checkSettled(t *testing.T, ta *tally, viewers ...*fleetViewer) {
+	t.Helper()
+	settled := time.Now().Unix() + 2
+	for _, v := range viewers {
+		testutil.Eventually(t, 20*time.Second, "viewer on "+v.pull.name+" passes two more seconds", func() bool {
+			_, cursor, _ := v.snapshot()
+			return cursor >= settled
+		})
+		seen, _, err := v.snapshot()
+		if want := fmt.Sprint(ta.totals(v.stream)); err != nil || fmt.Sprint(seen.total()) != want {
+			t.Fatalf("viewer of %s on %s saw %v in all after settling (%v); push nodes accepted %s", v.stream, v.pull.name, seen.total(), err, want)
+		}
+	}
+}
+
+// lastSample returns the sample of the viewer's last poll answer and how
+// many answers it had.
+func (v *fleetViewer) lastSample() (float64, int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.samples) == 0 {
+		return 0, 0
+	}
+	return v.samples[len(v.samples)-1], len(v.samples)
+}
+
+// sampleTrace returns the samples of every poll answer so far.
+func (v *fleetViewer) sampleTrace() []float64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]float64(nil), v.samples...)
+}
+
+// shown waits until the viewer is past the seconds of every send made so
+// far (plus the seal delay), and returns the count of emoji it was shown
+// in all. Call it once the senders returned: a loaded machine may have
+// kept them sending past their planned end.
+func (v *fleetViewer) shown(t *testing.T, emoji string) int64 {
+	t.Helper()
+	past := time.Now().Unix() + 3
+	testutil.Eventually(t, 30*time.Second, "the viewer on "+v.pull.name+" is past the end", func() bool {
+		_, cursor, _ := v.snapshot()
+		return cursor >= past
+	})
+	seen, _, err := v.snapshot()
+	if err != nil {
+		t.Fatalf("viewer on %s: %v", v.pull.name, err)
+	}
+	return seen.total()[emoji]
+}
+
+// waitSample waits until the viewer was told a sample of at most max.
+func (v *fleetViewer) waitSample(t *testing.T, max float64, timeout time.Duration) {
+	t.Helper()
+	testutil.Eventually(t, timeout, fmt.Sprintf("the stream is sampled at %g or less", max), func() bool {
+		s, n := v.lastSample()
+		return n > 0 && s <= max
+	})
+}
+
+type fleetPoll struct {
+	Now     int64   `json:"now"`
+	Sample  float64 `json:"sample"`
+	Buckets []struct {
+		T int64            `json:"t"`
+		C map[string]int64 `json:"c"`
+	} `json:"buckets"`
+}
