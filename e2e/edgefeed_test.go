@@ -18,17 +18,6 @@ import (
 	"github.com/emojicast/emojicast/pull"
 )
 
-// freeUDPAddr returns a loopback UDP address nobody listens at.
-func freeUDPAddr(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
-}
-
 // TestEdgeFeedCountsTrueAudience has 1,000 viewers (four per client
 // address) poll one stream through
 // the edge, which answers almost all of them from its cache; the edge's log
@@ -37,7 +26,7 @@ func freeUDPAddr(t *testing.T) string {
 func TestEdgeFeedCountsTrueAudience(t *testing.T) {
 	const audience = 1000
 	srv := redistest.Start(t)
-	feed := freeUDPAddr(t)
+	feed := fmt.Sprintf("127.0.0.1:%d", testutil.FreeUDPPort(t))
 	pl := startProc(t, "pull", "pull", "--redis", srv.URL(), "--log-level", "warn",
 		"--edge-log-listen", feed, "--edge-log-secret", edgeLogSecret, "--trusted-proxies", "127.0.0.1",
 		// Viewers come back every 2 s, so the count settles in seconds.
@@ -150,7 +139,7 @@ func TestEdgeFeedCountsTrueAudience(t *testing.T) {
 // viewers 4,006 with --ip-viewers 4.)
 func TestEdgeFeedBoundsOneClient(t *testing.T) {
 	srv := redistest.Start(t)
-	feed := freeUDPAddr(t)
+	feed := fmt.Sprintf("127.0.0.1:%d", testutil.FreeUDPPort(t))
 	pl := startProc(t, "pull", "pull", "--redis", srv.URL(), "--log-level", "warn",
 		"--edge-log-listen", feed, "--edge-log-secret", edgeLogSecret, "--trusted-proxies", "127.0.0.1",
 		"--ip-poll-rate", "1000000", "--ip-poll-burst", "1000000")
