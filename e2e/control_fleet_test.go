@@ -45,12 +45,14 @@ func simulatedViewer(ctx context.Context, client *http.Client, base, stream stri
 	}
 }
 
-// TestViewerEstimateAcrossPullProcesses: 2,000 viewers split over two pull
-// processes sharing a Redis: each process reports about 2,000 viewers.
+// TestViewerEstimateAcrossPullProcesses: 400 viewers split over two pull
+// processes sharing a Redis: each process reports about 400 viewers. (It
+// played 2,000 until issue 26: on a busy machine the test's own goroutines
+// then polled late, which the estimate rightly counted as fewer viewers.)
 func TestViewerEstimateAcrossPullProcesses(t *testing.T) {
-	const total = 2000
+	const total = 400
 	rd := redistest.Start(t)
-	// 2,000 viewers come from one address: lift the per-address limits on
+	// The viewers come from one address: lift the per-address limits on
 	// connections, opening streams, polls and viewers counted, which are
 	// not what is measured.
 	common := []string{"--redis", rd.URL(), "--log-level", "warn", "--quiet-next-ms", "2000", "--quiet-max-next-ms", "2000",
@@ -72,7 +74,7 @@ func TestViewerEstimateAcrossPullProcesses(t *testing.T) {
 		wg.Go(func() {
 			// Arrive over the first two seconds, not all at once.
 			select {
-			case <-time.After(time.Duration(i) * time.Millisecond):
+			case <-time.After(time.Duration(i) * 5 * time.Millisecond):
 			case <-ctx.Done():
 				return
 			}
@@ -85,7 +87,7 @@ func TestViewerEstimateAcrossPullProcesses(t *testing.T) {
 			t.Logf("last estimates: %v", estimates)
 		}
 	}()
-	testutil.Eventually(t, 40*time.Second, "both pull processes estimate 2,000 viewers within 10%", func() bool {
+	testutil.Eventually(t, 40*time.Second, "both pull processes estimate 400 viewers within 10%", func() bool {
 		ok := true
 		for i, p := range pulls {
 			// watch reports the estimate without counting as a poll.

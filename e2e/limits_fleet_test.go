@@ -16,12 +16,11 @@ import (
 // TestLimitsHoldAcrossThePushFleet runs 3 push processes on one Redis and
 // a client that spreads its sends over all three: the per-user limit
 // (10 taps/s, burst 20) and the per-address limit (50 sends/s, burst 100)
-// hold for the fleet within 10%, not three times over. (Before: each
-// process had its own, so the client got 3x both.) Each process keeps a
-// key within a quarter of its limit from the fleet (ratelimit.KeptShare),
-// so the bound is the limit plus 3 quarters; a client sending round-robin
-// over the limit crosses the share on every node at once and gets the
-// limit. The worst spreads are ratelimit.TestSharedLimitersHoldTheBound's.
+// hold for the fleet within the bound docs/api.md states, not three
+// times over. (Before: each process had its own, so the client got 3x
+// both.) Each process keeps a key within a quarter of its limit from the
+// fleet (ratelimit.KeptShare); a client sending round-robin over the limit
+// crosses the share on every node at once and gets about the limit. The worst spreads are ratelimit.TestSharedLimitersHoldTheBound's.
 func TestLimitsHoldAcrossThePushFleet(t *testing.T) {
 	t.Parallel()
 	rd := redistest.Start(t)
@@ -73,10 +72,15 @@ func TestLimitsHoldAcrossThePushFleet(t *testing.T) {
 	addrLimit := int64(50*seconds + 100)
 	t.Logf("one user over 3 push nodes: %d taps accepted in %d s (limit %d, %+.1f%%); one address: %d sends accepted (limit %d, %+.1f%%)",
 		user, seconds, userLimit, 100*(float64(user)/float64(userLimit)-1), addr, addrLimit, 100*(float64(addr)/float64(addrLimit)-1))
-	if float64(user) > 1.1*float64(userLimit) || user < 10*seconds*8/10 {
-		t.Errorf("one user got %d taps accepted in %d s; want the per-user limit %d within +10%%", user, seconds, userLimit)
+	// The stated bound (docs/api.md, fleetBound), with the default
+	// exchange of a quarter second; the floor only shows the limit is not
+	// stricter than stated, with room for a busy machine's slow sends.
+	userBound := fleetBound(3, 10, seconds, 20, 250*time.Millisecond)
+	addrBound := fleetBound(3, 50, seconds, 100, 250*time.Millisecond)
+	if float64(user) > userBound || user < 10*seconds*7/10 {
+		t.Errorf("one user got %d taps accepted in %d s; want the per-user limit %d, at most the fleet bound %.0f", user, seconds, userLimit, userBound)
 	}
-	if float64(addr) > 1.1*float64(addrLimit) || addr < 50*seconds*8/10 {
-		t.Errorf("one address got %d sends accepted in %d s; want the per-address limit %d within +10%%", addr, seconds, addrLimit)
+	if float64(addr) > addrBound || addr < 50*seconds*7/10 {
+		t.Errorf("one address got %d sends accepted in %d s; want the per-address limit %d, at most the fleet bound %.0f", addr, seconds, addrLimit, addrBound)
 	}
 }

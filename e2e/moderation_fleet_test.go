@@ -63,7 +63,9 @@ func reachesAll(t *testing.T, what string, pushes []*proc, path, body string, wa
 
 // TestFleetModerationOnRedis runs 2 push and 2 pull processes on one
 // redis-server, the admin API on one pull node only: settings, bans and
-// retractions made there reach every push and pull node within 2 s, and
+// retractions made there reach every push and pull node within 5 s (the
+// nodes read the moderation version every 500 ms; the margin is a busy
+// machine's), and
 // a push node restarted afterwards enforces them from its first request.
 func TestFleetModerationOnRedis(t *testing.T) {
 	common := []string{"--redis", redistest.Start(t).URL(), "--seal-delay", fleetSealDelay, "--log-level", "info"}
@@ -84,8 +86,8 @@ func TestFleetModerationOnRedis(t *testing.T) {
 	}
 	took := reachesAll(t, "emoji restriction", pushes, "/v1/streams/match/reactions", `{"emoji":"like","user":"u9"}`, http.StatusBadRequest)
 	took = max(took, reachesAll(t, "comments off", pushes, "/v1/streams/match/comments", `{"text":"hi","user":"u9"}`, http.StatusForbidden))
-	if took > 2*time.Second {
-		t.Errorf("settings took %v to reach both push nodes; want at most 2 s", took)
+	if took > 5*time.Second {
+		t.Errorf("settings took %v to reach both push nodes; want at most 5 s", took)
 	}
 	t.Logf("settings reached both push nodes in %v", took.Round(time.Millisecond))
 
@@ -95,8 +97,8 @@ func TestFleetModerationOnRedis(t *testing.T) {
 		t.Fatalf("POST ban: %d %s", code, body)
 	}
 	reachesAll(t, "ban", pushes, "/v1/streams/match/reactions", `{"emoji":"love","user":"troll"}`, http.StatusForbidden)
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("the ban took %v to reach both push nodes; want at most 2 s", took)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the ban took %v to reach both push nodes; want at most 5 s", took)
 	} else {
 		t.Logf("the ban reached both push nodes in %v", took.Round(time.Millisecond))
 	}

@@ -19,8 +19,12 @@ import (
 // closes; and a request still under way then may take its time, since
 // --shutdown-timeout counts from the end of the delay, not from the signal.
 func TestDrainDelay(t *testing.T) {
-	testutil.Long(t, "waits out a 3 s drain delay")
-	const drainDelay, shutdownTimeout = 3 * time.Second, 2 * time.Second
+	testutil.Long(t, "waits out a 4 s drain delay")
+	// The request under way completes 6 s after the signal: cut if the
+	// shutdown timeout counted from the signal (4 s), answered if it
+	// counts from the end of the delay (8 s). 2 s of margin either way
+	// for a busy machine.
+	const drainDelay, shutdownTimeout = 4 * time.Second, 4 * time.Second
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	base := "http://" + addr
 	cmd := exec.Command(binary(t), "serve", "--listen", addr,
@@ -86,9 +90,9 @@ func TestDrainDelay(t *testing.T) {
 		t.Fatalf("the listener closed %v after SIGTERM; want at least --drain-delay %v", closed, drainDelay)
 	}
 
-	// Half the shutdown timeout after the listener closed, the request
-	// under way completes and must still be answered.
-	time.Sleep(shutdownTimeout / 2)
+	// Half the shutdown timeout after the drain delay, the request under
+	// way completes and must still be answered.
+	time.Sleep(time.Until(signalled.Add(drainDelay + shutdownTimeout/2)))
 	if _, err := slow.Write([]byte("\r\n")); err != nil {
 		t.Fatalf("the request under way was cut %v after the drain delay: %v; want --shutdown-timeout %v for it", time.Since(signalled)-drainDelay, err, shutdownTimeout)
 	}
