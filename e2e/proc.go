@@ -31,9 +31,13 @@ var raceBuilt = map[string]bool{
 }
 
 // binary is the emojicast executable for t's processes: race-built for
-// the tests in raceBuilt.
+// the tests in raceBuilt. Under go test -short it skips t: the quick loop
+// is the packages' own tests.
 func binary(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: an end-to-end test")
+	}
 	top, _, _ := strings.Cut(t.Name(), "/")
 	return testutil.Binary(t, "github.com/emojicast/emojicast/cmd/emojicast", raceBuilt[top])
 }
