@@ -72,7 +72,7 @@ func pollCrowd(t *testing.T, base string, streams []string, stop chan struct{}) 
 						b, _ := io.ReadAll(resp.Body)
 						t.Logf("poll %s: %d %s", url, resp.StatusCode, b)
 					}
-					var pb fleetPoll
+					var pb pollAnswer
 					if resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&pb) == nil {
 						good = true
 						cursor = max(cursor, pb.Now)

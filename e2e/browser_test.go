@@ -196,17 +196,12 @@ func TestWebViewerInBrowser(t *testing.T) {
 // burst, at most 12 a second (MAX_PER_EMOJI_SECOND in app.js).
 func singlesDue(t *testing.T, base, stream, emoji string) int {
 	t.Helper()
-	var pb struct {
-		Buckets []struct {
-			C     map[string]int `json:"c"`
-			Burst []string       `json:"burst"`
-		} `json:"buckets"`
-	}
+	var pb pollAnswer
 	getJSON(t, base+"/v1/streams/"+stream+"/reactions?since=0", &pb)
 	n := 0
 	for _, b := range pb.Buckets {
 		if !slices.Contains(b.Burst, emoji) {
-			n += min(b.C[emoji], 12)
+			n += int(min(b.C[emoji], 12))
 		}
 	}
 	return n

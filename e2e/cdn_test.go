@@ -206,7 +206,7 @@ func TestCDNCachesPollsNotViewers(t *testing.T) {
 		}
 		testutil.Eventually(t, 10*time.Second, "all 4 sends counted once each", func() bool {
 			_, b := origin.get(fmt.Sprintf("/v1/streams/%s/reactions?since=%d", stream, since))
-			var pb fleetPoll
+			var pb pollAnswer
 			_ = json.Unmarshal([]byte(b), &pb)
 			love := int64(0)
 			for _, bk := range pb.Buckets {
@@ -268,9 +268,7 @@ func waitBusy(t *testing.T, p *proc, stream string) {
 	t.Helper()
 	testutil.Eventually(t, 20*time.Second, stream+" is busy", func() bool {
 		_, b := p.get("/v1/streams/" + stream + "/reactions")
-		var pb struct {
-			NextMS int64 `json:"next_ms"`
-		}
+		var pb pollAnswer
 		return json.Unmarshal([]byte(b), &pb) == nil && pb.NextMS == 1000
 	})
 }

@@ -71,11 +71,7 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	total := int64(0)
 	testutil.Eventually(t, 10*time.Second, "the 12 taps show up in a poll", func() bool {
-		var pb struct {
-			Buckets []struct {
-				C map[string]int64 `json:"c"`
-			} `json:"buckets"`
-		}
+		var pb pollAnswer
 		getJSON(t, fmt.Sprintf("%s/v1/streams/demo/reactions?since=%d", base, w.Since), &pb)
 		total = 0
 		for _, b := range pb.Buckets {
@@ -107,9 +103,7 @@ func TestServeEndToEnd(t *testing.T) {
 // the process serves and a quiet stream's viewers hear at most the cap.
 func TestServeShortMaxNextMS(t *testing.T) {
 	base := startServe(t, "EMOJICAST_MAX_NEXT_MS=2000", "EMOJICAST_QUIET_NEXT_MS=1000")
-	var pb struct {
-		NextMS int64 `json:"next_ms"`
-	}
+	var pb pollAnswer
 	if code := getJSON(t, base+"/v1/streams/quiet/reactions", &pb); code != http.StatusOK {
 		t.Fatalf("poll: status %d", code)
 	}

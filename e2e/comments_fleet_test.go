@@ -92,16 +92,7 @@ type commentWatcher struct {
 
 func (w *commentWatcher) poll(t *testing.T, pull *proc, stream string) {
 	t.Helper()
-	var pb struct {
-		Now     int64 `json:"now"`
-		Buckets []struct {
-			T int64 `json:"t"`
-			M []struct {
-				U string `json:"u"`
-				X string `json:"x"`
-			} `json:"m"`
-		} `json:"buckets"`
-	}
+	var pb pollAnswer
 	if code := getJSON(t, fmt.Sprintf("%s/v1/streams/%s/reactions?since=%d", pull.url, stream, w.cursor), &pb); code != http.StatusOK {
 		return
 	}

@@ -62,25 +62,7 @@ type readingBucket struct {
 
 type readingComment struct{ U, X, ID string }
 
-// v1Answer is API v1's poll answer, also what the JS client returns.
-type v1Answer struct {
-	Now     int64   `json:"now"`
-	Sample  float64 `json:"sample"`
-	Gap     bool    `json:"gap"`
-	Buckets []struct {
-		T     int64            `json:"t"`
-		C     map[string]int64 `json:"c"`
-		Burst []string         `json:"burst"`
-		M     []struct {
-			U  string `json:"u"`
-			X  string `json:"x"`
-			ID string `json:"id"`
-		} `json:"m"`
-		R []string `json:"r"`
-	} `json:"buckets"`
-}
-
-func (a v1Answer) reading() reading {
+func (a pollAnswer) reading() reading {
 	v := reading{Now: a.Now, Gap: a.Gap, Sample: a.Sample, Buckets: map[int64]readingBucket{}}
 	for _, b := range a.Buckets {
 		vb := readingBucket{C: b.C, Burst: sortedOrNil(b.Burst), R: b.R}
@@ -184,7 +166,7 @@ func (c *conformance) get(path string) []byte {
 func (c *conformance) decoders(stream string, since int64) map[string]reading {
 	c.t.Helper()
 	out := map[string]reading{}
-	var a v1Answer
+	var a pollAnswer
 	if err := json.Unmarshal(c.get(fmt.Sprintf("/v1/streams/%s/reactions?since=%d", stream, since)), &a); err != nil {
 		c.t.Fatal(err)
 	}
@@ -200,7 +182,7 @@ func (c *conformance) decoders(stream string, since int64) map[string]reading {
 	if err != nil {
 		c.t.Fatalf("node conformance.mjs: %v\n%s", err, raw)
 	}
-	var js []v1Answer
+	var js []pollAnswer
 	if err := json.Unmarshal(raw, &js); err != nil || len(js) != 2 {
 		c.t.Fatalf("node conformance.mjs printed %s: %v", raw, err)
 	}
@@ -321,7 +303,7 @@ func (c *conformance) storeTotal(stream string, since int64) map[string]int64 {
 	sent := time.Now().Unix()
 	var newest int64
 	testutil.Eventually(c.t, 10*time.Second, "history sealed", func() bool {
-		var a v1Answer
+		var a pollAnswer
 		_ = json.Unmarshal(c.get("/v1/streams/"+stream+"/reactions"), &a)
 		newest = a.Now
 		sealed, _ := c.history(stream, since+1, newest)
@@ -500,7 +482,7 @@ func TestConformance(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	var a v1Answer
+	var a pollAnswer
 	_ = json.Unmarshal(c.get("/v1/streams/cut/reactions"), &a)
 	c.check("a 40 s cut", "cut", a.Now-40)
 	c.check("the window's edge", "cut", a.Now-60)
@@ -586,7 +568,7 @@ func (c *conformance) sample() map[string]reading {
 		})
 	}
 	testutil.Eventually(c.t, 60*time.Second, "the sampled stream advertises 1/10 or less", func() bool {
-		var a v1Answer
+		var a pollAnswer
 		_ = json.Unmarshal(c.get("/v1/streams/sampled/reactions"), &a)
 		return a.Sample > 0 && a.Sample <= 0.1
 	})

@@ -27,10 +27,7 @@ func simulatedViewer(ctx context.Context, client *http.Client, base, stream stri
 		}
 		next := time.Second
 		if resp, err := client.Get(url); err == nil {
-			var pb struct {
-				Now    int64 `json:"now"`
-				NextMS int64 `json:"next_ms"`
-			}
+			var pb pollAnswer
 			if json.NewDecoder(resp.Body).Decode(&pb) == nil {
 				cursor = max(cursor, pb.Now)
 				next = time.Duration(pb.NextMS) * time.Millisecond
@@ -92,9 +89,7 @@ func TestViewerEstimateAcrossPullProcesses(t *testing.T) {
 		for i, p := range pulls {
 			// watch reports the estimate without counting as a poll.
 			_, body := p.get("/v1/streams/stage/watch?user=checker")
-			var pb struct {
-				Viewers int64 `json:"viewers"`
-			}
+			var pb pollAnswer
 			_ = json.Unmarshal([]byte(body), &pb)
 			estimates[i] = pb.Viewers
 			ok = ok && math.Abs(float64(pb.Viewers-total)) <= 0.1*total

@@ -94,9 +94,7 @@ func TestEdgeCORSPerOrigin(t *testing.T) {
 	var since int64
 	testutil.Eventually(t, 10*time.Second, "a cacheable poll answer", func() bool {
 		r := rawGet(t, e.url+"/v1/streams/cors/reactions")
-		var pb struct {
-			Now int64 `json:"now"`
-		}
+		var pb pollAnswer
 		_ = json.Unmarshal(r.body, &pb)
 		since = pb.Now
 		return r.header.Get("Cache-Control") == "public, max-age=1"
@@ -192,9 +190,7 @@ func cacheablePoll(t *testing.T, e *edge, stream string) string {
 	var since int64
 	testutil.Eventually(t, 10*time.Second, "a cacheable poll answer", func() bool {
 		r := rawGet(t, e.url+"/v1/streams/"+stream+"/reactions")
-		var pb struct {
-			Now int64 `json:"now"`
-		}
+		var pb pollAnswer
 		_ = json.Unmarshal(r.body, &pb)
 		since = pb.Now
 		return r.header.Get("Cache-Control") == "public, max-age=1"

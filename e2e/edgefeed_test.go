@@ -68,10 +68,7 @@ func TestEdgeFeedCountsTrueAudience(t *testing.T) {
 					failed.Add(1)
 					continue
 				}
-				var pb struct {
-					Now    int64 `json:"now"`
-					NextMS int64 `json:"next_ms"`
-				}
+				var pb pollAnswer
 				if resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&pb) == nil {
 					polls.Add(1)
 					cursor = max(cursor, pb.Now)
@@ -97,9 +94,7 @@ func TestEdgeFeedCountsTrueAudience(t *testing.T) {
 	// so it does not count itself.
 	var viewers int64
 	readViewers := func() int64 {
-		var pb struct {
-			Viewers int64 `json:"viewers"`
-		}
+		var pb pollAnswer
 		getJSON(t, pl.url+"/v1/streams/crowd/reactions", &pb)
 		return pb.Viewers
 	}
@@ -170,9 +165,7 @@ func TestEdgeFeedBoundsOneClient(t *testing.T) {
 	}
 	defer func() { close(stop); wg.Wait() }()
 	readViewers := func() int64 {
-		var pb struct {
-			Viewers int64 `json:"viewers"`
-		}
+		var pb pollAnswer
 		getJSON(t, pl.url+"/v1/streams/flood/reactions", &pb)
 		return pb.Viewers
 	}

@@ -168,17 +168,9 @@ func TestFleetModerationOnRedis(t *testing.T) {
 }
 
 // pollBuckets returns the buckets of the last minute of a stream.
-func pollBuckets(t *testing.T, p *proc, stream string) []struct {
-	M []struct{ U, X, ID string } `json:"m"`
-	R []string                    `json:"r"`
-} {
+func pollBuckets(t *testing.T, p *proc, stream string) []pollBucket {
 	t.Helper()
-	var pb struct {
-		Buckets []struct {
-			M []struct{ U, X, ID string } `json:"m"`
-			R []string                    `json:"r"`
-		} `json:"buckets"`
-	}
+	var pb pollAnswer
 	code, body := p.get(fmt.Sprintf("/v1/streams/%s/reactions?since=%d", stream, time.Now().Unix()-60))
 	if code != http.StatusOK {
 		return nil
@@ -220,11 +212,7 @@ func historyIDs(t *testing.T, p *proc, path string) string {
 	if code != http.StatusOK {
 		t.Fatalf("GET %s from %s: %d %s", path, p.name, code, body)
 	}
-	var h struct {
-		Buckets []struct {
-			M []struct{ ID string } `json:"m"`
-		} `json:"buckets"`
-	}
+	var h pollAnswer
 	if err := json.Unmarshal([]byte(body), &h); err != nil {
 		t.Fatalf("history from %s: %v", p.name, err)
 	}

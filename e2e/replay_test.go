@@ -44,10 +44,7 @@ func TestReplayAfterTheWindowOnRedisCluster(t *testing.T) {
 	poll := fmt.Sprintf("/v1/streams/%s/reactions?since=%d", stream, first-1)
 	testutil.Eventually(t, 150*time.Second, "the ring's window to pass the taps and the range to seal", func() bool {
 		_, b := pulls[1].get(poll)
-		var pb struct {
-			Now int64 `json:"now"`
-			Gap bool  `json:"gap"`
-		}
+		var pb pollAnswer
 		_ = json.Unmarshal([]byte(b), &pb)
 		return pb.Gap && pb.Now > to
 	})

@@ -81,7 +81,7 @@ func (s *soak) check(through int64) soakReport {
 	}
 	for _, stream := range s.streams {
 		row := soakRow{stream: stream}
-		var viewers []*soakViewer
+		var viewers []*recorder
 		for _, v := range s.viewers {
 			if v.stream.ID == stream {
 				viewers = append(viewers, v)
@@ -211,7 +211,7 @@ func (s *soak) acceptRate(kill pushKill) float64 {
 
 // checkViewer matches one viewer's seconds against the ledger, cell by
 // cell. l.mu and v.mu are held.
-func (s *soak) checkViewer(v *soakViewer, through int64, windows []map[soakCell]map[int64]int64) viewerTally {
+func (s *soak) checkViewer(v *recorder, through int64, windows []map[soakCell]map[int64]int64) viewerTally {
 	l := s.ledger
 	vt := viewerTally{killLost: make([]int64, len(windows))}
 	// checkCell takes what it explains out of the windows: this viewer's copy.
@@ -244,7 +244,7 @@ func (s *soak) checkViewer(v *soakViewer, through int64, windows []map[soakCell]
 // soakUnit is a number of taps in a second.
 type soakUnit struct{ sec, n int64 }
 
-func (s *soak) checkCell(v *soakViewer, c soakCell, through int64, windows []map[soakCell]map[int64]int64, vt *viewerTally) {
+func (s *soak) checkCell(v *recorder, c soakCell, through int64, windows []map[soakCell]map[int64]int64, vt *viewerTally) {
 	l := s.ledger
 	var deficits, surplus []soakUnit
 	for sec := v.stream.Since + 1; sec <= through; sec++ {
@@ -337,7 +337,7 @@ func (vt *viewerTally) failed(c soakCell, sec int64) {
 // trace shows, second by second around a failure, what was accepted, what
 // the viewer was shown, and what Redis holds in the second's count key
 // and in its history: where the taps went. v.mu and l.mu are held.
-func (s *soak) trace(v *soakViewer, c soakCell, at int64) string {
+func (s *soak) trace(v *recorder, c soakCell, at int64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "trace of %s %s around second %d, as viewer %s saw it, the seconds where something moved (second: accepted 202 / unsure / shown / Redis count key / Redis history):",
 		c.stream, c.emoji, at, v.name)
@@ -363,7 +363,7 @@ func (s *soak) trace(v *soakViewer, c soakCell, at int64) string {
 // disagreements counts the seconds two viewers of a stream were both
 // shown, neither told gap, with different counts: every pull node must
 // publish a second the same.
-func disagreements(viewers []*soakViewer, through int64) int {
+func disagreements(viewers []*recorder, through int64) int {
 	bad := map[int64]bool{}
 	for i, a := range viewers {
 		for _, b := range viewers[i+1:] {

@@ -106,7 +106,7 @@ type soak struct {
 	pulls   []*soakNode
 	links   map[string]*weakLink
 	ledger  *soakLedger
-	viewers []*soakViewer
+	viewers []*recorder
 
 	stopViewers, stopSends context.CancelFunc
 	bg, sends              sync.WaitGroup
@@ -221,7 +221,11 @@ func (s *soak) setUp() {
 		} {
 			// Viewers straight at a pull node ask for API v1's body; the
 			// ones behind a link, for the compact one.
-			v := newSoakViewer(t, ctx, at.name, at.url, stream, !strings.Contains(at.name, ">"))
+			opts := client.Options{Server: at.url, User: fmt.Sprintf("viewer-%s-%s", strings.ReplaceAll(at.name, ">", "."), stream), RequestTimeout: 5 * time.Second}
+			if !strings.Contains(at.name, ">") {
+				opts.Body = client.BodyV1
+			}
+			v := newRecorder(t, ctx, at.name, stream, opts)
 			s.viewers = append(s.viewers, v)
 			s.bg.Go(func() { v.run(ctx) })
 		}
@@ -636,84 +640,6 @@ func (l *soakLedger) newest() int64 {
 		}
 	}
 	return newest
-}
-
-// soakViewer is a viewer built on client/: what its poll loop delivered,
-// second by second, and where it was told gap.
-type soakViewer struct {
-	name   string
-	stream *client.Stream
-
-	mu         sync.Mutex
-	cursor     int64
-	seen       map[int64]map[string]int64
-	gaps       [][2]int64 // (from, to]: seconds the server said were lost
-	dupSeconds []int64
-	gaveUp     error
-}
-
-func newSoakViewer(t *testing.T, ctx context.Context, name, url, stream string, v1 bool) *soakViewer {
-	t.Helper()
-	opts := client.Options{Server: url, User: fmt.Sprintf("viewer-%s-%s", strings.ReplaceAll(name, ">", "."), stream), RequestTimeout: 5 * time.Second}
-	if v1 {
-		opts.Body = client.BodyV1
-	}
-	c, err := client.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := &soakViewer{name: name, seen: map[int64]map[string]int64{}}
-	if v.stream, err = c.Watch(ctx, stream); err != nil {
-		t.Fatal(err)
-	}
-	v.cursor = v.stream.Since
-	return v
-}
-
-func (v *soakViewer) run(ctx context.Context) {
-	err := v.stream.Run(ctx, func(u client.Update) {
-		v.mu.Lock()
-		defer v.mu.Unlock()
-		if u.Gap {
-			to := u.Now
-			if len(u.Buckets) > 0 {
-				to = u.Buckets[0].T - 1
-			}
-			if to > v.cursor {
-				v.gaps = append(v.gaps, [2]int64{v.cursor, to})
-			}
-		}
-		for _, b := range u.Buckets {
-			if v.seen[b.T] != nil {
-				v.dupSeconds = append(v.dupSeconds, b.T)
-			}
-			v.seen[b.T] = map[string]int64{}
-			for e, n := range b.Counts {
-				v.seen[b.T][e] += n
-			}
-		}
-		v.cursor = max(v.cursor, u.Now)
-	})
-	if ctx.Err() == nil {
-		v.mu.Lock()
-		v.gaveUp = err
-		v.mu.Unlock()
-	}
-}
-
-func (v *soakViewer) at() int64 {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.cursor
-}
-
-func (v *soakViewer) inGap(sec int64) bool {
-	for _, g := range v.gaps {
-		if sec > g[0] && sec <= g[1] {
-			return true
-		}
-	}
-	return false
 }
 
 // storeHistory returns what Redis's history holds for a stream's second,

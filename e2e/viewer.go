@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emojicast/emojicast/client"
 	"github.com/emojicast/emojicast/internal/testutil"
 )
 
@@ -163,7 +165,7 @@ func (v *fleetViewer) poll() {
 	if resp.StatusCode != http.StatusOK {
 		return
 	}
-	var pb fleetPoll
+	var pb pollAnswer
 	if err := json.NewDecoder(resp.Body).Decode(&pb); err != nil {
 		v.fail(fmt.Errorf("poll body: %w", err))
 		return
@@ -288,11 +290,120 @@ func (v *fleetViewer) waitSample(t *testing.T, max float64, timeout time.Duratio
 	})
 }
 
-type fleetPoll struct {
-	Now     int64   `json:"now"`
-	Sample  float64 `json:"sample"`
-	Buckets []struct {
-		T int64            `json:"t"`
-		C map[string]int64 `json:"c"`
-	} `json:"buckets"`
+// pollAnswer is a poll or history answer in API v1's JSON body
+// (docs/api.md), with every field the tests read; the JavaScript client
+// returns the same shape.
+type pollAnswer struct {
+	Now     int64        `json:"now"`
+	NextMS  int64        `json:"next_ms"`
+	Sample  float64      `json:"sample"`
+	Viewers int64        `json:"viewers"`
+	Gap     bool         `json:"gap"`
+	Buckets []pollBucket `json:"buckets"`
+}
+
+// pollBucket is one second of a pollAnswer.
+type pollBucket struct {
+	T     int64            `json:"t"`
+	C     map[string]int64 `json:"c"`
+	Burst []string         `json:"burst"`
+	M     []pollComment    `json:"m"`
+	R     []string         `json:"r"`
+}
+
+// pollComment is one comment of a pollBucket.
+type pollComment struct {
+	U  string `json:"u"`
+	X  string `json:"x"`
+	ID string `json:"id"`
+}
+
+// recorder follows one stream with the Go client, as an app does (the
+// cursor protocol, the body it asks for, retries and backoff), and keeps
+// what it saw: counts by second, the seconds the server said were lost
+// (gaps), seconds delivered twice, the polls it retried, and why the
+// client gave up, if it did.
+type recorder struct {
+	name   string
+	stream *client.Stream
+
+	mu         sync.Mutex
+	cursor     int64
+	seen       counts
+	gaps       [][2]int64 // (from, to]: seconds the server said were lost
+	dupSeconds []int64
+	retries    []time.Time // when the client waited after a failed poll
+	gaveUp     error
+}
+
+// newRecorder watches stream with a client made of opts, whose OnRetry it
+// sets.
+func newRecorder(t testing.TB, ctx context.Context, name, stream string, opts client.Options) *recorder {
+	t.Helper()
+	r := &recorder{name: name, seen: counts{}}
+	opts.OnRetry = func(op string, _ int, _ time.Duration, _ error) {
+		if op == "poll" {
+			r.mu.Lock()
+			r.retries = append(r.retries, time.Now())
+			r.mu.Unlock()
+		}
+	}
+	c, err := client.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.stream, err = c.Watch(ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	r.cursor = r.stream.Since
+	return r
+}
+
+// run polls until ctx ends.
+func (r *recorder) run(ctx context.Context) {
+	err := r.stream.Run(ctx, func(u client.Update) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if u.Gap {
+			to := u.Now
+			if len(u.Buckets) > 0 {
+				to = u.Buckets[0].T - 1
+			}
+			if to > r.cursor {
+				r.gaps = append(r.gaps, [2]int64{r.cursor, to})
+			}
+		}
+		for _, b := range u.Buckets {
+			if r.seen[b.T] != nil {
+				r.dupSeconds = append(r.dupSeconds, b.T)
+			}
+			r.seen[b.T] = map[string]int64{}
+			for e, n := range b.Counts {
+				r.seen[b.T][e] += n
+			}
+		}
+		r.cursor = max(r.cursor, u.Now)
+	})
+	if ctx.Err() == nil {
+		r.mu.Lock()
+		r.gaveUp = err
+		r.mu.Unlock()
+	}
+}
+
+// at is the newest second the recorder has heard of.
+func (r *recorder) at() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cursor
+}
+
+// inGap reports whether the server said sec was lost. The caller holds mu.
+func (r *recorder) inGap(sec int64) bool {
+	for _, g := range r.gaps {
+		if sec > g[0] && sec <= g[1] {
+			return true
+		}
+	}
+	return false
 }

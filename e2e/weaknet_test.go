@@ -21,71 +21,16 @@ import (
 // delivered once and only once, without a retry storm when the network
 // returns.
 
-// weakViewer is a viewer built on client/ behind a weak link: what its
-// poll loop delivered, second by second.
+// weakViewer is a recorder behind a weak link.
 type weakViewer struct {
-	link   *weakLink
-	stream *client.Stream
-
-	mu      sync.Mutex
-	seen    counts
-	cursor  int64
-	errs    []string
-	retries []time.Time // when the client waited after a failed poll
+	*recorder
+	link *weakLink
 }
 
 func newWeakViewer(t *testing.T, ctx context.Context, l *weakLink, stream string, i int) *weakViewer {
 	t.Helper()
-	v := &weakViewer{link: l, seen: counts{}}
-	c, err := client.New(client.Options{
-		Server: l.url,
-		User:   fmt.Sprintf("%s-%d", l.name, i),
-		OnRetry: func(op string, _ int, _ time.Duration, _ error) {
-			v.mu.Lock()
-			defer v.mu.Unlock()
-			if op == "poll" {
-				v.retries = append(v.retries, time.Now())
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v.stream, err = c.Watch(ctx, stream); err != nil {
-		t.Fatal(err)
-	}
-	v.cursor = v.stream.Since
-	return v
-}
-
-func (v *weakViewer) run(ctx context.Context) {
-	err := v.stream.Run(ctx, func(u client.Update) {
-		v.mu.Lock()
-		defer v.mu.Unlock()
-		if u.Gap {
-			v.errs = append(v.errs, fmt.Sprintf("a gap at now %d: seconds were lost", u.Now))
-		}
-		for _, b := range u.Buckets {
-			if v.seen[b.T] != nil {
-				v.errs = append(v.errs, fmt.Sprintf("second %d delivered twice", b.T))
-			}
-			for e, n := range b.Counts {
-				v.seen.add(b.T, e, n)
-			}
-		}
-		v.cursor = max(v.cursor, u.Now)
-	})
-	if ctx.Err() == nil {
-		v.mu.Lock()
-		v.errs = append(v.errs, fmt.Sprintf("the poll loop gave up: %v", err))
-		v.mu.Unlock()
-	}
-}
-
-func (v *weakViewer) at() int64 {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.cursor
+	user := fmt.Sprintf("%s-%d", l.name, i)
+	return &weakViewer{recorder: newRecorder(t, ctx, user, stream, client.Options{Server: l.url, User: user}), link: l}
 }
 
 // check compares what the viewer delivered with the reference, second by
@@ -94,8 +39,14 @@ func (v *weakViewer) check(t *testing.T, ref counts, through int64) {
 	t.Helper()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	for _, e := range v.errs {
-		t.Errorf("viewer %s on %s: %s", v.stream.User, v.link.name, e)
+	for _, g := range v.gaps {
+		t.Errorf("viewer %s on %s: a gap (%d, %d]: seconds were lost", v.stream.User, v.link.name, g[0], g[1])
+	}
+	for _, s := range v.dupSeconds {
+		t.Errorf("viewer %s on %s: second %d delivered twice", v.stream.User, v.link.name, s)
+	}
+	if v.gaveUp != nil {
+		t.Errorf("viewer %s on %s: the poll loop gave up: %v", v.stream.User, v.link.name, v.gaveUp)
 	}
 	for s := v.stream.Since + 1; s <= through; s++ {
 		if got, want := fmt.Sprint(v.seen[s]), fmt.Sprint(ref[s]); got != want {
