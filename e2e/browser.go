@@ -14,35 +14,14 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-	"github.com/emojicast/emojicast/internal/testutil"
+	"github.com/emojicast/emojicast/internal/browsertest"
 )
-
-// chromiumPath finds the browser that scripts/install-test-deps.sh installs.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	return testutil.NeedsProgram(t, "chromium", "chromium-browser", "google-chrome")
-}
 
 // browser starts a headless Chromium for the test and returns a context
 // for its first tab.
 func browser(t *testing.T, ctx context.Context) context.Context {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath(t)),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1000, 800),
-	)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	tab, cancelTab := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancelTab(); cancelAlloc() })
-	if err := chromedp.Do(tab); err != nil {
-		t.Fatalf("cannot start chromium: %v", err)
-	}
-	return tab
+	return browsertest.Start(t, ctx, 1000, 800)
 }
 
 func newPage(t *testing.T, ctx context.Context, name string) *page {
