@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -94,19 +93,6 @@ func newWireCountTLS(certs *x509.CertPool, h2 bool) *wireCount {
 		},
 	}
 	return w
-}
-
-// busyTaps taps every emoji of the default set each second, some past the
-// burst threshold, from many users, until ctx is done.
-func busyTaps(ctx context.Context, base, stream string) {
-	emojis := []string{"like", "love", "haha", "wow", "sad", "angry", "clap", "fire"}
-	for i := 0; ctx.Err() == nil; i++ {
-		body := fmt.Sprintf(`{"emoji":%q,"count":%d,"user":"fan-%d"}`, emojis[i%len(emojis)], 1+(i*7)%20, i%64)
-		if resp, err := fleetClient.Post(base+"/v1/streams/"+stream+"/reactions", "application/json", strings.NewReader(body)); err == nil {
-			resp.Body.Close()
-		}
-		_ = sleep(ctx, 25*time.Millisecond)
-	}
 }
 
 // TestBandwidthPerViewer measures what one viewer of a busy stream costs

@@ -383,15 +383,7 @@ func TestCDNOriginFlatWith10xViewers(t *testing.T) {
 	// Taps keep the stream busy (next_ms 1000) and its answers changing.
 	ctx, cancel := context.WithCancel(context.Background())
 	var sender sync.WaitGroup
-	sender.Go(func() {
-		for i := 0; ctx.Err() == nil; i++ {
-			body := fmt.Sprintf(`{"emoji":%q,"count":2,"user":"tapper-%d"}`, fleetEmojis[i%len(fleetEmojis)], i%20)
-			if resp, err := fleetClient.Post(origin.url+"/v1/streams/"+stream+"/reactions", "application/json", strings.NewReader(body)); err == nil {
-				resp.Body.Close()
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
+	sender.Go(func() { tapSteadily(ctx, nil, origin, stream) })
 	defer func() { cancel(); sender.Wait() }()
 	waitBusy(t, origin, stream)
 

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"reflect"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,20 +14,6 @@ import (
 
 	"github.com/emojicast/emojicast/internal/testutil"
 )
-
-// postTaps sends count taps of emoji as user and fails unless accepted.
-func postTaps(t *testing.T, base, stream, user, emoji string, count int) {
-	t.Helper()
-	body := fmt.Sprintf(`{"emoji":%q,"count":%d,"user":%q}`, emoji, count, user)
-	resp, err := fleetClient.Post(base+"/v1/streams/"+stream+"/reactions", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("send %s: status %d", body, resp.StatusCode)
-	}
-}
 
 // seenOnStage records, from the page's start, every emoji that floated
 // and every comment that flew, so the test sees them whenever it looks.

@@ -81,16 +81,6 @@ func (ws *weakSender) run(ctx context.Context, t *testing.T, l *weakLink, stream
 	}
 }
 
-// sleep waits d, or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-time.After(d):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // pollRate samples how many polls an origin answered, every 250 ms.
 type pollRate struct {
 	mu      sync.Mutex
@@ -265,20 +255,6 @@ func TestWeakNetworks(t *testing.T) {
 	logRetries(t, viewers, blackoutStart, blackoutEnd)
 	if peak > 1.5*steady {
 		t.Errorf("a retry storm: %.0f polls in one second after the network returned; the crowd's steady rate is %.0f/s", peak, steady)
-	}
-}
-
-// tapSteadily sends taps straight to an origin, ten sends a second, until
-// ctx is done, and records the accepted ones in ta.
-func tapSteadily(ctx context.Context, ta *tally, p *proc, stream string) {
-	for i := 0; ctx.Err() == nil; i++ {
-		// Clear of second boundaries, so each tap has a definite second.
-		if frac := time.Now().Nanosecond(); frac < 50e6 || frac > 850e6 {
-			_ = sleep(ctx, 20*time.Millisecond)
-			continue
-		}
-		sendOne(fleetClient, ta, p, stream, fleetEmojis[i%len(fleetEmojis)], int64(1+i%5), fmt.Sprintf("tapper-%d", i%30))
-		_ = sleep(ctx, 100*time.Millisecond)
 	}
 }
 
