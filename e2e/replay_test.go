@@ -63,13 +63,7 @@ func TestReplayAfterTheWindowOnRedisCluster(t *testing.T) {
 			answers[0].header.Get("ETag"), answers[1].header.Get("ETag"))
 	}
 	_, plain := pulls[0].get(q)
-	var h struct {
-		From, To int64
-		Buckets  []struct {
-			T int64            `json:"t"`
-			C map[string]int64 `json:"c"`
-		}
-	}
+	var h pollAnswer
 	if err := json.Unmarshal([]byte(plain), &h); err != nil || h.From != from || h.To != to {
 		t.Fatalf("history body %s (%v); want from %d to %d", plain, err, from, to)
 	}

@@ -292,8 +292,10 @@ func (v *fleetViewer) waitSample(t *testing.T, max float64, timeout time.Duratio
 
 // pollAnswer is a poll or history answer in API v1's JSON body
 // (docs/api.md), with every field the tests read; the JavaScript client
-// returns the same shape.
+// returns the same shape. From and To are history's.
 type pollAnswer struct {
+	From    int64        `json:"from"`
+	To      int64        `json:"to"`
 	Now     int64        `json:"now"`
 	NextMS  int64        `json:"next_ms"`
 	Sample  float64      `json:"sample"`
