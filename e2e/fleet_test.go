@@ -214,9 +214,7 @@ func TestPullStartedLateRefillsFromRedis(t *testing.T) {
 		oldest = min(oldest, s-1)
 	}
 	v.mu.Unlock()
-	back := &fleetViewer{t: t, pull: late, stream: "refill", cursor: oldest, seen: counts{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go back.loop()
-	t.Cleanup(back.close)
+	back := watchStreamFrom(t, late, "refill", oldest)
 	refilled := back.waitTotals(ta, 20*time.Second)
 	ta.checkSeconds(t, late.name, "refill", refilled)
 }

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -98,104 +96,48 @@ func (ta *tally) checkSeconds(t *testing.T, where, stream string, seen counts) {
 	}
 }
 
-// fleetViewer polls one stream on one pull node like a client, in the
-// background, and keeps what it saw per second.
+// fleetViewer is a recorder of one stream on one process (a pull node,
+// a serve or the edge) that a test opens with watchStream and that stops
+// when the test ends.
 type fleetViewer struct {
+	*recorder
 	t      *testing.T
 	pull   *proc
-	stream string
+	stream string // the stream's id
 
-	mu      sync.Mutex
-	cursor  int64
-	seen    counts
-	samples []float64 // the sample of every poll answer, in order
-	err     error
-	stop    chan struct{}
-	done    chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
-// watchStream opens the stream on the pull node and polls it every 200 ms
-// until the test ends.
+// watchStream opens the stream on the process with the Go client and
+// follows it, in the compact body, until the test ends.
 func watchStream(t *testing.T, pull *proc, stream string) *fleetViewer {
 	t.Helper()
-	var w struct {
-		Since int64 `json:"since"`
+	return watchStreamFrom(t, pull, stream, -1)
+}
+
+// watchStreamFrom is watchStream from the cursor since, or from the one
+// watch gives if since is negative.
+func watchStreamFrom(t *testing.T, pull *proc, stream string, since int64) *fleetViewer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := newRecorder(t, ctx, pull.name, stream, client.Options{Server: pull.url, User: "viewer", RequestTimeout: 5 * time.Second})
+	if since >= 0 {
+		r.stream.Since, r.cursor = since, since
 	}
-	if code := getJSON(t, pull.url+"/v1/streams/"+stream+"/watch?user=viewer", &w); code != http.StatusOK {
-		t.Fatalf("watch %s on %s: %d", stream, pull.name, code)
-	}
-	v := &fleetViewer{t: t, pull: pull, stream: stream, cursor: w.Since, seen: counts{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go v.loop()
+	v := &fleetViewer{recorder: r, t: t, pull: pull, stream: stream, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(v.done); r.run(ctx) }()
 	t.Cleanup(v.close)
 	return v
 }
 
 func (v *fleetViewer) close() {
-	select {
-	case <-v.stop:
-	default:
-		close(v.stop)
-	}
+	v.cancel()
 	<-v.done
 }
 
-func (v *fleetViewer) loop() {
-	defer close(v.done)
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-v.stop:
-			return
-		case <-tick.C:
-		}
-		v.poll()
-	}
-}
-
-func (v *fleetViewer) poll() {
-	v.mu.Lock()
-	cursor := v.cursor
-	v.mu.Unlock()
-	resp, err := fleetClient.Get(fmt.Sprintf("%s/v1/streams/%s/reactions?since=%d", v.pull.url, v.stream, cursor))
-	if err != nil {
-		return // the pull node may be restarting; a client retries
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return
-	}
-	var pb pollAnswer
-	if err := json.NewDecoder(resp.Body).Decode(&pb); err != nil {
-		v.fail(fmt.Errorf("poll body: %w", err))
-		return
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.samples = append(v.samples, pb.Sample)
-	for _, b := range pb.Buckets {
-		if b.T <= v.cursor {
-			continue
-		}
-		if v.seen[b.T] != nil {
-			v.err = fmt.Errorf("second %d delivered twice", b.T)
-		}
-		for e, n := range b.C {
-			v.seen.add(b.T, e, n)
-		}
-	}
-	v.cursor = max(v.cursor, pb.Now)
-}
-
-func (v *fleetViewer) fail(err error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.err == nil {
-		v.err = err
-	}
-}
-
-// snapshot returns a copy of what the viewer saw and its cursor.
+// snapshot returns a copy of what the viewer saw, its cursor, and an
+// error if a second came twice or the client gave up.
 func (v *fleetViewer) snapshot() (counts, int64, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -205,7 +147,14 @@ func (v *fleetViewer) snapshot() (counts, int64, error) {
 			c.add(s, e, n)
 		}
 	}
-	return c, v.cursor, v.err
+	var err error
+	switch {
+	case len(v.dupSeconds) > 0:
+		err = fmt.Errorf("second %d delivered twice", v.dupSeconds[0])
+	case v.gaveUp != nil:
+		err = fmt.Errorf("the client gave up: %w", v.gaveUp)
+	}
+	return c, v.cursor, err
 }
 
 // waitTotals waits until the viewer saw exactly the accepted totals.
@@ -335,6 +284,7 @@ type recorder struct {
 	gaps       [][2]int64 // (from, to]: seconds the server said were lost
 	dupSeconds []int64
 	retries    []time.Time // when the client waited after a failed poll
+	samples    []float64   // the sample of every answer, in order
 	gaveUp     error
 }
 
@@ -366,6 +316,7 @@ func (r *recorder) run(ctx context.Context) {
 	err := r.stream.Run(ctx, func(u client.Update) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		r.samples = append(r.samples, u.Sample)
 		if u.Gap {
 			to := u.Now
 			if len(u.Buckets) > 0 {
