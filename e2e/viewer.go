@@ -272,8 +272,8 @@ type pollComment struct {
 // recorder follows one stream with the Go client, as an app does (the
 // cursor protocol, the body it asks for, retries and backoff), and keeps
 // what it saw: counts by second, the seconds the server said were lost
-// (gaps), seconds delivered twice, the polls it retried, and why the
-// client gave up, if it did.
+// (gaps), seconds delivered twice, comments by second, the sample of each
+// answer, the polls it retried, and why the client gave up, if it did.
 type recorder struct {
 	name   string
 	stream *client.Stream
@@ -285,6 +285,7 @@ type recorder struct {
 	dupSeconds []int64
 	retries    []time.Time // when the client waited after a failed poll
 	samples    []float64   // the sample of every answer, in order
+	comments   map[int64][]client.Comment
 	gaveUp     error
 }
 
@@ -292,7 +293,7 @@ type recorder struct {
 // sets.
 func newRecorder(t testing.TB, ctx context.Context, name, stream string, opts client.Options) *recorder {
 	t.Helper()
-	r := &recorder{name: name, seen: counts{}}
+	r := &recorder{name: name, seen: counts{}, comments: map[int64][]client.Comment{}}
 	opts.OnRetry = func(op string, _ int, _ time.Duration, _ error) {
 		if op == "poll" {
 			r.mu.Lock()
@@ -334,6 +335,7 @@ func (r *recorder) run(ctx context.Context) {
 			for e, n := range b.Counts {
 				r.seen[b.T][e] += n
 			}
+			r.comments[b.T] = append(r.comments[b.T], b.Comments...)
 		}
 		r.cursor = max(r.cursor, u.Now)
 	})
