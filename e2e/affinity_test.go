@@ -110,6 +110,7 @@ func pollCrowd(t *testing.T, base string, streams []string, stop chan struct{}) 
 // cost (benchmarks/README.md, "Stream affinity at the edge"); the test
 // asserts the property, not the rate, which a busy machine moves.
 func TestEdgeAffinityStoreCost(t *testing.T) {
+	t.Parallel()
 	streams := make([]string, 200)
 	for i := range streams {
 		streams[i] = fmt.Sprintf("aff-%03d", i)
@@ -172,6 +173,7 @@ func TestEdgeAffinityStoreCost(t *testing.T) {
 // moves the dead node's streams to the others, which refill them from
 // Redis, and every viewer sees every accepted count in its second, once.
 func TestEdgeFailoverLosesNoSecond(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	common := []string{"--redis", srv.URL(), "--seal-delay", fleetSealDelay, "--log-level", "warn"}
 	push := startProc(t, "push", append(append([]string{"push"}, loadSender...), common...)...)
@@ -247,6 +249,7 @@ func TestEdgeFailoverLosesNoSecond(t *testing.T) {
 // both, and when a stream's push node is killed its sends still succeed:
 // the edge passes them to the other node.
 func TestEdgePushAffinity(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	var pushes []*proc
 	var addrs []string

@@ -99,6 +99,7 @@ func newWireCountTLS(certs *x509.CertPool, h2 bool) *wireCount {
 // on the wire, headers included, polling the origin and through the edge,
 // and keeps it within budget.
 func TestBandwidthPerViewer(t *testing.T) {
+	t.Parallel()
 	origin := startProc(t, "serve", "serve", "--log-level", "warn")
 	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
 	const stream = "busy"
@@ -155,6 +156,7 @@ func TestBandwidthPerViewer(t *testing.T) {
 // answers keep v1's next_ms (--compact-min-next-ms 1000) behind its own
 // edge shows what the compact body costs without the longer interval.
 func TestBytesPerViewerMinute(t *testing.T) {
+	t.Parallel()
 	testutil.Long(t, "20 s of four viewers on a busy stream")
 	nginxPath(t)
 	tlsPort := testutil.FreePort(t)

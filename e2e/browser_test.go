@@ -73,6 +73,7 @@ func abs(x int) int { return max(x, -x) }
 // every second it missed, once. Screenshots are asserted on and kept in
 // the test's artifact dir (go test -artifacts).
 func TestWebViewerInBrowser(t *testing.T) {
+	t.Parallel()
 	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=1000", "EMOJICAST_QUIET_NEXT_MS=1000", "EMOJICAST_BURST_THRESHOLD=5")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -243,6 +244,7 @@ func checkPhoneLayout(t *testing.T, p *page) {
 // next_ms, says so, and still shows every tap once; a page beside it
 // without data saver polls every second.
 func TestWebViewerSavesData(t *testing.T) {
+	t.Parallel()
 	// The page asks for compact bodies: at the same next_ms as v1, so the
 	// page without data saver polls every second.
 	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=1000", "EMOJICAST_QUIET_NEXT_MS=1000", "EMOJICAST_COMPACT_MIN_NEXT_MS=1000")

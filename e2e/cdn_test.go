@@ -85,6 +85,7 @@ var gzipMagic = []byte{0x1f, 0x8b}
 // nothing of a viewer (token, user id) is stored or served to another, and
 // neither watches nor sends are cached.
 func TestCDNCachesPollsNotViewers(t *testing.T) {
+	t.Parallel()
 	origin := startProc(t, "serve", "serve", "--token-secret", "edge-test-secret-0123456789", "--log-level", "warn")
 	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
 	const stream = "cdn-rules"
@@ -377,6 +378,7 @@ func runCrowd(t *testing.T, e *edge, origin *proc, stream string, n int, d time.
 // cost the origin about the same polls per second, bounded by the distinct
 // cursors asked per second.
 func TestCDNOriginFlatWith10xViewers(t *testing.T) {
+	t.Parallel()
 	origin := startProc(t, "serve", "serve", "--log-level", "warn")
 	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
 	const stream = "crowd"
@@ -415,6 +417,7 @@ func TestCDNOriginFlatWith10xViewers(t *testing.T) {
 // whatever else the query holds; a range reaching past the newest sealed
 // second is cached for a second at most.
 func TestCDNCachesSealedHistory(t *testing.T) {
+	t.Parallel()
 	origin := startProc(t, "serve", "serve", "--log-level", "warn")
 	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
 	hour := time.Now().Unix()/60*60 - 3600

@@ -19,6 +19,7 @@ import (
 // TestServeEndToEnd runs the README's start command and uses the service
 // over HTTP: watch, send, poll until the taps show up, then SIGTERM.
 func TestServeEndToEnd(t *testing.T) {
+	t.Parallel()
 	port := testutil.FreePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	cmd := exec.Command(binary(t), "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
@@ -102,6 +103,7 @@ func TestServeEndToEnd(t *testing.T) {
 // below the quiet streams' longest interval: that default gives way, so
 // the process serves and a quiet stream's viewers hear at most the cap.
 func TestServeShortMaxNextMS(t *testing.T) {
+	t.Parallel()
 	base := startServe(t, "EMOJICAST_MAX_NEXT_MS=2000", "EMOJICAST_QUIET_NEXT_MS=1000")
 	var pb pollAnswer
 	if code := getJSON(t, base+"/v1/streams/quiet/reactions", &pb); code != http.StatusOK {
@@ -116,6 +118,7 @@ func TestServeShortMaxNextMS(t *testing.T) {
 // what 'send' and 'comment' send, 'watch' prints, one line per second or
 // as a chart, and Ctrl-C ends watch cleanly.
 func TestWatchSendAndComment(t *testing.T) {
+	t.Parallel()
 	base := startServe(t, "EMOJICAST_BUSY_NEXT_MS=300", "EMOJICAST_QUIET_NEXT_MS=300", "EMOJICAST_MIN_NEXT_MS=300")
 	type watcher struct {
 		cmd *exec.Cmd
@@ -192,6 +195,7 @@ func TestWatchSendAndComment(t *testing.T) {
 // `emojicast watch` prints its emoji ids, glyphs, users and comments with
 // no terminal escape, bell or bidirectional override left in them.
 func TestWatchDoesNotObeyAHostileServer(t *testing.T) {
+	t.Parallel()
 	const evil = "\x1b]0;pwned\x07\x1b[2J\u202e\u2066"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -113,6 +113,7 @@ func commentsOf(v *fleetViewer) *commentsSeen {
 // which push node took it changed its chance (chi-square). Blocked words
 // are masked through --blocked-words.
 func TestFleetCommentsOnRedis(t *testing.T) {
+	t.Parallel()
 	words := filepath.Join(t.TempDir(), "blocked.txt")
 	if err := os.WriteFile(words, []byte("bad\n"), 0o644); err != nil {
 		t.Fatal(err)

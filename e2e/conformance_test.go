@@ -346,6 +346,7 @@ func livePage(t *testing.T, browserCtx context.Context, base, stream string) (*p
 }
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	c := &conformance{t: t, node: testutil.NeedsProgram(t, "node")}
 	c.srv = startProc(t, "serve", "serve", "--admin-token", fleetAdminToken, "--target-sends", "5",
 		"--busy-next-ms", "1000", "--quiet-next-ms", "1000", "--quiet-max-next-ms", "1000",

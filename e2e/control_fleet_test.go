@@ -47,6 +47,7 @@ func simulatedViewer(ctx context.Context, client *http.Client, base, stream stri
 // played 2,000 until issue 26: on a busy machine the test's own goroutines
 // then polled late, which the estimate rightly counted as fewer viewers.)
 func TestViewerEstimateAcrossPullProcesses(t *testing.T) {
+	t.Parallel()
 	const total = 400
 	rd := redistest.Start(t)
 	// The viewers come from one address: lift the per-address limits on

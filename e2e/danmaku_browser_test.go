@@ -63,6 +63,7 @@ const laneProblems = `(() => {
 // two overlapping, markup shown as text; and a shed comment is shown to
 // its sender only.
 func TestDanmakuInBrowser(t *testing.T) {
+	t.Parallel()
 	words := filepath.Join(t.TempDir(), "blocked.txt")
 	if err := os.WriteFile(words, []byte("bad\n"), 0o644); err != nil {
 		t.Fatal(err)

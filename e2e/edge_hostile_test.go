@@ -32,6 +32,7 @@ func transportFrom(t *testing.T, local string) *http.Transport {
 // client (the per-address watch limit holds for rotating values), and two
 // clients of the edge have an allowance each.
 func TestEdgeNamesTheClientItSaw(t *testing.T) {
+	t.Parallel()
 	origin := startProc(t, "serve", "serve", "--log-level", "warn", "--trusted-proxies", "127.0.0.1",
 		"--ip-watch-rate", "0.001", "--ip-watch-burst", "5")
 	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
@@ -67,6 +68,7 @@ func TestEdgeNamesTheClientItSaw(t *testing.T) {
 // TestEdgeKeepsUpstreamConnections: poll misses reuse the edge's
 // keep-alive connections to the origin instead of opening one each.
 func TestEdgeKeepsUpstreamConnections(t *testing.T) {
+	t.Parallel()
 	origin := startProc(t, "serve", "serve", "--log-level", "warn")
 	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
 	rawGet(t, e.url+"/v1/streams/s/reactions")
@@ -88,6 +90,7 @@ func TestEdgeKeepsUpstreamConnections(t *testing.T) {
 // TestEdgeCORSPerOrigin: with two allowed origins, each page gets an answer
 // that names its own origin, never the other's cached one.
 func TestEdgeCORSPerOrigin(t *testing.T) {
+	t.Parallel()
 	const a, b = "https://a.example", "https://b.example"
 	origin := startProc(t, "serve", "serve", "--log-level", "warn", "--cors-origins", a+","+b)
 	e := startEdgeCORS(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)}, []string{a, b})
@@ -116,6 +119,7 @@ func TestEdgeCORSPerOrigin(t *testing.T) {
 // TestEdgeHidesOperations: /metrics and /readyz are for the operator's
 // network; through the edge they are 404 in every spelling.
 func TestEdgeHidesOperations(t *testing.T) {
+	t.Parallel()
 	origin := startProc(t, "serve", "serve", "--log-level", "warn")
 	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
 	for _, path := range []string{"/metrics", "/readyz", "//metrics", "/metrics?x=1", "/%6detrics", "/v1/../readyz", "/./metrics"} {
@@ -150,6 +154,7 @@ func originRouteRequests(p *proc, route string) float64 {
 // route, even with the right token, and nothing of them reaches the
 // origin's admin routes.
 func TestEdgeHidesAdmin(t *testing.T) {
+	t.Parallel()
 	const token = "edge-admin-token-0123456789"
 	origin := startProc(t, "serve", "serve", "--log-level", "warn", "--admin-token", "ops:"+token)
 	e := startEdge(t, []string{hostOf(t, origin.url)}, []string{hostOf(t, origin.url)})
@@ -205,6 +210,7 @@ func cacheablePoll(t *testing.T, e *edge, stream string) string {
 // each second), and leave no cache entry each; with CORS off as with a
 // list of origins.
 func TestEdgeOriginDoesNotSplitCache(t *testing.T) {
+	t.Parallel()
 	const allowed = "https://app.example"
 	for _, tc := range []struct {
 		name string

@@ -24,6 +24,7 @@ import (
 // feed lets the pull node count them all, and the polls that reach it from
 // the edge are not counted twice.
 func TestEdgeFeedCountsTrueAudience(t *testing.T) {
+	t.Parallel()
 	const audience = 1000
 	srv := redistest.Start(t)
 	feed := fmt.Sprintf("127.0.0.1:%d", testutil.FreeUDPPort(t))
@@ -133,6 +134,7 @@ func TestEdgeFeedCountsTrueAudience(t *testing.T) {
 // viewers: the feed's lines name the client. (Before, review finding 6:
 // viewers 4,006 with --ip-viewers 4.)
 func TestEdgeFeedBoundsOneClient(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	feed := fmt.Sprintf("127.0.0.1:%d", testutil.FreeUDPPort(t))
 	pl := startProc(t, "pull", "pull", "--redis", srv.URL(), "--log-level", "warn",

@@ -52,10 +52,12 @@ func runFleet(t *testing.T, redisSpec string) {
 }
 
 func TestFleetOnRedis(t *testing.T) {
+	t.Parallel()
 	runFleet(t, redistest.Start(t).URL())
 }
 
 func TestFleetOnRedisCluster(t *testing.T) {
+	t.Parallel()
 	runFleet(t, redistest.StartCluster(t, 3).Addrs())
 }
 
@@ -65,6 +67,7 @@ func TestFleetOnRedisCluster(t *testing.T) {
 // one without persistence comes back empty and loses the counts it had
 // acknowledged for seconds not yet published (see README).
 func TestFleetSurvivesRedisOutage(t *testing.T) {
+	t.Parallel()
 	srv := redistest.StartPersistent(t)
 	common := []string{"--redis", srv.URL(), "--seal-delay", fleetSealDelay, "--log-level", "warn"}
 	pu := startProc(t, "push", append(append([]string{"push"}, loadSender...), common...)...)
@@ -118,6 +121,7 @@ func TestFleetSurvivesRedisOutage(t *testing.T) {
 // TestPushSIGTERMLosesNothing stops one of two push nodes with SIGTERM while
 // taps keep coming: everything it answered 202 reaches the viewers.
 func TestPushSIGTERMLosesNothing(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	// Every node must use the same seal delay; this one allows the long
 	// flush interval that leaves plenty summed but unwritten at SIGTERM.
@@ -152,6 +156,7 @@ func TestPushSIGTERMLosesNothing(t *testing.T) {
 // region's Redis frozen, the other's viewers still see taps as fast as
 // before, and the frozen region catches up when it thaws.
 func TestTwoRegions(t *testing.T) {
+	t.Parallel()
 	east, west := redistest.Start(t), redistest.Start(t)
 	pushNode := func(name, home, other string) *proc {
 		return startProc(t, name, append(append([]string{"push", "--redis", home, "--region-redis", other}, loadSender...),
@@ -196,6 +201,7 @@ func TestTwoRegions(t *testing.T) {
 // from before the taps gets every second from Redis, exactly as the serve
 // process's own viewer saw them.
 func TestPullStartedLateRefillsFromRedis(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	common := []string{"--redis", srv.URL(), "--seal-delay", fleetSealDelay, "--log-level", "warn"}
 	both := startProc(t, "serve", append(append(append([]string{"serve"}, loadSender...), exact...), common...)...)
@@ -226,6 +232,7 @@ func TestPullStartedLateRefillsFromRedis(t *testing.T) {
 // nothing it could lose in a failover, and when the replica is back every
 // tap answered 202 reaches the viewer, once.
 func TestFleetWaitsForItsReplica(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	replica := redistest.StartReplica(t, master)
 	common := []string{"--redis", master.URL(), "--redis-min-replicas", "1", "--seal-delay", fleetSealDelay, "--log-level", "warn"}

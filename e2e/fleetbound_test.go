@@ -38,6 +38,7 @@ func fleetBound(n int, rate, t float64, b int64, exchange time.Duration) float64
 // exchange exceed: N=6, k=1: 120 allowed against 75; N=3, k=10: 1,200
 // against 718.)
 func TestFleetBoundOnPushProcesses(t *testing.T) {
+	t.Parallel()
 	rd := redistest.Start(t)
 	var pushes []*proc
 	for i := range 6 {

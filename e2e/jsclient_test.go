@@ -19,6 +19,7 @@ import (
 // within 5% of real taps, data saver within the server's bounds. It fails
 // when they fail, so go test ./... runs them.
 func TestJSClient(t *testing.T) {
+	t.Parallel()
 	node := testutil.NeedsProgram(t, "node")
 	out, err := exec.Command(node, "--version").Output()
 	if err != nil {

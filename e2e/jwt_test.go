@@ -14,6 +14,7 @@ import (
 // the nodes' verifier: a send with a token another service was given, or
 // one that lives too long, is 401; the token meant for emojicast is taken.
 func TestJWTFlags(t *testing.T) {
+	t.Parallel()
 	secret := []byte("0123456789abcdef0123456789abcdef-flags")
 	keys := filepath.Join(t.TempDir(), "jwt-keys")
 	if err := os.WriteFile(keys, []byte("k1 HS256 "+string(secret)+"\n"), 0o600); err != nil {

@@ -25,6 +25,7 @@ import (
 // and junit5, and npm (for the Kotlin compiler), which
 // scripts/install-test-deps.sh installs. About a minute and a half.
 func TestKotlinClient(t *testing.T) {
+	t.Parallel()
 	testutil.Long(t, "the Kotlin client's build and tests take about 90 s")
 	java := testutil.NeedsProgram(t, "java")
 	testutil.NeedsProgram(t, "npm")

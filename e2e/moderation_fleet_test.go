@@ -68,6 +68,7 @@ func reachesAll(t *testing.T, what string, pushes []*proc, path, body string, wa
 // machine's), and
 // a push node restarted afterwards enforces them from its first request.
 func TestFleetModerationOnRedis(t *testing.T) {
+	t.Parallel()
 	common := []string{"--redis", redistest.Start(t).URL(), "--seal-delay", fleetSealDelay, "--log-level", "info"}
 	pushArgs := append(append([]string{"push"}, loadSender...), common...)
 	pushes := []*proc{startProc(t, "push-1", pushArgs...), startProc(t, "push-2", pushArgs...)}

@@ -20,6 +20,7 @@ import (
 // bans a user and turns comments off, and the service enforces both. The
 // token is kept nowhere but the page's memory.
 func TestOpsPageInBrowser(t *testing.T) {
+	t.Parallel()
 	const secret = "ops-page-secret-0123456789"
 	base := startServe(t, "EMOJICAST_ADMIN_TOKEN=ops:"+secret+",script:fleet-admin-secret-0123456789", "EMOJICAST_BUSY_NEXT_MS=1000", "EMOJICAST_QUIET_NEXT_MS=1000")
 	resp, err := fleetClient.Get(base + "/admin")

@@ -21,6 +21,7 @@ import (
 // series, loads every rule without error, and evaluates the recording
 // rules into series of their own.
 func TestPrometheusScrapesEmojicast(t *testing.T) {
+	t.Parallel()
 	bin := testutil.NeedsProgram(t, "prometheus")
 	rulesFile, err := filepath.Abs("../deploy/prometheus/emojicast.rules.yml")
 	if err != nil {

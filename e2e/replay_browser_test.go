@@ -35,6 +35,7 @@ const seenOnStage = `(() => {
 // emojis, flying comments, the stats), with taps and comments off; seeking
 // back plays it again.
 func TestReplayInBrowser(t *testing.T) {
+	t.Parallel()
 	base := startServe(t)
 	const stream = "replay-browser"
 	start := time.Now().Unix() - 1

@@ -20,6 +20,7 @@ import (
 // (deploy/nginx.conf) a second request for the same whole minutes is a
 // cache hit.
 func TestReplayAfterTheWindowOnRedisCluster(t *testing.T) {
+	t.Parallel()
 	testutil.Long(t, "waits more than a minute for the ring's window to pass")
 	cluster := redistest.StartCluster(t, 3)
 	common := []string{"--redis", cluster.Addrs(), "--seal-delay", fleetSealDelay, "--log-level", "warn"}

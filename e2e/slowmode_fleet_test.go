@@ -40,6 +40,7 @@ func commentOn(t *testing.T, p *proc, stream, user, text string) (int, string) {
 // redis-server still waits slow_mode_s between two comments, whichever
 // node each reaches, and may comment again once it passed.
 func TestFleetSlowModeOnRedis(t *testing.T) {
+	t.Parallel()
 	common := []string{"--redis", redistest.Start(t).URL(), "--seal-delay", fleetSealDelay}
 	pushArgs := append(append([]string{"push"}, loadSender...), common...)
 	pushes := []*proc{startProc(t, "push-1", pushArgs...), startProc(t, "push-2", pushArgs...)}

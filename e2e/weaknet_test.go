@@ -126,6 +126,7 @@ func (r *pollRate) perSecond(from, to time.Time) (rates []float64, mean float64)
 // once; and the origin must see no burst of requests when the network
 // returns.
 func TestWeakNetworks(t *testing.T) {
+	t.Parallel()
 	testutil.Long(t, "a minute of lossy, slow and cut networks")
 	tc := startToxiproxy(t)
 	// Two origins, so the blackout crowd's request rate is measured alone.
