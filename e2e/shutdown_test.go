@@ -19,12 +19,14 @@ import (
 // closes; and a request still under way then may take its time, since
 // --shutdown-timeout counts from the end of the delay, not from the signal.
 func TestDrainDelay(t *testing.T) {
-	testutil.Long(t, "waits out a 4 s drain delay")
-	// The request under way completes 6 s after the signal: cut if the
-	// shutdown timeout counted from the signal (4 s), answered if it
-	// counts from the end of the delay (8 s). 2 s of margin either way
-	// for a busy machine.
-	const drainDelay, shutdownTimeout = 4 * time.Second, 4 * time.Second
+	testutil.Long(t, "waits out a 3 s drain delay")
+	// The request under way completes 4.25 s after the signal: cut if the
+	// shutdown timeout counted from the signal (its time would be up when
+	// the delay ends, at 3 s), answered if it counts from the end of the
+	// delay (until 5.5 s). It starts during the delay, so the server's read
+	// timeout (5 s from its connection) ends after that; over a second of
+	// margin either way for a busy machine.
+	const drainDelay, shutdownTimeout = 3 * time.Second, 2500 * time.Millisecond
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	base := "http://" + addr
 	cmd := exec.Command(binary(t), "serve", "--listen", addr,
@@ -39,17 +41,6 @@ func TestDrainDelay(t *testing.T) {
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	waitHealthy(t, base)
-
-	// A request whose headers are half sent when the signal comes: it is
-	// under way through the delay and past the listener's close.
-	slow, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
-	if _, err := slow.Write([]byte("GET /healthz HTTP/1.1\r\nHost: emojicast\r\n")); err != nil {
-		t.Fatal(err)
-	}
 
 	signalled := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -74,6 +65,17 @@ func TestDrainDelay(t *testing.T) {
 	}
 	if got := status("POST", "/v1/streams/drain/reactions", `{"emoji":"love","count":1,"user":"u1"}`); got != http.StatusAccepted {
 		t.Fatalf("send during the drain delay: %d; want 202", got)
+	}
+
+	// A request whose headers are half sent during the delay: it is under
+	// way through the delay and past the listener's close.
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial during the drain delay (%v after the signal): %v", time.Since(signalled), err)
+	}
+	defer slow.Close()
+	if _, err := slow.Write([]byte("GET /healthz HTTP/1.1\r\nHost: emojicast\r\n")); err != nil {
+		t.Fatal(err)
 	}
 
 	testutil.Eventually(t, drainDelay+5*time.Second, "the listener closes after the drain delay", func() bool {
