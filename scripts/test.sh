@@ -3,13 +3,15 @@
 # Go when it is missing (redis-server, a browser, nginx, podman,
 # systemd-analyze; needs root, as on CI, which the container test needs
 # too), checks formatting and vets, then runs
-#   1. every test with the race detector, in shuffled order;
-#   2. the allocation pins (tests named ...DoesNotAllocate) without it: the
+#   1. every package's own tests with the race detector, in shuffled order
+#      (all but e2e);
+#   2. the end-to-end tests (e2e), in shuffled order, without the race
+#      detector in the test process: they start emojicast processes built
+#      without it but for a named subset that exercises the fleet's
+#      concurrency under faults (e2e.raceBuilt), which includes the
+#      fault-injection soak (TestFaultSoak, about 2 minutes);
+#   3. the allocation pins (tests named ...DoesNotAllocate) without it: the
 #      race detector makes sync.Pool drop items, so a pin can only fail here;
-#   3. the fault-injection soak (TestFaultSoak, one round of faults on a
-#      fleet and a Redis Cluster, about 2 minutes), in a step of its own
-#      without the race detector in the test process (its emojicast
-#      processes have it; the race pass skips it);
 #   4. every benchmark once, so none rots unnoticed.
 # This is the README's test command and what .ci/run calls. For a quick
 # loop while developing: go test -short ./...
@@ -26,7 +28,13 @@ fi
 go vet ./...
 # the diagnostics build (benchmarks/README.md, "Where a connected viewer's bytes go")
 go vet -tags memstats ./cmd/emojicast
-go test -race -shuffle=on -timeout 40m ./...
-go test -count=1 -run 'DoesNotAllocate$' ./...
-go test -count=1 -v -run '^TestFaultSoak$' -timeout 10m ./cmd/emojicast
-go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 10m ./...
+
+step() {
+	local start=$SECONDS
+	"$@"
+	echo "scripts/test.sh: $* took $((SECONDS - start)) s" >&2
+}
+step go test -race -shuffle=on -timeout 20m $(go list ./... | grep -v '/e2e$')
+step go test -shuffle=on -timeout 30m ./e2e
+step go test -count=1 -run 'DoesNotAllocate$' ./...
+step go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 10m ./...

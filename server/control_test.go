@@ -156,7 +156,10 @@ func TestPollIntervalFollowsActivity(t *testing.T) {
 // node tells viewers to poll less often (never past the bound) and sheds
 // part of the sends with 503 and Retry-After.
 func TestOverloadedNodeStretchesPollsAndShedsSends(t *testing.T) {
-	meter := load.New(load.Options{MaxRPS: 200})
+	// The budget is low and the flood paced (about 260 requests a second
+	// from 4 clients, a factor of about 5), so a busy machine still floods
+	// past it and a fast one does not shed every send.
+	meter := load.New(load.Options{MaxRPS: 50})
 	meter.Start()
 	defer meter.Stop()
 	n := startNode(t, func(c *nodeConfig) {
@@ -171,7 +174,6 @@ func TestOverloadedNodeStretchesPollsAndShedsSends(t *testing.T) {
 	if calm.NextMS != 1000 {
 		t.Fatalf("next_ms %d before the flood; want 1000", calm.NextMS)
 	}
-	// Flood the node at well over 200 requests a second from a few clients.
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	for range 4 {
@@ -181,11 +183,12 @@ func TestOverloadedNodeStretchesPollsAndShedsSends(t *testing.T) {
 				if resp, err := c.Get(n.url + "/healthz"); err == nil {
 					resp.Body.Close()
 				}
+				time.Sleep(15 * time.Millisecond)
 			}
 		})
 	}
 	defer func() { stop.Store(true); wg.Wait() }()
-	testutil.Eventually(t, 15*time.Second, "the meter sees the overload", func() bool { return meter.Factor() > 2 })
+	testutil.Eventually(t, 15*time.Second, "the meter sees the overload", func() bool { return meter.Factor() > 3 })
 	n.step()
 	busy, _ := n.poll("s", nil)
 	if busy.NextMS <= 2*calm.NextMS || busy.NextMS > 8000 {

@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/valyala/fasthttp"
 
+	"github.com/emojicast/emojicast/internal/browsertest"
 	"github.com/emojicast/emojicast/internal/testutil"
 )
 
@@ -20,7 +21,6 @@ import (
 // it has caught up with what is sealed asks only for the rest of the hour
 // from the current minute on.
 func TestReplayProtocol(t *testing.T) {
-	chromium := testutil.NeedsProgram(t, "chromium", "chromium-browser", "google-chrome")
 	viewer, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -60,12 +60,7 @@ func TestReplayProtocol(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true))...)
-	defer cancelAlloc()
-	tab, cancelTab := chromedp.NewContext(alloc)
-	defer cancelTab()
+	tab := browsertest.Start(t, ctx, 1000, 800)
 	if err := chromedp.Do(tab, chromedp.Navigate(fmt.Sprintf("%s/?stream=s&at=%d", base, at))); err != nil {
 		t.Fatal(err)
 	}

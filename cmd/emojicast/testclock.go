@@ -10,7 +10,7 @@ import (
 )
 
 // testClockOffsetEnv moves a node's clock by a duration ("2s",
-// "-300ms"): the fault-injection soak (soak_test.go) runs one push process
+// "-300ms"): the fault-injection soak (e2e/soak_test.go) runs one push process
 // whose host clock is ahead. It is for tests only: not a flag, not in
 // --help, not part of the operations contract; a real fleet's clocks are
 // what NTP makes them.

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -27,17 +26,6 @@ func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() boo
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("cannot find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // AllocPinSuffix ends the name of every test that pins a path at zero

@@ -13,7 +13,7 @@ import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.TestInstance
 import java.util.concurrent.ConcurrentHashMap
 
-// The rows of the conformance matrix (cmd/emojicast/conformance_test.go)
+// The rows of the conformance matrix (e2e/conformance_test.go)
 // through this client, in both bodies: a restricted emoji set decoded
 // against the whole set, a retraction taken down, the gap exactly when the
 // cursor is older than the window, and a replayed hour.
