@@ -51,19 +51,29 @@ func Migrate(ctx context.Context, db *pgxpool.Pool) error {
 	return nil
 }
 
+// Connect returns a pool of connections to the archive at dsn, which
+// connects when first used.
+func Connect(dsn string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("invalid archive DSN: %w", err)
+	}
+	db, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to the archive: %w", err)
+	}
+	return db, nil
+}
+
 // schemaLock is the advisory lock key of schema changes ("emojicas").
 const schemaLock = 0x656d6f6a69636173
 
 // Open connects to the archive at dsn (a PostgreSQL URL or key=value
 // string) and creates its schema if missing.
 func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	db, err := Connect(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("invalid archive DSN: %w", err)
-	}
-	db, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("cannot connect to the archive: %w", err)
+		return nil, err
 	}
 	if err := Migrate(ctx, db); err != nil {
 		db.Close()

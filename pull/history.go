@@ -50,7 +50,7 @@ func (p *Pull) HandleHistory(ctx *fasthttp.RequestCtx, id []byte) {
 		return
 	}
 	sctx, cancel := context.WithTimeout(p.life, p.opts.SyncTimeout)
-	h, err := p.opts.Store.History(sctx, key.stream, from, to)
+	h, err := p.opts.History.History(sctx, key.stream, from, to)
 	cancel()
 	if err != nil {
 		historyErrors.Inc()

@@ -118,6 +118,7 @@ type nodeFlags struct {
 	targetSends    int64
 	maxDivisor     int64
 	ipViewers      int
+	archiveDSN     string
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
@@ -197,6 +198,10 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.StringVar(&f.edgeLogSecret, "edge-log-secret", "", "the syslog tag the edges put on their log lines (nginx's access_log syslog:...,tag=): 16 to 32 letters, digits and underscores shared with them; lines without it are refused (required with --edge-log-listen)")
 		fs.Int64Var(&f.targetSends, "target-sends", pull.DefaultTargetSends, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
 		fs.IntVar(&f.ipViewers, "ip-viewers", pull.DefaultViewersPerAddress, "most viewers one client address counts as in a stream's viewer estimate per poll interval")
+		fs.StringVar(&f.archiveDSN, "archive-dsn", "", "with --redis: the PostgreSQL archive (emojicast archive) that answers replays older than --history (empty: none, replays reach back --history)")
+		if !r.push {
+			fs.DurationVar(&f.history, "history", store.DefaultHistory, "with --archive-dsn: how long the push nodes keep history (their --history); older ranges are read from the archive")
+		}
 	}
 }
 
@@ -347,7 +352,15 @@ func runNode(r role, f *nodeFlags, log *slog.Logger) error {
 		if f.edgeLogListen != "" {
 			edges = clientip.New(proxies)
 		}
-		if pl, err = newPull(f, stores.main.Store, emojis, signer, jwtKeys, meter, edges, rules, log); err != nil {
+		hist, closeArchive, err := archiveHistory(f, stores.main.Store, log)
+		if err != nil {
+			stores.close()
+			return err
+		}
+		if closeArchive != nil {
+			defer closeArchive.stop(context.Background())
+		}
+		if pl, err = newPull(f, stores.main.Store, hist, emojis, signer, jwtKeys, meter, edges, rules, log); err != nil {
 			stores.close()
 			return err
 		}
@@ -514,13 +527,13 @@ func newAdmin(f *nodeFlags, st store.Store, emojis *emoji.Set, log *slog.Logger)
 	return a.Handle, rules, nil
 }
 
-func newPull(f *nodeFlags, st pull.Store, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, edges *clientip.Resolver, rules *moderation.Rules, log *slog.Logger) (*pull.Pull, error) {
+func newPull(f *nodeFlags, st pull.Store, hist store.HistoryReader, emojis *emoji.Set, signer *token.Signer, jwtKeys *token.JWTVerifier, meter *load.Meter, edges *clientip.Resolver, rules *moderation.Rules, log *slog.Logger) (*pull.Pull, error) {
 	pushURL := f.pushURL
 	if pushURL == "" {
 		pushURL = f.publicURL
 	}
 	return pull.New(pull.Options{
-		Store: st, Emojis: emojis, Signer: signer, JWT: jwtKeys, PullURL: f.publicURL, PushURL: pushURL,
+		Store: st, History: hist, Emojis: emojis, Signer: signer, JWT: jwtKeys, PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
 		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, QuietMaxNextMS: f.quietMaxNextMS, MinNextMS: f.minNextMS, MaxNextMS: f.maxNextMS, CompactMinNextMS: f.compactNextMS,
 		TargetSends: f.targetSends, MaxDivisor: f.maxDivisor, ViewersPerAddress: f.ipViewers, MaxAddresses: f.maxClientIPs, Load: meter, Moderation: rules, Logger: log, EdgeFeed: edges,
