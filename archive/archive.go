@@ -91,27 +91,32 @@ func day(sec int64) int64 {
 	return d
 }
 
-// ensurePartitions creates in tx the partitions of counts and comments
-// for the given days that known lacks, and notes them in known.
+// ensurePartitions creates in tx the partitions of emojicast_seconds for
+// the given days that known lacks, and notes them in known.
 func ensurePartitions(ctx context.Context, tx pgx.Tx, days map[int64]struct{}, known map[int64]struct{}) error {
 	for d := range days {
 		if _, ok := known[d]; ok {
 			continue
 		}
-		name := time.Unix(d*86400, 0).UTC().Format("20060102")
-		lo, hi := strconv.FormatInt(d*86400, 10), strconv.FormatInt((d+1)*86400, 10)
-		for _, table := range []string{"emojicast_counts", "emojicast_comments"} {
-			sql := "CREATE TABLE IF NOT EXISTS " + table + "_" + name + " PARTITION OF " + table +
-				" FOR VALUES FROM (" + lo + ") TO (" + hi + ")"
-			if _, err := tx.Exec(ctx, sql); err != nil {
-				return fmt.Errorf("cannot create partition %s_%s: %w", table, name, err)
-			}
+		if _, err := tx.Exec(ctx, partitionSQL(d)); err != nil {
+			return fmt.Errorf("cannot create the partition of day %d: %w", d, err)
 		}
 	}
 	for d := range days {
 		known[d] = struct{}{}
 	}
 	return nil
+}
+
+// PartitionName is the partition of emojicast_seconds holding the seconds
+// of UTC day d (Unix seconds / 86400).
+func PartitionName(d int64) string {
+	return "emojicast_seconds_" + time.Unix(d*86400, 0).UTC().Format("20060102")
+}
+
+func partitionSQL(d int64) string {
+	return "CREATE TABLE IF NOT EXISTS " + PartitionName(d) + " PARTITION OF emojicast_seconds FOR VALUES FROM (" +
+		strconv.FormatInt(d*86400, 10) + ") TO (" + strconv.FormatInt((d+1)*86400, 10) + ")"
 }
 
 // streamID is a Redis stream entry id, "ms-seq".

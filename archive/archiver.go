@@ -334,27 +334,30 @@ func (a *Archiver) flush(ctx context.Context, tx pgx.Tx, w *write) error {
 		return err
 	}
 	var b pgx.Batch
-	if len(w.counts) > 0 {
-		streams := make([]string, 0, len(w.counts))
-		seconds := make([]int64, 0, len(w.counts))
-		counts := make([]string, 0, len(w.counts))
-		for ss, c := range w.counts {
-			j, err := json.Marshal(c)
+	if n := len(w.seconds); n > 0 {
+		streams, seconds := make([]string, 0, n), make([]int64, 0, n)
+		counts, comments := make([]string, 0, n), make([]string, 0, n)
+		for ss, sec := range w.seconds {
+			c, err := json.Marshal(sec.counts)
 			if err != nil {
 				panic("BUG: counts do not encode: " + err.Error())
 			}
-			streams, seconds, counts = append(streams, ss.stream), append(seconds, ss.second), append(counts, string(j))
+			m, err := json.Marshal(sec.comments)
+			if err != nil {
+				panic("BUG: comments do not encode: " + err.Error())
+			}
+			streams, seconds = append(streams, ss.stream), append(seconds, ss.second)
+			counts, comments = append(counts, string(c)), append(comments, string(m))
 		}
-		b.Queue(`INSERT INTO emojicast_counts (stream, second, counts)
-			SELECT * FROM unnest($1::text[], $2::bigint[], $3::jsonb[])
-			ON CONFLICT (stream, second) DO UPDATE SET counts = emojicast_add_counts(emojicast_counts.counts, EXCLUDED.counts)`,
-			streams, seconds, counts)
-	}
-	if c := w.comments; len(c.stream) > 0 {
-		b.Queue(`INSERT INTO emojicast_comments (stream, second, i, id, usr, body)
-			SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[])
-			ON CONFLICT DO NOTHING`,
-			c.stream, c.second, c.i, c.id, c.user, c.text)
+		// A second's comments come in its shard's stream order, and
+		// batches of a shard are written in order: appending keeps them
+		// in the order History lists them.
+		b.Queue(`INSERT INTO emojicast_seconds AS s (stream, second, counts, comments)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::jsonb[])
+			ON CONFLICT (stream, second) DO UPDATE SET
+			  counts = emojicast_add_counts(s.counts, EXCLUDED.counts),
+			  comments = s.comments || EXCLUDED.comments`,
+			streams, seconds, counts, comments)
 	}
 	if r := w.retractions; len(r.stream) > 0 {
 		b.Queue(`INSERT INTO emojicast_retracted (stream, id, second)
@@ -373,13 +376,7 @@ func (a *Archiver) flush(ctx context.Context, tx pgx.Tx, w *write) error {
 
 // write gathers one batch's rows.
 type write struct {
-	counts   map[streamSecond]map[string]int64
-	comments struct {
-		stream         []string
-		second         []int64
-		i              []int32
-		id, user, text []string
-	}
+	seconds     map[streamSecond]*second
 	retractions struct {
 		stream, id []string
 		second     []int64
@@ -393,26 +390,35 @@ type streamSecond struct {
 	second int64
 }
 
+// second is what a batch adds to a second of a stream: counts to sum,
+// comments ([id, user, text]) to append.
+type second struct {
+	counts   map[string]int64
+	comments [][3]string
+}
+
 func newWrite() *write {
-	return &write{counts: make(map[streamSecond]map[string]int64), days: make(map[int64]struct{})}
+	return &write{seconds: make(map[streamSecond]*second), days: make(map[int64]struct{})}
+}
+
+func (w *write) second(stream string, at int64) *second {
+	ss := streamSecond{stream, at}
+	s := w.seconds[ss]
+	if s == nil {
+		s = &second{counts: make(map[string]int64, 8), comments: [][3]string{}}
+		w.seconds[ss] = s
+		w.days[day(at)] = struct{}{}
+	}
+	return s
 }
 
 func (w *write) add(p store.Point) {
 	switch p.Kind {
 	case store.PointCount:
-		ss := streamSecond{p.Stream, p.At}
-		c := w.counts[ss]
-		if c == nil {
-			c = make(map[string]int64, 8)
-			w.counts[ss] = c
-		}
-		c[p.Emoji] += p.Count
-		w.days[day(p.At)] = struct{}{}
+		w.second(p.Stream, p.At).counts[p.Emoji] += p.Count
 	case store.PointComment:
-		c := &w.comments
-		c.stream, c.second, c.i = append(c.stream, p.Stream), append(c.second, p.At), append(c.i, int32(p.Index))
-		c.id, c.user, c.text = append(c.id, p.Comment.ID), append(c.user, p.Comment.User), append(c.text, p.Comment.Text)
-		w.days[day(p.At)] = struct{}{}
+		s := w.second(p.Stream, p.At)
+		s.comments = append(s.comments, [3]string{p.Comment.ID, p.Comment.User, p.Comment.Text})
 	case store.PointRetraction:
 		r := &w.retractions
 		r.stream, r.id, r.second = append(r.stream, p.Stream), append(r.id, p.Comment.ID), append(r.second, p.At)

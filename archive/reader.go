@@ -27,66 +27,57 @@ func NewReader(db *pgxpool.Pool) *Reader { return &Reader{db: db} }
 // comments in their order, without the comments taken down.
 func (r *Reader) Seconds(ctx context.Context, stream string, from, to int64) ([]store.Second, error) {
 	var b pgx.Batch
-	b.Queue("SELECT second, counts FROM emojicast_counts WHERE stream = $1 AND second BETWEEN $2 AND $3", stream, from, to)
-	b.Queue(`SELECT c.second, c.id, c.usr, c.body FROM emojicast_comments c
-		WHERE c.stream = $1 AND c.second BETWEEN $2 AND $3
-		AND NOT EXISTS (SELECT 1 FROM emojicast_retracted r WHERE r.stream = c.stream AND r.id = c.id AND c.id <> '')
-		ORDER BY c.second, c.i`, stream, from, to)
+	b.Queue("SELECT second, counts, comments FROM emojicast_seconds WHERE stream = $1 AND second BETWEEN $2 AND $3 ORDER BY second",
+		stream, from, to)
+	// Takedowns come after their comment: those before the range, less
+	// a minute for clocks apart, concern none of its comments.
+	b.Queue("SELECT id FROM emojicast_retracted WHERE stream = $1 AND second >= $2 LIMIT $3",
+		stream, from-60, store.MaxHistoryRetractions)
 	res := r.db.SendBatch(ctx, &b)
 	defer res.Close()
-	bySecond := make(map[int64]*store.Second)
-	get := func(sec int64) *store.Second {
-		s := bySecond[sec]
-		if s == nil {
-			s = &store.Second{Stream: stream, Second: sec, Counts: []store.Count{}}
-			bySecond[sec] = s
-		}
-		return s
-	}
+	var out []store.Second
 	rows, err := res.Query()
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the archive of %s: %w", stream, err)
 	}
 	for rows.Next() {
-		var sec int64
 		var m map[string]int64
-		if err := rows.Scan(&sec, &m); err != nil {
+		var comments [][3]string
+		s := store.Second{Stream: stream, Counts: []store.Count{}}
+		if err := rows.Scan(&s.Second, &m, &comments); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("cannot read the archive of %s: %w", stream, err)
 		}
-		s := get(sec)
 		for emoji, n := range m {
 			s.Counts = append(s.Counts, store.Count{Emoji: emoji, N: n})
 		}
 		slices.SortFunc(s.Counts, func(a, b store.Count) int { return cmp.Compare(a.Emoji, b.Emoji) })
+		for _, c := range comments {
+			s.Comments = append(s.Comments, store.Comment{ID: c[0], User: c[1], Text: c[2]})
+		}
+		out = append(out, s)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("cannot read the archive of %s: %w", stream, err)
 	}
+	gone := make(map[string]struct{})
 	if rows, err = res.Query(); err != nil {
 		return nil, fmt.Errorf("cannot read the archive of %s: %w", stream, err)
 	}
 	for rows.Next() {
-		var sec int64
-		var c store.Comment
-		if err := rows.Scan(&sec, &c.ID, &c.User, &c.Text); err != nil {
+		var id string
+		if err := rows.Scan(&id); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("cannot read the archive of %s: %w", stream, err)
 		}
-		s := get(sec)
-		s.Comments = append(s.Comments, c)
+		gone[id] = struct{}{}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("cannot read the archive of %s: %w", stream, err)
 	}
-	out := make([]store.Second, 0, len(bySecond))
-	for _, s := range bySecond {
-		out = append(out, *s)
-	}
-	slices.SortFunc(out, func(a, b store.Second) int { return cmp.Compare(a.Second, b.Second) })
-	return out, nil
+	return store.WithoutRetracted(out, gone), nil
 }
 
 // Tiered answers History from the store for the seconds it keeps and from

@@ -2,30 +2,21 @@
 -- PostgreSQL after Redis's --history forgot it. Applied by every archiver
 -- and pull node at start; each statement is idempotent.
 --
--- Counts and comments are partitioned by day of their second (Unix
--- seconds, UTC days): retention drops whole partitions (see
--- docs/operations.md), and a replay reads one or two.
+-- Seconds are partitioned by UTC day (emojicast_seconds_YYYYMMDD):
+-- retention drops whole partitions (see docs/operations.md), and a replay
+-- reads one or two.
 
--- The reactions of one second of a stream: {"emoji": count, ...}, the
--- sums of every push node's flushes, as History answered them.
-CREATE TABLE IF NOT EXISTS emojicast_counts (
+-- One second of a stream as History answered it: counts, the sums of
+-- every push node's flushes, as {"emoji": count, ...}, and comments in
+-- their order (after any spill), as [[id, user, text], ...] (id '' from
+-- nodes that gave none). One row per second with reactions or comments
+-- keeps a busy stream-hour to 3,600 rows.
+CREATE TABLE IF NOT EXISTS emojicast_seconds (
   stream text NOT NULL,
   second bigint NOT NULL,
   counts jsonb NOT NULL,
+  comments jsonb NOT NULL,
   PRIMARY KEY (stream, second)
-) PARTITION BY RANGE (second);
-
--- One comment as History answered it: its second (after any spill), its
--- place among the second's comments, its id ('' from nodes that gave
--- none), its author and text.
-CREATE TABLE IF NOT EXISTS emojicast_comments (
-  stream text NOT NULL,
-  second bigint NOT NULL,
-  i int NOT NULL,
-  id text NOT NULL,
-  usr text NOT NULL,
-  body text NOT NULL,
-  PRIMARY KEY (stream, second, i)
 ) PARTITION BY RANGE (second);
 
 -- The comments operators took down: replays leave them out, whatever the

@@ -28,7 +28,7 @@ import (
 // archivedCounts reads the archive's counts of a stream by second.
 func archivedCounts(t *testing.T, db *pgxpool.Pool, stream string) counts {
 	t.Helper()
-	rows, err := db.Query(context.Background(), "SELECT second, counts FROM emojicast_counts WHERE stream = $1", stream)
+	rows, err := db.Query(context.Background(), "SELECT second, counts FROM emojicast_seconds WHERE stream = $1", stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,12 +173,9 @@ func checkWeekOld(t *testing.T, db *pgxpool.Pool, pull *proc) {
 	ctx := context.Background()
 	sec := time.Now().Add(-7*24*time.Hour).Unix()/60*60 + 5
 	d := sec / 86400
-	day := time.Unix(d*86400, 0).UTC().Format("20060102")
 	stmts := []string{
-		fmt.Sprintf("CREATE TABLE IF NOT EXISTS emojicast_counts_%s PARTITION OF emojicast_counts FOR VALUES FROM (%d) TO (%d)", day, d*86400, (d+1)*86400),
-		fmt.Sprintf("CREATE TABLE IF NOT EXISTS emojicast_comments_%s PARTITION OF emojicast_comments FOR VALUES FROM (%d) TO (%d)", day, d*86400, (d+1)*86400),
-		fmt.Sprintf(`INSERT INTO emojicast_counts VALUES ('last-week', %d, '{"love": 7, "fire": 2}')`, sec),
-		fmt.Sprintf(`INSERT INTO emojicast_comments VALUES ('last-week', %d, 0, 'c1', 'ann', 'a week ago'), ('last-week', %d, 1, 'c2', 'bob', 'taken down')`, sec, sec),
+		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF emojicast_seconds FOR VALUES FROM (%d) TO (%d)", archive.PartitionName(d), d*86400, (d+1)*86400),
+		fmt.Sprintf(`INSERT INTO emojicast_seconds VALUES ('last-week', %d, '{"love": 7, "fire": 2}', '[["c1", "ann", "a week ago"], ["c2", "bob", "taken down"]]')`, sec),
 		fmt.Sprintf(`INSERT INTO emojicast_retracted VALUES ('last-week', 'c2', %d)`, sec+30),
 	}
 	for _, s := range stmts {

@@ -34,6 +34,8 @@ type Server struct {
 	dir  string // holds data/ and the socket
 	port int
 	cred *syscall.Credential // nil: run as this user
+	// settings are extra postgres arguments.
+	settings []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -43,7 +45,21 @@ type Server struct {
 
 // Start initialises a cluster and starts its server. The database
 // "postgres" is open to user "postgres" without a password on loopback.
+// It does not fsync: a test's data needs to outlive a stop or a crash of
+// the server, not of the machine.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, "-c", "fsync=off", "-c", "full_page_writes=off")
+}
+
+// StartDurable is Start with PostgreSQL's durable defaults (fsync on):
+// what benchmarks measure.
+func StartDurable(t testing.TB) *Server {
+	t.Helper()
+	return start(t)
+}
+
+func start(t testing.TB, settings ...string) *Server {
 	t.Helper()
 	bin := binDir(t)
 	dir, err := os.MkdirTemp("", "pgtest-")
@@ -51,7 +67,7 @@ func Start(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	s := &Server{t: t, bin: bin, dir: dir}
+	s := &Server{t: t, bin: bin, dir: dir, settings: settings}
 	if os.Geteuid() == 0 {
 		s.cred = postgresUser(t)
 		// The server's user must reach its directory.
@@ -122,9 +138,9 @@ func (s *Server) run() error {
 	if err != nil {
 		return err
 	}
-	cmd := s.command(filepath.Join(s.bin, "postgres"), "-D", s.dataDir(), "-p", strconv.Itoa(s.port),
-		"-k", s.dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-		"-c", "full_page_writes=off", "-c", "max_connections=50")
+	args := append([]string{"-D", s.dataDir(), "-p", strconv.Itoa(s.port),
+		"-k", s.dir, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=50"}, s.settings...)
+	cmd := s.command(filepath.Join(s.bin, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
