@@ -19,6 +19,7 @@ import (
 	"github.com/emojicast/emojicast/internal/pgtest"
 	"github.com/emojicast/emojicast/internal/redistest"
 	"github.com/emojicast/emojicast/internal/testutil"
+	"github.com/emojicast/emojicast/store"
 )
 
 // The archive tests run push and pull nodes and `emojicast archive` on a
@@ -229,4 +230,59 @@ func checkWeekOld(t *testing.T, db *pgxpool.Pool, pull *proc) {
 		}
 	}
 	t.Fatalf("watch --from a week ago printed, before it ended:\n%s", strings.Join(lines, "\n"))
+}
+
+// TestArchiveFleetRedisFailover: on a Redis Cluster with a replica per
+// master, the master holding a stream's data points is SIGKILLed while
+// taps come, and its replica takes over; with --redis-min-replicas 1 (the
+// setting that makes a failover lose no acknowledged write) the archive
+// still holds exactly the accepted taps, second by second.
+func TestArchiveFleetRedisFailover(t *testing.T) {
+	testutil.Long(t, "a replicated cluster, a failover and 12 s of taps")
+	cluster := redistest.StartReplicatedCluster(t, 3, soakNodeTimeout)
+	pg := pgtest.Start(t)
+	addrs := cluster.Addrs()
+	common := []string{"--redis", addrs, "--redis-min-replicas", "1", "--seal-delay", fleetSealDelay, "--log-level", "warn"}
+	push := startProc(t, "push", append(append([]string{"push"}, loadSender...), common...)...)
+	pull := startProc(t, "pull", append(append([]string{"pull"}, exact...), common...)...)
+	push.waitReady()
+	pull.waitReady()
+	arch := startProc(t, "archive", "archive", "--redis", addrs, "--archive-dsn", pg.DSN(), "--archive-batch", "50", "--log-level", "warn")
+	db, err := archive.Open(context.Background(), pg.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	streams := []string{"failover-a", "failover-b"}
+	victim := cluster.MasterOf(t, cluster.Slot(t, store.PointsKey("emojicast", store.ShardOf(streams[0]))))
+	replica := cluster.ReplicaOf(t, victim)
+	if replica == nil {
+		t.Fatalf("master %s has no replica", victim.Addr())
+	}
+	ta := newTally()
+	var wg sync.WaitGroup
+	wg.Go(func() { sendFor(t, ta, []*proc{push}, streams, 12*time.Second) })
+	time.Sleep(4 * time.Second)
+	victim.Kill()
+	cluster.Takeover(t, replica)
+	victim.Restart()
+	wg.Wait()
+	if ta.accepted < 500 || ta.refused > 0 {
+		t.Fatalf("%d taps accepted, %d sends refused; want hundreds accepted and none refused", ta.accepted, ta.refused)
+	}
+	testutil.Eventually(t, 90*time.Second, "the archive holds every accepted tap", func() bool {
+		return archivedTotal(t, db, streams) >= ta.accepted
+	})
+	time.Sleep(2 * time.Second) // a count archived twice would show now
+	for _, s := range streams {
+		seen := archivedCounts(t, db, s)
+		ta.checkSeconds(t, "archive", s, seen)
+		if got, want := fmt.Sprint(seen.total()), fmt.Sprint(ta.totals(s)); got != want {
+			t.Errorf("archive of %s holds %s in all; push accepted %s", s, got, want)
+		}
+	}
+	if n := arch.metric("emojicast_archive_points_lost_total"); n != 0 {
+		t.Errorf("emojicast_archive_points_lost_total = %v; want 0", n)
+	}
 }
