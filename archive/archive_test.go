@@ -326,3 +326,38 @@ func TestTieredHistory(t *testing.T) {
 		t.Fatalf("old range %+v; want the archive's seconds (its first without counts) and the store's horizon %d", got, want.Horizon)
 	}
 }
+
+// TestArchiveBatchThatFailsAtTheEndLeavesNothing: a batch whose rows were
+// written but whose offset update failed (as a crash before the commit
+// would) leaves no row, and the next drain archives its records once.
+func TestArchiveBatchThatFailsAtTheEndLeavesNothing(t *testing.T) {
+	r := newRig(t, store.RedisOptions{}, Options{BatchSize: 5})
+	ctx := context.Background()
+	for sec := r.first; sec < r.first+5; sec++ {
+		r.addSecond(t, sec, streams, "n")
+		r.sealThrough(t, sec)
+	}
+	// Every shard's offset row exists, then no offset may move.
+	r.drainAll(t)
+	for sec := r.first + 5; sec < r.first+10; sec++ {
+		r.addSecond(t, sec, streams, "n")
+		r.sealThrough(t, sec)
+	}
+	if _, err := r.db.Exec(ctx, "ALTER TABLE emojicast_offsets ADD CONSTRAINT frozen CHECK (accounted < 0) NOT VALID"); err != nil {
+		t.Fatal(err)
+	}
+	for k := range store.RedisShards {
+		if n, err := r.arch.Drain(ctx, k); err == nil && n > 0 {
+			t.Fatalf("shard %d archived %d records with its offset frozen", k, n)
+		}
+	}
+	var rows int
+	if err := r.db.QueryRow(ctx, "SELECT count(*) FROM emojicast_seconds WHERE second >= $1", r.first+5).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("%d rows of the failed batches were kept (%v); want 0", rows, err)
+	}
+	if _, err := r.db.Exec(ctx, "ALTER TABLE emojicast_offsets DROP CONSTRAINT frozen"); err != nil {
+		t.Fatal(err)
+	}
+	r.drainAll(t)
+	r.assertEqualsHistory(t, streams, r.first, r.first+59)
+}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/emojicast/emojicast/archive"
@@ -87,7 +88,8 @@ func historyAnswer(t *testing.T, p *proc, stream string, from, to int64) (int, s
 // taps, second by second; a pull node answering every range from the
 // archive gives the same bytes and Cache-Control as one answering from
 // Redis; and a stream a week old replays from the archive, without its
-// comment taken down, through GET .../history and `watch --from`.
+// comment taken down, through GET .../history, the viewer page (headless
+// Chromium) and `watch --from`.
 func TestArchiveFleet(t *testing.T) {
 	testutil.Long(t, "sends for 14 s and waits for the archive")
 	srv := redistest.Start(t)
@@ -205,6 +207,22 @@ func checkWeekOld(t *testing.T, db *pgxpool.Pool, pull *proc) {
 	if !strings.HasPrefix(cc, "public, max-age=30") {
 		t.Errorf("a sealed whole minute of a week ago has Cache-Control %q; want the sealed answer's", cc)
 	}
+	// The viewer page's replay plays it.
+	bctx, bcancel := context.WithTimeout(ctx, 90*time.Second)
+	defer bcancel()
+	page := newPage(t, browser(t, bctx), "week-old replay")
+	page.do(chromedp.Navigate(fmt.Sprintf("%s/?stream=last-week&at=%d", pull.url, sec-1)))
+	if !eval[bool](page, seenOnStage) {
+		t.Fatal("cannot observe the stage")
+	}
+	testutil.Eventually(t, 20*time.Second, "the page to replay the week-old second", func() bool {
+		got := page.received()
+		return got["love"] == 7 && got["fire"] == 2
+	})
+	testutil.Eventually(t, 10*time.Second, "the week-old comment on the stage", func() bool {
+		return eval[bool](page, `window.__seen.comments.length === 1 && window.__seen.comments[0] === "a week ago"`)
+	})
+	page.checkNoExceptions()
 	// watch --from plays it.
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
