@@ -91,19 +91,26 @@ func day(sec int64) int64 {
 	return d
 }
 
-// ensurePartitions creates in tx the partitions of emojicast_seconds for
-// the given days that known lacks, and notes them in known.
-func ensurePartitions(ctx context.Context, tx pgx.Tx, days map[int64]struct{}, known map[int64]struct{}) error {
-	for d := range days {
-		if _, ok := known[d]; ok {
-			continue
-		}
+// createPartitions creates the partitions of emojicast_seconds for the
+// given UTC days if they are missing, in a transaction of their own under
+// the schema's advisory lock, so that archivers (and their workers)
+// creating the same day wait for each other instead of failing.
+func createPartitions(ctx context.Context, db *pgxpool.Pool, days []int64) error {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot create partitions: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLock); err != nil {
+		return fmt.Errorf("cannot create partitions: %w", err)
+	}
+	for _, d := range days {
 		if _, err := tx.Exec(ctx, partitionSQL(d)); err != nil {
 			return fmt.Errorf("cannot create the partition of day %d: %w", d, err)
 		}
 	}
-	for d := range days {
-		known[d] = struct{}{}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("cannot create partitions: %w", err)
 	}
 	return nil
 }

@@ -81,8 +81,10 @@ type Archiver struct {
 	lag     prometheus.Gauge
 	warn    logthrottle.Throttle
 
-	mu   sync.Mutex
-	days map[int64]struct{} // partitions known to exist
+	partMu sync.Mutex
+	days   map[int64]struct{} // partitions known to exist
+
+	mu sync.Mutex
 	// behind is each shard's records added but not yet archived, as
 	// its last round found.
 	behind [store.RedisShards]int64
@@ -211,6 +213,9 @@ func (a *Archiver) archiveBatch(ctx context.Context, k int) (n int, more bool, e
 		}
 		w.add(p)
 	}
+	if err := a.ensurePartitions(ctx, w.days); err != nil {
+		return 0, false, err
+	}
 	if err := a.flush(ctx, tx, w); err != nil {
 		return 0, false, err
 	}
@@ -325,14 +330,34 @@ func (a *Archiver) setBehind(k int, n int64) {
 	a.lag.Set(float64(sum))
 }
 
+// ensurePartitions makes sure the partitions of days exist: the first
+// time a day is seen, by creating it if missing (outside the batch's
+// transaction, which must not hold the parent table's lock while others
+// wait for it); once a day, at midnight UTC, in practice.
+func (a *Archiver) ensurePartitions(ctx context.Context, days map[int64]struct{}) error {
+	a.partMu.Lock()
+	defer a.partMu.Unlock()
+	var missing []int64
+	for d := range days {
+		if _, ok := a.days[d]; !ok {
+			missing = append(missing, d)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := createPartitions(ctx, a.opts.DB, missing); err != nil {
+		return err
+	}
+	for _, d := range missing {
+		a.days[d] = struct{}{}
+	}
+	return nil
+}
+
 // flush writes w's rows in tx: counts summed into their second's row,
 // comments and retractions inserted.
 func (a *Archiver) flush(ctx context.Context, tx pgx.Tx, w *write) error {
-	a.mu.Lock()
-	defer a.mu.Unlock() // partitions are created by one worker at a time
-	if err := ensurePartitions(ctx, tx, w.days, a.days); err != nil {
-		return err
-	}
 	var b pgx.Batch
 	if n := len(w.seconds); n > 0 {
 		streams, seconds := make([]string, 0, n), make([]int64, 0, n)
