@@ -94,9 +94,16 @@ func day(sec int64) int64 {
 // createPartitions creates the partitions of emojicast_seconds for the
 // given UTC days if they are missing, in a transaction of their own under
 // the schema's advisory lock, so that archivers (and their workers)
-// creating the same day wait for each other instead of failing.
+// creating the same day wait for each other instead of failing. It dials
+// a connection of its own: the pool's may all be held by workers whose
+// batches wait for this partition.
 func createPartitions(ctx context.Context, db *pgxpool.Pool, days []int64) error {
-	tx, err := db.Begin(ctx)
+	conn, err := pgx.ConnectConfig(ctx, db.Config().ConnConfig)
+	if err != nil {
+		return fmt.Errorf("cannot create partitions: %w", err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("cannot create partitions: %w", err)
 	}

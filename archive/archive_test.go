@@ -361,3 +361,46 @@ func TestArchiveBatchThatFailsAtTheEndLeavesNothing(t *testing.T) {
 	r.drainAll(t)
 	r.assertEqualsHistory(t, streams, r.first, r.first+59)
 }
+
+// TestArchiveWorkersFillingThePool: as many workers as the pool has
+// connections, all meeting a new day at once, finish: the worker that
+// makes the day's partition must not wait for a connection the others
+// hold while they wait for it.
+func TestArchiveWorkersFillingThePool(t *testing.T) {
+	r := newRig(t, store.RedisOptions{}, Options{})
+	cfg := r.db.Config()
+	cfg.MaxConns = 2
+	small, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	arch, err := New(Options{Redis: r.rdb, DB: small, Workers: 2, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var many []string
+	for i := range 200 {
+		many = append(many, fmt.Sprintf("s%d", i))
+	}
+	r.addSecond(t, r.first, many, "n")
+	r.sealThrough(t, r.first)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for k := w; k < store.RedisShards; k += 2 {
+				if _, err := arch.Drain(ctx, k); err != nil {
+					t.Errorf("shard %d: %v", k, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r.assertEqualsHistory(t, many[:3], r.first, r.first+59)
+	if _, err := New(Options{Redis: r.rdb, DB: small, Workers: 3}); err == nil {
+		t.Fatal("New took 3 workers on a pool of 2 connections")
+	}
+}

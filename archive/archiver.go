@@ -95,6 +95,9 @@ func New(opts Options) (*Archiver, error) {
 	if err := opts.fillDefaults(); err != nil {
 		return nil, err
 	}
+	if most := opts.DB.Config().MaxConns; int32(opts.Workers) > most {
+		return nil, fmt.Errorf("archive: %d workers need as many connections; the pool has %d (pool_max_conns in the DSN)", opts.Workers, most)
+	}
 	f := promauto.With(opts.Registerer)
 	return &Archiver{
 		opts: opts,
