@@ -37,7 +37,11 @@ type rig struct {
 
 func newRig(t *testing.T, opts store.RedisOptions, aopts Options) *rig {
 	t.Helper()
-	srv := redistest.Start(t)
+	return newRigOn(t, redistest.Start(t), opts, aopts)
+}
+
+func newRigOn(t *testing.T, srv *redistest.Server, opts store.RedisOptions, aopts Options) *rig {
+	t.Helper()
 	pg := pgtest.Start(t)
 	rdb, err := store.NewRedisClient(srv.URL())
 	if err != nil {
@@ -403,4 +407,41 @@ func TestArchiveWorkersFillingThePool(t *testing.T) {
 	if _, err := New(Options{Redis: r.rdb, DB: small, Workers: 3}); err == nil {
 		t.Fatal("New took 3 workers on a pool of 2 connections")
 	}
+}
+
+// TestArchiveWaitsForReplicas: with MinReplicas, records only the master
+// has (its replica stopped: what a failover would lose, and push nodes
+// would write again) are not archived; once the replica has them, they
+// are, once.
+func TestArchiveWaitsForReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	replica := redistest.StartReplica(t, srv)
+	r := newRigOn(t, srv, store.RedisOptions{}, Options{MinReplicas: 1})
+	for sec := r.first; sec < r.first+3; sec++ {
+		r.addSecond(t, sec, streams, "n")
+		r.sealThrough(t, sec)
+	}
+	r.drainAll(t)
+	replica.Pause()
+	for sec := r.first + 3; sec < r.first+6; sec++ {
+		r.addSecond(t, sec, streams, "n")
+		r.sealThrough(t, sec)
+	}
+	failed := 0
+	for k := range store.RedisShards {
+		if _, err := r.arch.Drain(context.Background(), k); err != nil {
+			failed++
+		}
+	}
+	replica.Resume()
+	var rows int
+	if err := r.db.QueryRow(context.Background(), "SELECT count(*) FROM emojicast_seconds WHERE second >= $1", r.first+3).Scan(&rows); err != nil || rows != 0 || failed == 0 {
+		t.Fatalf("with the replica stopped: %d rows of its seconds archived (%v), %d shards failed; want none archived, some failed", rows, err, failed)
+	}
+	tu.Eventually(t, 10*time.Second, "the replica catches up", func() bool {
+		n, err := r.rdb.Do(context.Background(), "WAIT", 1, 100).Int64()
+		return err == nil && n == 1
+	})
+	r.drainAll(t)
+	r.assertEqualsHistory(t, streams, r.first, r.first+59)
 }

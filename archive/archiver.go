@@ -38,6 +38,15 @@ type Options struct {
 	// Idle is how long a worker waits when every shard was drained, and
 	// after an error. Default: 1 s.
 	Idle time.Duration
+	// MinReplicas, when positive, archives only records that at least
+	// that many replicas of their master have: after reading, the
+	// archiver writes a key on the master and WAITs for it, as push
+	// nodes do for their flushes (the replication stream is in order).
+	// A record only the master had, lost in a failover, then never
+	// reaches the archive while its batch, retried by the push node, is
+	// added again. Default: 0, what the master answers; set it to the
+	// nodes' --redis-min-replicas.
+	MinReplicas int
 	// Logger takes errors, throttled. Default: slog.Default().
 	Logger *slog.Logger
 	// Registerer takes the archiver's metrics. Default:
@@ -260,11 +269,23 @@ func lockOffset(ctx context.Context, tx pgx.Tx, k int) (offset, error) {
 }
 
 // read returns the records of key after lastID, at most BatchSize, and
-// the stream's figures, both as of one moment (a MULTI).
+// the stream's figures, both as of one moment (a MULTI); with
+// MinReplicas, only once that many replicas have them.
 func (a *Archiver) read(ctx context.Context, key, lastID string) ([]redis.XMessage, *redis.XInfoStream, error) {
+	var c redis.Cmdable = a.opts.Redis
+	if a.opts.MinReplicas > 0 {
+		// WAIT counts the writes of its own connection: the read, the
+		// write and the WAIT go over one connection to the key's master.
+		conn, err := a.masterConn(ctx, key)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer func() { _ = conn.Close() }()
+		c = conn
+	}
 	var rng *redis.XMessageSliceCmd
 	var info *redis.XInfoStreamCmd
-	_, err := a.opts.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		rng = p.XRangeN(ctx, key, "("+lastID, "+", int64(a.opts.BatchSize))
 		info = p.XInfoStream(ctx, key)
 		return nil
@@ -275,8 +296,51 @@ func (a *Archiver) read(ctx context.Context, key, lastID string) ([]redis.XMessa
 		}
 		return nil, nil, fmt.Errorf("cannot read %s: %w", key, err)
 	}
+	if a.opts.MinReplicas > 0 && len(rng.Val()) > 0 {
+		if err := a.confirm(ctx, c, key); err != nil {
+			return nil, nil, err
+		}
+	}
 	return rng.Val(), info.Val(), nil
 }
+
+// masterConn returns a connection to the master of key.
+func (a *Archiver) masterConn(ctx context.Context, key string) (*redis.Conn, error) {
+	switch c := a.opts.Redis.(type) {
+	case *redis.ClusterClient:
+		n, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("cannot find the master of %s: %w", key, err)
+		}
+		return n.Conn(), nil
+	case interface{ Conn() *redis.Conn }:
+		return c.Conn(), nil
+	default:
+		return nil, fmt.Errorf("archive: MinReplicas needs a Redis client with connections of its own, not %T", a.opts.Redis)
+	}
+}
+
+// confirm writes a key of key's shard on conn and waits for MinReplicas
+// replicas to have it, and so every record read before it.
+func (a *Archiver) confirm(ctx context.Context, conn redis.Cmdable, key string) error {
+	ack := strings.TrimSuffix(key, "points") + "archack"
+	var wait *redis.Cmd
+	_, err := conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, ack, "1", time.Minute)
+		wait = p.Do(ctx, "WAIT", a.opts.MinReplicas, replicaTimeout.Milliseconds())
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cannot confirm %s on replicas: %w", key, err)
+	}
+	if got, err := wait.Int64(); err != nil || got < int64(a.opts.MinReplicas) {
+		return fmt.Errorf("cannot confirm %s on replicas: %d of %d within %v (%v)", key, got, a.opts.MinReplicas, replicaTimeout, err)
+	}
+	return nil
+}
+
+// replicaTimeout bounds a WAIT: the round is retried after it.
+const replicaTimeout = time.Second
 
 // account returns the offset after msgs. Trimming removes a stream's
 // oldest records, so records after the offset were trimmed only if the

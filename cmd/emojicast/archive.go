@@ -33,7 +33,7 @@ the first's row locks); see docs/operations.md.
 // archiveFlags are the flags of the archive command.
 type archiveFlags struct {
 	listen, redis, dsn, logLevel string
-	batch, workers               int
+	batch, workers, minReplicas  int
 }
 
 func runArchive(args []string) int {
@@ -44,6 +44,7 @@ func runArchive(args []string) int {
 	fs.StringVar(&f.dsn, "archive-dsn", "", "the archive: a PostgreSQL URL (postgres://user:password@host:5432/db) or key=value string; the schema is created if missing")
 	fs.IntVar(&f.batch, "archive-batch", 5000, "most data points one transaction archives from a shard")
 	fs.IntVar(&f.workers, "archive-workers", 4, "shards archived at once, each with its own PostgreSQL connection")
+	fs.IntVar(&f.minReplicas, "redis-min-replicas", 0, "archive only data points that this many replicas of their Redis master have (WAIT), so that a failover cannot take back what was archived: the nodes' --redis-min-replicas (0: what the master answers)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -85,7 +86,7 @@ func archiveUntilSignal(f *archiveFlags, log *slog.Logger) error {
 	}
 	defer db.Close()
 	arch, err := archive.New(archive.Options{
-		Redis: rdb, DB: db, BatchSize: f.batch, Workers: f.workers, Logger: log,
+		Redis: rdb, DB: db, BatchSize: f.batch, Workers: f.workers, MinReplicas: f.minReplicas, Logger: log,
 	})
 	if err != nil {
 		return err
