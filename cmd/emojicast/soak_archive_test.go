@@ -74,14 +74,18 @@ func (s *soak) checkArchive(through int64) {
 	t := s.t
 	from := s.start.Unix()
 	var diffs []string
+	checked := 0 // seconds with reactions compared
 	testutil.Eventually(t, 90*time.Second, "the archive equals Redis's history", func() bool {
-		diffs = diffs[:0]
+		diffs, checked = diffs[:0], 0
 		for _, stream := range s.streams {
 			archived := archivedCounts(t, s.archive.db, stream)
 			for sec := from; sec <= through; sec++ {
 				hist := s.storeHistory(stream, sec)
 				if hist == nil {
 					continue // Redis cannot say now
+				}
+				if len(hist) > 0 {
+					checked++
 				}
 				if fmt.Sprint(hist) != fmt.Sprint(map[string]int64(archived[sec])) && (len(hist) > 0 || len(archived[sec]) > 0) {
 					diffs = append(diffs, fmt.Sprintf("%s second %d: archive %v, Redis history %v", stream, sec, archived[sec], hist))
@@ -93,6 +97,10 @@ func (s *soak) checkArchive(through int64) {
 	if len(diffs) > 0 {
 		t.Errorf("the archive differs from Redis's history:\n%v", diffs)
 	}
+	if min := len(s.streams) * 30; checked < min {
+		t.Errorf("compared %d seconds with reactions of the archive with Redis's history; want at least %d", checked, min)
+	}
+	t.Logf("the archive equals Redis's history for %d seconds with reactions of %d streams", checked, len(s.streams))
 	if n := s.archive.node.proc().metric("emojicast_archive_points_lost_total"); n != 0 {
 		t.Errorf("the archiver lost %v data points (trimmed before archived)", n)
 	}
