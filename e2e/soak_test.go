@@ -32,7 +32,8 @@ import (
 // process and a pull process killed with SIGKILL and restarted, the
 // master holding the seal horizon frozen with SIGSTOP for 10 s, a master
 // killed and its replica promoted, 30 s without network for some viewers,
-// and all along one push process whose clock is 2 s ahead. Then an exact
+// an archiver killed and its PostgreSQL stopped, and all along one push
+// process whose clock is 2 s ahead. Then an exact
 // checker compares, per stream, emoji and second, the taps the push nodes
 // answered 202 with what every viewer was shown. docs/operations.md
 // ("Fault-injection soak") says how to run it longer.
@@ -107,6 +108,7 @@ type soak struct {
 	links   map[string]*weakLink
 	ledger  *soakLedger
 	viewers []*recorder
+	archive *soakArchive // soak_archive_test.go
 
 	stopViewers, stopSends context.CancelFunc
 	bg, sends              sync.WaitGroup
@@ -238,7 +240,8 @@ func (s *soak) setUp() {
 			s.sends.Go(func() { s.send(sendCtx, i, g) })
 		}
 	}
-	s.logFault("fleet up: 3 push, 2 pull, %d viewers of %d streams; push-3's clock %v ahead", len(s.viewers), len(s.streams), soakSkew)
+	s.startArchive()
+	s.logFault("fleet up: 3 push, 2 pull, an archiver, %d viewers of %d streams; push-3's clock %v ahead", len(s.viewers), len(s.streams), soakSkew)
 }
 
 // shardSlotKey is a key of a store shard: its slot is the shard's slot.
@@ -333,10 +336,12 @@ func (s *soak) round(r int) {
 	s.freezeHorizon()
 	time.Sleep(4 * time.Second)
 	s.killPull((r - 1) % len(s.pulls))
+	archived := s.faultArchive()
 	<-restored
 	time.Sleep(2 * time.Second)
 	s.failOver(r)
 	time.Sleep(8 * time.Second)
+	<-archived
 	for _, n := range append(slices.Clone(s.pushes), s.pulls...) {
 		if !n.proc().alive() {
 			t.Fatalf("%s died by itself", n.name)
@@ -510,6 +515,7 @@ func (s *soak) finish(rounds int) {
 	s.bg.Wait()
 	s.logFault("every viewer passed second %d", through)
 	rep := s.check(through)
+	s.checkArchive(through)
 	t.Logf("fault-injection soak: %d round(s), %s, --redis-min-replicas 1\nsenders: %s\nfaults:\n%s\n\n%s",
 		rounds, time.Since(s.start).Round(time.Second), s.ledger.senders(), strings.Join(s.faults, "\n"), rep.table())
 	for _, e := range rep.errs {

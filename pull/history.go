@@ -51,7 +51,7 @@ func (p *Pull) HandleHistory(ctx *fasthttp.RequestCtx, id []byte) {
 		return
 	}
 	sctx, cancel := context.WithTimeout(p.life, p.opts.SyncTimeout)
-	h, err := p.opts.Store.History(sctx, key.stream, from, to)
+	h, err := p.opts.History.History(sctx, key.stream, from, to)
 	cancel()
 	if err != nil {
 		p.metrics.historyErrors.Inc()

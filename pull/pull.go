@@ -44,6 +44,9 @@ type Store interface {
 type Options struct {
 	// Store is where sealed seconds come from. Required.
 	Store Store
+	// History answers replays (GET .../history): an archive for ranges
+	// older than the store keeps (archive.Tiered). Default: Store.
+	History store.HistoryReader
 	// Emojis is the emoji set. Default: emoji.Default().
 	Emojis *emoji.Set
 	// Clock is used for "now" in limits and staleness. Default: system clock.
@@ -163,6 +166,9 @@ const unsyncedNextMS = 250
 func (o *Options) fillDefaults() error {
 	if o.Store == nil {
 		return errors.New("pull: a store is required")
+	}
+	if o.History == nil {
+		o.History = o.Store
 	}
 	if o.Emojis == nil {
 		o.Emojis = emoji.Default()

@@ -10,7 +10,9 @@
 # the systemd test checks the units with systemd-analyze (Debian's
 # systemd package); the Kotlin client's tests (clients/kotlin/build.sh)
 # run on a JDK 17 with Debian's OkHttp and JUnit 5, and take the Kotlin
-# compiler from npm (which comes with Node.js 20). Needs root (or sudo)
+# compiler from npm (which comes with Node.js 20); the archive tests start
+# their own PostgreSQL (Debian's postgresql, its binaries under
+# /usr/lib/postgresql/<version>/bin). Needs root (or sudo)
 # only when something is missing.
 set -euo pipefail
 
@@ -37,6 +39,7 @@ need systemd test -x /usr/bin/systemd-analyze
 need openjdk-17-jdk-headless command -v javac
 need libokhttp-java test -e /usr/share/java/okhttp.jar
 need junit5 test -e /usr/share/java/junit-platform-console-standalone.jar
+need postgresql compgen -G '/usr/lib/postgresql/*/bin/initdb'
 
 # node_new_enough fails, saying why, unless node is Node.js 20 or later.
 node_new_enough() {

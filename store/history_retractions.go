@@ -45,3 +45,13 @@ func withoutRetracted(secs []Second, gone func(id string) bool) []Second {
 	}
 	return out
 }
+
+// WithoutRetracted returns secs without the comments whose ids are in
+// gone, and without the seconds left with neither counts nor comments, as
+// History answers: for an archive of the history (package archive).
+func WithoutRetracted(secs []Second, gone map[string]struct{}) []Second {
+	if len(gone) == 0 {
+		return secs
+	}
+	return withoutRetracted(secs, func(id string) bool { _, ok := gone[id]; return ok })
+}

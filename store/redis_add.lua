@@ -37,6 +37,10 @@
 --               starting with "!" is a retraction, which does not spill
 --               and history does not keep
 --
+-- Every reaction count, comment and retraction written is also appended to
+-- the data-point stream (docs/operations.md lists its records): the
+-- archiver drains it into PostgreSQL.
+--
 -- A history hash holds, for second s of its minute, the field
 -- (s % 60) .. ":" .. emoji -> count and (s % 60) .. "#" .. i -> "user:text"
 -- for the i-th comment (from 0) of the second: every sealed second, kept
@@ -219,9 +223,16 @@ for i = first_delta, first_comment - 1, 4 do
     expire_history(hkey)
   end
   if maxlen > 0 and reaction then
-    -- The data point keeps the second the reactions were made in.
-    redis.call('XADD', points, 'MAXLEN', '~', maxlen, '*',
-      'stream', stream, 'second', ARGV[i + 1], 'emoji', emoji, 'count', count)
+    -- The data point keeps the second the reactions were made in, and,
+    -- when they were carried, the second viewers (and History) got them
+    -- in: the archive (package archive) keeps what History answered.
+    if why == 0 then
+      redis.call('XADD', points, 'MAXLEN', '~', maxlen, '*',
+        'stream', stream, 'second', ARGV[i + 1], 'emoji', emoji, 'count', count)
+    else
+      redis.call('XADD', points, 'MAXLEN', '~', maxlen, '*',
+        'stream', stream, 'second', ARGV[i + 1], 'emoji', emoji, 'count', count, 'at', s)
+    end
   end
 end
 
@@ -234,6 +245,10 @@ for i = first_comment, #ARGV, 3 do
     if redis.call('LLEN', key) < max_comments + max_retractions then
       redis.call('RPUSH', key, entry)
       expire(key)
+      if maxlen > 0 then
+        redis.call('XADD', points, 'MAXLEN', '~', maxlen, '*',
+          'stream', stream, 'second', ARGV[i + 1], 'retract', string.sub(entry, 2), 'at', s)
+      end
     else
       retractions_dropped = retractions_dropped + 1
     end
@@ -251,6 +266,10 @@ for i = first_comment, #ARGV, 3 do
       local hkey, offset = history_key(stream, s)
       redis.call('HSET', hkey, offset .. '#' .. (n - 1), entry)
       expire_history(hkey)
+    end
+    if maxlen > 0 then
+      redis.call('XADD', points, 'MAXLEN', '~', maxlen, '*',
+        'stream', stream, 'second', ARGV[i + 1], 'comment', entry, 'at', s, 'i', n - 1)
     end
   else
     dropped = dropped + 1

@@ -89,6 +89,10 @@ func checkCombinations(r role, f *nodeFlags) error {
 		return errors.New("--token-secret-previous needs --token-secret")
 	case f.jwtKeys != "" && f.jwtMaxLifetime <= 0:
 		return fmt.Errorf("invalid --jwt-max-lifetime %v: want a positive duration", f.jwtMaxLifetime)
+	case f.archiveDSN != "" && f.redis == "":
+		return errors.New("--archive-dsn needs --redis: the archiver drains Redis")
+	case f.archiveDSN != "" && f.history <= 0:
+		return errors.New("--archive-dsn needs a positive --history: what Redis keeps, older ranges are read from the archive")
 	}
 	return nil
 }

@@ -47,6 +47,8 @@ func TestNodeConfigRefusals(t *testing.T) {
 		{"admin token", roleServe, []string{"--admin-token", "short"}, "invalid --admin-token"},
 		{"edge feed without proxies", roleServe, []string{"--edge-log-listen", "127.0.0.1:0", "--edge-log-secret", "emojicast_edge_1234"}, "--edge-log-listen needs --trusted-proxies"},
 		{"edge feed without secret", rolePull, append(redis, "--edge-log-listen", "127.0.0.1:0", "--trusted-proxies", "10.0.0.1"), "--edge-log-listen needs --edge-log-secret"},
+		{"archive without redis", roleServe, []string{"--archive-dsn", "postgres://127.0.0.1:1/archive"}, "--archive-dsn needs --redis"},
+		{"archive without history", rolePull, append(redis, "--archive-dsn", "postgres://127.0.0.1:1/archive", "--history", "0s"), "--archive-dsn needs a positive --history"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := configOf(t, tc.role, tc.args...)

@@ -18,6 +18,8 @@ Commands:
   push     run a push node: take sends, write per-second sums to Redis
   pull     run a pull node: answer polls from rings synced from Redis, and
            serve the web viewer
+  archive  drain the data points in Redis into a PostgreSQL archive, which
+           pull nodes replay streams of any age from (--archive-dsn)
   watch    print a stream's reactions and comments as they arrive (a live
            chart in a terminal)
   send     send taps of an emoji to a stream
@@ -41,6 +43,8 @@ func main() {
 		os.Exit(runRole(rolePush, args))
 	case "pull":
 		os.Exit(runRole(rolePull, args))
+	case "archive":
+		os.Exit(runArchive(args))
 	case "watch":
 		os.Exit(runWatch(args))
 	case "send":

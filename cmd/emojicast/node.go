@@ -48,6 +48,7 @@ type node struct {
 	pull    *pull.Pull // nil: not a pull role
 	index   fasthttp.RequestHandler
 	feed    *edgelog.Listener // nil: no edge log feed
+	archive *stopStep         // closes the archive's connections; nil: no --archive-dsn
 	srv     *server.Server
 }
 
@@ -176,9 +177,16 @@ func (n *node) newPull() error {
 	if pushURL == "" {
 		pushURL = f.publicURL
 	}
-	var err error
+	hist, stopArchive, err := archiveHistory(f, n.stores.main.Store, n.log)
+	if err != nil {
+		return err
+	}
+	if stopArchive != nil {
+		n.archive = stopArchive
+		n.cleanup = append(n.cleanup, func() { stopArchive.stop(context.Background()) })
+	}
 	n.pull, err = pull.New(pull.Options{
-		Store: n.stores.main.Store, Emojis: n.cfg.emojis, Signer: n.cfg.signer, JWT: n.cfg.jwt,
+		Store: n.stores.main.Store, History: hist, Emojis: n.cfg.emojis, Signer: n.cfg.signer, JWT: n.cfg.jwt,
 		PullURL: f.publicURL, PushURL: pushURL,
 		MaxStreams: f.maxStreams, BurstThreshold: f.burstThreshold,
 		BusyNextMS: f.busyNextMS, QuietNextMS: f.quietNextMS, QuietMaxNextMS: f.quietMaxNextMS,
@@ -261,6 +269,9 @@ func (n *node) start() ([]stopStep, error) {
 	if n.pull != nil {
 		n.pull.Start()
 		steps = append(steps, stopStep{"pull syncer", func(context.Context) { n.pull.Stop() }})
+	}
+	if n.archive != nil {
+		steps = append(steps, *n.archive)
 	}
 	steps = append(steps,
 		stopStep{"store", func(context.Context) { n.stores.close() }},

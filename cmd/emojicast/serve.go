@@ -108,6 +108,7 @@ type nodeFlags struct {
 	targetSends    int64
 	maxDivisor     int64
 	ipViewers      int
+	archiveDSN     string
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
@@ -187,6 +188,10 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 		fs.StringVar(&f.edgeLogSecret, "edge-log-secret", "", "the syslog tag the edges put on their log lines (nginx's access_log syslog:...,tag=): 16 to 32 letters, digits and underscores shared with them; lines without it are refused (required with --edge-log-listen)")
 		fs.Int64Var(&f.targetSends, "target-sends", pull.DefaultTargetSends, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
 		fs.IntVar(&f.ipViewers, "ip-viewers", pull.DefaultViewersPerAddress, "most viewers one client address counts as in a stream's viewer estimate per poll interval")
+		fs.StringVar(&f.archiveDSN, "archive-dsn", "", "with --redis: the PostgreSQL archive (emojicast archive) that answers replays older than --history (empty: none, replays reach back --history)")
+		if !r.push {
+			fs.DurationVar(&f.history, "history", store.DefaultHistory, "with --archive-dsn: how long the push nodes keep history (their --history); older ranges are read from the archive")
+		}
 	}
 }
 
