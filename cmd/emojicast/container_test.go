@@ -27,7 +27,8 @@ import (
 // cannot run here either (no cgroups), so the build's RUN steps use
 // chroot isolation, and the test runs the image's entrypoint itself:
 // chrooted into the image's filesystem, as the image's user, with its
-// environment. About 25 s with warm caches.
+// environment. About 25 s with warm caches and the builder image kept
+// from an earlier run.
 func TestContainerImage(t *testing.T) {
 	podman := testutil.NeedsProgram(t, "podman")
 	release := releaseBinary(t) // the image's binary must be this one
@@ -35,9 +36,8 @@ func TestContainerImage(t *testing.T) {
 		t.Fatal("the container test needs root: podman's storage, chroot and setuid (CI runs as root)")
 	}
 	tag := fmt.Sprintf("localhost/emojicast-test-%d", time.Now().UnixNano())
-	builder := tag + "-builder"
-	t.Cleanup(func() { _ = exec.Command(podman, "rmi", "--force", tag, builder).Run() })
-	makeBuilderImage(t, podman, builder)
+	t.Cleanup(func() { _ = exec.Command(podman, "rmi", "--force", tag).Run() })
+	builder := builderImage(t, podman)
 
 	goEnv := func(name string) string {
 		out, err := exec.Command("go", "env", name).Output()
@@ -91,15 +91,21 @@ func TestContainerImage(t *testing.T) {
 	runImage(t, root, cfg.Config)
 }
 
-// makeBuilderImage imports the host's Go toolchain, CA certificates and an
-// empty /tmp as an image: the build stage's BUILDER.
-func makeBuilderImage(t *testing.T, podman, name string) {
+// builderImage returns the image of the host's Go toolchain, CA
+// certificates and an empty /tmp: the build stage's BUILDER. It is kept
+// between runs under the toolchain's version (importing a toolchain takes
+// a minute), and made when missing.
+func builderImage(t *testing.T, podman string) string {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOROOT").Output()
+	out, err := exec.Command("go", "env", "GOROOT", "GOVERSION").Output()
 	if err != nil {
-		t.Fatalf("go env GOROOT: %v", err)
+		t.Fatalf("go env GOROOT GOVERSION: %v", err)
 	}
-	goroot := strings.TrimSpace(string(out))
+	goroot, version, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	name := "localhost/emojicast-test-builder:" + version
+	if exec.Command(podman, "image", "exists", name).Run() == nil {
+		return name
+	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(writeBuilderTar(pw, goroot)) }()
 	cmd := exec.Command(podman, "import",
@@ -115,6 +121,7 @@ func makeBuilderImage(t *testing.T, podman, name string) {
 		pr.CloseWithError(err)
 		t.Fatalf("podman import: %v\n%s", err, b)
 	}
+	return name
 }
 
 // writeBuilderTar writes the builder's filesystem as a tar: goroot at its
