@@ -26,15 +26,15 @@ import (
 // The requests go through the server's handler without a socket: two
 // million loopback round trips would take minutes under the race detector,
 // and the socket path is what the other tests cover. Under the race
-// detector, where scripts/test.sh runs it, the flood is 300,000 ids (the
-// handler is ten times slower there): still 30 times the key bound and
-// 300 times the streams bound, and unbounded user and address maps alone
+// detector, where scripts/test.sh runs it, the flood is 150,000 ids (the
+// handler is ten times slower there): still 15 times the key bound and
+// 150 times the streams bound, and unbounded user and address maps alone
 // would outgrow the heap bound.
 func TestFloodOfDistinctIDsStaysBounded(t *testing.T) {
 	testutil.Long(t, "floods a million ids")
 	total := 1_000_000
 	if testutil.RaceEnabled {
-		total = 300_000
+		total = 150_000
 	}
 	const (
 		maxStreams = 1000

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -13,21 +13,6 @@ import (
 
 	"github.com/emojicast/emojicast/internal/testutil"
 )
-
-// build compiles a command of this module into dir, with the race detector
-// when the tests run with it.
-func build(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	out := filepath.Join(dir, filepath.Base(pkg))
-	args := []string{"build", "-o", out}
-	if testutil.RaceEnabled {
-		args = append(args, "-race")
-	}
-	if msg, err := exec.Command("go", append(args, pkg)...).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, msg)
-	}
-	return out
-}
 
 // startEmojicast runs 'emojicast serve' on a free loopback port and returns
 // its address once it is ready. Quiet streams are polled every second, so
@@ -88,9 +73,10 @@ func runLoadgen(t *testing.T, bin string, args ...string) report {
 // the same answer from both servers.
 func TestLoadgenSmoke(t *testing.T) {
 	testutil.Long(t, "runs every load stage against a real process")
-	dir := t.TempDir()
-	emojicast := build(t, dir, "github.com/emojicast/emojicast/cmd/emojicast")
-	loadgen := build(t, dir, "github.com/emojicast/emojicast/benchmarks/loadgen")
+	// Built without the race detector: the smoke checks what the reports
+	// say, and the generator's own tests race its parts.
+	emojicast := testutil.Binary(t, "github.com/emojicast/emojicast/cmd/emojicast", false)
+	loadgen := testutil.Binary(t, "github.com/emojicast/emojicast/benchmarks/loadgen", false)
 	addr := startEmojicast(t, emojicast)
 	common := []string{"-addr", addr, "-viewers", "4", "-senders", "3", "-send-every", "200ms",
 		"-warmup", "1500ms", "-duration", "2s", "-drain", "15s"}
@@ -183,4 +169,10 @@ func checkClients(t *testing.T, mode string, c *clientsReport) {
 	if c.FreshFirstP50MS <= 0 || c.FreshFirstP99MS > 10_000 || c.FreshViewerP50MS < c.FreshFirstP50MS {
 		t.Errorf("%s: freshness first p50 %v p99 %v, one viewer p50 %v", mode, c.FreshFirstP50MS, c.FreshFirstP99MS, c.FreshViewerP50MS)
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.RemoveBinaries()
+	os.Exit(code)
 }
