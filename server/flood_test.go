@@ -28,8 +28,9 @@ import (
 // and the socket path is what the other tests cover. Under the race
 // detector, where scripts/test.sh runs it, the flood is 150,000 ids (the
 // handler is ten times slower there): still 15 times the key bound and
-// 150 times the streams bound, and unbounded user and address maps alone
-// would outgrow the heap bound.
+// 150 times the streams bound: unbounded, pull's streams alone would
+// outgrow the heap bound many times over, and the gauges would pass their
+// bounds.
 func TestFloodOfDistinctIDsStaysBounded(t *testing.T) {
 	testutil.Long(t, "floods a million ids")
 	total := 1_000_000
