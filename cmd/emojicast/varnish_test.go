@@ -44,8 +44,9 @@ func startStockVarnish(t *testing.T, backend string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var werr error
+	go func() { werr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -60,8 +61,8 @@ func startStockVarnish(t *testing.T, backend string) string {
 	})
 	testutil.Eventually(t, 20*time.Second, "varnishd listens", func() bool {
 		select {
-		case err := <-exited:
-			t.Fatalf("varnishd exited at start: %v\n%s", err, logs.String())
+		case <-exited:
+			t.Fatalf("varnishd exited at start: %v\n%s", werr, logs.String())
 		default:
 		}
 		c, err := net.Dial("tcp", addr)
