@@ -3,17 +3,21 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"text/template"
 	"time"
 
 	"github.com/emojicast/emojicast/internal/testutil"
+	"github.com/emojicast/emojicast/pull"
 )
 
 // The Varnish edge tests run deploy/varnish.vcl, the second shipped edge,
@@ -23,6 +27,14 @@ import (
 // origins (host:port each) and the origins' CORS list, runs varnishd with
 // it on a free port until the test ends, and returns its URL.
 func startVarnishEdge(t *testing.T, pull, push, corsOrigins []string) string {
+	t.Helper()
+	url, _ := startVarnishEdgeWork(t, pull, push, corsOrigins)
+	return url
+}
+
+// startVarnishEdgeWork is startVarnishEdge, also returning varnishd's
+// working directory (-n), where varnishncsa reads its log.
+func startVarnishEdgeWork(t *testing.T, pull, push, corsOrigins []string) (url, work string) {
 	t.Helper()
 	bin := varnishdPath(t)
 	dir := t.TempDir()
@@ -44,7 +56,8 @@ func startVarnishEdge(t *testing.T, pull, push, corsOrigins []string) string {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	logs := &testutil.SyncBuffer{}
-	cmd := exec.Command(bin, "-F", "-j", "none", "-n", filepath.Join(dir, "work"), "-a", addr, "-f", vcl, "-s", "malloc,64m")
+	work = filepath.Join(dir, "work")
+	cmd := exec.Command(bin, "-F", "-j", "none", "-n", work, "-a", addr, "-f", vcl, "-s", "malloc,64m")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -77,7 +90,116 @@ func startVarnishEdge(t *testing.T, pull, push, corsOrigins []string) string {
 		}
 		return err == nil
 	})
-	return "http://" + addr
+	return "http://" + addr, work
+}
+
+// varnishFeedQuery and varnishFeedFormat are the edge log feed of
+// docs/operations.md ("A Varnish edge"): one line per poll the edge
+// answered, METHOD URI STATUS CLIENT.
+const (
+	varnishFeedQuery  = `ReqMethod ~ "^(GET|HEAD)$" and ReqURL ~ "^/v1/streams/[^/]+/reactions"`
+	varnishFeedFormat = "%m %U %s %h"
+)
+
+// startVarnishFeed runs the documented pipeline until the test ends:
+// varnishncsa reading the edge's log into logger, which sends each line as
+// syslog over UDP, tagged with edgeLogSecret, to feed (a pull node's
+// --edge-log-listen).
+func startVarnishFeed(t *testing.T, work, feed string) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(feed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ncsa := testutil.NeedsProgram(t, "varnishncsa")
+	logger := testutil.NeedsProgram(t, "logger")
+	script := fmt.Sprintf("exec %q -n %q -q %q -F %q | exec %q --udp --rfc3164 --server %q --port %q --tag %q",
+		ncsa, work, varnishFeedQuery, varnishFeedFormat, logger, host, port, edgeLogSecret)
+	cmd := exec.Command("sh", "-c", script)
+	logs := &testutil.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("varnishncsa | logger output:\n%s", logs.String())
+		}
+	})
+}
+
+// TestVarnishEdgeFeedCountsTrueAudience: 200 viewers (four per client
+// address) poll one stream through the Varnish edge, which answers almost
+// all of them from its cache; the feed (varnishncsa into logger) lets the
+// pull node count them all.
+func TestVarnishEdgeFeedCountsTrueAudience(t *testing.T) {
+	const audience = 200
+	feed := freeUDPAddr(t)
+	pl := startProc(t, "pull", "serve", "--log-level", "warn",
+		"--edge-log-listen", feed, "--edge-log-secret", edgeLogSecret, "--trusted-proxies", "127.0.0.1",
+		"--quiet-next-ms", "2000", "--quiet-max-next-ms", "2000", "--busy-next-ms", "2000",
+		"--ip-poll-rate", "1000000", "--ip-poll-burst", "1000000")
+	addr := hostOf(t, pl.url)
+	e, work := startVarnishEdgeWork(t, []string{addr}, []string{addr}, nil)
+	startVarnishFeed(t, work, feed)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range audience {
+		wg.Go(func() {
+			group := i / pull.DefaultViewersPerAddress
+			local := &net.TCPAddr{IP: net.IPv4(127, 3, byte(group/250), byte(group%250+1))}
+			dialer := &net.Dialer{LocalAddr: local, Timeout: 5 * time.Second}
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1, DialContext: dialer.DialContext}}
+			defer client.CloseIdleConnections()
+			wait := time.Duration(i) * 2 * time.Second / audience
+			var cursor int64
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(wait):
+				}
+				url := e + "/v1/streams/crowd/reactions"
+				if cursor > 0 {
+					url += fmt.Sprintf("?since=%d", cursor)
+				}
+				wait = 2 * time.Second
+				resp, err := client.Get(url)
+				if err != nil {
+					continue
+				}
+				var pb struct {
+					Now    int64 `json:"now"`
+					NextMS int64 `json:"next_ms"`
+				}
+				if resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&pb) == nil {
+					cursor = max(cursor, pb.Now)
+					wait = time.Duration(pb.NextMS) * time.Millisecond
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	var viewers int64
+	testutil.Eventually(t, 30*time.Second, fmt.Sprintf("viewers within 10%% of %d", audience), func() bool {
+		var pb struct {
+			Viewers int64 `json:"viewers"`
+		}
+		getJSON(t, pl.url+"/v1/streams/crowd/reactions", &pb)
+		viewers = pb.Viewers
+		return math.Abs(float64(viewers-audience)) <= audience/10
+	})
+	polls := originPolls(pl)
+	if fed := pl.metric("emojicast_pull_edge_polls_total"); fed < audience {
+		t.Errorf("the feed reported %v polls; want every viewer's, at least %d", fed, audience)
+	}
+	t.Logf("%d viewers behind the Varnish edge: viewers = %d; %v polls counted from the feed, %.0f answered by the node", audience, viewers, pl.metric("emojicast_pull_edge_polls_total"), polls)
 }
 
 // TestVarnishEdgeSharesPolls: polls of one cursor from viewers with their
