@@ -18,9 +18,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -107,7 +109,18 @@ type Client struct {
 	opts Options
 	base *url.URL
 	http *http.Client
+	// resent counts GETs sent again at once on a new connection because
+	// the kept-alive one turned out closed (see do).
+	resent atomic.Int64
 }
+
+// Resent returns how many requests (polls, watches, history reads) went
+// out again at once on a new connection because the kept-alive
+// connection they were sent on turned out closed: an edge that closes
+// idle connections sooner than the poll interval (a stock Varnish after
+// 5 s, a quiet stream's interval) makes one per poll, each a new TCP and
+// TLS handshake (docs/operations.md, "Any cache, and the big CDNs").
+func (c *Client) Resent() int64 { return c.resent.Load() }
 
 // New returns a Client for opts.Server.
 func New(opts Options) (*Client, error) {
@@ -215,7 +228,7 @@ func (c *Client) do(ctx context.Context, req *http.Request) (answer, error) {
 	// what the API needs, and a short User-Agent instead of Go's.
 	req.Header.Set("Accept-Encoding", "gzip")
 	req.Header.Set("User-Agent", userAgent)
-	resp, err := c.http.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return answer{}, err
 	}
@@ -238,6 +251,42 @@ func (c *Client) do(ctx context.Context, req *http.Request) (answer, error) {
 		return a, apiError(a)
 	}
 	return a, nil
+}
+
+// send sends req once more, at once, on a new connection when it is a GET
+// or HEAD that went out on a kept-alive connection and got not a byte
+// back: the connection was closed under it (an edge's idle timeout
+// crossing the request on the wire), which is no failure of the server.
+// net/http's Transport does the same by itself when it can tell the
+// connection closed before it wrote; send counts both in resent.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	resp, reused, answered, err := c.traced(req)
+	if err == nil || !reused || answered || req.Context().Err() != nil ||
+		(req.Method != http.MethodGet && req.Method != http.MethodHead) {
+		return resp, err
+	}
+	c.resent.Add(1)
+	resp, _, _, err = c.traced(req)
+	return resp, err
+}
+
+// traced sends req and reports whether the connection it first went out
+// on was a kept-alive one and whether any of the answer came back.
+func (c *Client) traced(req *http.Request) (resp *http.Response, reused, answered bool, err error) {
+	var conns, firstReused, gotByte atomic.Int32
+	trace := &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			if conns.Add(1) == 1 && info.Reused {
+				firstReused.Store(1)
+			}
+		},
+		GotFirstResponseByte: func() { gotByte.Store(1) },
+	}
+	resp, err = c.http.Do(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	if n := conns.Load(); n > 1 {
+		c.resent.Add(int64(n - 1)) // net/http sent it again by itself
+	}
+	return resp, firstReused.Load() == 1, gotByte.Load() == 1, err
 }
 
 // apiError reads an error answer: the API's JSON error when it is one (a

@@ -93,7 +93,7 @@ func TestCDNCachesPollsNotViewers(t *testing.T) {
 		if h := e.lastHit(); a.header.Get("Cache-Control") == "no-store" && h.cache != "MISS" {
 			t.Fatalf("a no-store answer came from the cache (%s)", h.cache)
 		}
-		return a.header.Get("Cache-Control") == "public, max-age=1"
+		return a.header.Get("Cache-Control") == pollCaching
 	})
 
 	t.Run("repeat is a hit", func(t *testing.T) {
@@ -412,8 +412,8 @@ func TestCDNCachesSealedHistory(t *testing.T) {
 	hour := time.Now().Unix()/60*60 - 3600
 	q := fmt.Sprintf("%s/v1/streams/replayed/history?from=%d&to=%d", e.url, hour, hour+3599)
 	a, hit := edgeGet(t, e, q+"&user=alice", "Accept-Encoding", "gzip")
-	if a.status != http.StatusOK || a.header.Get("Cache-Control") != "public, max-age=30" || hit.cache != "MISS" {
-		t.Fatalf("first history request: %d, Cache-Control %q, cache %s; want 200, max-age=30, MISS",
+	if a.status != http.StatusOK || a.header.Get("Cache-Control") != historySealedCaching || hit.cache != "MISS" {
+		t.Fatalf("first history request: %d, Cache-Control %q, cache %s; want 200, max-age=30 and its staleness, MISS",
 			a.status, a.header.Get("Cache-Control"), hit.cache)
 	}
 	b, hit := edgeGet(t, e, q+"&user=bob", "Accept-Encoding", "gzip, deflate, br")
@@ -426,7 +426,7 @@ func TestCDNCachesSealedHistory(t *testing.T) {
 	}
 	now := time.Now().Unix()
 	live := rawGet(t, fmt.Sprintf("%s/v1/streams/replayed/history?from=%d&to=%d", e.url, now-600, now+600))
-	if live.status != http.StatusOK || live.header.Get("Cache-Control") != "public, max-age=1" {
+	if live.status != http.StatusOK || live.header.Get("Cache-Control") != historyPartialCaching {
 		t.Fatalf("history reaching past the horizon: %d, Cache-Control %q; want max-age=1", live.status, live.header.Get("Cache-Control"))
 	}
 	bad := rawGet(t, fmt.Sprintf("%s/v1/streams/replayed/history?from=%d&to=%d", e.url, now, now-1))

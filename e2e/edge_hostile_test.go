@@ -100,7 +100,7 @@ func TestEdgeCORSPerOrigin(t *testing.T) {
 		var pb pollAnswer
 		_ = json.Unmarshal(r.body, &pb)
 		since = pb.Now
-		return r.header.Get("Cache-Control") == "public, max-age=1"
+		return r.header.Get("Cache-Control") == pollCaching
 	})
 	poll := fmt.Sprintf("%s/v1/streams/cors/reactions?since=%d", e.url, since)
 	for range 3 {
@@ -198,7 +198,7 @@ func cacheablePoll(t *testing.T, e *edge, stream string) string {
 		var pb pollAnswer
 		_ = json.Unmarshal(r.body, &pb)
 		since = pb.Now
-		return r.header.Get("Cache-Control") == "public, max-age=1"
+		return r.header.Get("Cache-Control") == pollCaching
 	})
 	return fmt.Sprintf("%s/v1/streams/%s/reactions?since=%d", e.url, stream, since)
 }

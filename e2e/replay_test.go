@@ -55,7 +55,7 @@ func TestReplayAfterTheWindowOnRedisCluster(t *testing.T) {
 	for i, p := range pulls {
 		answers[i] = rawGet(t, p.url+q, "Accept-Encoding", "gzip")
 		a := answers[i]
-		if a.status != http.StatusOK || a.header.Get("Cache-Control") != "public, max-age=30" || a.header.Get("ETag") == "" {
+		if a.status != http.StatusOK || a.header.Get("Cache-Control") != historySealedCaching || a.header.Get("ETag") == "" {
 			t.Fatalf("history from %s: %d, Cache-Control %q, ETag %q: %s", p.name, a.status, a.header.Get("Cache-Control"), a.header.Get("ETag"), a.body)
 		}
 	}

@@ -22,7 +22,18 @@ import (
 // about twice this.
 const HistorySealedMaxAge = 30 * time.Second
 
-var cacheSealed = []byte("public, max-age=" + strconv.Itoa(int(HistorySealedMaxAge/time.Second)))
+// The caching of history answers. A shared cache may serve an expired
+// answer while it refetches it (RFC 5861 stale-while-revalidate) for as
+// long again as it was fresh, so a retraction still leaves replays within
+// about twice HistorySealedMaxAge; and while the origin fails
+// (stale-if-error), for an hour of whole sealed minutes, since a replay
+// that goes on through an outage is worth a retraction shown late, and
+// for 10 s of a range reaching the present, as polls.
+var (
+	cacheSealed = []byte("public, max-age=" + strconv.Itoa(int(HistorySealedMaxAge/time.Second)) +
+		", stale-while-revalidate=" + strconv.Itoa(int(HistorySealedMaxAge/time.Second)) + ", stale-if-error=3600")
+	cachePartial = []byte("public, max-age=1, stale-while-revalidate=1, stale-if-error=10")
+)
 
 // historyCacheBytes bounds the heap a node's sealed history cache takes,
 // bodies, keys and bookkeeping counted: an hour of a busy stream with
@@ -67,7 +78,7 @@ func (p *Pull) HandleHistory(ctx *fasthttp.RequestCtx, id []byte) {
 		return
 	}
 	p.metrics.historyServed.WithLabelValues("partial").Inc()
-	p.writeHistory(ctx, body, cachePublic)
+	p.writeHistory(ctx, body, cachePartial)
 }
 
 // sealedMinutes reports whether a range's counts can never change: it is

@@ -91,7 +91,7 @@ func TestHistoryReplaysWhatPollsSaw(t *testing.T) {
 			t.Fatalf("history bucket %d = %s; the poll served %s", i, raw, want)
 		}
 	}
-	if cc := string(ctx.Response.Header.Peek("Cache-Control")); cc != "public, max-age=30" {
+	if cc := string(ctx.Response.Header.Peek("Cache-Control")); cc != string(cacheSealed) {
 		t.Fatalf("whole sealed minutes served with Cache-Control %q; want max-age=30", cc)
 	}
 	var etag string
@@ -116,7 +116,7 @@ func TestHistoryReplaysWhatPollsSaw(t *testing.T) {
 	} {
 		ctx := f.history("s", fmt.Sprintf("?from=%d&to=%d", tc.from, tc.to))
 		b := decodeHistory(t, ctx)
-		if cc := string(ctx.Response.Header.Peek("Cache-Control")); cc != "public, max-age=1" {
+		if cc := string(ctx.Response.Header.Peek("Cache-Control")); cc != string(cachePartial) {
 			t.Fatalf("history [%d, %d] served with Cache-Control %q; want max-age=1", tc.from, tc.to, cc)
 		}
 		if b.From != tc.from || b.To != tc.wantTo {
@@ -207,7 +207,7 @@ func TestHistoryLeavesOutRetractedComments(t *testing.T) {
 	q := fmt.Sprintf("?from=%d&to=%d", minute, minute+59)
 	texts := func() string {
 		ctx := f.history("s", q)
-		if cc := string(ctx.Response.Header.Peek("Cache-Control")); cc != "public, max-age=30" {
+		if cc := string(ctx.Response.Header.Peek("Cache-Control")); cc != string(cacheSealed) {
 			t.Fatalf("a sealed minute served with Cache-Control %q; want public, max-age=30: it may still change", cc)
 		}
 		var got []string

@@ -18,7 +18,6 @@ const MaxFuture = 300
 const defaultBack = 5
 
 var (
-	cachePublic     = []byte("public, max-age=1")
 	contentTypeJSON = []byte("application/json")
 )
 
@@ -70,6 +69,7 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id, client []byte) {
 	if !hasSince {
 		since = now - defaultBack
 	}
+	setExpires(ctx, now, wall)
 	p.writeSlot(ctx, st, f, now, slotOf(now, since))
 }
 
@@ -93,7 +93,7 @@ func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, f format, now int
 	var buf [16]byte
 	if ctx.IsHead() && slot > wholeSlots {
 		gz, ifNoneMatch := api.Negotiate(ctx)
-		if api.WriteBodyHeaders(ctx, gz, true, ifNoneMatch, etagOf(buf[:0], f, tag, gz), contentTypes[f], cachePublic) {
+		if api.WriteBodyHeaders(ctx, gz, true, ifNoneMatch, etagOf(buf[:0], f, tag, gz), contentTypes[f], pollCacheControl) {
 			p.metrics.notModified.Inc()
 		}
 		return
@@ -125,7 +125,7 @@ func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, f format, now int
 		return
 	}
 	gz, ifNoneMatch := api.Negotiate(ctx)
-	if api.WriteBodyHeaders(ctx, gz, true, ifNoneMatch, etagOf(buf[:0], f, tag, gz), contentTypes[f], cachePublic) {
+	if api.WriteBodyHeaders(ctx, gz, true, ifNoneMatch, etagOf(buf[:0], f, tag, gz), contentTypes[f], pollCacheControl) {
 		p.metrics.notModified.Inc()
 		return
 	}
@@ -252,7 +252,7 @@ var contentTypes = [formats][]byte{contentTypeJSON, nil}
 // writeBody serves a poll body in format f with the caching headers of
 // docs/api.md, or 304 when the client already has it.
 func (p *Pull) writeBody(ctx *fasthttp.RequestCtx, f format, body *compress.Body) {
-	if api.WriteBody(ctx, body, contentTypes[f], cachePublic) {
+	if api.WriteBody(ctx, body, contentTypes[f], pollCacheControl) {
 		p.metrics.notModified.Inc()
 	}
 }

@@ -52,7 +52,7 @@ func BenchmarkPollHandler(b *testing.B) {
 	b.Run("constant", func(b *testing.B) {
 		run(b, func(ctx *fasthttp.RequestCtx) {
 			h := &ctx.Response.Header
-			h.SetCanonical([]byte("Cache-Control"), cachePublic)
+			h.SetCanonical([]byte("Cache-Control"), pollCacheControl)
 			h.SetCanonical([]byte("Vary"), []byte("Accept-Encoding"))
 			h.SetCanonical([]byte("ETag"), etag)
 			h.SetContentTypeBytes(contentTypeJSON)

@@ -3,7 +3,8 @@
 # store and fleet tests start their own redis-server processes and build
 # clusters with redis-cli; the browser tests drive Debian's Chromium and
 # draw emojis with the Noto Color Emoji font; the CDN tests put nginx in
-# front of emojicast; the JavaScript client's tests run on Node.js 20 or
+# front of emojicast, and Varnish (Debian's varnish, with varnishncsa) as
+# the second edge and the stock cache; the JavaScript client's tests run on Node.js 20 or
 # later; the alerting tests check deploy/prometheus with promtool and
 # scrape a running emojicast with a real Prometheus (both from Debian's
 # prometheus package); the container test builds the image with podman,
@@ -32,6 +33,7 @@ need chromium command -v chromium
 need fonts-noto-color-emoji test -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 # Debian puts nginx in /usr/sbin, which a user's PATH may lack.
 need nginx test -x /usr/sbin/nginx
+need varnish test -x /usr/sbin/varnishd
 need nodejs command -v node
 need prometheus command -v promtool
 need podman command -v podman

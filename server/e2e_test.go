@@ -160,7 +160,7 @@ func TestPollCaching(t *testing.T) {
 		t.Fatalf("gzip body does not decode to the plain body")
 	}
 	for _, r := range []response{a, plain} {
-		if r.header.Get("Cache-Control") != "public, max-age=1" || r.header.Get("Vary") != "Accept-Encoding" || r.header.Get("Content-Type") != "application/json" {
+		if r.header.Get("Cache-Control") != "public, stale-while-revalidate=1, stale-if-error=10" || r.header.Get("Expires") == "" || r.header.Get("Vary") != "Accept-Encoding" || r.header.Get("Content-Type") != "application/json" {
 			t.Fatalf("caching headers: %v", r.header)
 		}
 	}

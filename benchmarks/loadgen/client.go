@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -28,6 +29,9 @@ type client struct {
 	bw   *bufio.Writer
 	read int64 // bytes read from every socket this client opened
 	sent int64
+	// retries counts requests sent again, at once, on a new connection
+	// because the kept-alive one they went out on turned out closed.
+	retries int
 }
 
 func newClient(addr string, keepAlive bool) *client {
@@ -60,9 +64,22 @@ type wire struct {
 // do sends req and reads its response into resp. Requests on one client
 // never overlap, so the bytes read between the request and the end of its
 // response are exactly that response.
+//
+// A GET (a poll, a watch) that went out on a kept-alive connection and got
+// not one byte back is sent again once, at once, on a new connection: an
+// edge closes idle connections (stock Varnish after 5 s, nginx after
+// 75 s), and a close that crossed the request on the wire is no failure
+// of the server, as browsers and Go's net/http treat it. The generator's
+// sends carry no id, so they are not repeated: one may have been counted.
 func (c *client) do(req *fasthttp.Request, resp *fasthttp.Response) (wire, error) {
 	read, sent := c.read, c.sent
+	reused := c.conn != nil
 	err := c.exchange(req, resp)
+	if err != nil && reused && c.read == read && req.Header.IsGet() && !isTimeout(err) {
+		c.close()
+		c.retries++
+		err = c.exchange(req, resp)
+	}
 	w := wire{read: c.read - read, sent: c.sent - sent}
 	if err != nil || !c.keepAlive || resp.ConnectionClose() {
 		c.close()
@@ -90,6 +107,13 @@ func (c *client) exchange(req *fasthttp.Request, resp *fasthttp.Response) error 
 		return fmt.Errorf("cannot read response: %w", err)
 	}
 	return nil
+}
+
+// isTimeout reports whether err is the request's deadline passing: a
+// server too slow to answer, not a connection closed under the request.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (c *client) dial() error {

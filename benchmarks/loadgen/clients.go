@@ -23,10 +23,16 @@ const maxViewerPairs = 500
 // tapped. Polls, latency, bytes, taps/s and freshness are of the measured
 // window, after the warm-up; delivery is of every tap accepted.
 type clientsReport struct {
-	Seconds      float64 `json:"seconds"`
-	Polls        int     `json:"polls"`
-	PollsPerSec  float64 `json:"polls_per_sec"`
-	PollErrors   int     `json:"poll_errors"`
+	Seconds     float64 `json:"seconds"`
+	Polls       int     `json:"polls"`
+	PollsPerSec float64 `json:"polls_per_sec"`
+	PollErrors  int     `json:"poll_errors"`
+	// PollRetries are polls and watches sent again at once on a new
+	// connection after the kept-alive one turned out closed (client.do).
+	PollRetries int `json:"poll_retries"`
+	// PollsTotal counts the polls answered in the whole stage, warm-up
+	// and drain included: what a cache in front saw of the audience.
+	PollsTotal   int     `json:"polls_total"`
 	Gaps         int     `json:"gaps"`
 	LatencyP50MS float64 `json:"latency_p50_ms"`
 	LatencyP99MS float64 `json:"latency_p99_ms"`
@@ -207,6 +213,8 @@ func summarizePolls(r *clientsReport, viewers []*viewer, start, end time.Time) {
 	var busyRead [3]int64
 	for _, v := range viewers {
 		r.PollErrors += v.errors
+		r.PollRetries += v.cl.retries
+		r.PollsTotal += len(v.polls)
 		r.Gaps += v.gaps
 		for _, p := range v.polls {
 			if p.done.Before(start) || p.done.After(end) {

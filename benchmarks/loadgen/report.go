@@ -22,7 +22,7 @@ func (r *report) print(w io.Writer) {
 	c := r.Clients
 	fmt.Fprintf(w, "loadgen against %s: %d viewers (%s, %s body), %d senders\n\n", r.Addr, r.Viewers, r.Mode, r.Body, r.Senders)
 	fmt.Fprintf(w, "clients stage, %.1f s measured after the warm-up\n", c.Seconds)
-	fmt.Fprintf(w, "  polls           %d (%.0f/s), errors %d, gap answers %d\n", c.Polls, c.PollsPerSec, c.PollErrors, c.Gaps)
+	fmt.Fprintf(w, "  polls           %d (%.0f/s), errors %d, retried on a closed connection %d, gap answers %d\n", c.Polls, c.PollsPerSec, c.PollErrors, c.PollRetries, c.Gaps)
 	fmt.Fprintf(w, "  poll latency    p50 %.2f ms, p99 %.2f ms\n", c.LatencyP50MS, c.LatencyP99MS)
 	fmt.Fprintf(w, "  bytes per poll  answer %.0f B on the wire (body %.0f B, headers %.0f B), request %.0f B\n",
 		c.ResponseBytes, c.ResponseBodyBytes, c.ResponseBytes-c.ResponseBodyBytes, c.RequestBytes)

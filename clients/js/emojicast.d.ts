@@ -194,6 +194,8 @@ export interface ViewerStats {
   polls: number;
   notModified: number;
   failures: number;
+  /** GETs (polls, watches) sent again at once after a network error: a kept-alive connection an edge closed as the request went out. */
+  resent: number;
   sends: number;
   tapsSent: number;
   tapsSampledOut: number;

@@ -159,7 +159,20 @@ export function parseRetryAfter(v) {
 
 // exchange makes one request and returns the response and its text, or
 // throws an APIError (non-2xx other than 304) or the network's error.
-async function exchange(url, init, { signal, fetch: f = globalThis.fetch, timeoutMs = REQUEST_TIMEOUT_MS } = {}) {
+//
+//
+// With link ({up, resent}), a GET whose fetch fails with a network error
+// (not a timeout, not this caller's abort) right after an exchange that
+// worked goes out once more, at once, and link.resent is called: an edge
+// closes idle keep-alive connections (a stock Varnish after 5 s, a quiet
+// stream's interval), and a close that crosses the request on the wire
+// fails a fetch on the reused connection with nothing wrong with the
+// server. Browsers resend such a request themselves; Node's fetch does
+// not. A fetch cannot tell whether its connection was a reused one, so
+// "the last exchange worked" stands for it: a network that is down fails
+// the second try too, the link is down, and further failures back off
+// with no extra try.
+async function exchange(url, init, { signal, fetch: f = globalThis.fetch, timeoutMs = REQUEST_TIMEOUT_MS, link } = {}) {
   // A timer and a listener rather than AbortSignal.timeout and .any, which
   // phones a few years old lack.
   const ctl = new AbortController();
@@ -170,8 +183,18 @@ async function exchange(url, init, { signal, fetch: f = globalThis.fetch, timeou
     else signal.addEventListener("abort", stop, { once: true });
   }
   let resp, text;
+  const opts = { ...init, signal: ctl.signal, headers: { Accept: "application/json", ...(init.headers || {}) } };
   try {
-    resp = await f(url, { ...init, signal: ctl.signal, headers: { Accept: "application/json", ...(init.headers || {}) } });
+    try {
+      resp = await f(url, opts);
+    } catch (err) {
+      const wasUp = link && link.up;
+      if (link) link.up = false;
+      if (!wasUp || (init.method || "GET") !== "GET" || ctl.signal.aborted) throw err;
+      link.resent();
+      resp = await f(url, opts);
+    }
+    if (link) link.up = true;
     text = await resp.text();
   } finally {
     clearTimeout(timer);
@@ -265,14 +288,17 @@ export class Viewer {
     // which needs no extra header and so no CORS preflight; elsewhere
     // there is no HTTP cache, and the client sends If-None-Match itself.
     this.etag = etag === undefined ? typeof document === "undefined" : etag;
-    this.http = { fetch: fetch || globalThis.fetch.bind(globalThis), timeoutMs: requestTimeoutMs };
+    this.http = {
+      fetch: fetch || globalThis.fetch.bind(globalThis), timeoutMs: requestTimeoutMs,
+      link: { up: false, resent: () => { this.stats.resent++; } },
+    };
     this.abort = new AbortController();
     this.sample = 1;
     this.maxNextMs = MAX_POLL_MS;
     this.pending = new Map(); // emoji id -> {count, timer, sample}
     this.sending = 0; // sends under way, retries included
     this.holdUntil = 0; // no send before this (Date.now()), after a 429 or 503
-    this.stats = { polls: 0, notModified: 0, failures: 0, sends: 0, tapsSent: 0, tapsSampledOut: 0, comments: 0 };
+    this.stats = { polls: 0, notModified: 0, failures: 0, resent: 0, sends: 0, tapsSent: 0, tapsSampledOut: 0, comments: 0 };
   }
 
   // savingData says whether data saver is on now: as set, or else as the
