@@ -74,7 +74,6 @@ func startStockVarnish(t *testing.T, backend string) string {
 	return addr
 }
 
-
 // loadgenFigures is the part of the load generator's report
 // (benchmarks/loadgen) the stock cache test reads.
 type loadgenFigures struct {
