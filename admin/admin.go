@@ -49,15 +49,15 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// Admin serves /v1/admin/.
-type Admin struct {
+// Handler serves /v1/admin/.
+type Handler struct {
 	opts     Options
 	metrics  *metrics
 	topCache topCache
 }
 
 // New returns an Admin.
-func New(opts Options) (*Admin, error) {
+func New(opts Options) (*Handler, error) {
 	if len(opts.Tokens) == 0 {
 		return nil, errors.New("admin: at least one token is required")
 	}
@@ -79,7 +79,7 @@ func New(opts Options) (*Admin, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Admin{opts: opts, metrics: newMetrics(opts.Registerer)}, nil
+	return &Handler{opts: opts, metrics: newMetrics(opts.Registerer)}, nil
 }
 
 // Limits of the calls.
@@ -119,7 +119,7 @@ const (
 var bearer = []byte("bearer ")
 
 // Handle serves every path under /v1/admin/.
-func (a *Admin) Handle(ctx *fasthttp.RequestCtx) {
+func (a *Handler) Handle(ctx *fasthttp.RequestCtx) {
 	auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
 	if len(auth) < len(bearer) || !bytes.EqualFold(auth[:len(bearer)], bearer) {
 		a.metrics.unauthorized.Inc()
@@ -164,7 +164,7 @@ func (a *Admin) Handle(ctx *fasthttp.RequestCtx) {
 
 // call is one admin request.
 type call struct {
-	a     *Admin
+	a     *Handler
 	ctx   *fasthttp.RequestCtx
 	label string
 	attrs []any // what the action log adds
@@ -253,7 +253,7 @@ type SettingsJSON struct {
 	Closed        bool     `json:"closed"`
 }
 
-func (a *Admin) settingsJSON(s store.Settings) SettingsJSON {
+func (a *Handler) settingsJSON(s store.Settings) SettingsJSON {
 	out := SettingsJSON{Emojis: s.Emojis, Comments: !s.CommentsOff, CommentBudget: s.CommentBudget, SlowModeS: s.SlowModeS, Closed: s.Closed}
 	if len(out.Emojis) == 0 {
 		for i := range a.opts.Emojis.Len() {

@@ -63,7 +63,7 @@ type settingsPatch struct {
 }
 
 // apply validates the patch and applies it to s.
-func (a *Admin) apply(p settingsPatch, s *store.Settings) *api.Error {
+func (a *Handler) apply(p settingsPatch, s *store.Settings) *api.Error {
 	if p.Emojis != nil {
 		ids := *p.Emojis
 		if len(ids) > a.opts.Emojis.Len() {

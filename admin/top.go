@@ -27,7 +27,7 @@ type topCache struct {
 
 // top returns the busiest streams, at most MaxTop, read from the store at
 // most once per TopMaxAge. The slice is shared: callers must not modify it.
-func (a *Admin) top(ctx context.Context) ([]store.StreamStats, error) {
+func (a *Handler) top(ctx context.Context) ([]store.StreamStats, error) {
 	c := &a.topCache
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -21,7 +21,7 @@ import (
 // topFleet is a Redis store holding the reports of nodes pull nodes, each
 // of its 1000 busiest streams (every pull node sees every stream, as
 // behind a balancer that spreads viewers), and an Admin reading them.
-func topFleet(t testing.TB, nodes int) (*admin.Admin, redis.UniversalClient) {
+func topFleet(t testing.TB, nodes int) (*admin.Handler, redis.UniversalClient) {
 	t.Helper()
 	srv := redistest.Start(t)
 	client, err := store.NewRedisClient(srv.URL())
@@ -54,7 +54,7 @@ func topFleet(t testing.TB, nodes int) (*admin.Admin, redis.UniversalClient) {
 	return a, client
 }
 
-func adminGet(a *admin.Admin, path string) (int, []byte) {
+func adminGet(a *admin.Handler, path string) (int, []byte) {
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod("GET")
 	ctx.Request.SetRequestURI(path)

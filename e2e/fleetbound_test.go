@@ -76,7 +76,7 @@ func TestFleetBoundOnPushProcesses(t *testing.T) {
 		name := fmt.Sprintf("N=%d,k=%d,fresh ids=%v", tc.n, tc.k, tc.freshIDs)
 		stream := fmt.Sprintf("bound%d", addr)
 		if tc.k > 1 {
-			if err := st.ReportControl(context.Background(), "pull", []store.ControlReport{{Stream: stream, Viewers: 1, Divisor: tc.k}}); err != nil {
+			if err := st.ReportAudience(context.Background(), "pull", []store.AudienceReport{{Stream: stream, Viewers: 1, Divisor: tc.k}}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -54,7 +54,7 @@ func newLineMetrics(reg prometheus.Registerer) lineMetrics {
 	}
 }
 
-// Counter takes the polls of a stream; pull.Pull is one.
+// Counter takes the polls of a stream; pull.Node is one.
 type Counter interface {
 	// CountEdgePoll counts one answered poll of stream id by the client
 	// with the address key client (clientip.AppendKey), or, when the line

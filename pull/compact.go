@@ -30,7 +30,7 @@ const (
 // ids are the comments' in their order ("" for one without), so that an
 // older reader of [u,x,..] alone still reads the comments right. A
 // comment the same second retracts is left out, as in v1.
-func (p *Pull) appendCompactBucket(b []byte, s store.Second, counts []int64) []byte {
+func (p *Node) appendCompactBucket(b []byte, s store.Second, counts []int64) []byte {
 	n := len(counts)
 	for n > 0 && counts[n-1] == 0 {
 		n--

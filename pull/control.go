@@ -72,7 +72,7 @@ func (pr *presence) poll(nowMS, nextMS int64) {
 // arrive counts a poll of st from client (an address key; nil when the
 // caller cannot tell clients apart) answered at nowMS with nextMS, unless
 // the client already counted its share, viewers, in this poll window.
-func (p *Pull) arrive(st *stream, client []byte, nowMS, nextMS int64, viewers int) {
+func (p *Node) arrive(st *stream, client []byte, nowMS, nextMS int64, viewers int) {
 	if client != nil {
 		var buf [16 + 1 + 64]byte
 		key := append(append(append(buf[:0], client...), '|'), st.id...)
@@ -83,8 +83,8 @@ func (p *Pull) arrive(st *stream, client []byte, nowMS, nextMS int64, viewers in
 	st.presence.poll(nowMS, nextMS)
 }
 
-// streamControl is the syncer's memory of one stream between control steps.
-type streamControl struct {
+// streamAudience is the syncer's memory of one stream between control steps.
+type streamAudience struct {
 	counted    int64   // the newest second folded into present
 	present    int64   // viewers present at the end of second counted
 	lastActive int64   // newest second that had reactions
@@ -100,7 +100,7 @@ type streamControl struct {
 const rateAlpha = 0.3
 
 // observe folds the seconds just published into the operators' rates.
-func (sc *streamControl) observe(secs []store.Second, since, horizon int64) {
+func (sc *streamAudience) observe(secs []store.Second, since, horizon int64) {
 	if since == 0 || horizon <= since {
 		return // a stream just added: nothing to judge by
 	}
@@ -121,7 +121,7 @@ func (sc *streamControl) observe(secs []store.Second, since, horizon int64) {
 
 // localViewers folds the seconds completed since the last step into the
 // count of viewers present and returns it.
-func (sc *streamControl) localViewers(st *stream, now time.Time) int64 {
+func (sc *streamAudience) localViewers(st *stream, now time.Time) int64 {
 	done := now.Unix() - 1
 	if sc.counted == 0 || done-sc.counted >= presenceSlots-2 {
 		// A new stream, or a syncer so late the slots wrapped: start over.
@@ -158,7 +158,7 @@ func demand(secs []store.Second, since, horizon int64) float64 {
 
 // chooseDivisor applies the sample rule to one stream, starting from the
 // divisor the fleet advertises so that nodes converge on one value.
-func (p *Pull) chooseDivisor(sc *streamControl, perSecond float64, current int64) int64 {
+func (p *Node) chooseDivisor(sc *streamAudience, perSecond float64, current int64) int64 {
 	if perSecond >= 0 {
 		const alpha = 0.1
 		if !sc.judged || perSecond >= 2*sc.sampled {
@@ -188,7 +188,7 @@ func (p *Pull) chooseDivisor(sc *streamControl, perSecond float64, current int64
 const quietGrowth = 10
 
 // nextMS applies the poll-interval rule to one stream.
-func (p *Pull) nextMS(sc *streamControl, horizon int64) int64 {
+func (p *Node) nextMS(sc *streamAudience, horizon int64) int64 {
 	if sc.served == 0 {
 		sc.served = horizon
 	}
@@ -205,27 +205,27 @@ func (p *Pull) nextMS(sc *streamControl, horizon int64) int64 {
 	return min(max(next, p.opts.MinNextMS), p.opts.MaxNextMS)
 }
 
-// control runs one control step for the streams about to be published and
-// returns their new control values, in the order of behind. Store errors
+// advise runs one control step for the streams about to be published and
+// returns their new advice, in the order of behind. Store errors
 // leave the fleet figures as they were and are returned for logging; the
 // step itself always completes, so polls keep their pacing.
-func (p *Pull) control(ctx context.Context, behind []*stream, coll store.Collection) ([]*control, error) {
+func (p *Node) advise(ctx context.Context, behind []*stream, coll store.Collection) ([]*advice, error) {
 	now := p.opts.Clock.Now()
 	ids := make([]string, len(behind))
 	local := make([]int64, len(behind))
 	for i, st := range behind {
 		ids[i] = st.id
-		local[i] = st.ctlState.localViewers(st, now)
+		local[i] = st.audience.localViewers(st, now)
 	}
-	fleet, err := p.opts.Store.Control(ctx, ids)
+	fleet, err := p.opts.Store.Audience(ctx, ids)
 	if err != nil {
 		fleet = nil
 	}
-	reports := make([]store.ControlReport, len(behind))
-	out := make([]*control, len(behind))
+	reports := make([]store.AudienceReport, len(behind))
+	out := make([]*advice, len(behind))
 	secs := coll.Seconds
 	for i, st := range behind {
-		sc := &st.ctlState
+		sc := &st.audience
 		var mine []store.Second
 		for len(secs) > 0 && secs[0].Stream == st.id {
 			mine = append(mine, secs[0])
@@ -234,23 +234,23 @@ func (p *Pull) control(ctx context.Context, behind []*stream, coll store.Collect
 		if len(mine) > 0 {
 			sc.lastActive = mine[len(mine)-1].Second
 		}
-		old := st.ctl.Load()
+		old := st.advice.Load()
 		viewers, advertised := local[i], old.divisor
 		if fleet != nil {
 			viewers, advertised = fleet[i].Viewers, fleet[i].Divisor
 		}
-		reports[i] = store.ControlReport{Stream: st.id, Viewers: local[i]}
+		reports[i] = store.AudienceReport{Stream: st.id, Viewers: local[i]}
 		sc.observe(mine, st.ring.Tail(), coll.Horizon)
 		if k := p.chooseDivisor(sc, demand(mine, st.ring.Tail(), coll.Horizon), advertised); k != advertised {
 			reports[i].Divisor, reports[i].Previous = k, advertised
 		}
-		next := &control{nextMS: p.nextMS(sc, coll.Horizon), divisor: advertised, viewers: viewers}
+		next := &advice{nextMS: p.nextMS(sc, coll.Horizon), divisor: advertised, viewers: viewers}
 		if *next == *old {
 			next = old
 		}
 		out[i] = next
 	}
-	if rerr := p.opts.Store.ReportControl(ctx, p.opts.NodeID, reports); rerr != nil && err == nil {
+	if rerr := p.opts.Store.ReportAudience(ctx, p.opts.NodeID, reports); rerr != nil && err == nil {
 		err = rerr
 	}
 	return out, err

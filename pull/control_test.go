@@ -27,7 +27,7 @@ func TestViewerCountThroughArrivalsAndDepartures(t *testing.T) {
 			}
 		}
 		f.clk.Add(time.Second)
-		counts = append(counts, st.ctlState.localViewers(st, f.clk.Now()))
+		counts = append(counts, st.audience.localViewers(st, f.clk.Now()))
 	}
 	for sec, n := range counts {
 		want := int64(crowd)
@@ -58,7 +58,7 @@ func TestCompactViewersCountOnce(t *testing.T) {
 			}
 		}
 		f.step()
-		if n := st.ctlState.localViewers(st, f.clk.Now()); sec > 0 && n < crowd {
+		if n := st.audience.localViewers(st, f.clk.Now()); sec > 0 && n < crowd {
 			t.Fatalf("second %d: %d viewers; want %d polling every 2 s", sec, n, crowd)
 		}
 	}
@@ -83,17 +83,17 @@ func TestChooseDivisor(t *testing.T) {
 		{"capped", 1e9, 800, 1000},
 		{"a fleet divisor above the cap comes down to it", 1e9, 5000, 1000},
 	} {
-		var sc streamControl
+		var sc streamAudience
 		if got := f.p.chooseDivisor(&sc, tc.perSec, tc.current); got != tc.want {
 			t.Errorf("%s: divisor %d; want %d", tc.name, got, tc.want)
 		}
 	}
-	var fresh streamControl
+	var fresh streamAudience
 	if got := f.p.chooseDivisor(&fresh, -1, 7); got != 7 {
 		t.Errorf("no demand known yet: divisor %d; want the fleet's 7 kept", got)
 	}
 	// Smoothed: one quiet second does not halve a busy stream's divisor.
-	var sc streamControl
+	var sc streamAudience
 	for range 30 {
 		sc.sampled = 0
 		f.p.chooseDivisor(&sc, 20_000, 10)
@@ -118,7 +118,7 @@ func TestSteadyDivisorIsNeverForgotten(t *testing.T) {
 		f.poll("s", "")
 		f.step()
 		st := f.p.streams.get([]byte("s"), f.p.initial, 0)
-		trace = append(trace, st.ctl.Load().divisor)
+		trace = append(trace, st.advice.Load().divisor)
 	}
 	for i := 10; i < len(trace); i++ {
 		if trace[i] != 10 {
@@ -129,7 +129,7 @@ func TestSteadyDivisorIsNeverForgotten(t *testing.T) {
 
 func TestNextMSBounds(t *testing.T) {
 	f := newFixture(t)
-	sc := streamControl{lastActive: 100}
+	sc := streamAudience{lastActive: 100}
 	if got := f.p.nextMS(&sc, 105); got != f.p.opts.BusyNextMS {
 		t.Errorf("active 5 s ago: %d; want busy %d", got, f.p.opts.BusyNextMS)
 	}
@@ -157,7 +157,7 @@ func TestFloodingClientCountsAsFewViewers(t *testing.T) {
 	for i := range honest {
 		honest[i] = []byte{203, 0, 113, byte(i)}
 	}
-	period := int(st.ctl.Load().nextMS / 1000) // the honest poll as told
+	period := int(st.advice.Load().nextMS / 1000) // the honest poll as told
 	for sec := range 4 * period {
 		for range 1000 {
 			f.pollFrom(flooder, "s", "")
@@ -168,7 +168,7 @@ func TestFloodingClientCountsAsFewViewers(t *testing.T) {
 			}
 		}
 		f.clk.Add(time.Second)
-		n := st.ctlState.localViewers(st, f.clk.Now())
+		n := st.audience.localViewers(st, f.clk.Now())
 		if sec >= period && (n < 50 || n > 50+int64(f.p.opts.ViewersPerAddress)) {
 			t.Fatalf("second %d: %d viewers; want 50 honest plus at most %d for the flooder", sec, n, f.p.opts.ViewersPerAddress)
 		}

@@ -21,14 +21,14 @@ import (
 // edge routes each stream's refills to one node, so that node serves it
 // and the others ignore it, and nothing an edge reports makes the node
 // hold more streams. It reports whether the node serves the stream.
-func (p *Pull) CountEdgePoll(id, client, edge []byte) bool {
+func (p *Node) CountEdgePoll(id, client, edge []byte) bool {
 	st := p.streams.lookup(id)
 	if st == nil {
 		return false
 	}
 	nextMS := int64(unsyncedNextMS)
 	if st.synced() {
-		nextMS = st.ctl.Load().nextMS
+		nextMS = st.advice.Load().nextMS
 	}
 	p.metrics.edgePolls.Inc()
 	nowMS := p.opts.Clock.Now().UnixMilli()
@@ -44,7 +44,7 @@ func (p *Pull) CountEdgePoll(id, client, edge []byte) bool {
 
 // countsPoll reports whether a poll from peer counts as a viewer here: not
 // when an edge feed reports the edge's polls, or each would count twice.
-func (p *Pull) countsPoll(ctx *fasthttp.RequestCtx) bool {
+func (p *Node) countsPoll(ctx *fasthttp.RequestCtx) bool {
 	if p.opts.EdgeFeed == nil {
 		return true
 	}

@@ -21,7 +21,7 @@ func TestEdgeFeedCountsOnce(t *testing.T) {
 	// run plays three seconds of one stream and returns its viewers: each
 	// second the edge refills once (a poll from edge), reports reported
 	// polls, and direct viewers poll the node themselves.
-	run := func(feed *clientip.Resolver, reported, direct int) (*Pull, int64) {
+	run := func(feed *clientip.Resolver, reported, direct int) (*Node, int64) {
 		f := newFixture(t)
 		p, err := New(Options{Store: f.st, Clock: f.clk, Logger: slog.New(slog.DiscardHandler), EdgeFeed: feed})
 		if err != nil {

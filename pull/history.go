@@ -47,7 +47,7 @@ const historyCacheBytes = 64 << 20
 // is sealed through its end changes only when a comment of it is taken
 // down: it is served with max-age HistorySealedMaxAge, and the node keeps
 // its body as long.
-func (p *Pull) HandleHistory(ctx *fasthttp.RequestCtx, id []byte) {
+func (p *Node) HandleHistory(ctx *fasthttp.RequestCtx, id []byte) {
 	args := ctx.QueryArgs()
 	from, to, ok := parseRange(args.Peek("from"), args.Peek("to"))
 	if !ok {
@@ -87,7 +87,7 @@ func sealedMinutes(from, to, horizon int64) bool {
 	return from%60 == 0 && (to+1)%60 == 0 && to <= horizon
 }
 
-func (p *Pull) writeHistory(ctx *fasthttp.RequestCtx, body *compress.Body, cacheControl []byte) {
+func (p *Node) writeHistory(ctx *fasthttp.RequestCtx, body *compress.Body, cacheControl []byte) {
 	if api.WriteBody(ctx, body, contentTypeJSON, cacheControl) {
 		p.metrics.notModified.Inc()
 	}
@@ -95,7 +95,7 @@ func (p *Pull) writeHistory(ctx *fasthttp.RequestCtx, body *compress.Body, cache
 
 // encodeHistory builds {"from":..,"to":..,"buckets":[..]} with each second
 // encoded as a poll bucket, so equal seconds give equal bytes on every node.
-func (p *Pull) encodeHistory(from, to int64, secs []store.Second) []byte {
+func (p *Node) encodeHistory(from, to int64, secs []store.Second) []byte {
 	out := make([]byte, 0, 64+64*len(secs))
 	out = append(out, `{"from":`...)
 	out = strconv.AppendInt(out, from, 10)

@@ -19,7 +19,7 @@ import (
 func emptyRange(i int64) (historyKey, *compress.Body) {
 	from := 1_700_000_000 + i*60
 	k := historyKey{stream: string([]byte("stream-" + strconv.FormatInt(i%500, 10))), from: from, to: from + 59}
-	plain := (&Pull{}).encodeHistory(k.from, k.to, nil)
+	plain := (&Node{}).encodeHistory(k.from, k.to, nil)
 	gzipOnce.Do(func() { emptyGzip = compress.NewBody(plain).Gzip })
 	return k, &compress.Body{
 		Plain:     plain,

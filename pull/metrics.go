@@ -114,7 +114,7 @@ func RegisterGauges(reg prometheus.Registerer) *sync.Map {
 		Help: "Streams this node keeps rings for.",
 	}, func() float64 {
 		n := 0
-		nodes.Range(func(k, _ any) bool { n += k.(*Pull).streams.len(); return true })
+		nodes.Range(func(k, _ any) bool { n += k.(*Node).streams.len(); return true })
 		return float64(n)
 	}))
 	promreg.Register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -122,7 +122,7 @@ func RegisterGauges(reg prometheus.Registerer) *sync.Map {
 		Help: "How far the newest second this process published is behind its clock: about 1 s plus the seal delay when healthy; it grows while the store is unreachable or slow.",
 	}, func() float64 {
 		lag := 0.0
-		nodes.Range(func(k, _ any) bool { lag = max(lag, k.(*Pull).publishLag().Seconds()); return true })
+		nodes.Range(func(k, _ any) bool { lag = max(lag, k.(*Node).publishLag().Seconds()); return true })
 		return lag
 	}))
 	promreg.Register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -130,7 +130,7 @@ func RegisterGauges(reg prometheus.Registerer) *sync.Map {
 		Help: "The largest sample divisor (1/sample) this process advertises for any stream, as of its last report of its busiest streams.",
 	}, func() float64 {
 		d := int64(1)
-		nodes.Range(func(k, _ any) bool { d = max(d, k.(*Pull).maxDivisor.Load()); return true })
+		nodes.Range(func(k, _ any) bool { d = max(d, k.(*Node).maxDivisor.Load()); return true })
 		return float64(d)
 	}))
 	promreg.Register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -138,7 +138,7 @@ func RegisterGauges(reg prometheus.Registerer) *sync.Map {
 		Help: "The largest sample divisor this process may advertise (--max-divisor); 0 in a process without a pull node.",
 	}, func() float64 {
 		d := int64(0)
-		nodes.Range(func(k, _ any) bool { d = max(d, k.(*Pull).opts.MaxDivisor); return true })
+		nodes.Range(func(k, _ any) bool { d = max(d, k.(*Node).opts.MaxDivisor); return true })
 		return float64(d)
 	}))
 	return nodes
@@ -146,13 +146,13 @@ func RegisterGauges(reg prometheus.Registerer) *sync.Map {
 
 // registerGauges counts the node in its registry's gauges until
 // unregisterGauges.
-func registerGauges(p *Pull) {
+func registerGauges(p *Node) {
 	if p.opts.Registerer != nil {
 		RegisterGauges(p.opts.Registerer).Store(p, struct{}{})
 	}
 }
 
-func unregisterGauges(p *Pull) {
+func unregisterGauges(p *Node) {
 	if p.opts.Registerer != nil {
 		RegisterGauges(p.opts.Registerer).Delete(p)
 	}

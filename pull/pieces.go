@@ -29,7 +29,7 @@ import (
 // bodyHead is the head of a stream's bodies for one second and control.
 type bodyHead struct {
 	now   int64
-	ctl   *control
+	ctl   *advice
 	plain []byte
 	piece atomic.Pointer[compress.Piece]
 }
@@ -49,7 +49,7 @@ var tails = [formats][2]*compress.Piece{
 // headFor returns the head of st's second now under control ctl in format
 // f, building it when the stream's stored one is older. A compact head
 // advises at least CompactMinNextMS.
-func (p *Pull) headFor(st *stream, f format, now int64, ctl *control) *bodyHead {
+func (p *Node) headFor(st *stream, f format, now int64, ctl *advice) *bodyHead {
 	if h := st.head[f].Load(); h != nil && h.now == now && h.ctl == ctl {
 		return h
 	}
@@ -67,11 +67,11 @@ func (p *Pull) headFor(st *stream, f format, now int64, ctl *control) *bodyHead 
 }
 
 // appendHead appends the head of a body in format f.
-func appendHead(out []byte, f format, now int64, ctl *control) []byte {
+func appendHead(out []byte, f format, now int64, ctl *advice) []byte {
 	if f == formatV1 {
 		out = append(out, `{"now":`...)
 		out = strconv.AppendInt(out, now, 10)
-		out = appendControl(out, ctl)
+		out = appendAudience(out, ctl)
 		return append(out, `,"buckets":[`...)
 	}
 	out = append(out, '[')
@@ -127,13 +127,13 @@ type parts struct {
 }
 
 // bodyParts reads what the body of a slot of st is made of in format f.
-func (p *Pull) bodyParts(st *stream, scratch []*ringbuffer.Bucket[bucket], f format, now int64, slot int) parts {
+func (p *Node) bodyParts(st *stream, scratch []*ringbuffer.Bucket[bucket], f format, now int64, slot int) parts {
 	buckets, lost := st.ring.Range(scratch, now-int64(slot), now)
 	gap := 0
 	if lost {
 		gap = 1
 	}
-	return parts{f: f, head: p.headFor(st, f, now, st.ctl.Load()), buckets: buckets, tail: tails[f][gap], encoded: p.metrics.piecesEncoded}
+	return parts{f: f, head: p.headFor(st, f, now, st.advice.Load()), buckets: buckets, tail: tails[f][gap], encoded: p.metrics.piecesEncoded}
 }
 
 // tag is the identity of the body made of the parts.

@@ -25,7 +25,7 @@ var (
 // &v=2 the compact body. stream is a valid stream id; client identifies the
 // client's address for the viewer estimate (nil: every poll counts). On a
 // body cache hit it does not allocate.
-func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id, client []byte) {
+func (p *Node) HandlePoll(ctx *fasthttp.RequestCtx, id, client []byte) {
 	query := ctx.URI().QueryString()
 	f, fok := parseFormat(rawArg(query, "v"))
 	if !fok {
@@ -58,7 +58,7 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id, client []byte) {
 		return
 	}
 	// A viewer is counted for the next_ms its answer advises.
-	advised := st.ctl.Load().nextMS
+	advised := st.advice.Load().nextMS
 	if f == formatCompact {
 		advised = max(advised, p.opts.CompactMinNextMS)
 	}
@@ -79,7 +79,7 @@ func (p *Pull) HandlePoll(ctx *fasthttp.RequestCtx, id, client []byte) {
 // parts' hashes. (HEAD of a slot of viewers who keep up builds and caches
 // the body, as a GET would: whether a compact one has a gzip form decides
 // its headers.)
-func (p *Pull) writeSlot(ctx *fasthttp.RequestCtx, st *stream, f format, now int64, slot int) {
+func (p *Node) writeSlot(ctx *fasthttp.RequestCtx, st *stream, f format, now int64, slot int) {
 	cslot := cacheSlot(slot)
 	if cslot >= 0 {
 		if body := st.bodies[f].Get(now, cslot); body != nil {
@@ -216,7 +216,7 @@ func slotOf(now, since int64) int {
 	}
 }
 
-func appendControl(out []byte, ctl *control) []byte {
+func appendAudience(out []byte, ctl *advice) []byte {
 	out = append(out, `,"next_ms":`...)
 	out = strconv.AppendInt(out, ctl.nextMS, 10)
 	out = append(out, `,"sample":`...)
@@ -228,7 +228,7 @@ func appendControl(out []byte, ctl *control) []byte {
 // writeUnsynced answers a poll for a stream the node has not synced yet: no
 // buckets, the client's own cursor back as now (so it skips nothing), and a
 // short next_ms. Such an answer is not cacheable.
-func (p *Pull) writeUnsynced(ctx *fasthttp.RequestCtx, f format, since int64, hasSince bool) {
+func (p *Node) writeUnsynced(ctx *fasthttp.RequestCtx, f format, since int64, hasSince bool) {
 	if !hasSince {
 		h, ok := p.horizonEstimate()
 		if !ok {
@@ -238,7 +238,7 @@ func (p *Pull) writeUnsynced(ctx *fasthttp.RequestCtx, f format, since int64, ha
 		since = h - defaultBack
 	}
 	var buf [160]byte
-	out := appendHead(buf[:0], f, since, &control{nextMS: unsyncedNextMS, divisor: 1})
+	out := appendHead(buf[:0], f, since, &advice{nextMS: unsyncedNextMS, divisor: 1})
 	out = append(out, tails[f][0].Plain...)
 	api.WriteJSON(ctx, fasthttp.StatusOK, out)
 }
@@ -251,7 +251,7 @@ var contentTypes = [formats][]byte{contentTypeJSON, nil}
 
 // writeBody serves a poll body in format f with the caching headers of
 // docs/api.md, or 304 when the client already has it.
-func (p *Pull) writeBody(ctx *fasthttp.RequestCtx, f format, body *compress.Body) {
+func (p *Node) writeBody(ctx *fasthttp.RequestCtx, f format, body *compress.Body) {
 	if api.WriteBody(ctx, body, contentTypes[f], pollCacheControl) {
 		p.metrics.notModified.Inc()
 	}

@@ -36,8 +36,8 @@ import (
 type Store interface {
 	store.Reader
 	store.HistoryReader
-	store.ControlReporter
-	store.ControlReader
+	store.AudienceReporter
+	store.AudienceReader
 }
 
 // Options configures a Pull node. Zero fields take the default in their comment.
@@ -223,14 +223,14 @@ func setDefault[T int | int64 | time.Duration](v *T, def T) {
 	}
 }
 
-// Pull is a pull node. Create it with New, serve its handlers, Start the
+// Node is a pull node. Create it with New, serve its handlers, Start the
 // syncer and Stop it on shutdown.
-type Pull struct {
+type Node struct {
 	opts    Options
 	metrics *metrics
 	syncLog logthrottle.Throttle
 	streams *registry
-	initial *control           // shared by new streams until their first sync
+	initial *advice            // shared by new streams until their first sync
 	counted *ratelimit.Limiter // arrivals per (address, stream) and poll window
 	history *historyCache
 
@@ -256,17 +256,17 @@ type Pull struct {
 }
 
 // New returns a Pull node.
-func New(opts Options) (*Pull, error) {
+func New(opts Options) (*Node, error) {
 	if err := opts.fillDefaults(); err != nil {
 		return nil, err
 	}
 	m := newMetrics(opts.Registerer)
-	p := &Pull{
+	p := &Node{
 		opts:    opts,
 		metrics: m,
 		syncLog: logthrottle.Throttle{Every: opts.StaleAfter},
 		streams: newRegistry(opts.MaxStreams, m.streamsEvicted),
-		initial: &control{nextMS: opts.BusyNextMS, divisor: 1},
+		initial: &advice{nextMS: opts.BusyNextMS, divisor: 1},
 		// Its rate and burst are unused: arrivals are taken per poll window.
 		counted:   ratelimit.New(1, 1, opts.MaxAddresses),
 		wake:      make(chan struct{}, 1),
@@ -281,7 +281,7 @@ func New(opts Options) (*Pull, error) {
 }
 
 // Start starts the syncer.
-func (p *Pull) Start() {
+func (p *Node) Start() {
 	if p.started.Swap(true) {
 		panic("BUG: pull.Start called twice")
 	}
@@ -289,7 +289,7 @@ func (p *Pull) Start() {
 }
 
 // Stop stops the syncer. It is idempotent.
-func (p *Pull) Stop() {
+func (p *Node) Stop() {
 	p.stopOnce.Do(func() {
 		defer unregisterGauges(p)
 		close(p.stop)
@@ -301,7 +301,7 @@ func (p *Pull) Stop() {
 }
 
 // Ready reports whether the node synced recently enough to serve fresh data.
-func (p *Pull) Ready() (bool, string) {
+func (p *Node) Ready() (bool, string) {
 	last := p.lastSync.Load()
 	if last == 0 {
 		return false, "pull has not synced with its store yet"
@@ -314,11 +314,11 @@ func (p *Pull) Ready() (bool, string) {
 
 // Serves reports whether the node keeps a ring for the stream already, so
 // that a poll for it adds nothing. It does not allocate.
-func (p *Pull) Serves(id []byte) bool { return p.streams.has(id) }
+func (p *Node) Serves(id []byte) bool { return p.streams.has(id) }
 
 // publishLag is how far the newest published second is behind the clock;
 // before the first sync, the time since the node was created.
-func (p *Pull) publishLag() time.Duration {
+func (p *Node) publishLag() time.Duration {
 	now := p.opts.Clock.Now()
 	h := p.horizon.Load()
 	if h == 0 {
@@ -328,14 +328,14 @@ func (p *Pull) publishLag() time.Duration {
 }
 
 // Horizon returns the newest second the node has published.
-func (p *Pull) Horizon() int64 { return p.horizon.Load() }
+func (p *Node) Horizon() int64 { return p.horizon.Load() }
 
 // horizonEstimate is Horizon, or before the first sync the store's
 // horizon, asked once and kept until the first sync: a cursor a little old
 // only costs a few buckets, but one from the node's own clock could be
 // ahead of the store's, and a viewer would skip every second up to it. It
 // is false when the store did not answer.
-func (p *Pull) horizonEstimate() (int64, bool) {
+func (p *Node) horizonEstimate() (int64, bool) {
 	if h := p.horizon.Load(); h != 0 {
 		return h, true
 	}
@@ -357,14 +357,14 @@ func (p *Pull) horizonEstimate() (int64, bool) {
 const estimateTimeout = time.Second
 
 // wakeSyncer asks for a sync now, for a stream that was just added.
-func (p *Pull) wakeSyncer() {
+func (p *Node) wakeSyncer() {
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (p *Pull) syncLoop() {
+func (p *Node) syncLoop() {
 	defer close(p.done)
 	tick := time.NewTicker(p.opts.SyncInterval)
 	defer tick.Stop()
@@ -390,6 +390,6 @@ func (p *Pull) syncLoop() {
 
 // logSyncError logs at most one sync error per StaleAfter, so an outage
 // does not flood the log ten times a second.
-func (p *Pull) logSyncError(err error) {
+func (p *Node) logSyncError(err error) {
 	p.syncLog.Warn(p.opts.Logger, "pull cannot sync with its store; serving what it has", "err", err)
 }

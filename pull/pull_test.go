@@ -23,7 +23,7 @@ type fixture struct {
 	t   testing.TB
 	clk *clock.Manual
 	st  *store.Memory
-	p   *Pull
+	p   *Node
 	sc  syncScratch
 	seq int
 }

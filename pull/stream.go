@@ -32,9 +32,9 @@ type bucket struct {
 	pieces *[formats]bucketPieces
 }
 
-// control is what the server tells a stream's viewers besides the buckets.
+// advice is what the server tells a stream's viewers besides the buckets.
 // The syncer replaces it once per second; bodies are built from one value.
-type control struct {
+type advice struct {
 	nextMS  int64
 	divisor int64 // sample = 1/divisor
 	viewers int64
@@ -45,21 +45,21 @@ type stream struct {
 	id     string
 	ring   ringbuffer.Ring[bucket]
 	bodies [formats]*compress.Cache
-	ctl    atomic.Pointer[control]
+	advice atomic.Pointer[advice]
 	head   [formats]atomic.Pointer[bodyHead] // the newest second's body heads
 
 	lastSeen atomic.Int64 // Unix second of the last poll or watch
 	presence presence     // viewers arriving and due to leave, for the estimate
 
-	ctlState streamControl // owned by the syncer goroutine
+	audience streamAudience // owned by the syncer goroutine
 }
 
-func newStream(id string, ctl *control, now int64) *stream {
+func newStream(id string, ctl *advice, now int64) *stream {
 	st := &stream{id: id}
 	for f := range st.bodies {
 		st.bodies[f] = compress.NewCache(wholeSlots + 2)
 	}
-	st.ctl.Store(ctl)
+	st.advice.Store(ctl)
 	st.lastSeen.Store(now)
 	return st
 }
@@ -103,7 +103,7 @@ func (r *registry) has(id []byte) bool {
 
 // get returns the stream with the given id, creating it with ctl if it is
 // new and there is room; nil if it is new and the registry is full.
-func (r *registry) get(id []byte, ctl *control, now int64) *stream {
+func (r *registry) get(id []byte, ctl *advice, now int64) *stream {
 	sh := &r.shard[maphash.Bytes(r.seed, id)%registryShards]
 	sh.mu.RLock()
 	st := sh.m[string(id)]
@@ -147,7 +147,7 @@ func (r *registry) evictStale(now int64) {
 		sh := &r.shard[i]
 		sh.mu.Lock()
 		for id, st := range sh.m {
-			if st.lastSeen.Load() < now-2*st.ctl.Load().nextMS/1000-2 {
+			if st.lastSeen.Load() < now-2*st.advice.Load().nextMS/1000-2 {
 				delete(sh.m, id)
 				n++
 			}

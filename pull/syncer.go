@@ -37,7 +37,7 @@ const horizonLead = 50 * time.Millisecond
 // once its next step may have come: two or three reads a second at a
 // SyncInterval of 100 ms instead of ten, each step found as soon as
 // before. asked says whether it asked.
-func (p *Pull) storeHorizon(ctx context.Context, sc *syncScratch) (horizon int64, asked bool, err error) {
+func (p *Node) storeHorizon(ctx context.Context, sc *syncScratch) (horizon int64, asked bool, err error) {
 	now := p.opts.Clock.Now()
 	known := max(sc.horizon, p.horizon.Load())
 	if now.Before(sc.due) {
@@ -58,7 +58,7 @@ func (p *Pull) storeHorizon(ctx context.Context, sc *syncScratch) (horizon int64
 // streams that are behind. It learns the store's horizon first (see
 // storeHorizon) and collects only when some stream is behind it: once a
 // second for all of them, or at once for a stream that was just added.
-func (p *Pull) sync(ctx context.Context, sc *syncScratch) error {
+func (p *Node) sync(ctx context.Context, sc *syncScratch) error {
 	horizon, asked, err := p.storeHorizon(ctx, sc)
 	if err != nil {
 		return err
@@ -76,7 +76,7 @@ func (p *Pull) sync(ctx context.Context, sc *syncScratch) error {
 		if err != nil {
 			return err
 		}
-		ctls, cerr := p.control(ctx, sc.behind, coll)
+		ctls, cerr := p.advise(ctx, sc.behind, coll)
 		sc.buckets = p.publish(sc.behind, coll, ctls, sc.buckets)
 		horizon, asked = coll.Horizon, true
 		if cerr != nil {
@@ -105,11 +105,11 @@ func (p *Pull) sync(ctx context.Context, sc *syncScratch) error {
 // seconds are stored: the collection covers the whole window up to the
 // horizon, so a reader never sees a tail whose window holds seconds not
 // yet synced (after a stall, or on the first sync).
-func (p *Pull) publish(behind []*stream, coll store.Collection, ctls []*control, scratch []*ringbuffer.Bucket[bucket]) []*ringbuffer.Bucket[bucket] {
+func (p *Node) publish(behind []*stream, coll store.Collection, ctls []*advice, scratch []*ringbuffer.Bucket[bucket]) []*ringbuffer.Bucket[bucket] {
 	secs := coll.Seconds
 	for i, st := range behind {
-		if ctls[i] != st.ctl.Load() {
-			st.ctl.Store(ctls[i])
+		if ctls[i] != st.advice.Load() {
+			st.advice.Store(ctls[i])
 		}
 		scratch = scratch[:0]
 		for len(secs) > 0 && secs[0].Stream == st.id {
@@ -129,7 +129,7 @@ func (p *Pull) publish(behind []*stream, coll store.Collection, ctls []*control,
 // {"t":..,"c":{..},"burst":[..],"m":[{"u":..,"x":..}]}, emojis in the
 // set's order so equal counts encode to equal bytes on every node, and
 // comments in the order the store holds them.
-func (p *Pull) encodeBucket(s store.Second) bucket {
+func (p *Node) encodeBucket(s store.Second) bucket {
 	var counts [emoji.Max]int64
 	n := p.opts.Emojis.Len()
 	var total int64

@@ -17,7 +17,7 @@ const topEvery = 2 * time.Second
 // reportTop reports the node's busiest streams to the store, at most every
 // topEvery, when the store keeps such reports. It runs on the syncer
 // goroutine, which owns the streams' control state.
-func (p *Pull) reportTop(ctx context.Context, sc *syncScratch) {
+func (p *Node) reportTop(ctx context.Context, sc *syncScratch) {
 	m, ok := p.opts.Store.(store.TopStreams)
 	now := p.opts.Clock.Now()
 	if !ok || now.Sub(p.topReported) < topEvery {
@@ -27,11 +27,11 @@ func (p *Pull) reportTop(ctx context.Context, sc *syncScratch) {
 	top := sc.top[:0]
 	maxDivisor := int64(1)
 	for _, st := range sc.streams {
-		ctl := st.ctl.Load()
+		ctl := st.advice.Load()
 		maxDivisor = max(maxDivisor, ctl.divisor)
 		top = append(top, store.StreamStats{
 			ID: st.id, Viewers: ctl.viewers, Sample: 1 / float64(ctl.divisor),
-			TapsPerS: round2(st.ctlState.tapsPerS), CommentsPerS: round2(st.ctlState.commentsPerS),
+			TapsPerS: round2(st.audience.tapsPerS), CommentsPerS: round2(st.audience.commentsPerS),
 		})
 	}
 	slices.SortFunc(top, func(a, b store.StreamStats) int {

@@ -18,7 +18,7 @@ import (
 // the viewer's first poll, and tells the viewer who it is, where to poll
 // and send, its token, the cursor to start from, the pacing bounds and the
 // emoji set.
-func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
+func (p *Node) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
 	now := p.opts.Clock.Now()
 	user, tok, aerr := p.identify(ctx, id, now)
 	if aerr != nil {
@@ -41,7 +41,7 @@ func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
 			return
 		}
 	}
-	ctl := st.ctl.Load()
+	ctl := st.advice.Load()
 	host := ctx.Host()
 	b := make([]byte, 0, 512+len(p.opts.Emojis.JSON()))
 	b = append(b, `{"stream":`...)
@@ -56,7 +56,7 @@ func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
 	b = api.AppendJSONString(b, tok)
 	b = append(b, `,"since":`...)
 	b = strconv.AppendInt(b, since, 10)
-	b = appendControl(b, ctl)
+	b = appendAudience(b, ctl)
 	// The longest next_ms this node ever advises: a client that polls less
 	// often than told (data saver) stays within it.
 	b = append(b, `,"max_next_ms":`...)
@@ -75,7 +75,7 @@ func (p *Pull) HandleWatch(ctx *fasthttp.RequestCtx, id []byte) {
 //   - else, with JWTs required, no user and no token: the viewer may
 //     watch and poll, not send;
 //   - in the open mode, the ?user= it claims, and no token.
-func (p *Pull) identify(ctx *fasthttp.RequestCtx, id []byte, now time.Time) (user, tok string, aerr *api.Error) {
+func (p *Node) identify(ctx *fasthttp.RequestCtx, id []byte, now time.Time) (user, tok string, aerr *api.Error) {
 	if p.opts.JWT != nil {
 		if auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); len(auth) > 0 {
 			const scheme = "Bearer "
@@ -109,7 +109,7 @@ func (p *Pull) identify(ctx *fasthttp.RequestCtx, id []byte, now time.Time) (use
 // streamURL returns base + /v1/streams/{id}/reactions, with base defaulting
 // to http:// and the Host the viewer used, when that Host is a plain
 // host[:port] (anything else could be a forged header).
-func (p *Pull) streamURL(base string, host, id []byte) string {
+func (p *Node) streamURL(base string, host, id []byte) string {
 	if base == "" {
 		if validHost(host) {
 			base = "http://" + string(host)
@@ -134,7 +134,7 @@ func validHost(h []byte) bool {
 // compact body's counts index, and when an operator restricted the
 // stream's emojis, the ids it takes as "allowed". The set is listed whole
 // even then so that no client can decode an index against a shorter list.
-func (p *Pull) appendEmojis(b, id []byte) []byte {
+func (p *Node) appendEmojis(b, id []byte) []byte {
 	b = p.opts.Emojis.AppendJSON(b)
 	var m *moderation.Stream
 	if p.opts.Moderation != nil {

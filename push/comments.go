@@ -36,7 +36,7 @@ var (
 // the comment will be broadcast in the current second, 202 shed when the
 // stream's budget for comments leaves it out. client is the key of the
 // client's address group (clientip.AppendKey), nil when unknown.
-func (p *Push) HandleComments(ctx *fasthttp.RequestCtx, stream, client []byte) {
+func (p *Node) HandleComments(ctx *fasthttp.RequestCtx, stream, client []byte) {
 	body, ok := p.readBody(ctx)
 	if !ok {
 		return

@@ -115,7 +115,7 @@ func (d *divisors) get(stream []byte, now int64) *streamDivisor {
 // most timeout; concurrent sends share one read, and a stream is read so
 // at most once a second: past that the background refresh takes over.
 // ctx ends with the node.
-func (d *divisors) read(ctx context.Context, sd *streamDivisor, stream []byte, s store.ControlReader, timeout time.Duration, now int64) {
+func (d *divisors) read(ctx context.Context, sd *streamDivisor, stream []byte, s store.AudienceReader, timeout time.Duration, now int64) {
 	sd.mu.Lock()
 	wait := sd.loading
 	if wait == nil {
@@ -137,7 +137,7 @@ func (d *divisors) read(ctx context.Context, sd *streamDivisor, stream []byte, s
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	ctl, err := s.Control(ctx, []string{string(stream)})
+	ctl, err := s.Audience(ctx, []string{string(stream)})
 	cancel()
 	if err == nil {
 		sd.set(ctl[0], now)
@@ -152,12 +152,12 @@ func (d *divisors) read(ctx context.Context, sd *streamDivisor, stream []byte, s
 
 // refresh reads the current divisors of the streams sent to within
 // recentFor seconds and forgets the others.
-func (d *divisors) refresh(ctx context.Context, s store.ControlReader, now int64) error {
+func (d *divisors) refresh(ctx context.Context, s store.AudienceReader, now int64) error {
 	ids, entries := d.snapshot(now - recentFor)
 	if len(ids) == 0 {
 		return nil
 	}
-	ctl, err := s.Control(ctx, ids)
+	ctl, err := s.Audience(ctx, ids)
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (d *divisors) snapshot(before int64) ([]string, []*streamDivisor) {
 // set records the fleet's divisor. The one it replaces stays honoured for
 // recentFor, and so does the fleet's previous one (the node may have
 // missed it: it just started, or the fleet moved twice between reads).
-func (sd *streamDivisor) set(c store.Control, now int64) {
+func (sd *streamDivisor) set(c store.Audience, now int64) {
 	old := sd.current.Load()
 	if c.Divisor < 1 || c.Divisor == old && (c.Previous < 1 || c.Previous == old) {
 		return

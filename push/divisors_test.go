@@ -21,21 +21,21 @@ func TestDivisorsWeighOnlyWhatTheFleetAdvertised(t *testing.T) {
 			t.Fatalf("unknown stream, claimed %d: weight %d, advertised %d; want %d, 0", tc.claimed, w, cur, tc.want)
 		}
 	}
-	report := func(c store.ControlReport) {
+	report := func(c store.AudienceReport) {
 		t.Helper()
 		c.Stream = "s"
-		if err := fs.ReportControl(context.Background(), "pull-1", []store.ControlReport{c}); err != nil {
+		if err := fs.ReportAudience(context.Background(), "pull-1", []store.AudienceReport{c}); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.refresh(context.Background(), fs, now); err != nil {
 			t.Fatal(err)
 		}
 	}
-	report(store.ControlReport{Divisor: 20})
+	report(store.AudienceReport{Divisor: 20})
 	if w, cur, _ := d.weigh(sd, 20, now); w != 20 || cur != 20 {
 		t.Fatalf("after the fleet chose 20: weight %d, advertised %d", w, cur)
 	}
-	report(store.ControlReport{Divisor: 50, Previous: 20})
+	report(store.AudienceReport{Divisor: 50, Previous: 20})
 	for _, tc := range []struct {
 		claimed, at, want int64
 	}{
@@ -57,8 +57,8 @@ func TestDivisorsWeighOnlyWhatTheFleetAdvertised(t *testing.T) {
 func TestDivisorsFirstReadKnowsTheReplacedDivisor(t *testing.T) {
 	fs, _ := newFaulty()
 	ctx := context.Background()
-	for _, c := range []store.ControlReport{{Stream: "s", Divisor: 12}, {Stream: "s", Divisor: 16, Previous: 12}} {
-		if err := fs.ReportControl(ctx, "pull-1", []store.ControlReport{c}); err != nil {
+	for _, c := range []store.AudienceReport{{Stream: "s", Divisor: 12}, {Stream: "s", Divisor: 16, Previous: 12}} {
+		if err := fs.ReportAudience(ctx, "pull-1", []store.AudienceReport{c}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -103,7 +103,7 @@ func TestDivisorsHonourEveryDivisorOfTheLastMinute(t *testing.T) {
 	prev, now := int64(0), int64(1000)
 	steps := []int64{1000, 500, 250, 125, 63, 32, 16, 8, 4, 2}
 	for _, k := range steps {
-		if err := fs.ReportControl(context.Background(), "pull-1", []store.ControlReport{{Stream: "s", Divisor: k, Previous: prev}}); err != nil {
+		if err := fs.ReportAudience(context.Background(), "pull-1", []store.AudienceReport{{Stream: "s", Divisor: k, Previous: prev}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.refresh(context.Background(), fs, now); err != nil {
@@ -127,7 +127,7 @@ func TestDivisorsHonourEveryDivisorOfTheLastMinute(t *testing.T) {
 func TestDivisorsRecentIsBounded(t *testing.T) {
 	sd := &streamDivisor{}
 	for i := range int64(3 * maxRecent) {
-		sd.set(store.Control{Divisor: 2 + i}, 1000)
+		sd.set(store.Audience{Divisor: 2 + i}, 1000)
 	}
 	if len(sd.recent) != maxRecent {
 		t.Fatalf("%d replaced divisors kept; want %d", len(sd.recent), maxRecent)

@@ -19,11 +19,11 @@ type slowControl struct {
 	release chan struct{}
 }
 
-func (s *slowControl) Control(ctx context.Context, streams []string) ([]store.Control, error) {
+func (s *slowControl) Audience(ctx context.Context, streams []string) ([]store.Audience, error) {
 	s.calls.Add(1)
 	s.entered <- struct{}{}
 	<-s.release
-	return s.Memory.Control(ctx, streams)
+	return s.Memory.Audience(ctx, streams)
 }
 
 // TestFlushDoesNotWaitForTheDivisorRead: while one Flush waits on the

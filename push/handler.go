@@ -25,7 +25,7 @@ var (
 // HandleReactions serves POST /v1/streams/{stream}/reactions. stream is a
 // valid stream id; client is the key of the client's address group
 // (clientip.AppendKey), nil when unknown.
-func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) {
+func (p *Node) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) {
 	body, ok := p.readBody(ctx)
 	if !ok {
 		return
@@ -101,7 +101,7 @@ func (p *Push) HandleReactions(ctx *fasthttp.RequestCtx, stream, client []byte) 
 
 // weigh returns the weight of a send that states divisor (0: none) to
 // stream in second sec, and the divisor to advertise in its answer.
-func (p *Push) weigh(stream []byte, divisor, sec int64) (k, current int64) {
+func (p *Node) weigh(stream []byte, divisor, sec int64) (k, current int64) {
 	sd := p.divisors.get(stream, sec)
 	if sd != nil && sd.current.Load() == 0 {
 		// The first send of a stream new to this node: learn the fleet's
@@ -124,7 +124,7 @@ func (p *Push) weigh(stream []byte, divisor, sec int64) (k, current int64) {
 // limitSend takes a send from its user's allowance and, for self-service
 // ids, from its address group's weight, and returns how long to wait when
 // either is spent.
-func (p *Push) limitSend(user, client []byte, selfService bool, count, weighted, k int64, now time.Time) time.Duration {
+func (p *Node) limitSend(user, client []byte, selfService bool, count, weighted, k int64, now time.Time) time.Duration {
 	var wait time.Duration
 	if k == 1 {
 		wait = p.users.Allow(user, int(count), now.UnixNano())
@@ -152,7 +152,7 @@ const maxSendIDs = 200_000
 
 // forgetID forgets the id of a send that was refused after all, so that
 // its retry is counted.
-func (p *Push) forgetID(key []byte) {
+func (p *Node) forgetID(key []byte) {
 	if key != nil {
 		p.sendIDs.Forget(key)
 	}
@@ -161,7 +161,7 @@ func (p *Push) forgetID(key []byte) {
 // readBody applies what every POST of push checks before reading its
 // body: the load budget, a JSON Content-Type and the size limit. It
 // answers and returns false when one fails.
-func (p *Push) readBody(ctx *fasthttp.RequestCtx) ([]byte, bool) {
+func (p *Node) readBody(ctx *fasthttp.RequestCtx) ([]byte, bool) {
 	if wait, shed := p.shed(); shed {
 		p.metrics.overloaded.Inc()
 		api.WriteRetry(ctx, api.ErrOverloaded, wait)
@@ -183,7 +183,7 @@ func (p *Push) readBody(ctx *fasthttp.RequestCtx) ([]byte, bool) {
 // load budget: at factor f it refuses a share 1-1/f of sends, so the
 // accepted rate stays at the budget instead of collapsing, and tells the
 // client to come back in about f seconds.
-func (p *Push) shed() (retryAfter int64, refuse bool) {
+func (p *Node) shed() (retryAfter int64, refuse bool) {
 	if p.opts.Load == nil {
 		return 0, false
 	}
@@ -199,7 +199,7 @@ func (p *Push) shed() (retryAfter int64, refuse bool) {
 // the body. selfService reports whether the client could have made the id
 // up itself (the open mode, or an anonymous token from watch): then the
 // id binds nobody, and the client's address group is what limits it.
-func (p *Push) authenticate(ctx *fasthttp.RequestCtx, dst, stream, bodyUser []byte, now time.Time) (user []byte, selfService bool, aerr *api.Error) {
+func (p *Node) authenticate(ctx *fasthttp.RequestCtx, dst, stream, bodyUser []byte, now time.Time) (user []byte, selfService bool, aerr *api.Error) {
 	if p.opts.Signer == nil && p.opts.JWT == nil {
 		if bodyUser == nil {
 			return nil, true, api.ErrInvalidUser

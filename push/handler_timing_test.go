@@ -55,7 +55,7 @@ func BenchmarkPushHandler(b *testing.B) {
 		sample := ""
 		if bc.sampled {
 			sample = `,"sample":0.1`
-			err := st.ReportControl(context.Background(), "pull-1", []store.ControlReport{{Stream: string(stream), Viewers: 1, Divisor: 10}})
+			err := st.ReportAudience(context.Background(), "pull-1", []store.AudienceReport{{Stream: string(stream), Viewers: 1, Divisor: 10}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -114,7 +114,7 @@ var benchClients = func() [][]byte {
 	return keys
 }()
 
-func benchNode(b *testing.B, signer *token.Signer, st store.Store) *Push {
+func benchNode(b *testing.B, signer *token.Signer, st store.Store) *Node {
 	p, err := New(Options{
 		Targets: []Target{{Name: "bench", Store: st}},
 		Signer:  signer, UserRate: 1e9, UserBurst: 1 << 20, AddrWeightRate: 1e9, AddrWeightBurst: 1 << 20, Logger: quiet,

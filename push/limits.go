@@ -20,7 +20,7 @@ import (
 // over any window.
 
 // limitsLoop shares the limits until Stop.
-func (p *Push) limitsLoop() {
+func (p *Node) limitsLoop() {
 	tick := time.NewTicker(p.opts.FlushInterval)
 	defer tick.Stop()
 	for {
@@ -36,7 +36,7 @@ func (p *Push) limitsLoop() {
 // shareLimits runs one exchange of every shared limiter. What a failed
 // exchange carried is not retried: the fleet forgets those uses, erring
 // toward letting clients through.
-func (p *Push) shareLimits() {
+func (p *Node) shareLimits() {
 	ctx, cancel := context.WithTimeout(p.life, p.opts.FlushTimeout)
 	defer cancel()
 	var keys []string

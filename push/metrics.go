@@ -138,7 +138,7 @@ func RegisterGauges(reg prometheus.Registerer) *sync.Map {
 		Help: "Per-second counts and comments waiting to be written to the stores.",
 	}, func() float64 {
 		n := 0
-		nodes.Range(func(k, _ any) bool { n += k.(*Push).Backlog(); return true })
+		nodes.Range(func(k, _ any) bool { n += k.(*Node).Backlog(); return true })
 		return float64(n)
 	}))
 	promreg.Register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -147,7 +147,7 @@ func RegisterGauges(reg prometheus.Registerer) *sync.Map {
 	}, func() float64 {
 		n := 0
 		nodes.Range(func(k, _ any) bool {
-			for _, t := range k.(*Push).targets {
+			for _, t := range k.(*Node).targets {
 				if !t.healthy.Load() {
 					n++
 				}
@@ -161,7 +161,7 @@ func RegisterGauges(reg prometheus.Registerer) *sync.Map {
 		Help: "Streams with sums waiting for the next flush.",
 	}, func() float64 {
 		n := 0
-		nodes.Range(func(k, _ any) bool { n += k.(*Push).agg.len(); return true })
+		nodes.Range(func(k, _ any) bool { n += k.(*Node).agg.len(); return true })
 		return float64(n)
 	}))
 	return nodes
@@ -169,13 +169,13 @@ func RegisterGauges(reg prometheus.Registerer) *sync.Map {
 
 // registerGauges counts the node in its registry's gauges until
 // unregisterGauges.
-func registerGauges(p *Push) {
+func registerGauges(p *Node) {
 	if p.opts.Registerer != nil {
 		RegisterGauges(p.opts.Registerer).Store(p, struct{}{})
 	}
 }
 
-func unregisterGauges(p *Push) {
+func unregisterGauges(p *Node) {
 	if p.opts.Registerer != nil {
 		RegisterGauges(p.opts.Registerer).Delete(p)
 	}

@@ -9,7 +9,7 @@ import (
 
 // moderated returns the stream's moderation, or nil when it has none (or
 // the node enforces none).
-func (p *Push) moderated(stream []byte) *moderation.Stream {
+func (p *Node) moderated(stream []byte) *moderation.Stream {
 	if p.opts.Moderation == nil {
 		return nil
 	}

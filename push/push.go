@@ -35,7 +35,7 @@ import (
 // reads the sample divisors and shares its comment load.
 type Store interface {
 	store.Writer
-	store.ControlReader
+	store.AudienceReader
 	store.CommentLoadSharer
 }
 
@@ -246,9 +246,9 @@ type SharedLimit struct {
 	Limiter *ratelimit.Limiter
 }
 
-// Push is a push node. Create it with New, serve Handle, Start its flusher,
+// Node is a push node. Create it with New, serve Handle, Start its flusher,
 // and Stop it to flush what it accepted.
-type Push struct {
+type Node struct {
 	opts     Options
 	metrics  *metrics
 	nodeID   string
@@ -285,14 +285,14 @@ type Push struct {
 }
 
 // New returns a Push node.
-func New(opts Options) (*Push, error) {
+func New(opts Options) (*Node, error) {
 	if err := opts.fillDefaults(); err != nil {
 		return nil, err
 	}
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	m := newMetrics(opts.Registerer)
-	p := &Push{
+	p := &Node{
 		opts:     opts,
 		metrics:  m,
 		nodeID:   hex.EncodeToString(id[:]),
@@ -339,7 +339,7 @@ func New(opts Options) (*Push, error) {
 // Start starts the backlog writers, the flusher, the sharing of limits and
 // the comment intake, after its first round of sharing comment load
 // (bounded by FlushTimeout): a node takes no comment seats until it has.
-func (p *Push) Start() {
+func (p *Node) Start() {
 	if p.started.Swap(true) {
 		panic("BUG: push.Start called twice")
 	}
@@ -353,7 +353,7 @@ func (p *Push) Start() {
 	p.comments.Start(p.life)
 }
 
-func (p *Push) flushLoop() {
+func (p *Node) flushLoop() {
 	tick := time.NewTicker(p.opts.FlushInterval)
 	defer tick.Stop()
 	for {
@@ -376,7 +376,7 @@ const divisorRefresh = 500 * time.Millisecond
 // node's own region, whose pull nodes advertise them to its viewers, when
 // a new second started or divisorRefresh passed since the last read. A
 // caller that finds a read under way leaves it to that one.
-func (p *Push) refreshDivisors() {
+func (p *Node) refreshDivisors() {
 	if !p.refreshing.CompareAndSwap(false, true) {
 		return
 	}
@@ -401,14 +401,14 @@ const maxBatch = 4096
 // it every FlushInterval; it is safe to call from other goroutines too.
 // The divisor read is a store round trip, so it runs after the hand-over,
 // outside flushMu: another Flush never waits for it.
-func (p *Push) Flush() {
+func (p *Node) Flush() {
 	p.handOver()
 	p.refreshDivisors()
 }
 
 // handOver moves the sums and comments accepted so far into every
 // target's queue.
-func (p *Push) handOver() {
+func (p *Node) handOver() {
 	p.flushMu.Lock()
 	defer p.flushMu.Unlock()
 	idleBefore := p.opts.Clock.Now().Unix() - 5
@@ -430,7 +430,7 @@ func (p *Push) handOver() {
 // Stop flushes the sums and writes the backlogs until they are empty or ctx
 // is done. Call it after the HTTP server stopped taking requests. It is
 // idempotent.
-func (p *Push) Stop(ctx context.Context) {
+func (p *Node) Stop(ctx context.Context) {
 	p.stopOnce.Do(func() {
 		defer unregisterGauges(p)
 		close(p.stop)
@@ -452,7 +452,7 @@ func (p *Push) Stop(ctx context.Context) {
 }
 
 // Ready reports whether every target's store answers or has backlog room.
-func (p *Push) Ready() (bool, string) {
+func (p *Node) Ready() (bool, string) {
 	for _, t := range p.targets {
 		if !t.ready() {
 			return false, "store " + t.name + " is unreachable and its backlog is full"
@@ -464,7 +464,7 @@ func (p *Push) Ready() (bool, string) {
 // Degraded returns why the node is working around a problem, or "" when it
 // is not: a store it writes to is unreachable, so its sums wait in a
 // backlog. The node stays ready while the backlog has room (see Ready).
-func (p *Push) Degraded() string {
+func (p *Node) Degraded() string {
 	for _, t := range p.targets {
 		if !t.healthy.Load() {
 			return "store " + t.name + " is unreachable; " + strconv.Itoa(t.backlog()) + " counts wait in its backlog"
@@ -474,7 +474,7 @@ func (p *Push) Degraded() string {
 }
 
 // Backlog returns the deltas waiting to be written, summed over targets.
-func (p *Push) Backlog() int {
+func (p *Node) Backlog() int {
 	n := 0
 	for _, t := range p.targets {
 		n += t.backlog()

@@ -16,11 +16,11 @@ import (
 // samplingNode is a push node on a memory store whose fleet advertises
 // divisor k for stream "s", and that has read it: one send stating no
 // sample (counted once) and a flush made it.
-func samplingNode(t *testing.T, k int64) (*Push, *faultyStore, *clock.Manual) {
+func samplingNode(t *testing.T, k int64) (*Node, *faultyStore, *clock.Manual) {
 	t.Helper()
 	fs, clk := newFaulty()
 	if k > 1 {
-		if err := fs.ReportControl(context.Background(), "pull-1", []store.ControlReport{{Stream: "s", Viewers: 1000, Divisor: k}}); err != nil {
+		if err := fs.ReportAudience(context.Background(), "pull-1", []store.AudienceReport{{Stream: "s", Viewers: 1000, Divisor: k}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -36,7 +36,7 @@ func samplingNode(t *testing.T, k int64) (*Push, *faultyStore, *clock.Manual) {
 }
 
 // send posts body to stream "s" and returns the status and answer.
-func send(p *Push, body string) (int, string) {
+func send(p *Node, body string) (int, string) {
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod("POST")
 	ctx.Request.Header.SetContentType("application/json")
@@ -46,7 +46,7 @@ func send(p *Push, body string) (int, string) {
 }
 
 // counted flushes p and returns every reaction stream "s" counts.
-func counted(t *testing.T, p *Push, fs *faultyStore, clk *clock.Manual) int64 {
+func counted(t *testing.T, p *Node, fs *faultyStore, clk *clock.Manual) int64 {
 	t.Helper()
 	p.Flush()
 	if !p.targets[0].sendQueued(context.Background()) {
@@ -61,7 +61,7 @@ func counted(t *testing.T, p *Push, fs *faultyStore, clk *clock.Manual) int64 {
 // tap. (Before: counted 1, answered "sample":1.)
 func TestNewNodeKnowsTheDivisorBeforeItsFirstAnswer(t *testing.T) {
 	fs, clk := newFaulty()
-	if err := fs.ReportControl(context.Background(), "pull-1", []store.ControlReport{{Stream: "s", Viewers: 1000, Divisor: 500}}); err != nil {
+	if err := fs.ReportAudience(context.Background(), "pull-1", []store.AudienceReport{{Stream: "s", Viewers: 1000, Divisor: 500}}); err != nil {
 		t.Fatal(err)
 	}
 	p, err := New(Options{Targets: []Target{{Store: fs}}, Clock: clk, Logger: quiet})
@@ -104,7 +104,7 @@ func TestNodeThatCannotReadTheDivisorAdvertisesNone(t *testing.T) {
 // unreadable is a store whose control figures cannot be read.
 type unreadable struct{ *faultyStore }
 
-func (unreadable) Control(context.Context, []string) ([]store.Control, error) {
+func (unreadable) Audience(context.Context, []string) ([]store.Audience, error) {
 	return nil, errInjected
 }
 
@@ -177,7 +177,7 @@ func TestHonestSampledUserIsNotRefused(t *testing.T) {
 
 // sendFrom posts body to stream "s" from the client address group key
 // client and returns the status.
-func sendFrom(p *Push, client, body string) int {
+func sendFrom(p *Node, client, body string) int {
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod("POST")
 	ctx.Request.Header.SetContentType("application/json")

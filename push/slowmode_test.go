@@ -16,7 +16,7 @@ import (
 
 // slowModeNode is a push node on a Redis store whose stream "calm" is in
 // slow mode for period.
-func slowModeNode(t testing.TB, srv *redistest.Server, prefix string, period int) *push.Push {
+func slowModeNode(t testing.TB, srv *redistest.Server, prefix string, period int) *push.Node {
 	t.Helper()
 	client, err := store.NewRedisClient(srv.URL())
 	if err != nil {
@@ -49,7 +49,7 @@ func slowModeNode(t testing.TB, srv *redistest.Server, prefix string, period int
 	return p
 }
 
-func comment(p *push.Push, user string) int {
+func comment(p *push.Node, user string) int {
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod("POST")
 	ctx.Request.Header.SetContentType("application/json")
@@ -81,7 +81,7 @@ func TestSlowModeWithoutTheStore(t *testing.T) {
 	}
 }
 
-func commentFrom(p *push.Push, user, client string) int {
+func commentFrom(p *push.Node, user, client string) int {
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod("POST")
 	ctx.Request.Header.SetContentType("application/json")

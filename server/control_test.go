@@ -245,7 +245,7 @@ func (tp *tapper) forward() bool {
 func sampleDivisor(sample float64) int64 { return int64(math.Round(1 / sample)) }
 
 // sendInProcess calls the push handler directly, as the HTTP server would.
-func sendInProcess(t *testing.T, p *push.Push, stream, user string, k int64) {
+func sendInProcess(t *testing.T, p *push.Node, stream, user string, k int64) {
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod("POST")
 	ctx.Request.Header.SetContentType(jsonCT)
@@ -258,7 +258,7 @@ func sendInProcess(t *testing.T, p *push.Push, stream, user string, k int64) {
 }
 
 // pollInProcess calls the poll handler directly and returns the body.
-func pollInProcess(t *testing.T, p *pull.Pull, stream string, since int64) pollBody {
+func pollInProcess(t *testing.T, p *pull.Node, stream string, since int64) pollBody {
 	var ctx fasthttp.RequestCtx
 	ctx.Request.SetRequestURI(fmt.Sprintf("/v1/streams/%s/reactions?since=%d", stream, since))
 	p.HandlePoll(&ctx, []byte(stream), nil)

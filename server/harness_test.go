@@ -33,8 +33,8 @@ type node struct {
 	t    testing.TB
 	url  string
 	clk  *clock.Manual
-	push *push.Push
-	pull *pull.Pull
+	push *push.Node
+	pull *pull.Node
 	srv  *Server
 }
 

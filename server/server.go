@@ -33,9 +33,9 @@ type Options struct {
 	// Addr is the address to listen on. Default: DefaultAddr.
 	Addr string
 	// Push serves sends when set.
-	Push *push.Push
+	Push *push.Node
 	// Pull serves polls and watches when set.
-	Pull *pull.Pull
+	Pull *pull.Node
 	// Index serves the web viewer (GET / and /static/...) when set.
 	Index fasthttp.RequestHandler
 	// Admin serves the operators' API (/v1/admin/...) when set; the

@@ -234,16 +234,16 @@ func contractRetriedBatchesCountOnce(t *testing.T, s Store, clk *clock.Manual) {
 	}
 }
 
-func mustReport(t *testing.T, s Store, node string, reports ...ControlReport) {
+func mustReport(t *testing.T, s Store, node string, reports ...AudienceReport) {
 	t.Helper()
-	if err := s.ReportControl(ctx, node, reports); err != nil {
-		t.Fatalf("ReportControl: %v", err)
+	if err := s.ReportAudience(ctx, node, reports); err != nil {
+		t.Fatalf("ReportAudience: %v", err)
 	}
 }
 
-func mustControl(t *testing.T, s Store, streams ...string) []Control {
+func mustControl(t *testing.T, s Store, streams ...string) []Audience {
 	t.Helper()
-	c, err := s.Control(ctx, streams)
+	c, err := s.Audience(ctx, streams)
 	if err != nil {
 		t.Fatalf("Control: %v", err)
 	}
@@ -251,23 +251,23 @@ func mustControl(t *testing.T, s Store, streams ...string) []Control {
 }
 
 func contractControlSumsFreshNodeReports(t *testing.T, s Store, clk *clock.Manual) {
-	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Control{{Viewers: 0, Divisor: 1}}) {
+	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Audience{{Viewers: 0, Divisor: 1}}) {
 		t.Fatalf("Control of an unknown stream = %+v; want 0 viewers, divisor 1", got)
 	}
-	mustReport(t, s, "pull-1", ControlReport{Stream: "a", Viewers: 1200, Divisor: 4}, ControlReport{Stream: "b", Viewers: 7})
-	mustReport(t, s, "pull-2", ControlReport{Stream: "a", Viewers: 800})
+	mustReport(t, s, "pull-1", AudienceReport{Stream: "a", Viewers: 1200, Divisor: 4}, AudienceReport{Stream: "b", Viewers: 7})
+	mustReport(t, s, "pull-2", AudienceReport{Stream: "a", Viewers: 800})
 	// A node's new report replaces its old one.
-	mustReport(t, s, "pull-2", ControlReport{Stream: "a", Viewers: 900})
-	want := []Control{{Viewers: 2100, Divisor: 4}, {Viewers: 7, Divisor: 1}, {Viewers: 0, Divisor: 1}}
+	mustReport(t, s, "pull-2", AudienceReport{Stream: "a", Viewers: 900})
+	want := []Audience{{Viewers: 2100, Divisor: 4}, {Viewers: 7, Divisor: 1}, {Viewers: 0, Divisor: 1}}
 	if got := mustControl(t, s, "a", "b", "c"); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Control = %+v; want %+v", got, want)
 	}
 	// pull-1 stops reporting: its viewers drop out after the TTL, the
 	// divisor it chose stays.
-	clk.Add(ControlTTL - time.Second)
-	mustReport(t, s, "pull-2", ControlReport{Stream: "a", Viewers: 900})
+	clk.Add(AudienceTTL - time.Second)
+	mustReport(t, s, "pull-2", AudienceReport{Stream: "a", Viewers: 900})
 	clk.Add(2 * time.Second)
-	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Control{{Viewers: 900, Divisor: 4}}) {
+	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Audience{{Viewers: 900, Divisor: 4}}) {
 		t.Fatalf("after pull-1 went quiet: %+v; want 900 viewers, divisor 4", got)
 	}
 }
@@ -276,20 +276,20 @@ func contractControlSumsFreshNodeReports(t *testing.T, s Store, clk *clock.Manua
 // keep it alive however long the stream runs, and the divisor it replaced
 // is known for RecentFor.
 func contractControlKeepsSteadyDivisor(t *testing.T, s Store, clk *clock.Manual) {
-	mustReport(t, s, "pull-1", ControlReport{Stream: "a", Viewers: 10, Divisor: 8})
-	mustReport(t, s, "pull-1", ControlReport{Stream: "a", Viewers: 10, Divisor: 12, Previous: 8})
-	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Control{{Viewers: 10, Divisor: 12, Previous: 8}}) {
+	mustReport(t, s, "pull-1", AudienceReport{Stream: "a", Viewers: 10, Divisor: 8})
+	mustReport(t, s, "pull-1", AudienceReport{Stream: "a", Viewers: 10, Divisor: 12, Previous: 8})
+	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Audience{{Viewers: 10, Divisor: 12, Previous: 8}}) {
 		t.Fatalf("Control = %+v; want divisor 12 replacing 8", got)
 	}
 	for range 3 * int(DivisorTTL/time.Second) {
 		clk.Add(time.Second)
-		mustReport(t, s, "pull-1", ControlReport{Stream: "a", Viewers: 10})
+		mustReport(t, s, "pull-1", AudienceReport{Stream: "a", Viewers: 10})
 	}
-	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Control{{Viewers: 10, Divisor: 12}}) {
+	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Audience{{Viewers: 10, Divisor: 12}}) {
 		t.Fatalf("after %v of steady reports: %+v; want divisor 12, the replaced one forgotten", 3*DivisorTTL, got)
 	}
 	clk.Add(DivisorTTL + time.Second)
-	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Control{{Divisor: 1}}) {
+	if got := mustControl(t, s, "a"); !reflect.DeepEqual(got, []Audience{{Divisor: 1}}) {
 		t.Fatalf("%v after the last report: %+v; want divisor 1", DivisorTTL, got)
 	}
 }

@@ -30,11 +30,11 @@ type Store interface {
 	// [from, to], at most MaxHistoryRange of them, kept for the store's
 	// history duration.
 	History(ctx context.Context, stream string, from, to int64) (History, error)
-	// ReportControl records node's reports, each replacing that node's
-	// previous report for the stream; reports expire after ControlTTL.
-	ReportControl(ctx context.Context, node string, reports []ControlReport) error
-	// Control returns the fleet's figures for each stream, in order.
-	Control(ctx context.Context, streams []string) ([]Control, error)
+	// ReportAudience records node's reports, each replacing that node's
+	// previous report for the stream; reports expire after AudienceTTL.
+	ReportAudience(ctx context.Context, node string, reports []AudienceReport) error
+	// Audience returns the fleet's figures for each stream, in order.
+	Audience(ctx context.Context, streams []string) ([]Audience, error)
 	// ReportComments records a push node's comment counts, each replacing
 	// that node's previous report for the stream, and marks the node live;
 	// both expire after CommentLoadTTL.
@@ -64,14 +64,14 @@ type (
 	HistoryReader interface {
 		History(ctx context.Context, stream string, from, to int64) (History, error)
 	}
-	// ControlReporter takes pull nodes' per-stream reports.
-	ControlReporter interface {
-		ReportControl(ctx context.Context, node string, reports []ControlReport) error
+	// AudienceReporter takes pull nodes' per-stream reports.
+	AudienceReporter interface {
+		ReportAudience(ctx context.Context, node string, reports []AudienceReport) error
 	}
-	// ControlReader gives the fleet's per-stream figures: the sample
+	// AudienceReader gives the fleet's per-stream figures: the sample
 	// divisors to push nodes, viewers and divisors to pull nodes.
-	ControlReader interface {
-		Control(ctx context.Context, streams []string) ([]Control, error)
+	AudienceReader interface {
+		Audience(ctx context.Context, streams []string) ([]Audience, error)
 	}
 	// CommentLoadSharer is where push nodes share their comment load.
 	CommentLoadSharer interface {
@@ -149,8 +149,8 @@ var (
 	_ Writer            = Store(nil)
 	_ Reader            = Store(nil)
 	_ HistoryReader     = Store(nil)
-	_ ControlReporter   = Store(nil)
-	_ ControlReader     = Store(nil)
+	_ AudienceReporter  = Store(nil)
+	_ AudienceReader    = Store(nil)
 	_ CommentLoadSharer = Store(nil)
 	_ ModerationReader  = Moderator(nil)
 	_ ModerationWriter  = Moderator(nil)

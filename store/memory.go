@@ -76,8 +76,8 @@ type Memory struct {
 	lastSweep int64
 	history   memHistory
 
-	control          map[string]*memControl
-	lastControlSweep int64
+	control           map[string]*memAudience
+	lastAudienceSweep int64
 
 	commentLoad   map[string]map[string]nodeLoad // stream -> node -> report
 	pushNodes     map[string]time.Time           // push node -> last report
@@ -105,7 +105,7 @@ func NewMemory(opts MemoryOptions) *Memory {
 		metrics:     newMetrics(opts.Registerer),
 		streams:     make(map[string]*memStream),
 		batches:     make(map[string]time.Time),
-		control:     make(map[string]*memControl),
+		control:     make(map[string]*memAudience),
 		commentLoad: make(map[string]map[string]nodeLoad),
 		pushNodes:   make(map[string]time.Time),
 		history:     memHistory{streams: make(map[string]*histStream)},

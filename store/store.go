@@ -147,14 +147,14 @@ type History struct {
 	Seconds []Second
 }
 
-// ControlTTL is how long a pull node's control report counts: a node that
+// AudienceTTL is how long a pull node's control report counts: a node that
 // stopped reporting (it died, or its viewers left) drops out of the totals.
-const ControlTTL = 5 * time.Second
+const AudienceTTL = 5 * time.Second
 
-// ControlReport is one pull node's view of one stream, reported every second.
+// AudienceReport is one pull node's view of one stream, reported every second.
 // Every report keeps the stream's divisor alive: a divisor is forgotten
 // only DivisorTTL after the last pull node stopped reporting the stream.
-type ControlReport struct {
+type AudienceReport struct {
 	Stream  string
 	Viewers int64 // this node's estimate of the stream's concurrent viewers
 	Divisor int64 // the sample divisor chosen from the fleet's figures; 0 keeps the current one
@@ -163,8 +163,8 @@ type ControlReport struct {
 	Previous int64
 }
 
-// Control is what the fleet shares about a stream besides its counts.
-type Control struct {
+// Audience is what the fleet shares about a stream besides its counts.
+type Audience struct {
 	Viewers int64 // sum of the pull nodes' fresh viewer reports
 	Divisor int64 // the sample divisor last chosen; 1 when none was
 	// Previous is the divisor Divisor replaced within RecentFor; 0 if none.
@@ -172,7 +172,7 @@ type Control struct {
 }
 
 // DivisorTTL is how long a stream's divisor outlives the last control
-// report of the stream: longer than ControlTTL, so push nodes keep
+// report of the stream: longer than AudienceTTL, so push nodes keep
 // weighting the taps of a stream whose pull nodes restarted.
 const DivisorTTL = 60 * time.Second
 

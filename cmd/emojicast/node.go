@@ -44,8 +44,8 @@ type node struct {
 	// ipSends limits each client address's sends, shared with the push
 	// fleet when the store can; nil: the server's own.
 	ipSends *ratelimit.Limiter
-	push    *push.Push // nil: not a push role
-	pull    *pull.Pull // nil: not a pull role
+	push    *push.Node // nil: not a push role
+	pull    *pull.Node // nil: not a pull role
 	index   fasthttp.RequestHandler
 	feed    *edgelog.Listener // nil: no edge log feed
 	archive *stopStep         // closes the archive's connections; nil: no --archive-dsn

@@ -18,7 +18,7 @@ import (
 //	                    TTL DivisorTTL
 //
 // A node's report overwrites its own field; readers sum the fields younger
-// than ControlTTL and delete older ones, so nodes that went away drop out.
+// than AudienceTTL and delete older ones, so nodes that went away drop out.
 
 func (r *Redis) controlKey(stream string) string {
 	return r.tags[shard(stream)] + "ctl:" + stream
@@ -32,8 +32,8 @@ func (r *Redis) now() time.Time {
 	return time.Now()
 }
 
-// ReportControl implements Store.
-func (r *Redis) ReportControl(ctx context.Context, node string, reports []ControlReport) error {
+// ReportAudience implements Store.
+func (r *Redis) ReportAudience(ctx context.Context, node string, reports []AudienceReport) error {
 	if len(reports) == 0 {
 		return nil
 	}
@@ -59,9 +59,9 @@ func (r *Redis) ReportControl(ctx context.Context, node string, reports []Contro
 	return nil
 }
 
-// Control implements Store.
-func (r *Redis) Control(ctx context.Context, streams []string) ([]Control, error) {
-	out := make([]Control, len(streams))
+// Audience implements Store.
+func (r *Redis) Audience(ctx context.Context, streams []string) ([]Audience, error) {
+	out := make([]Audience, len(streams))
 	if len(streams) == 0 {
 		return out, nil
 	}
@@ -76,7 +76,7 @@ func (r *Redis) Control(ctx context.Context, streams []string) ([]Control, error
 	now := r.now()
 	var prune redis.Pipeliner
 	for i, cmd := range cmds {
-		stale := r.sumControl(cmd.Val(), now, &out[i])
+		stale := r.sumAudience(cmd.Val(), now, &out[i])
 		if len(stale) > 0 {
 			if prune == nil {
 				prune = r.client.Pipeline()
@@ -92,8 +92,8 @@ func (r *Redis) Control(ctx context.Context, streams []string) ([]Control, error
 	return out, nil
 }
 
-// sumControl folds one stream's hash into c and returns its stale fields.
-func (r *Redis) sumControl(h map[string]string, now time.Time, c *Control) (stale []string) {
+// sumAudience folds one stream's hash into c and returns its stale fields.
+func (r *Redis) sumAudience(h map[string]string, now time.Time, c *Audience) (stale []string) {
 	c.Divisor = 1
 	if k, err := strconv.ParseInt(h["k"], 10, 64); err == nil && k > 0 && fresh(h["kt"], now, DivisorTTL) {
 		c.Divisor = k
@@ -107,7 +107,7 @@ func (r *Redis) sumControl(h map[string]string, now time.Time, c *Control) (stal
 		}
 		viewers, at, ok := strings.Cut(v, " ")
 		n, err := strconv.ParseInt(viewers, 10, 64)
-		if !ok || err != nil || !fresh(at, now, ControlTTL) {
+		if !ok || err != nil || !fresh(at, now, AudienceTTL) {
 			stale = append(stale, field)
 			continue
 		}

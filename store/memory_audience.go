@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// memControl is one stream's shared control figures in a Memory store.
-type memControl struct {
+// memAudience is one stream's shared control figures in a Memory store.
+type memAudience struct {
 	viewers   map[string]nodeViewers // by pull node
 	divisor   int64
 	divisorAt time.Time // the last report of the stream
@@ -21,19 +21,19 @@ type nodeViewers struct {
 	at time.Time
 }
 
-// ReportControl implements Store.
-func (m *Memory) ReportControl(_ context.Context, node string, reports []ControlReport) error {
+// ReportAudience implements Store.
+func (m *Memory) ReportAudience(_ context.Context, node string, reports []AudienceReport) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.opts.Clock.Now()
-	m.sweepControl(now)
+	m.sweepAudience(now)
 	for _, r := range reports {
 		c := m.control[r.Stream]
 		if c == nil {
 			if len(m.control) >= m.opts.MaxStreams {
 				continue // full of streams reported within the TTL; this one waits
 			}
-			c = &memControl{viewers: make(map[string]nodeViewers, 2)}
+			c = &memAudience{viewers: make(map[string]nodeViewers, 2)}
 			m.control[r.Stream] = c
 		}
 		c.viewers[node] = nodeViewers{n: r.Viewers, at: now}
@@ -48,12 +48,12 @@ func (m *Memory) ReportControl(_ context.Context, node string, reports []Control
 	return nil
 }
 
-// Control implements Store.
-func (m *Memory) Control(_ context.Context, streams []string) ([]Control, error) {
+// Audience implements Store.
+func (m *Memory) Audience(_ context.Context, streams []string) ([]Audience, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.opts.Clock.Now()
-	out := make([]Control, len(streams))
+	out := make([]Audience, len(streams))
 	for i, s := range streams {
 		out[i].Divisor = 1
 		c := m.control[s]
@@ -61,7 +61,7 @@ func (m *Memory) Control(_ context.Context, streams []string) ([]Control, error)
 			continue
 		}
 		for _, v := range c.viewers {
-			if now.Sub(v.at) <= ControlTTL {
+			if now.Sub(v.at) <= AudienceTTL {
 				out[i].Viewers += v.n
 			}
 		}
@@ -75,15 +75,15 @@ func (m *Memory) Control(_ context.Context, streams []string) ([]Control, error)
 	return out, nil
 }
 
-// sweepControl forgets expired reports, at most once a second.
-func (m *Memory) sweepControl(now time.Time) {
-	if now.Unix() == m.lastControlSweep {
+// sweepAudience forgets expired reports, at most once a second.
+func (m *Memory) sweepAudience(now time.Time) {
+	if now.Unix() == m.lastAudienceSweep {
 		return
 	}
-	m.lastControlSweep = now.Unix()
+	m.lastAudienceSweep = now.Unix()
 	for s, c := range m.control {
 		for node, v := range c.viewers {
-			if now.Sub(v.at) > ControlTTL {
+			if now.Sub(v.at) > AudienceTTL {
 				delete(c.viewers, node)
 			}
 		}
