@@ -155,43 +155,53 @@ func (f *nodeFlags) register(fs *flag.FlagSet, r role) {
 	fs.Int64Var(&f.maxDivisor, "max-divisor", store.DefaultMaxDivisor, "largest sample divisor ever advertised (sample 1/N); the same on every push and pull node")
 	fs.StringVar(&f.corsOrigins, "cors-origins", "", "origins whose pages may call the API from a browser: * for any, or comma-separated scheme://host[:port] (empty: CORS off; the web viewer is same-origin and needs none)")
 	if r.push {
-		fs.DurationVar(&f.history, "history", store.DefaultHistory, "how long every sealed second is kept for replay (GET .../history), in whole seconds; 0 keeps none (the same on every push node)")
-		fs.DurationVar(&f.flushInterval, "flush-interval", push.DefaultFlushInterval, "how often summed taps are written to the store")
-		fs.Float64Var(&f.userRate, "user-rate", push.DefaultUserRate, "taps per second each user may send")
-		fs.IntVar(&f.userBurst, "user-burst", push.DefaultUserBurst, "taps a user may send at once")
-		fs.IntVar(&f.maxUsers, "max-users", push.DefaultMaxUsers, "users the per-user rate limit remembers")
-		fs.IntVar(&f.backlog, "backlog", push.DefaultMaxBacklog, "most per-second counts kept per store while it is unreachable; past it the oldest seconds are dropped (and counted)")
-		fs.Var(&f.regionRedis, "region-redis", "Redis of another region to write every count to as well, as --redis; repeatable, or several separated by spaces")
-		fs.Int64Var(&f.pointsMaxLen, "redis-points-maxlen", store.DefaultPointsMaxLen, "data points (stream, second, emoji, count) kept per shard stream in Redis for analytics, approximately; 0 keeps none")
-		fs.IntVar(&f.commentBudget, "comment-budget", store.DefaultMaxComments, "most comments a stream broadcasts per second, across all push nodes (the same on every node); the rest are shed fairly")
-		fs.Float64Var(&f.commentRate, "comment-user-rate", push.DefaultCommentUserRate, "comments per second each user may send")
-		fs.IntVar(&f.commentBurst, "comment-user-burst", push.DefaultCommentUserBurst, "comments a user may send at once")
-		fs.Float64Var(&f.ipWeightRate, "ip-weight-rate", push.DefaultAddrWeightRate, "weighted taps per second one client address group may have counted when ids are self-service (open mode, anonymous tokens), whatever ids it uses")
-		fs.IntVar(&f.ipWeightBurst, "ip-weight-burst", push.DefaultAddrWeightBurst, "weighted taps one client address group may have counted at once when ids are self-service; no such send weighs more")
-		fs.Float64Var(&f.ipCommentRate, "ip-comment-rate", push.DefaultGroupCommentRate, "comments per second one client address group may send when ids are self-service")
-		fs.IntVar(&f.ipCommentBurst, "ip-comment-burst", push.DefaultGroupCommentBurst, "comments one client address group may send at once when ids are self-service")
-		fs.StringVar(&f.blockedWords, "blocked-words", "", "file of words and phrases to mask in comments, one per line (# starts a comment line); reloaded when it changes or on SIGHUP")
-		fs.DurationVar(&f.filterTimeout, "filter-timeout", push.DefaultFilterTimeout, "longest a comment waits for the word filter; past it, it goes out masked whole and the failure is counted")
+		f.registerPush(fs)
 	}
 	if r.pull {
-		fs.StringVar(&f.publicURL, "public-url", "", "base URL viewers poll this process at, used in watch answers (empty: http:// and the request's Host)")
-		fs.StringVar(&f.pushURL, "push-url", "", "base URL viewers send taps to, used in watch answers (empty: --public-url)")
-		fs.DurationVar(&f.tokenTTL, "token-ttl", token.DefaultTTL, "how long a viewer token is valid")
-		fs.Int64Var(&f.burstThreshold, "burst-threshold", pull.DefaultBurstThreshold, "count at which an emoji's second is shown as one burst (confetti)")
-		fs.Int64Var(&f.busyNextMS, "busy-next-ms", pull.DefaultBusyNextMS, "poll interval told to viewers of a stream with recent reactions, in ms")
-		fs.Int64Var(&f.quietNextMS, "quiet-next-ms", pull.DefaultQuietNextMS, "poll interval told to viewers of a quiet stream, in ms")
-		fs.Int64Var(&f.quietMaxNextMS, "quiet-max-next-ms", 0, "longest poll interval told to viewers of a stream quiet for long (a tenth of its quiet spell, from --quiet-next-ms up to this), in ms (0: 15000, or --max-next-ms when that is shorter)")
-		fs.Int64Var(&f.minNextMS, "min-next-ms", pull.DefaultMinNextMS, "shortest poll interval ever told to viewers, in ms")
-		fs.Int64Var(&f.compactNextMS, "compact-min-next-ms", pull.DefaultCompactMinNextMS, "shortest poll interval told to viewers that ask for the compact body (v=2), in ms")
-		fs.Int64Var(&f.maxNextMS, "max-next-ms", pull.DefaultMaxNextMS, "longest poll interval ever told to viewers (also under overload), in ms")
-		fs.StringVar(&f.edgeLogListen, "edge-log-listen", "", "UDP address (host:port) to receive the edges' access log as syslog at: their polls, cache hits included, count as viewers; only lines from --trusted-proxies tagged with --edge-log-secret are read, and polls from them are not counted again (empty: off)")
-		fs.StringVar(&f.edgeLogSecret, "edge-log-secret", "", "the syslog tag the edges put on their log lines (nginx's access_log syslog:...,tag=): 16 to 32 letters, digits and underscores shared with them; lines without it are refused (required with --edge-log-listen)")
-		fs.Int64Var(&f.targetSends, "target-sends", pull.DefaultTargetSends, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
-		fs.IntVar(&f.ipViewers, "ip-viewers", pull.DefaultViewersPerAddress, "most viewers one client address counts as in a stream's viewer estimate per poll interval")
-		fs.StringVar(&f.archiveDSN, "archive-dsn", "", "with --redis: the PostgreSQL archive (emojicast archive) that answers replays older than --history (empty: none, replays reach back --history)")
-		if !r.push {
-			fs.DurationVar(&f.history, "history", store.DefaultHistory, "with --archive-dsn: how long the push nodes keep history (their --history); older ranges are read from the archive")
-		}
+		f.registerPull(fs, r)
+	}
+}
+
+// registerPush registers the flags of the push roles.
+func (f *nodeFlags) registerPush(fs *flag.FlagSet) {
+	fs.DurationVar(&f.history, "history", store.DefaultHistory, "how long every sealed second is kept for replay (GET .../history), in whole seconds; 0 keeps none (the same on every push node)")
+	fs.DurationVar(&f.flushInterval, "flush-interval", push.DefaultFlushInterval, "how often summed taps are written to the store")
+	fs.Float64Var(&f.userRate, "user-rate", push.DefaultUserRate, "taps per second each user may send")
+	fs.IntVar(&f.userBurst, "user-burst", push.DefaultUserBurst, "taps a user may send at once")
+	fs.IntVar(&f.maxUsers, "max-users", push.DefaultMaxUsers, "users the per-user rate limit remembers")
+	fs.IntVar(&f.backlog, "backlog", push.DefaultMaxBacklog, "most per-second counts kept per store while it is unreachable; past it the oldest seconds are dropped (and counted)")
+	fs.Var(&f.regionRedis, "region-redis", "Redis of another region to write every count to as well, as --redis; repeatable, or several separated by spaces")
+	fs.Int64Var(&f.pointsMaxLen, "redis-points-maxlen", store.DefaultPointsMaxLen, "data points (stream, second, emoji, count) kept per shard stream in Redis for analytics, approximately; 0 keeps none")
+	fs.IntVar(&f.commentBudget, "comment-budget", store.DefaultMaxComments, "most comments a stream broadcasts per second, across all push nodes (the same on every node); the rest are shed fairly")
+	fs.Float64Var(&f.commentRate, "comment-user-rate", push.DefaultCommentUserRate, "comments per second each user may send")
+	fs.IntVar(&f.commentBurst, "comment-user-burst", push.DefaultCommentUserBurst, "comments a user may send at once")
+	fs.Float64Var(&f.ipWeightRate, "ip-weight-rate", push.DefaultAddrWeightRate, "weighted taps per second one client address group may have counted when ids are self-service (open mode, anonymous tokens), whatever ids it uses")
+	fs.IntVar(&f.ipWeightBurst, "ip-weight-burst", push.DefaultAddrWeightBurst, "weighted taps one client address group may have counted at once when ids are self-service; no such send weighs more")
+	fs.Float64Var(&f.ipCommentRate, "ip-comment-rate", push.DefaultGroupCommentRate, "comments per second one client address group may send when ids are self-service")
+	fs.IntVar(&f.ipCommentBurst, "ip-comment-burst", push.DefaultGroupCommentBurst, "comments one client address group may send at once when ids are self-service")
+	fs.StringVar(&f.blockedWords, "blocked-words", "", "file of words and phrases to mask in comments, one per line (# starts a comment line); reloaded when it changes or on SIGHUP")
+	fs.DurationVar(&f.filterTimeout, "filter-timeout", push.DefaultFilterTimeout, "longest a comment waits for the word filter; past it, it goes out masked whole and the failure is counted")
+}
+
+// registerPull registers the flags of the pull roles.
+func (f *nodeFlags) registerPull(fs *flag.FlagSet, r role) {
+	fs.StringVar(&f.publicURL, "public-url", "", "base URL viewers poll this process at, used in watch answers (empty: http:// and the request's Host)")
+	fs.StringVar(&f.pushURL, "push-url", "", "base URL viewers send taps to, used in watch answers (empty: --public-url)")
+	fs.DurationVar(&f.tokenTTL, "token-ttl", token.DefaultTTL, "how long a viewer token is valid")
+	fs.Int64Var(&f.burstThreshold, "burst-threshold", pull.DefaultBurstThreshold, "count at which an emoji's second is shown as one burst (confetti)")
+	fs.Int64Var(&f.busyNextMS, "busy-next-ms", pull.DefaultBusyNextMS, "poll interval told to viewers of a stream with recent reactions, in ms")
+	fs.Int64Var(&f.quietNextMS, "quiet-next-ms", pull.DefaultQuietNextMS, "poll interval told to viewers of a quiet stream, in ms")
+	fs.Int64Var(&f.quietMaxNextMS, "quiet-max-next-ms", 0, "longest poll interval told to viewers of a stream quiet for long (a tenth of its quiet spell, from --quiet-next-ms up to this), in ms (0: 15000, or --max-next-ms when that is shorter)")
+	fs.Int64Var(&f.minNextMS, "min-next-ms", pull.DefaultMinNextMS, "shortest poll interval ever told to viewers, in ms")
+	fs.Int64Var(&f.compactNextMS, "compact-min-next-ms", pull.DefaultCompactMinNextMS, "shortest poll interval told to viewers that ask for the compact body (v=2), in ms")
+	fs.Int64Var(&f.maxNextMS, "max-next-ms", pull.DefaultMaxNextMS, "longest poll interval ever told to viewers (also under overload), in ms")
+	fs.StringVar(&f.edgeLogListen, "edge-log-listen", "", "UDP address (host:port) to receive the edges' access log as syslog at: their polls, cache hits included, count as viewers; only lines from --trusted-proxies tagged with --edge-log-secret are read, and polls from them are not counted again (empty: off)")
+	fs.StringVar(&f.edgeLogSecret, "edge-log-secret", "", "the syslog tag the edges put on their log lines (nginx's access_log syslog:...,tag=): 16 to 32 letters, digits and underscores shared with them; lines without it are refused (required with --edge-log-listen)")
+	fs.Int64Var(&f.targetSends, "target-sends", pull.DefaultTargetSends, "forwarded taps per second per stream the push side should receive; sample is lowered to keep it there")
+	fs.IntVar(&f.ipViewers, "ip-viewers", pull.DefaultViewersPerAddress, "most viewers one client address counts as in a stream's viewer estimate per poll interval")
+	fs.StringVar(&f.archiveDSN, "archive-dsn", "", "with --redis: the PostgreSQL archive (emojicast archive) that answers replays older than --history (empty: none, replays reach back --history)")
+	if !r.push {
+		fs.DurationVar(&f.history, "history", store.DefaultHistory, "with --archive-dsn: how long the push nodes keep history (their --history); older ranges are read from the archive")
 	}
 }
 
