@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emojicast/emojicast/internal/testutil"
 )
 
 // TestMalformedHTTP sends requests that are not valid HTTP/1.1, or are
@@ -14,6 +16,7 @@ import (
 // answer as a JSON error, and the server keeps serving. The API-level
 // hostile requests are in TestErrorsOfTheAPI.
 func TestMalformedHTTP(t *testing.T) {
+	testutil.Long(t, "waits out read timeouts")
 	n := startNode(t, func(c *nodeConfig) { c.server.ReadTimeout = 2 * time.Second })
 	n.step()
 	const send = "POST /v1/streams/s/reactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

@@ -269,6 +269,7 @@ func TestFullStreamsDoNotLockOutNewOnes(t *testing.T) {
 // instead of being refused, while connections idle for less than a second
 // still make it wait.
 func TestIdleConnectionsReclaimedAtMaxConns(t *testing.T) {
+	testutil.Long(t, "waits for idle connections to be reclaimed")
 	n := startNode(t, func(c *nodeConfig) { c.server.MaxConns = 3 })
 	addr := n.srv.Addr()
 	get := "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
