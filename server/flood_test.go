@@ -37,10 +37,12 @@ func TestFloodOfDistinctIDsStaysBounded(t *testing.T) {
 	if testutil.RaceEnabled {
 		total = 150_000
 	}
+	// Twenty clock moves, each letting maxStreams new streams in: the
+	// store (5 × maxStreams) has to evict.
+	step := total / 20
 	const (
 		maxStreams = 1000
 		maxKeys    = 10_000
-		step       = 50_000 // requests between clock moves
 		heapBound  = 32 << 20
 	)
 	n := startNode(t, func(c *nodeConfig) {
