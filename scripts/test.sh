@@ -29,12 +29,14 @@ go vet ./...
 # the diagnostics build (benchmarks/README.md, "Where a connected viewer's bytes go")
 go vet -tags memstats ./cmd/emojicast
 
+# step NAME COMMAND...: runs the command and says how long it took.
 step() {
-	local start=$SECONDS
+	local name=$1 start=$SECONDS
+	shift
 	"$@"
-	echo "scripts/test.sh: $* took $((SECONDS - start)) s" >&2
+	echo "scripts/test.sh: $name took $((SECONDS - start)) s" >&2
 }
-step go test -race -shuffle=on -timeout 20m $(go list ./... | grep -v '/e2e$')
-step go test -shuffle=on -timeout 30m ./e2e
-step go test -count=1 -run 'DoesNotAllocate$' ./...
-step go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 10m ./...
+step "packages (race)" go test -race -shuffle=on -timeout 20m $(go list ./... | grep -v '/e2e$')
+step "end to end" go test -shuffle=on -timeout 30m ./e2e
+step "allocation pins" go test -count=1 -run 'DoesNotAllocate$' ./...
+step "benchmarks once" go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 10m ./...
