@@ -36,7 +36,9 @@ step() {
 	"$@"
 	echo "scripts/test.sh: $name took $((SECONDS - start)) s" >&2
 }
-step "packages (race)" go test -race -shuffle=on -timeout 20m $(go list ./... | grep -v '/e2e$')
-step "end to end" go test -shuffle=on -timeout 30m ./e2e
+# Most tests wait on processes, sockets and clocks more than they compute:
+# four packages, and six end-to-end tests, at once keep two cores busy.
+step "packages (race)" go test -race -shuffle=on -p 4 -timeout 20m $(go list ./... | grep -v '/e2e$')
+step "end to end" go test -shuffle=on -parallel 6 -timeout 30m ./e2e
 step "allocation pins" go test -count=1 -run 'DoesNotAllocate$' ./...
 step "benchmarks once" go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 10m ./...
