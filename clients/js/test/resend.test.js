@@ -54,7 +54,9 @@ test("a poll whose kept-alive connection closed under it goes out again at once"
   const v = new Viewer({ server: proxy.url, stream: "js-resend", user: "resender" });
   try {
     v.run();
-    await eventually("five connections closed under a request", 20000, () => proxy.cuts >= 5);
+    // A cut is counted when the request goes out, its resend's answer
+    // later: wait for both.
+    await eventually("five connections closed under a request, and five polls answered", 20000, () => proxy.cuts >= 5 && v.stats.polls >= 5);
     v.stop();
     assert.equal(v.stats.failures, 0, `failures ${v.stats.failures}; want none, each closed poll resent at once`);
     assert.ok(v.stats.polls >= 5, `polls ${v.stats.polls}`);
