@@ -36,7 +36,6 @@ func startVarnishEdge(t *testing.T, pull, push, corsOrigins []string) string {
 // working directory (-n), where varnishncsa reads its log.
 func startVarnishEdgeWork(t *testing.T, pull, push, corsOrigins []string) (url, work string) {
 	t.Helper()
-	bin := varnishdPath(t)
 	dir := t.TempDir()
 	tmpl, err := template.ParseFiles(filepath.Join("..", "deploy", "varnish.vcl"))
 	if err != nil {
@@ -54,42 +53,7 @@ func startVarnishEdgeWork(t *testing.T, pull, push, corsOrigins []string) (url, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	logs := &testutil.SyncBuffer{}
-	work = filepath.Join(dir, "work")
-	cmd := exec.Command(bin, "-F", "-j", "none", "-n", work, "-a", addr, "-f", vcl, "-s", "malloc,64m")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var werr error
-	go func() { werr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("varnishd output:\n%s", logs.String())
-		}
-	})
-	testutil.Eventually(t, 20*time.Second, "varnishd listens", func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("varnishd exited at start: %v\n%s", werr, logs.String())
-		default:
-		}
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	addr, work := startVarnishd(t, "-f", vcl)
 	return "http://" + addr, work
 }
 

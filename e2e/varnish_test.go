@@ -4,75 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/emojicast/emojicast/internal/testutil"
 )
-
-// The stock cache tests put a Varnish with nothing of ours in front of
-// emojicast: Debian's varnishd, its built-in VCL and a backend, as an
-// operator who adds emojicast to the cache they run would. What keeps it
-// fresh and cheap is only what the answers say (docs/api.md, caching).
-
-// varnishdPath finds varnishd; scripts/install-test-deps.sh installs it
-// (Debian's varnish), in /usr/sbin, which a user's PATH may lack.
-func varnishdPath(t *testing.T) string {
-	t.Helper()
-	return testutil.NeedsProgram(t, "varnishd", "/usr/sbin/varnishd")
-}
-
-// startStockVarnish runs varnishd in the foreground with its built-in VCL
-// and backend (host:port) on a free port until the test ends, and returns
-// its host:port. The jail is off so that it runs as the test's user; it
-// changes who the process runs as, not what it caches.
-func startStockVarnish(t *testing.T, backend string) string {
-	t.Helper()
-	bin := varnishdPath(t)
-	dir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	logs := &testutil.SyncBuffer{}
-	cmd := exec.Command(bin, "-F", "-j", "none", "-n", filepath.Join(dir, "work"), "-a", addr, "-b", backend, "-s", "malloc,64m")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var werr error
-	go func() { werr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("varnishd output:\n%s", logs.String())
-		}
-	})
-	testutil.Eventually(t, 20*time.Second, "varnishd listens", func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("varnishd exited at start: %v\n%s", werr, logs.String())
-		default:
-		}
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return addr
-}
 
 // loadgenFigures is the part of the load generator's report
 // (benchmarks/loadgen) the stock cache test reads.
